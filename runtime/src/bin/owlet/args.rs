@@ -1,0 +1,81 @@
+//! Command-line arguments of `owlet` (one convention across owlet's binaries:
+//! `--model BUNDLE`, `--json`, `--threads N`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "owlet", version, about = "Run CLIP model bundles from the shell: embeddings, similarity, zero-shot labels")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Model bundle folder (the one with owlet.toml).
+    #[arg(long, short = 'm', value_name = "BUNDLE")]
+    pub model: PathBuf,
+    /// Threads for matrix products [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Embedding vectors of images or texts (L2-normalised).
+    Embed {
+        #[command(flatten)]
+        common: Common,
+        /// Image files.
+        #[arg(value_name = "IMAGE", required_unless_present = "text", conflicts_with = "text")]
+        images: Vec<PathBuf>,
+        /// Texts to embed instead of images.
+        #[arg(long, num_args = 1.., value_name = "T")]
+        text: Vec<String>,
+    },
+    /// Cosine similarity of every image with every text, and per image the
+    /// probability of each text.
+    Similarity {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, num_args = 1.., required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        #[arg(long, num_args = 1.., required = true, value_name = "T")]
+        texts: Vec<String>,
+    },
+    /// Zero-shot classification of images against a list of labels.
+    Classify {
+        #[command(flatten)]
+        common: Common,
+        /// Comma-separated labels, e.g. "cat,dog,car".
+        #[arg(long, required = true)]
+        labels: String,
+        /// Prompt template with {} for the label; repeat to average several.
+        #[arg(long = "template", value_name = "TEMPLATE")]
+        templates: Vec<String>,
+        /// How many labels to show per image in the table.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Token ids and tokens of a text, as the model sees it.
+    Tokenize {
+        #[command(flatten)]
+        common: Common,
+        text: String,
+    },
+    /// Write the model's view of an image (resized and cropped) as PNG.
+    Preprocess {
+        #[command(flatten)]
+        common: Common,
+        image: PathBuf,
+        #[arg(short = 'o', long = "output", value_name = "OUT.png")]
+        output: PathBuf,
+    },
+}

@@ -1,0 +1,206 @@
+//! `owlet`: CLIP from the shell. A thin layer over owlet-runtime: parse arguments,
+//! call the runtime, print a table or JSON. Errors are printed once, here.
+
+mod args;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use image::RgbImage;
+use owlet_runtime::bundle::Bundle;
+use owlet_runtime::engine;
+use owlet_runtime::image_io::{self, DecodeLimits};
+use owlet_runtime::models::clip::Clip;
+use owlet_runtime::preprocess;
+use owlet_runtime::tokenize::TextTokenizer;
+use serde_json::json;
+
+use args::{Cli, Command, Common};
+
+/// Exit codes: 0 all good, 1 some inputs failed (the rest were processed), 2 error.
+const SOME_INPUTS_FAILED: u8 = 1;
+const FAILED: u8 = 2;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("owlet: error: {e:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Embed { common, images, text } => embed(&common, &images, &text),
+        Command::Similarity { common, images, texts } => similarity(&common, &images, &texts),
+        Command::Classify { common, labels, templates, top, images } => {
+            classify(&common, &labels, &templates, top, &images)
+        }
+        Command::Tokenize { common, text } => tokenize(&common, &text),
+        Command::Preprocess { common, image, output } => preprocess_cmd(&common, &image, &output),
+    }
+}
+
+fn load_clip(common: &Common) -> Result<Clip> {
+    engine::set_threads(common.threads.map(usize::from).unwrap_or_else(engine::default_threads));
+    Clip::load(&common.model).with_context(|| format!("loading model bundle {}", common.model.display()))
+}
+
+/// Decode every image; report the ones that fail and keep the rest.
+fn load_images(paths: &[PathBuf]) -> (Vec<(PathBuf, RgbImage)>, usize) {
+    let mut ok = Vec::new();
+    let mut failed = 0;
+    for p in paths {
+        match image_io::load_rgb(p, DecodeLimits::default()) {
+            Ok(img) => ok.push((p.clone(), img)),
+            Err(e) => {
+                eprintln!("owlet: skipping image: {e}");
+                failed += 1;
+            }
+        }
+    }
+    (ok, failed)
+}
+
+fn exit_for(failed: usize, done: usize) -> Result<ExitCode> {
+    if done == 0 && failed > 0 {
+        anyhow::bail!("no input could be read");
+    }
+    Ok(if failed > 0 { ExitCode::from(SOME_INPUTS_FAILED) } else { ExitCode::SUCCESS })
+}
+
+fn embed(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<ExitCode> {
+    let clip = load_clip(common)?;
+    let (names, embeddings, failed) = if !texts.is_empty() {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        (texts.to_vec(), clip.embed_texts(&refs)?, 0)
+    } else {
+        let (imgs, failed) = load_images(images);
+        let pixels: Vec<RgbImage> = imgs.iter().map(|(_, i)| i.clone()).collect();
+        let e = if pixels.is_empty() { None } else { Some(clip.embed_images(&pixels)?) };
+        let names = imgs.iter().map(|(p, _)| p.display().to_string()).collect();
+        match e {
+            Some(e) => (names, e, failed),
+            None => return exit_for(failed, 0),
+        }
+    };
+    if common.json {
+        let rows: Vec<_> =
+            names.iter().zip(embeddings.rows()).map(|(n, e)| json!({"input": n, "embedding": e})).collect();
+        output::print_json(&json!({"model": clip.bundle.manifest.name, "dim": embeddings.dim, "embeddings": rows}));
+    } else {
+        for (n, e) in names.iter().zip(embeddings.rows()) {
+            println!("{}", output::embedding_line(n, e));
+        }
+    }
+    exit_for(failed, names.len())
+}
+
+fn similarity(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<ExitCode> {
+    let clip = load_clip(common)?;
+    let (imgs, failed) = load_images(images);
+    if imgs.is_empty() {
+        return exit_for(failed, 0);
+    }
+    let pixels: Vec<RgbImage> = imgs.iter().map(|(_, i)| i.clone()).collect();
+    let ie = clip.embed_images(&pixels)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let te = clip.embed_texts(&refs)?;
+    let cos = ie.dot_matrix(&te);
+    let probs: Vec<Vec<f32>> = cos
+        .iter()
+        .map(|row| {
+            let logits: Vec<f32> = row.iter().map(|c| c * clip.logit_scale()).collect();
+            owlet_runtime::similarity::softmax(&logits)
+        })
+        .collect();
+    let names: Vec<String> = imgs.iter().map(|(p, _)| p.display().to_string()).collect();
+    if common.json {
+        output::print_json(&json!({
+            "model": clip.bundle.manifest.name, "images": names, "texts": texts,
+            "cosine": cos, "probs": probs, "logit_scale": clip.logit_scale(),
+        }));
+    } else {
+        print!("{}", output::matrix_table("cosine", &names, texts, &cos, 4));
+        println!();
+        print!("{}", output::matrix_table("p(text | image)", &names, texts, &probs, 4));
+    }
+    exit_for(failed, names.len())
+}
+
+fn parse_labels(labels: &str) -> Vec<String> {
+    labels.split(',').map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+}
+
+fn classify(common: &Common, labels: &str, templates: &[String], top: usize, images: &[PathBuf]) -> Result<ExitCode> {
+    let labels = parse_labels(labels);
+    if labels.is_empty() {
+        anyhow::bail!("--labels is empty: give a comma-separated list such as \"cat,dog,car\"");
+    }
+    let clip = load_clip(common)?;
+    let set = clip.label_set(&labels, templates)?;
+    let (imgs, failed) = load_images(images);
+    if imgs.is_empty() {
+        return exit_for(failed, 0);
+    }
+    let pixels: Vec<RgbImage> = imgs.iter().map(|(_, i)| i.clone()).collect();
+    let results = clip.classify(&pixels, &set)?;
+    if common.json {
+        let rows: Vec<_> = imgs
+            .iter()
+            .zip(&results)
+            .map(|((p, _), c)| {
+                let (label, score) = c.top();
+                let scores: serde_json::Map<String, serde_json::Value> =
+                    c.labels.iter().zip(&c.probs).map(|(l, p)| (l.clone(), json!(p))).collect();
+                json!({"image": p.display().to_string(), "top_label": label, "top_score": score, "scores": scores})
+            })
+            .collect();
+        output::print_json(&json!({"model": clip.bundle.manifest.name, "templates": set.templates, "results": rows}));
+    } else {
+        for ((p, _), c) in imgs.iter().zip(&results) {
+            println!("{}", p.display());
+            for (label, prob) in c.ranked().into_iter().take(top.max(1)) {
+                println!("  {:>6.2}%  {label}", prob * 100.0);
+            }
+        }
+    }
+    exit_for(failed, imgs.len())
+}
+
+fn tokenize(common: &Common, text: &str) -> Result<ExitCode> {
+    let bundle = Bundle::open(&common.model)?;
+    let t = bundle.text();
+    let tok = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+    let (ids, tokens) = tok.tokens(text)?;
+    if common.json {
+        output::print_json(&json!({"text": text, "input_ids": ids, "tokens": tokens}));
+    } else {
+        println!("{} tokens (context length {})", ids.len(), t.context_length);
+        for (id, token) in ids.iter().zip(&tokens) {
+            println!("{id:>7}  {token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn preprocess_cmd(common: &Common, image: &Path, out: &Path) -> Result<ExitCode> {
+    let bundle = Bundle::open(&common.model)?;
+    let img = image_io::load_rgb(image, DecodeLimits::default())?;
+    let view = preprocess::model_view(&bundle.manifest.vision.preprocess, &img);
+    view.save_with_format(out, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", out.display()))?;
+    if common.json {
+        output::print_json(&json!({"input": image.display().to_string(), "output": out.display().to_string(),
+            "width": view.width(), "height": view.height()}));
+    } else {
+        println!("{} ({}x{}) -> {} ({}x{})", image.display(), img.width(), img.height(), out.display(), view.width(), view.height());
+    }
+    Ok(ExitCode::SUCCESS)
+}

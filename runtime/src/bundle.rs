@@ -1,0 +1,296 @@
+//! Model bundles: a folder with an `owlet.toml` manifest and the files it names.
+//!
+//! The manifest is parsed into typed structs (`deny_unknown_fields`, so a typo is
+//! an error, not a silently ignored option) and then validated field by field, so
+//! that a broken bundle says which field of which file is wrong.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const MANIFEST: &str = "owlet.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Clip,
+    Blip2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Scale so that the shorter side is `size` (CLIPImageProcessor).
+    ShortestEdge,
+    /// Scale both sides to `size` (BlipImageProcessor).
+    Square,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resample {
+    Bicubic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropMode {
+    Center,
+    None,
+}
+
+/// How an image becomes `pixel_values`, as the model's image processor did it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessSpec {
+    pub resize: ResizeMode,
+    pub size: u32,
+    pub resample: Resample,
+    pub crop: CropMode,
+    pub crop_size: u32,
+    pub rescale: f64,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionSpec {
+    pub file: PathBuf,
+    pub precision: Precision,
+    #[serde(default = "default_pixel_values")]
+    pub input: String,
+    #[serde(default = "default_image_embeds")]
+    pub output: String,
+    pub embed_dim: usize,
+    pub preprocess: PreprocessSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSpec {
+    pub file: PathBuf,
+    pub precision: Precision,
+    pub tokenizer: PathBuf,
+    /// Texts are padded with this token to `context_length` (CLIP: `<|endoftext|>`).
+    pub pad_token: String,
+    pub context_length: usize,
+    pub embed_dim: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipSpec {
+    /// exp() of the trained temperature: zero-shot logits are `logit_scale * cosine`.
+    pub logit_scale: f32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub kind: ModelKind,
+    pub name: String,
+    #[serde(default)]
+    pub source: String,
+    pub vision: VisionSpec,
+    pub text: Option<TextSpec>,
+    pub clip: Option<ClipSpec>,
+}
+
+fn default_pixel_values() -> String {
+    "pixel_values".into()
+}
+fn default_image_embeds() -> String {
+    "image_embeds".into()
+}
+
+/// A bundle on disk: its folder and its validated manifest.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Bundle {
+    /// Read and validate `DIR/owlet.toml`; check that every file it names exists.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Bundle> {
+        let dir = dir.as_ref().to_path_buf();
+        let path = dir.join(MANIFEST);
+        if !dir.is_dir() {
+            return Err(Error::BundleFile {
+                path: dir,
+                what: "bundle",
+                reason: "not a folder (a bundle is a folder with an owlet.toml)".into(),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Manifest {
+            path: path.clone(),
+            field: "(file)".into(),
+            reason: e.to_string(),
+        })?;
+        let manifest = Manifest::from_str(&text, &path)?;
+        let bundle = Bundle { dir, manifest };
+        bundle.check_files()?;
+        Ok(bundle)
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join(MANIFEST)
+    }
+
+    pub fn path_of(&self, file: &Path) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// The text section, required for CLIP bundles (checked by `validate`).
+    pub fn text(&self) -> &TextSpec {
+        self.manifest.text.as_ref().expect("validated: clip bundles have [text]")
+    }
+
+    fn check_files(&self) -> Result<()> {
+        let m = &self.manifest;
+        let mut files: Vec<(&'static str, &Path)> = vec![("vision.file", &m.vision.file)];
+        if let Some(t) = &m.text {
+            files.push(("text.file", &t.file));
+            files.push(("text.tokenizer", &t.tokenizer));
+        }
+        for (what, f) in files {
+            let p = self.path_of(f);
+            if !p.is_file() {
+                return Err(Error::BundleFile {
+                    path: p,
+                    what,
+                    reason: "named in owlet.toml but missing".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Manifest {
+    /// Parse and validate a manifest; `path` is only used in error messages.
+    pub fn from_str(text: &str, path: &Path) -> Result<Manifest> {
+        let m: Manifest = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "(toml)".into());
+            Error::Manifest { path: path.to_path_buf(), field, reason: e.message().to_string() }
+        })?;
+        m.validate(path)?;
+        Ok(m)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let err = |field: &str, reason: String| Error::Manifest {
+            path: path.to_path_buf(),
+            field: field.into(),
+            reason,
+        };
+        let p = &self.vision.preprocess;
+        for (field, v) in [("vision.preprocess.mean", &p.mean), ("vision.preprocess.std", &p.std)] {
+            if v.len() != 3 {
+                return Err(err(field, format!("expected 3 values, got {}", v.len())));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(err(field, "values must be finite".into()));
+            }
+        }
+        if p.std.iter().any(|&s| s <= 0.0) {
+            return Err(err("vision.preprocess.std", "values must be > 0".into()));
+        }
+        const MAX_SIDE: u32 = 4096;
+        if p.size == 0 || p.size > MAX_SIDE {
+            return Err(err("vision.preprocess.size", format!("must be in 1..={MAX_SIDE}, got {}", p.size)));
+        }
+        if p.crop_size == 0 || p.crop_size > p.size {
+            return Err(err(
+                "vision.preprocess.crop_size",
+                format!("must be in 1..=size ({}), got {}", p.size, p.crop_size),
+            ));
+        }
+        if !(p.rescale.is_finite() && p.rescale > 0.0) {
+            return Err(err("vision.preprocess.rescale", format!("must be > 0, got {}", p.rescale)));
+        }
+        if self.vision.embed_dim == 0 {
+            return Err(err("vision.embed_dim", "must be > 0".into()));
+        }
+        if self.kind == ModelKind::Clip {
+            let t = self.text.as_ref().ok_or_else(|| err("text", "a clip bundle needs a [text] section".into()))?;
+            if t.context_length == 0 || t.context_length > 4096 {
+                return Err(err("text.context_length", format!("must be in 1..=4096, got {}", t.context_length)));
+            }
+            if t.embed_dim != self.vision.embed_dim {
+                return Err(err(
+                    "text.embed_dim",
+                    format!("{} differs from vision.embed_dim {}", t.embed_dim, self.vision.embed_dim),
+                ));
+            }
+            let c = self.clip.as_ref().ok_or_else(|| err("clip", "a clip bundle needs a [clip] section".into()))?;
+            if !(c.logit_scale.is_finite() && c.logit_scale > 0.0) {
+                return Err(err("clip.logit_scale", format!("must be > 0, got {}", c.logit_scale)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../models/clip-test/owlet.toml");
+
+    fn parse(text: &str) -> Result<Manifest> {
+        Manifest::from_str(text, Path::new("b/owlet.toml"))
+    }
+
+    #[test]
+    fn the_test_bundle_manifest_parses() {
+        let m = parse(GOOD).unwrap();
+        assert_eq!(m.kind, ModelKind::Clip);
+        assert_eq!(m.vision.preprocess.crop_size, 224);
+    }
+
+    #[test]
+    fn a_wrong_mean_names_the_field() {
+        let bad = GOOD.replace("mean = [0.48145466, 0.4578275, 0.40821073]", "mean = [0.5]");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("vision.preprocess.mean: expected 3 values, got 1"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_an_error_with_its_line() {
+        let bad = GOOD.replace("[clip]", "[clip]\nlogit_scael = 3.0");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("unknown field") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn mismatched_embedding_dims_are_refused() {
+        let bad = GOOD.replacen("embed_dim = 16", "embed_dim = 8", 1);
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("text.embed_dim"), "{e}");
+    }
+
+    #[test]
+    fn garbage_is_a_manifest_error_not_a_panic() {
+        for junk in ["", "\u{0}\u{1}", "kind = 3", "[[[", "kind = \"clip\"\nname = 1"] {
+            assert!(matches!(parse(junk), Err(Error::Manifest { .. })), "{junk:?}");
+        }
+    }
+}

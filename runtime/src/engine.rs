@@ -1,0 +1,120 @@
+//! tract, planned once: load an ONNX graph, check its interface, optimise it, and
+//! keep the runnable plan. Every call after loading binds the symbolic batch size
+//! from the input shapes without re-planning.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::tract_hir::internal::DimLike;
+
+use crate::error::{Error, Result};
+
+/// What a graph's input must look like for its role in the bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct InputSpec {
+    pub name: &'static str,
+    pub dtype: DatumType,
+    pub rank: usize,
+}
+
+/// An optimised, runnable graph.
+pub struct Graph {
+    path: PathBuf,
+    role: &'static str,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Graph({}, {})", self.role, self.path.display())
+    }
+}
+
+impl Graph {
+    /// Load `path`, check that its inputs are `inputs` (in order) and that it has
+    /// one output of rank `output_rank`, then optimise and plan it.
+    pub fn load(path: &Path, role: &'static str, inputs: &[InputSpec], output_rank: usize) -> Result<Graph> {
+        let err = |reason: String| Error::Graph { path: path.to_path_buf(), reason };
+        // Intermediate value_info from exporters pins shapes that clash with the
+        // symbolic batch ("Impossible to unify Sym(batch) with Val(1)").
+        let model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .map_err(|e| err(format!("not a loadable ONNX graph: {e:#}")))?;
+
+        let found = model.input_outlets().map_err(|e| err(format!("{e:#}")))?.len();
+        if found != inputs.len() {
+            return Err(err(format!(
+                "{role} graph must have {} input(s) ({}), found {found}",
+                inputs.len(),
+                inputs.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for (ix, spec) in inputs.iter().enumerate() {
+            let node = &model.nodes[model.inputs[ix].node];
+            if node.name != spec.name {
+                return Err(err(format!("{role} input #{ix} must be `{}`, found `{}`", spec.name, node.name)));
+            }
+            let fact = &node.outputs[0].fact;
+            if let Some(dt) = fact.datum_type.concretize() {
+                if dt != spec.dtype {
+                    return Err(err(format!("{role} input `{}` must be {:?}, found {dt:?}", spec.name, spec.dtype)));
+                }
+            }
+            if let Some(rank) = fact.shape.rank().concretize() {
+                if rank as usize != spec.rank {
+                    return Err(err(format!("{role} input `{}` must have rank {}, found {rank}", spec.name, spec.rank)));
+                }
+            }
+        }
+        if model.outputs.len() != 1 {
+            return Err(err(format!("{role} graph must have one output, found {}", model.outputs.len())));
+        }
+
+        let typed = model
+            .into_typed()
+            .map_err(|e| err(format!("tract could not type the graph: {e:#}")))?;
+        let out_fact = typed.output_fact(0).map_err(|e| err(format!("{e:#}")))?;
+        if out_fact.rank() != output_rank {
+            return Err(err(format!("{role} output must have rank {output_rank}, found {:?}", out_fact.shape)));
+        }
+        let plan = typed
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?;
+        Ok(Graph { path: path.to_path_buf(), role, plan })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the output's last axis, when the graph fixes it.
+    pub fn output_width(&self) -> Option<usize> {
+        let fact = self.plan.model().output_fact(0).ok()?;
+        fact.shape.last()?.to_usize().ok()
+    }
+
+    pub fn run(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Tensor> {
+        let mut out = self
+            .plan
+            .run(inputs)
+            .map_err(|e| Error::Inference { graph, reason: format!("{e:#}") })?;
+        Ok(out.remove(0).into_tensor())
+    }
+}
+
+/// Use `n` threads for tract's matrix products (and element-wise ops) from now on.
+/// Nodes still run one after another; the pool splits the work inside each.
+pub fn set_threads(n: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    let n = n.max(1);
+    set_default_executor(if n == 1 { Executor::SingleThread } else { Executor::multithread(n) });
+}
+
+/// The default thread count: every core the process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}

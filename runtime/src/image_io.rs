@@ -1,0 +1,121 @@
+//! Reading images from files and bytes, safely.
+//!
+//! Camera frames and user files are untrusted: the decoder gets dimension and
+//! allocation limits (a 100-byte PNG can claim to be 100000 x 100000), and the
+//! EXIF orientation is applied, because phones and many IP cameras store rotated
+//! pixels plus a tag rather than rotating the pixels.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Limits against decompression bombs.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Largest accepted width or height, in pixels.
+    pub max_side: u32,
+    /// Largest allocation the decoder may make, in bytes.
+    pub max_alloc: u64,
+    /// Largest accepted encoded file, in bytes.
+    pub max_file: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        // 16k x 16k covers any camera; 512 MiB is the decoded RGBA size of ~130 MP.
+        DecodeLimits { max_side: 16_384, max_alloc: 512 << 20, max_file: 256 << 20 }
+    }
+}
+
+/// Decode an image file (JPEG, PNG, WebP, BMP; the format is sniffed from the
+/// bytes, not the extension) to RGB with its EXIF orientation applied.
+pub fn load_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage> {
+    let name = path.display().to_string();
+    let err = |reason: String| Error::Image { source_name: name.clone(), reason };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a file".into()));
+    }
+    if meta.len() > limits.max_file {
+        return Err(err(format!("file is {} bytes, over the {} byte limit", meta.len(), limits.max_file)));
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    decode_rgb(&bytes, &name, limits)
+}
+
+/// Decode encoded image bytes (a camera frame, an MQTT payload); `name` says where
+/// they came from in errors.
+pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbImage> {
+    let err = |reason: String| Error::Image { source_name: name.to_string(), reason };
+    if bytes.is_empty() {
+        return Err(err("empty image data".into()));
+    }
+    if bytes.len() as u64 > limits.max_file {
+        return Err(err(format!("{} bytes, over the {} byte limit", bytes.len(), limits.max_file)));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(err("not a supported image format (JPEG, PNG, WebP or BMP)".into()));
+    }
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_side);
+    l.max_image_height = Some(limits.max_side);
+    l.max_alloc = Some(limits.max_alloc);
+    reader.limits(l);
+    let mut decoder = reader.into_decoder().map_err(|e| err(describe(e)))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(err(format!("image has no pixels ({w}x{h})")));
+    }
+    // A broken EXIF block is not worth refusing a frame for: decode unrotated.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(describe(e)))?;
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
+}
+
+fn describe(e: image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(l) => format!("refused by the decoding limits ({l})"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        RgbImage::new(w, h)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_small_png_decodes() {
+        let img = decode_rgb(&png(5, 3), "mem", DecodeLimits::default()).unwrap();
+        assert_eq!((img.width(), img.height()), (5, 3));
+    }
+
+    #[test]
+    fn an_oversized_image_is_refused_by_the_limits() {
+        let limits = DecodeLimits { max_side: 4, ..Default::default() };
+        let e = decode_rgb(&png(5, 3), "mem", limits).unwrap_err().to_string();
+        assert!(e.contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn truncated_and_garbage_bytes_are_errors() {
+        let p = png(64, 64);
+        for bytes in [&p[..p.len() / 2], &p[..8], b"not an image at all", &[0xff, 0xd8, 0xff, 0xe0][..], &[]] {
+            assert!(decode_rgb(bytes, "mem", DecodeLimits::default()).is_err(), "{bytes:?}");
+        }
+    }
+}

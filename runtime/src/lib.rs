@@ -1,0 +1,15 @@
+//! owlet-runtime: CLIP (and soon BLIP-2) model bundles on tract, for edge devices.
+//!
+//! The runtime knows nothing of cameras or MQTT: it turns images and texts into
+//! embeddings, labels and captions. Start with [`models::clip::Clip::load`].
+
+pub mod bundle;
+pub mod engine;
+pub mod error;
+pub mod image_io;
+pub mod models;
+pub mod preprocess;
+pub mod similarity;
+pub mod tokenize;
+
+pub use error::{Error, Result};

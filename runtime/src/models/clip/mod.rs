@@ -1,0 +1,141 @@
+//! CLIP: image and text embeddings in one space, and zero-shot classification.
+//!
+//! Loading plans both graphs once; `embed_images` / `embed_texts` then run them on
+//! batches. Embeddings come back L2-normalised, so dot products are cosines.
+
+mod text;
+mod vision;
+
+use std::path::Path;
+
+use image::RgbImage;
+
+pub use text::TextEncoder;
+pub use vision::VisionEncoder;
+
+use crate::bundle::{Bundle, ModelKind};
+use crate::error::{Error, Result};
+use crate::similarity::{softmax, Embeddings};
+
+/// The prompt used when the caller gives none (CLIP paper, section 3.1.4).
+pub const DEFAULT_TEMPLATE: &str = "a photo of a {}";
+
+pub struct Clip {
+    pub bundle: Bundle,
+    pub vision: VisionEncoder,
+    pub text: TextEncoder,
+    logit_scale: f32,
+}
+
+/// Zero-shot result for one image: labels in the caller's order with their
+/// probabilities, and the index of the best one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    pub labels: Vec<String>,
+    pub probs: Vec<f32>,
+}
+
+impl Classification {
+    pub fn top(&self) -> (&str, f32) {
+        let (i, p) = self
+            .probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .expect("a classification has at least one label");
+        (&self.labels[i], *p)
+    }
+
+    /// Labels sorted by probability, best first.
+    pub fn ranked(&self) -> Vec<(&str, f32)> {
+        let mut v: Vec<_> = self.labels.iter().map(String::as_str).zip(self.probs.iter().cloned()).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+}
+
+/// Label prompts, embedded once and reused for every frame.
+#[derive(Debug, Clone)]
+pub struct LabelSet {
+    pub labels: Vec<String>,
+    pub templates: Vec<String>,
+    /// One normalised embedding per label (the mean over templates, renormalised).
+    pub embeddings: Embeddings,
+}
+
+impl Clip {
+    pub fn load(dir: impl AsRef<Path>) -> Result<Clip> {
+        let bundle = Bundle::open(dir)?;
+        if bundle.manifest.kind != ModelKind::Clip {
+            return Err(Error::Manifest {
+                path: bundle.manifest_path(),
+                field: "kind".into(),
+                reason: format!("{:?} bundle given where a clip bundle is needed", bundle.manifest.kind),
+            });
+        }
+        let vision = VisionEncoder::load(&bundle)?;
+        let text = TextEncoder::load(&bundle)?;
+        let logit_scale = bundle.manifest.clip.as_ref().map(|c| c.logit_scale).unwrap_or(100.0);
+        Ok(Clip { bundle, vision, text, logit_scale })
+    }
+
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    pub fn embed_images(&self, images: &[RgbImage]) -> Result<Embeddings> {
+        self.vision.embed(images)
+    }
+
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Embeddings> {
+        self.text.embed(texts)
+    }
+
+    /// Embed `labels` under every template and average per label: the CLIP paper's
+    /// prompt ensembling. Templates contain `{}` where the label goes.
+    pub fn label_set(&self, labels: &[String], templates: &[String]) -> Result<LabelSet> {
+        if labels.is_empty() {
+            return Err(Error::Invalid("no labels given".into()));
+        }
+        if let Some(l) = labels.iter().find(|l| l.trim().is_empty()) {
+            return Err(Error::Invalid(format!("empty label in the label list ({l:?})")));
+        }
+        let templates: Vec<String> =
+            if templates.is_empty() { vec![DEFAULT_TEMPLATE.to_string()] } else { templates.to_vec() };
+        if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
+            return Err(Error::Invalid(format!("template {t:?} has no {{}} for the label")));
+        }
+        let prompts: Vec<String> =
+            labels.iter().flat_map(|l| templates.iter().map(move |t| t.replace("{}", l))).collect();
+        let prompt_refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let per_prompt = self.embed_texts(&prompt_refs)?;
+        let dim = per_prompt.dim;
+        let mut data = vec![0f32; labels.len() * dim];
+        for (p, row) in per_prompt.rows().enumerate() {
+            let dst = &mut data[(p / templates.len()) * dim..][..dim];
+            for (d, &x) in dst.iter_mut().zip(row) {
+                *d += x / templates.len() as f32;
+            }
+        }
+        let mut embeddings = Embeddings::new(dim, data);
+        embeddings.normalize();
+        Ok(LabelSet { labels: labels.to_vec(), templates, embeddings })
+    }
+
+    /// Softmax over `logit_scale * cosine` against each label.
+    pub fn classify_embeddings(&self, images: &Embeddings, labels: &LabelSet) -> Vec<Classification> {
+        images
+            .dot_matrix(&labels.embeddings)
+            .into_iter()
+            .map(|cos| {
+                let logits: Vec<f32> = cos.iter().map(|c| c * self.logit_scale).collect();
+                Classification { labels: labels.labels.clone(), probs: softmax(&logits) }
+            })
+            .collect()
+    }
+
+    pub fn classify(&self, images: &[RgbImage], labels: &LabelSet) -> Result<Vec<Classification>> {
+        let e = self.embed_images(images)?;
+        Ok(self.classify_embeddings(&e, labels))
+    }
+}

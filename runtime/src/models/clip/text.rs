@@ -1,0 +1,73 @@
+//! CLIP's text tower: input_ids, attention_mask [B,77] -> text_embeds [B,D].
+
+use tract_onnx::prelude::*;
+
+use super::vision::check_output;
+use crate::bundle::Bundle;
+use crate::engine::{Graph, InputSpec};
+use crate::error::{Error, Result};
+use crate::similarity::Embeddings;
+use crate::tokenize::{EncodedBatch, TextTokenizer};
+
+/// Texts per graph run (label sets with templates can be hundreds of prompts).
+const MAX_BATCH: usize = 16;
+
+pub struct TextEncoder {
+    graph: Graph,
+    tokenizer: TextTokenizer,
+    dim: usize,
+}
+
+impl TextEncoder {
+    pub fn load(bundle: &Bundle) -> Result<TextEncoder> {
+        let t = bundle.text();
+        let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+        let path = bundle.path_of(&t.file);
+        let graph = Graph::load(
+            &path,
+            "text",
+            &[
+                InputSpec { name: "input_ids", dtype: i64::datum_type(), rank: 2 },
+                InputSpec { name: "attention_mask", dtype: i64::datum_type(), rank: 2 },
+            ],
+            2,
+        )?;
+        if let Some(w) = graph.output_width() {
+            if w != t.embed_dim {
+                return Err(Error::Graph {
+                    path,
+                    reason: format!("output width {w} differs from text.embed_dim {} in owlet.toml", t.embed_dim),
+                });
+            }
+        }
+        Ok(TextEncoder { graph, tokenizer, dim: t.embed_dim })
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Normalised embeddings, one row per text.
+    pub fn embed(&self, texts: &[&str]) -> Result<Embeddings> {
+        let mut data = Vec::with_capacity(texts.len() * self.dim);
+        for chunk in texts.chunks(MAX_BATCH) {
+            let enc = self.tokenizer.encode_batch(chunk)?;
+            data.extend(self.run_encoded(&enc)?);
+        }
+        let mut e = Embeddings::new(self.dim, data);
+        e.normalize();
+        Ok(e)
+    }
+
+    /// Raw (unnormalised) text_embeds for an encoded batch.
+    pub fn run_encoded(&self, enc: &EncodedBatch) -> Result<Vec<f32>> {
+        let shape = [enc.batch, enc.context_length];
+        let ids = Tensor::from_shape(&shape, &enc.input_ids);
+        let mask = Tensor::from_shape(&shape, &enc.attention_mask);
+        let (ids, mask) = ids
+            .and_then(|i| Ok((i, mask?)))
+            .map_err(|e| Error::Inference { graph: "text", reason: format!("{e:#}") })?;
+        let out = self.graph.run("text", tvec!(ids.into(), mask.into()))?;
+        check_output("text", &out, enc.batch, self.dim)
+    }
+}

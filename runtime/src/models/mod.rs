@@ -1,0 +1,3 @@
+//! Model pipelines built on bundles: what each model family does with its graphs.
+
+pub mod clip;
