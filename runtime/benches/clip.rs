@@ -1,1 +1,126 @@
-fn main() {}
+//! CLIP benchmark: owlet (tract) against onnxruntime on the same bundle graphs, same
+//! machine, same thread count, in one run. Not a test: run it with
+//!
+//!     benches/clip.sh            (exports a random-weight ViT-B/32 bundle first)
+//!
+//! or directly:
+//!
+//!     cargo bench -p owlet-runtime --bench clip -- --model B [--threads N] [--iters N]
+//!
+//! Prints the median of each side and the ratio owlet / onnxruntime (< 1: owlet faster)
+//! for the vision and text graphs at batch 1 and 8.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use owlet_runtime::engine;
+use owlet_runtime::models::clip::Clip;
+use owlet_runtime::tokenize::EncodedBatch;
+
+struct Opts {
+    model: PathBuf,
+    threads: usize,
+    iters: usize,
+    batches: Vec<usize>,
+}
+
+fn parse() -> Opts {
+    let mut o = Opts { model: PathBuf::new(), threads: engine::default_threads(), iters: 10, batches: vec![1, 8] };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--model" => o.model = args.next().expect("--model BUNDLE").into(),
+            "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            "--iters" => o.iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
+            "--batches" => {
+                o.batches = args.next().expect("--batches 1,8").split(',').map(|b| b.parse().expect("batch")).collect()
+            }
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(!o.model.as_os_str().is_empty(), "--model BUNDLE is required");
+    o
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+fn main() {
+    let o = parse();
+    engine::set_threads(o.threads);
+    let t = Instant::now();
+    let clip = Clip::load(&o.model).expect("bundle loads");
+    let load_s = t.elapsed().as_secs_f64();
+    let side = clip.vision.preprocess_spec().crop_size as usize;
+    let ctx = clip.text.tokenizer().context_length();
+
+    let mut owlet: Vec<(String, usize, f64)> = Vec::new();
+    for &b in &o.batches {
+        // Same input distributions as benches/ort_clip.py (values don't change the cost).
+        let pixels: Vec<f32> = (0..b * 3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let v = time_ms(2, o.iters, || {
+            clip.vision.run_pixels(pixels.clone(), b).expect("vision runs");
+        });
+        owlet.push(("vision".into(), b, median(v)));
+        let mut ids = vec![49407i64; b * ctx];
+        let mut mask = vec![0i64; b * ctx];
+        for r in 0..b {
+            ids[r * ctx] = 49406;
+            for j in 1..9 {
+                ids[r * ctx + j] = 300 + (r * 31 + j * 977) as i64 % 39000;
+            }
+            mask[r * ctx..r * ctx + 10].fill(1);
+        }
+        let enc = EncodedBatch { batch: b, context_length: ctx, input_ids: ids, attention_mask: mask };
+        let t = time_ms(2, o.iters, || {
+            clip.text.run_encoded(&enc).expect("text runs");
+        });
+        owlet.push(("text".into(), b, median(t)));
+    }
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/ort_clip.py");
+    let batches = o.batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--model", &o.model.display().to_string(), "--threads", &o.threads.to_string()])
+        .args(["--batches", &batches, "--iters", &o.iters.to_string()])
+        .args(["--side", &side.to_string(), "--context", &ctx.to_string()])
+        .output()
+        .expect("python3 runs benches/ort_clip.py");
+    if !out.status.success() {
+        panic!("ort_clip.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ort_clip.py prints JSON");
+
+    println!("CLIP benchmark: bundle {} ({}), {} thread(s), {} iterations, medians in ms",
+        o.model.display(), clip.bundle.manifest.source, o.threads, o.iters);
+    println!("owlet load + plan: {load_s:.2} s; onnxruntime {}", ort["onnxruntime"].as_str().unwrap_or("?"));
+    println!("{:<8} {:>5} {:>12} {:>12} {:>14}", "graph", "batch", "owlet", "onnxruntime", "owlet / ort");
+    for (graph, b, ms) in owlet {
+        let ort_ms: Vec<f64> = ort[&graph][b.to_string()]
+            .as_array()
+            .expect("ort times")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let ort_med = median(ort_ms);
+        println!("{graph:<8} {b:>5} {ms:>12.1} {ort_med:>12.1} {:>13.2}x", ms / ort_med);
+    }
+}

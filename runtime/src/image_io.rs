@@ -67,6 +67,8 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
     l.max_image_height = Some(limits.max_side);
     l.max_alloc = Some(limits.max_alloc);
     reader.limits(l);
+    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
+    // Opening the decoder parses the headers only: dimensions, EXIF, limits.
     let mut decoder = reader.into_decoder().map_err(|e| err(describe(e)))?;
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
@@ -74,9 +76,35 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
     }
     // A broken EXIF block is not worth refusing a frame for: decode unrotated.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(describe(e)))?;
+    let mut img = if is_jpeg && cfg!(feature = "libjpeg-turbo") {
+        drop(decoder);
+        DynamicImage::ImageRgb8(decode_jpeg_turbo(bytes, (w, h)).map_err(err)?)
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(|e| err(describe(e)))?
+    };
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
+}
+
+/// libjpeg-turbo, as PIL uses it (ISLOW IDCT, fancy upsampling): identical pixels.
+#[cfg(feature = "libjpeg-turbo")]
+fn decode_jpeg_turbo(bytes: &[u8], dims: (u32, u32)) -> std::result::Result<RgbImage, String> {
+    let header = turbojpeg::read_header(bytes).map_err(|e| format!("corrupt JPEG: {e}"))?;
+    if (header.width as u32, header.height as u32) != dims {
+        return Err(format!("JPEG header says {}x{}, frame header {}x{}", header.width, header.height, dims.0, dims.1));
+    }
+    let out = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| format!("corrupt JPEG: {e}"))?;
+    let (w, h) = (out.width as u32, out.height as u32);
+    let mut pixels = out.pixels;
+    if out.pitch != out.width * 3 {
+        pixels = pixels.chunks(out.pitch).flat_map(|row| row[..out.width * 3].to_vec()).collect();
+    }
+    RgbImage::from_raw(w, h, pixels).ok_or_else(|| "decoded JPEG has the wrong size".to_string())
+}
+
+#[cfg(not(feature = "libjpeg-turbo"))]
+fn decode_jpeg_turbo(_: &[u8], _: (u32, u32)) -> std::result::Result<RgbImage, String> {
+    unreachable!("only called with the libjpeg-turbo feature")
 }
 
 fn describe(e: image::ImageError) -> String {

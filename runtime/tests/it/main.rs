@@ -1,1 +1,6 @@
-fn main(){}
+//! owlet-runtime's integration tests: parity with transformers' reference outputs
+//! on the bundles in models/, and bad input of every kind.
+
+mod bad_input;
+mod common;
+mod parity;
