@@ -4,7 +4,7 @@
 #   benches/clip.sh [--threads N] [--iters N] [--batches 1,8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUNDLE=target/bench-models/clip-vit-b32
+BUNDLE="$PWD/target/bench-models/clip-vit-b32"
 if [ ! -f "$BUNDLE/owlet.toml" ]; then
   pip install -q -r models/requirements.txt
   python3 models/export.py clip "$BUNDLE" --random vit-b32

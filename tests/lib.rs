@@ -1,1 +1,37 @@
+//! Helpers for the workspace's end-to-end tests: where the binaries and bundles are.
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A binary of the workspace, built in the same profile as this test
+/// (`scripts/test` builds them first). A missing binary fails the test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let p = dir.join(name);
+    assert!(p.is_file(), "{} is missing: run `cargo build --workspace --bins` in the same profile first (scripts/test does)", p.display());
+    p
+}
+
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name)).args(args).current_dir(repo()).output().expect("binary starts")
+}
+
+pub fn clip_bundle() -> String {
+    repo().join("models/clip-test").display().to_string()
+}
+
+pub fn reference_image(name: &str) -> String {
+    repo().join("models/clip-test/reference/images").join(name).display().to_string()
+}
+
+pub fn reference() -> serde_json::Value {
+    let p = repo().join("models/clip-test/reference/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(p).expect("reference.json")).expect("reference.json parses")
+}

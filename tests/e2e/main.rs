@@ -1,1 +1,5 @@
+//! End to end: the real `owlet` binary on the test bundle, checked against the
+//! transformers reference outputs beside it.
 
+mod cli;
+mod bridge;

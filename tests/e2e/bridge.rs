@@ -1,0 +1,70 @@
+use owlet_e2e::*;
+use serde_json::Value;
+
+/// `topic payload` lines printed by the bridge.
+fn published(stdout: &[u8]) -> Vec<(String, Value)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            let (topic, payload) = l.split_once(' ').expect("topic payload");
+            (topic.to_string(), serde_json::from_str(payload).expect("payload is JSON"))
+        })
+        .collect()
+}
+
+#[test]
+fn demo_labels_every_bundled_frame_with_trigger_model_and_latency() {
+    let out = run("owlet-bridge", &["--demo", "--compact"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let msgs = published(&out.stdout);
+    let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    assert_eq!(msgs.len(), frames);
+    for (topic, p) in &msgs {
+        assert_eq!(topic, "owlet/owlet/demo/labels");
+        assert_eq!(p["trigger"], "still");
+        assert_eq!(p["model"], "clip-test");
+        let labels = p["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 5);
+        assert_eq!(p["top_label"], labels[0]["label"]);
+        let sum: f64 = labels.iter().map(|l| l["score"].as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+        assert!(p["latency_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn a_corrupt_frame_goes_to_the_error_topic_and_the_rest_are_still_labelled() {
+    let dir = std::env::temp_dir().join(format!("owlet-e2e-bridge-{}", std::process::id()));
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    std::fs::copy(repo().join("models/demo-frames/rocket.jpg"), frames.join("a.jpg")).unwrap();
+    std::fs::write(frames.join("b.jpg"), b"\xff\xd8\xff garbage from a flaky camera").unwrap();
+    std::fs::copy(repo().join("models/demo-frames/chelsea.png"), frames.join("c.png")).unwrap();
+    let cfg = dir.join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "device = \"shed\"\n[clip]\nmodel = \"{}\"\nlabels = [\"cat\", \"rocket\"]\n[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"frames\" }}\n",
+            clip_bundle()
+        ),
+    )
+    .unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--compact"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let msgs = published(&out.stdout);
+    let topics: Vec<&str> = msgs.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(topics, ["owlet/shed/door/labels", "owlet/shed/door/error", "owlet/shed/door/labels"]);
+    assert!(msgs[1].1["error"].as_str().unwrap().contains("b.jpg"));
+}
+
+#[test]
+fn a_broken_config_is_refused_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("owlet-e2e-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[clip]\ntemplates = [\"no placeholder\"]\n").unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml") && stderr.contains("clip.templates[0]"), "{stderr}");
+}

@@ -1,0 +1,165 @@
+use owlet_e2e::*;
+use serde_json::Value;
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn classify_json_gives_the_reference_zero_shot_probabilities() {
+    let r = reference();
+    let zs = &r["zero_shot"];
+    let labels = strings(&zs["labels"]).join(",");
+    let templates = strings(&zs["templates"]);
+    let images: Vec<String> = strings(&r["images"]).iter().map(|n| reference_image(n)).collect();
+    let b = clip_bundle();
+    let mut args = vec!["classify", "--model", &b, "--labels", &labels, "--json", "--threads", "2"];
+    for t in &templates {
+        args.extend(["--template", t]);
+    }
+    args.extend(images.iter().map(String::as_str));
+    let out = json_of(&run("owlet", &args));
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), images.len());
+    for (res, expected) in results.iter().zip(zs["probs"].as_array().unwrap()) {
+        let expected: Vec<f64> = expected.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        for (label, e) in strings(&zs["labels"]).iter().zip(&expected) {
+            let got = res["scores"][label].as_f64().unwrap();
+            assert!((got - e).abs() < 1e-4, "{label}: {got} vs {e}");
+        }
+        let best = expected.iter().cloned().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        assert_eq!(res["top_label"], strings(&zs["labels"])[best]);
+    }
+}
+
+#[test]
+fn classify_table_lists_each_image_with_ranked_labels() {
+    let b = clip_bundle();
+    let img = reference_image("chelsea.png");
+    let out = run("owlet", &["classify", "-m", &b, "--labels", "cat, dog ,car", "--top", "2", &img]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].ends_with("chelsea.png"));
+    assert!(lines[1].contains('%') && lines[2].contains('%'));
+}
+
+#[test]
+fn similarity_json_is_an_images_by_texts_matrix_of_cosines() {
+    let b = clip_bundle();
+    let (a, c) = (reference_image("chelsea.png"), reference_image("rocket.jpg"));
+    let out = json_of(&run("owlet", &["similarity", "-m", &b, "--images", &a, &c, "--texts", "a cat", "a rocket", "a dog", "--json"]));
+    let cos = out["cosine"].as_array().unwrap();
+    assert_eq!(cos.len(), 2);
+    for row in cos {
+        assert_eq!(row.as_array().unwrap().len(), 3);
+        assert!(row.as_array().unwrap().iter().all(|v| v.as_f64().unwrap().abs() <= 1.0 + 1e-6));
+    }
+    for row in out["probs"].as_array().unwrap() {
+        let s: f64 = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+        assert!((s - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn embed_text_json_gives_unit_vectors_matching_the_reference_direction() {
+    let r = reference();
+    let texts = strings(&r["texts"]);
+    let b = clip_bundle();
+    let out = json_of(&run("owlet", &["embed", "-m", &b, "--json", "--text", &texts[0], &texts[1]]));
+    let rows = out["embeddings"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (i, row) in rows.iter().enumerate() {
+        let e: Vec<f64> = row["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let reference: Vec<f64> = r["text_embeds"][i].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let rn = reference.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cos = e.iter().zip(&reference).map(|(a, b)| a * b).sum::<f64>() / (norm * rn);
+        assert!((norm - 1.0).abs() < 1e-5 && cos > 0.99999, "norm {norm}, cosine {cos}");
+    }
+}
+
+#[test]
+fn tokenize_json_matches_clip_tokenizer() {
+    let r = reference();
+    let case = &r["tokenization"][0];
+    let b = clip_bundle();
+    let out = json_of(&run("owlet", &["tokenize", "-m", &b, "--json", case["text"].as_str().unwrap()]));
+    let expected: Vec<i64> = case["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(case["attention_mask"].as_array().unwrap())
+        .filter(|(_, m)| m.as_i64() == Some(1))
+        .map(|(v, _)| v.as_i64().unwrap())
+        .collect();
+    let got: Vec<i64> = out["input_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(out["tokens"], case["tokens"]);
+}
+
+#[test]
+fn preprocess_writes_the_models_view_identical_to_clip_image_processor() {
+    let b = clip_bundle();
+    let dir = std::env::temp_dir().join(format!("owlet-e2e-pre-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_png = dir.join("view.png");
+    let out = run("owlet", &["preprocess", "-m", &b, &reference_image("coffee.jpg"), "-o", out_png.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let view = image::open(&out_png).unwrap().into_rgb8();
+    assert_eq!((view.width(), view.height()), (224, 224));
+    // Normalise the written pixels and compare with transformers' pixel_values.
+    let expected: ndarray::Array3<f32> =
+        ndarray_npy::read_npy(repo().join("models/clip-test/reference/coffee.pixel_values.npy")).unwrap();
+    let mean = [0.48145466f32, 0.4578275, 0.40821073];
+    let std = [0.26862954f32, 0.26130258, 0.27577711];
+    let mut worst = 0f32;
+    for (x, y, p) in view.enumerate_pixels() {
+        for c in 0..3 {
+            let v = ((p.0[c] as f64 / 255.0) as f32 - mean[c]) / std[c];
+            worst = worst.max((v - expected[[c, y as usize, x as usize]]).abs());
+        }
+    }
+    assert!(worst < 1e-5, "worst difference {worst}");
+}
+
+#[test]
+fn a_bad_image_among_good_ones_is_reported_and_the_rest_still_classified() {
+    let dir = std::env::temp_dir().join(format!("owlet-e2e-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let b = clip_bundle();
+    let good = reference_image("chelsea.png");
+    let out = run("owlet", &["classify", "-m", &b, "--labels", "cat,dog", "--json", &good, bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "some inputs failed -> exit 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.jpg"), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn fatal_errors_exit_2_with_one_clear_line_and_no_panic() {
+    let b = clip_bundle();
+    let img = reference_image("chelsea.png");
+    for (args, needle) in [
+        (vec!["classify", "-m", "/no/such/bundle", "--labels", "a", img.as_str()], "/no/such/bundle"),
+        (vec!["classify", "-m", &b, "--labels", " , ", img.as_str()], "--labels is empty"),
+        (vec!["classify", "-m", &b, "--labels", "a", "/no/such.png"], "no such.png"),
+        (vec!["classify", "-m", &b, "--labels", "a", "--template", "no placeholder", img.as_str()], "placeholder"),
+    ] {
+        let out = run("owlet", &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let needle = needle.replace("no such.png", "/no/such.png");
+        assert!(stderr.contains(&needle) || (needle == "placeholder" && stderr.contains("{}")), "{args:?}: {stderr}");
+    }
+}
