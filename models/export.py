@@ -4,6 +4,8 @@
     python models/export.py clip OUT --from openai/clip-vit-base-patch32
     python models/export.py clip OUT --random tiny      # test bundle (a few MB)
     python models/export.py clip OUT --random vit-b32   # real dimensions, random weights
+    python models/export.py blip2 OUT --from Salesforce/blip2-opt-2.7b
+    python models/export.py blip2 OUT --random tiny --reference
 
 A bundle is a folder: owlet.toml (the manifest), vision.onnx, text.onnx,
 tokenizer.json. With --reference, reference outputs computed by transformers
@@ -367,9 +369,23 @@ def main(argv=None):
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--reference", action="store_true",
                    help="also write transformers' reference outputs to OUT/reference/")
+    b = sub.add_parser("blip2", help="a BLIP-2 (OPT) bundle")
+    b.add_argument("out", help="bundle folder to write")
+    bsrc = b.add_mutually_exclusive_group(required=True)
+    bsrc.add_argument("--from", dest="source", help="checkpoint folder or model id")
+    bsrc.add_argument("--random", choices=["tiny", "opt-125m"], help="random weights of a config")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--reference", action="store_true",
+                   help="also write transformers' reference outputs to OUT/reference/")
+    b.add_argument("--images", default=str(HERE / "demo-frames"),
+                   help="images for the reference outputs (default: models/demo-frames)")
     args = p.parse_args(argv)
     if args.kind == "clip":
         export_clip(args)
+    elif args.kind == "blip2":
+        sys.path.insert(0, str(HERE))
+        from export_blip2 import export_blip2
+        export_blip2(args)
 
 
 if __name__ == "__main__":

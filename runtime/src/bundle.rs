@@ -95,6 +95,37 @@ pub struct ClipSpec {
     pub logit_scale: f32,
 }
 
+/// BLIP-2's language model: one decoder call per generation step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderSpec {
+    pub file: PathBuf,
+    pub precision: Precision,
+    /// Token embedding table [vocab, hidden], f32 .npy.
+    pub embed_tokens: PathBuf,
+    pub tokenizer: PathBuf,
+    pub layers: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Longest sequence (prompt + image queries + generated) the positions allow.
+    pub max_positions: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationSpec {
+    pub num_query_tokens: usize,
+    pub bos_token_id: u32,
+    pub eos_token_id: u32,
+    pub pad_token_id: u32,
+    pub max_new_tokens: usize,
+    /// Prompt for plain captions ("" in BLIP-2).
+    #[serde(default)]
+    pub caption_prompt: String,
+    /// VQA prompt with {} for the question.
+    pub question_template: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -105,6 +136,8 @@ pub struct Manifest {
     pub vision: VisionSpec,
     pub text: Option<TextSpec>,
     pub clip: Option<ClipSpec>,
+    pub decoder: Option<DecoderSpec>,
+    pub generation: Option<GenerationSpec>,
 }
 
 fn default_pixel_values() -> String {
@@ -157,12 +190,27 @@ impl Bundle {
         self.manifest.text.as_ref().expect("validated: clip bundles have [text]")
     }
 
+    /// The decoder section, required for BLIP-2 bundles (checked by `validate`).
+    pub fn decoder(&self) -> &DecoderSpec {
+        self.manifest.decoder.as_ref().expect("validated: blip2 bundles have [decoder]")
+    }
+
+    /// The generation section, required for BLIP-2 bundles (checked by `validate`).
+    pub fn generation(&self) -> &GenerationSpec {
+        self.manifest.generation.as_ref().expect("validated: blip2 bundles have [generation]")
+    }
+
     fn check_files(&self) -> Result<()> {
         let m = &self.manifest;
         let mut files: Vec<(&'static str, &Path)> = vec![("vision.file", &m.vision.file)];
         if let Some(t) = &m.text {
             files.push(("text.file", &t.file));
             files.push(("text.tokenizer", &t.tokenizer));
+        }
+        if let Some(d) = &m.decoder {
+            files.push(("decoder.file", &d.file));
+            files.push(("decoder.embed_tokens", &d.embed_tokens));
+            files.push(("decoder.tokenizer", &d.tokenizer));
         }
         for (what, f) in files {
             let p = self.path_of(f);
@@ -243,6 +291,27 @@ impl Manifest {
             let c = self.clip.as_ref().ok_or_else(|| err("clip", "a clip bundle needs a [clip] section".into()))?;
             if !(c.logit_scale.is_finite() && c.logit_scale > 0.0) {
                 return Err(err("clip.logit_scale", format!("must be > 0, got {}", c.logit_scale)));
+            }
+        }
+        if self.kind == ModelKind::Blip2 {
+            let d = self.decoder.as_ref().ok_or_else(|| err("decoder", "a blip2 bundle needs a [decoder] section".into()))?;
+            for (field, v) in [("decoder.layers", d.layers), ("decoder.heads", d.heads), ("decoder.head_dim", d.head_dim)] {
+                if v == 0 || v > 1024 {
+                    return Err(err(field, format!("must be in 1..=1024, got {v}")));
+                }
+            }
+            let g = self
+                .generation
+                .as_ref()
+                .ok_or_else(|| err("generation", "a blip2 bundle needs a [generation] section".into()))?;
+            if g.num_query_tokens == 0 || g.num_query_tokens >= d.max_positions {
+                return Err(err(
+                    "generation.num_query_tokens",
+                    format!("must be in 1..{} (decoder.max_positions), got {}", d.max_positions, g.num_query_tokens),
+                ));
+            }
+            if !g.question_template.contains("{}") {
+                return Err(err("generation.question_template", "must contain {} where the question goes".into()));
             }
         }
         Ok(())

@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 
 /// What a graph's input must look like for its role in the bundle.
 #[derive(Debug, Clone, Copy)]
-pub struct InputSpec {
-    pub name: &'static str,
+pub struct InputSpec<'a> {
+    pub name: &'a str,
     pub dtype: DatumType,
     pub rank: usize,
 }
@@ -35,7 +35,18 @@ impl std::fmt::Debug for Graph {
 impl Graph {
     /// Load `path`, check that its inputs are `inputs` (in order) and that it has
     /// one output of rank `output_rank`, then optimise and plan it.
-    pub fn load(path: &Path, role: &'static str, inputs: &[InputSpec], output_rank: usize) -> Result<Graph> {
+    pub fn load(path: &Path, role: &'static str, inputs: &[InputSpec<'_>], output_rank: usize) -> Result<Graph> {
+        Graph::load_with_outputs(path, role, inputs, 1, output_rank)
+    }
+
+    /// As `load`, for a graph with `outputs` outputs, the first of rank `output_rank`.
+    pub fn load_with_outputs(
+        path: &Path,
+        role: &'static str,
+        inputs: &[InputSpec<'_>],
+        outputs: usize,
+        output_rank: usize,
+    ) -> Result<Graph> {
         let err = |reason: String| Error::Graph { path: path.to_path_buf(), reason };
         // Intermediate value_info from exporters pins shapes that clash with the
         // symbolic batch ("Impossible to unify Sym(batch) with Val(1)").
@@ -69,8 +80,8 @@ impl Graph {
                 }
             }
         }
-        if model.outputs.len() != 1 {
-            return Err(err(format!("{role} graph must have one output, found {}", model.outputs.len())));
+        if model.outputs.len() != outputs {
+            return Err(err(format!("{role} graph must have {outputs} output(s), found {}", model.outputs.len())));
         }
 
         let typed = model
@@ -87,6 +98,10 @@ impl Graph {
         Ok(Graph { path: path.to_path_buf(), role, plan })
     }
 
+    pub fn role(&self) -> &'static str {
+        self.role
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -98,11 +113,16 @@ impl Graph {
     }
 
     pub fn run(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Tensor> {
-        let mut out = self
+        Ok(self.run_all(graph, inputs)?.remove(0))
+    }
+
+    /// Run and return every output.
+    pub fn run_all(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
+        let out = self
             .plan
             .run(inputs)
             .map_err(|e| Error::Inference { graph, reason: format!("{e:#}") })?;
-        Ok(out.remove(0).into_tensor())
+        Ok(out.into_iter().map(|v| v.into_tensor()).collect())
     }
 }
 

@@ -1,11 +1,13 @@
-//! owlet-runtime: CLIP (and soon BLIP-2) model bundles on tract, for edge devices.
+//! owlet-runtime: CLIP and BLIP-2 model bundles on tract, for edge devices.
 //!
 //! The runtime knows nothing of cameras or MQTT: it turns images and texts into
-//! embeddings, labels and captions. Start with [`models::clip::Clip::load`].
+//! embeddings, labels and captions. Start with [`models::clip::Clip::load`] or
+//! [`models::blip2::Blip2::load`].
 
 pub mod bundle;
 pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod image_io;
 pub mod models;
 pub mod preprocess;

@@ -23,6 +23,16 @@ pub struct EncodedBatch {
     pub attention_mask: Vec<i64>,
 }
 
+/// A tokenizer for prompts and generated text: no padding, no truncation (the
+/// caller checks lengths against the model's positions).
+pub fn load_plain(path: &Path) -> Result<Tokenizer> {
+    Tokenizer::from_file(path).map_err(|e| Error::BundleFile {
+        path: path.to_path_buf(),
+        what: "tokenizer",
+        reason: format!("not a tokenizers JSON file: {e}"),
+    })
+}
+
 impl TextTokenizer {
     pub fn load(path: &Path, context_length: usize, pad_token: &str) -> Result<TextTokenizer> {
         let err = |reason: String| Error::BundleFile { path: path.to_path_buf(), what: "tokenizer", reason };

@@ -1,0 +1,294 @@
+//! BLIP-2: captions, visual question answering and chat about one image.
+//!
+//! vision.onnx turns the image into `num_query_tokens` embeddings already in the
+//! language model's space; they take the place of BLIP-2's `<image>` tokens in
+//! front of the prompt (Blip2ForConditionalGeneration.generate), and the OPT
+//! decoder generates from there with owlet's loop (crate::generate).
+
+mod decoder;
+
+use std::path::Path;
+
+use image::RgbImage;
+use ndarray::Array2;
+use tokenizers::Tokenizer;
+use tract_onnx::prelude::*;
+
+pub use decoder::{Decoder, DecoderSession, DecoderStats};
+
+use crate::bundle::{Bundle, GenerationSpec, ModelKind, PreprocessSpec};
+use crate::engine::{Graph, InputSpec};
+use crate::error::{Error, Result};
+use crate::generate::{generate, GenerationConfig, Strategy};
+use crate::preprocess;
+use crate::tokenize::load_plain;
+
+/// Longest question accepted, in characters (a prompt must leave room to answer).
+pub const MAX_QUESTION_CHARS: usize = 1000;
+
+pub struct Blip2 {
+    pub bundle: Bundle,
+    vision: Graph,
+    spec: PreprocessSpec,
+    decoder: Decoder,
+    embed: Array2<f32>,
+    tokenizer: Tokenizer,
+    generation: GenerationSpec,
+    image_token_id: u32,
+}
+
+/// The image, encoded once, ready to be talked about.
+#[derive(Debug, Clone)]
+pub struct ImageQueries {
+    /// [num_query_tokens, hidden], row-major.
+    pub data: Vec<f32>,
+    pub len: usize,
+}
+
+/// What a generation produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// New token ids, eos excluded.
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub stats: DecoderStats,
+}
+
+impl Blip2 {
+    pub fn load(dir: impl AsRef<Path>) -> Result<Blip2> {
+        let bundle = Bundle::open(dir)?;
+        if bundle.manifest.kind != ModelKind::Blip2 {
+            return Err(Error::Manifest {
+                path: bundle.manifest_path(),
+                field: "kind".into(),
+                reason: format!("{:?} bundle given where a blip2 bundle is needed", bundle.manifest.kind),
+            });
+        }
+        let v = &bundle.manifest.vision;
+        let hidden = v.embed_dim;
+        let vpath = bundle.path_of(&v.file);
+        let vision = Graph::load(
+            &vpath,
+            "vision",
+            &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
+            3,
+        )?;
+        if let Some(w) = vision.output_width() {
+            if w != hidden {
+                return Err(Error::Graph {
+                    path: vpath,
+                    reason: format!("query width {w} differs from vision.embed_dim {hidden} in owlet.toml"),
+                });
+            }
+        }
+        let d = bundle.decoder().clone();
+        let decoder = Decoder::load(&bundle)?;
+        let epath = bundle.path_of(&d.embed_tokens);
+        let embed: Array2<f32> = ndarray_npy::read_npy(&epath).map_err(|e| Error::BundleFile {
+            path: epath.clone(),
+            what: "decoder.embed_tokens",
+            reason: format!("not a 2-D f32 .npy table: {e}"),
+        })?;
+        if embed.ncols() != hidden || embed.nrows() < decoder.vocab_size() {
+            return Err(Error::BundleFile {
+                path: epath,
+                what: "decoder.embed_tokens",
+                reason: format!(
+                    "table is {}x{}, expected at least {}x{hidden} (decoder vocabulary x vision.embed_dim)",
+                    embed.nrows(),
+                    embed.ncols(),
+                    decoder.vocab_size()
+                ),
+            });
+        }
+        let tokenizer = load_plain(&bundle.path_of(&d.tokenizer))?;
+        let image_token_id = tokenizer.token_to_id("<image>").unwrap_or(0);
+        let generation = bundle.generation().clone();
+        Ok(Blip2 { spec: v.preprocess.clone(), bundle, vision, decoder, embed, tokenizer, generation, image_token_id })
+    }
+
+    pub fn generation_spec(&self) -> &GenerationSpec {
+        &self.generation
+    }
+
+    /// Greedy decoding with the bundle's defaults: transformers' generate() defaults.
+    pub fn default_config(&self) -> GenerationConfig {
+        GenerationConfig {
+            strategy: Strategy::Greedy,
+            max_new_tokens: self.generation.max_new_tokens,
+            min_new_tokens: 0,
+            repetition_penalty: 1.0,
+            eos_token_id: self.generation.eos_token_id,
+        }
+    }
+
+    /// Encode an image into query embeddings (the vision tower, Q-Former and projection).
+    pub fn encode_image(&self, img: &RgbImage) -> Result<ImageQueries> {
+        let mut pixels = Vec::new();
+        preprocess::pixel_values_into(&self.spec, img, &mut pixels);
+        self.encode_pixels(pixels)
+    }
+
+    /// As `encode_image`, from already preprocessed pixel values [3, S, S].
+    pub fn encode_pixels(&self, pixels: Vec<f32>) -> Result<ImageQueries> {
+        let side = self.spec.crop_size as usize;
+        let input = Tensor::from_shape(&[1, 3, side, side], &pixels)
+            .map_err(|e| Error::Inference { graph: "vision", reason: e.to_string() })?;
+        let out = self.vision.run("vision", tvec!(input.into()))?;
+        let (q, h) = (self.generation.num_query_tokens, self.embed.ncols());
+        if out.shape() != [1, q, h] {
+            return Err(Error::Inference {
+                graph: "vision",
+                reason: format!("output shape {:?}, expected [1, {q}, {h}] (generation.num_query_tokens)", out.shape()),
+            });
+        }
+        let data: Vec<f32> = out
+            .to_plain_array_view::<f32>()
+            .map_err(|e| Error::Inference { graph: "vision", reason: e.to_string() })?
+            .iter()
+            .cloned()
+            .collect();
+        Ok(ImageQueries { data, len: q })
+    }
+
+    /// Prompt ids as the model's tokenizer makes them (OPT prepends `</s>`).
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(prompt, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Generate after `[image queries] + prompt`.
+    pub fn generate(
+        &self,
+        image: &ImageQueries,
+        prompt: &str,
+        cfg: &GenerationConfig,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generated> {
+        let ids = self.prompt_ids(prompt)?;
+        let hidden = self.embed.ncols();
+        let total = image.len + ids.len() + cfg.max_new_tokens;
+        let max = self.bundle.decoder().max_positions;
+        if total > max {
+            return Err(Error::Invalid(format!(
+                "prompt of {} tokens + {} image queries + {} new tokens exceeds the model's {max} positions",
+                ids.len(),
+                image.len,
+                cfg.max_new_tokens
+            )));
+        }
+        let mut prefix = image.data.clone();
+        for &id in &ids {
+            let row = self.embed.row(id as usize);
+            prefix.extend(row.iter());
+        }
+        let len = image.len + ids.len();
+        debug_assert_eq!(prefix.len(), len * hidden);
+        let mut context = vec![self.image_token_id; image.len];
+        context.extend(&ids);
+        let mut session = self.decoder.session(&self.embed);
+        let mut out = generate(&mut session, &prefix, len, &context, cfg, on_token)?;
+        if out.last() == Some(&cfg.eos_token_id) {
+            out.pop();
+        }
+        let text = self.decode(&out)?;
+        Ok(Generated { ids: out, text, stats: session.stats })
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let t = self.tokenizer.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(t.trim().to_string())
+    }
+
+    /// A plain caption (the bundle's caption prompt, "" for BLIP-2).
+    pub fn caption(&self, image: &ImageQueries, cfg: &GenerationConfig, on_token: &mut dyn FnMut(u32)) -> Result<Generated> {
+        let prompt = self.generation.caption_prompt.clone();
+        self.generate(image, &prompt, cfg, on_token)
+    }
+
+    /// Visual question answering: "Question: {q} Answer:".
+    pub fn ask(
+        &self,
+        image: &ImageQueries,
+        question: &str,
+        cfg: &GenerationConfig,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generated> {
+        let q = check_question(question)?;
+        let prompt = self.generation.question_template.replace("{}", q);
+        self.generate(image, &prompt, cfg, on_token)
+    }
+}
+
+fn check_question(question: &str) -> Result<&str> {
+    let q = question.trim();
+    if q.is_empty() {
+        return Err(Error::Invalid("the question is empty".into()));
+    }
+    if q.chars().count() > MAX_QUESTION_CHARS {
+        return Err(Error::Invalid(format!(
+            "the question is {} characters long; at most {MAX_QUESTION_CHARS} are accepted",
+            q.chars().count()
+        )));
+    }
+    Ok(q)
+}
+
+/// A conversation about one image: earlier turns are folded into the prompt as
+/// "Question: {q} Answer: {a}." before the new question (BLIP-2's chat recipe).
+pub struct Chat<'a> {
+    model: &'a Blip2,
+    image: ImageQueries,
+    pub turns: Vec<(String, String)>,
+}
+
+impl<'a> Chat<'a> {
+    pub fn new(model: &'a Blip2, image: ImageQueries) -> Chat<'a> {
+        Chat { model, image, turns: Vec::new() }
+    }
+
+    /// The prompt the next question would be asked with.
+    pub fn prompt_for(&self, question: &str) -> String {
+        let mut parts: Vec<String> = self.turns.iter().map(|(q, a)| format!("Question: {q} Answer: {a}.")).collect();
+        parts.push(self.model.generation.question_template.replace("{}", question));
+        parts.join(" ")
+    }
+
+    pub fn ask(&mut self, question: &str, cfg: &GenerationConfig, on_token: &mut dyn FnMut(u32)) -> Result<Generated> {
+        let q = check_question(question)?.to_string();
+        let prompt = self.prompt_for(&q);
+        let out = self.model.generate(&self.image, &prompt, cfg, on_token)?;
+        self.turns.push((q, out.text.clone()));
+        Ok(out)
+    }
+}
+
+/// Turns streamed ids into text pieces: decodes the whole answer so far and
+/// returns what is new, so multi-byte characters split across tokens print whole.
+pub struct TextStream<'a> {
+    model: &'a Blip2,
+    ids: Vec<u32>,
+    printed: String,
+}
+
+impl<'a> TextStream<'a> {
+    pub fn new(model: &'a Blip2) -> TextStream<'a> {
+        TextStream { model, ids: Vec::new(), printed: String::new() }
+    }
+
+    pub fn push(&mut self, id: u32) -> String {
+        if id == self.model.generation.eos_token_id {
+            return String::new();
+        }
+        self.ids.push(id);
+        let text = self.model.tokenizer.decode(&self.ids, true).unwrap_or_default();
+        let text = text.trim_start().to_string();
+        if text.starts_with(&self.printed) && !text.ends_with('\u{fffd}') {
+            let new = text[self.printed.len()..].to_string();
+            self.printed = text;
+            new
+        } else {
+            String::new()
+        }
+    }
+}
