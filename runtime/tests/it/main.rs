@@ -2,5 +2,6 @@
 //! on the bundles in models/, and bad input of every kind.
 
 mod bad_input;
+mod blip2;
 mod common;
 mod parity;

@@ -195,6 +195,16 @@ impl Blip2 {
         Ok(Generated { ids: out, text, stats: session.stats })
     }
 
+    /// Logits of the first generation step after `[image] + ids` (for parity checks).
+    pub fn first_logits(&self, image: &ImageQueries, ids: &[u32]) -> Result<Vec<f32>> {
+        use crate::generate::StepDecoder;
+        let mut prefix = image.data.clone();
+        for &id in ids {
+            prefix.extend(self.embed.row(id as usize).iter());
+        }
+        self.decoder.session(&self.embed).prefill(&prefix, image.len + ids.len())
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let t = self.tokenizer.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(t.trim().to_string())
