@@ -163,3 +163,77 @@ fn fatal_errors_exit_2_with_one_clear_line_and_no_panic() {
         assert!(stderr.contains(&needle) || (needle == "placeholder" && stderr.contains("{}")), "{args:?}: {stderr}");
     }
 }
+
+fn blip2_reference() -> Value {
+    let p = repo().join("models/blip2-test/reference/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn blip2_case<'a>(r: &'a Value, image: &str, prompt: &str, beams: u64) -> &'a Value {
+    r["generate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["image"] == image && c["prompt"] == prompt && c["num_beams"] == beams
+                && c["length_penalty"].is_null() && c["eos_token_id"] == 2 && c["repetition_penalty"].is_null()
+        })
+        .expect("reference case")
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+#[test]
+fn caption_json_gives_transformers_tokens_for_greedy_and_beam_search() {
+    let r = blip2_reference();
+    let b = repo().join("models/blip2-test").display().to_string();
+    let img = repo().join("models/demo-frames/coffee.jpg").display().to_string();
+    for beams in [1u64, 3] {
+        let out = json_of(&run("owlet", &["caption", "-m", &b, "--json", "--max-new-tokens", "12", "--beams", &beams.to_string(), &img]));
+        let got = ids(&out["results"][0]["token_ids"]);
+        let want: Vec<u64> = ids(&blip2_case(&r, "coffee.jpg", "", beams)["generated_ids"]).into_iter().filter(|&t| t != 2).collect();
+        assert_eq!(got, want, "{beams} beam(s)");
+    }
+}
+
+#[test]
+fn ask_uses_the_question_template() {
+    let r = blip2_reference();
+    let b = repo().join("models/blip2-test").display().to_string();
+    let img = repo().join("models/demo-frames/chelsea.png").display().to_string();
+    let out = json_of(&run("owlet", &["ask", "-m", &b, "--json", "--max-new-tokens", "12", &img, "what colour is the car?"]));
+    let want = ids(&blip2_case(&r, "chelsea.png", "Question: what colour is the car? Answer:", 1)["generated_ids"]);
+    assert_eq!(ids(&out["token_ids"]), want);
+}
+
+#[test]
+fn chat_reads_questions_from_stdin_and_survives_a_bad_one() {
+    use std::io::Write;
+    let b = repo().join("models/blip2-test").display().to_string();
+    let img = repo().join("models/demo-frames/chelsea.png").display().to_string();
+    let mut child = std::process::Command::new(bin("owlet"))
+        .args(["chat", "-m", &b, "--json", "--max-new-tokens", "4", &img])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let long = "why ".repeat(400);
+    child.stdin.take().unwrap().write_all(format!("what is it?\n{long}\nis it red?\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "two good questions answered");
+    assert_eq!(lines[1]["question"], "is it red?");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("characters"));
+}
+
+#[test]
+fn a_clip_bundle_given_to_caption_is_a_clear_error() {
+    let img = reference_image("chelsea.png");
+    let out = run("owlet", &["caption", "-m", &clip_bundle(), &img]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("where a blip2 bundle is needed"));
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "owlet", version, about = "Run CLIP model bundles from the shell: embeddings, similarity, zero-shot labels")]
+#[command(name = "owlet", version, about = "Run CLIP and BLIP-2 model bundles from the shell: embeddings, zero-shot labels, captions, questions")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +23,36 @@ pub struct Common {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How BLIP-2 chooses tokens (transformers' generate() options).
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Beam search with N beams (1 = greedy).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub beams: usize,
+    /// Most tokens to generate [default: the bundle's].
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<usize>,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_new_tokens: usize,
+    /// Beam scores are divided by length^P; > 0 favours longer answers.
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    pub length_penalty: f32,
+    /// > 1 discourages repeating tokens.
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    pub repetition_penalty: f32,
+    /// Sample instead of searching (with --temperature, --top-k, --top-p, --seed).
+    #[arg(long, conflicts_with = "beams")]
+    pub sample: bool,
+    #[arg(long, default_value_t = 1.0, requires = "sample")]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 50, requires = "sample")]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0, requires = "sample")]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0, requires = "sample")]
+    pub seed: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +99,36 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
         text: String,
+    },
+    /// Caption images with BLIP-2.
+    Caption {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        gen: GenArgs,
+        /// Text the caption continues (default: the bundle's caption prompt, "").
+        #[arg(long)]
+        prompt: Option<String>,
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Ask BLIP-2 a question about an image ("Question: ... Answer:").
+    Ask {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        gen: GenArgs,
+        image: PathBuf,
+        question: String,
+    },
+    /// Talk about one image: questions from stdin, one per line; answers stream out.
+    /// Earlier turns are remembered. An empty line or end of input ends the chat.
+    Chat {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        gen: GenArgs,
+        image: PathBuf,
     },
     /// Write the model's view of an image (resized and cropped) as PNG.
     Preprocess {

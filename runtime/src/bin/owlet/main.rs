@@ -1,7 +1,8 @@
-//! `owlet`: CLIP from the shell. A thin layer over owlet-runtime: parse arguments,
+//! `owlet`: CLIP and BLIP-2 from the shell. A thin layer over owlet-runtime: parse arguments,
 //! call the runtime, print a table or JSON. Errors are printed once, here.
 
 mod args;
+mod blip2_cmds;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Tokenize { common, text } => tokenize(&common, &text),
         Command::Preprocess { common, image, output } => preprocess_cmd(&common, &image, &output),
+        Command::Caption { common, gen, prompt, images } => blip2_cmds::caption(&common, &gen, prompt.as_deref(), &images),
+        Command::Ask { common, gen, image, question } => blip2_cmds::ask(&common, &gen, &image, &question),
+        Command::Chat { common, gen, image } => blip2_cmds::chat(&common, &gen, &image),
     }
 }
 
