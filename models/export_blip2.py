@@ -43,7 +43,7 @@ BLIP2_RANDOM = {
         qformer=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                      encoder_hidden_size=768),
         text=dict(hidden_size=768, ffn_dim=3072, num_hidden_layers=12, num_attention_heads=12,
-                  word_embed_proj_dim=768, max_position_embeddings=2048),
+                  word_embed_proj_dim=768, max_position_embeddings=2048, vocab_size=50272),
         num_query_tokens=32,
     ),
 }
@@ -97,7 +97,7 @@ def build_blip2(args, vocab_size: int, image_token_id: int):
         torch.manual_seed(args.seed)
         config = Blip2Config(
             vision_config=cfg["vision"], qformer_config=cfg["qformer"],
-            text_config=dict(cfg["text"], model_type="opt", vocab_size=vocab_size, bos_token_id=2,
+            text_config=dict(dict(vocab_size=vocab_size) | cfg["text"], model_type="opt", bos_token_id=2,
                              eos_token_id=2, pad_token_id=1, do_layer_norm_before=True),
             num_query_tokens=cfg["num_query_tokens"], image_token_index=image_token_id,
         )
