@@ -95,7 +95,9 @@ impl Graph {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?;
-        Ok(Graph { path: path.to_path_buf(), role, plan })
+        let graph = Graph { path: path.to_path_buf(), role, plan };
+        log::info!("{role} graph {}: matmul kernels {:?}", path.display(), graph.matmul_kernels());
+        Ok(graph)
     }
 
     pub fn role(&self) -> &'static str {
@@ -104,6 +106,25 @@ impl Graph {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The matrix-multiplication kernels tract chose for this graph on this CPU
+    /// (distinct names, e.g. `arm64simd_mmm_f32_16x4`), read from the optimised plan.
+    /// Logged at load; tests assert that no silent fall-back to generic code happened.
+    pub fn matmul_kernels(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for node in &self.plan.model().nodes {
+            if !node.op.name().contains("MatMul") && !node.op.name().contains("Mmm") {
+                continue;
+            }
+            let text = format!("{:?} {}", node.op, node.op.info().unwrap_or_default().join(" "));
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.contains('_') && (word.contains("mmm") || word.contains("mmv")) {
+                    names.insert(word.to_string());
+                }
+            }
+        }
+        names.into_iter().collect()
     }
 
     /// Size of the output's last axis, when the graph fixes it.

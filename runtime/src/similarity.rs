@@ -43,9 +43,9 @@ impl Embeddings {
     }
 }
 
+/// Dot product with owlet's SIMD kernel (see crate::kernels).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // f64 accumulation: embeddings are short (512-1024) and this is not the hot path.
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32
+    crate::kernels::dot_f32(a, b)
 }
 
 pub fn l2_normalize(v: &mut [f32]) {

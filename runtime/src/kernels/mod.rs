@@ -1,0 +1,96 @@
+//! owlet's own SIMD kernels, for what tract does not do: embedding arithmetic
+//! (similarity, search) today, frame conversion next.
+//!
+//! Every op has a scalar reference (`scalar.rs`); each architecture module plugs
+//! faster versions into the table behind run-time CPU feature detection, once, at
+//! first use. `OWLET_KERNELS=scalar` forces the reference (to A/B or to rule a
+//! kernel out). Every kernel is compared with the reference on random inputs of
+//! ragged lengths at misaligned offsets (`harness.rs`).
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon;
+#[cfg(test)]
+mod harness;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86_64_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_64_avx512;
+
+use std::sync::OnceLock;
+
+/// The kernel table.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Dot product of two f32 slices of equal length.
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    /// Which implementation `dot_f32` is, for logs and tests.
+    pub dot_f32_name: &'static str,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels").field("dot_f32", &self.dot_f32_name).finish()
+    }
+}
+
+/// The scalar reference table.
+pub fn scalar() -> Kernels {
+    Kernels { dot_f32: scalar::dot_f32, dot_f32_name: "scalar_dot_f32" }
+}
+
+/// Every implementation of `dot_f32` this CPU can run, reference first, best last.
+pub fn dot_f32_candidates() -> Vec<(&'static str, fn(&[f32], &[f32]) -> f32)> {
+    let mut v: Vec<(&'static str, fn(&[f32], &[f32]) -> f32)> = vec![("scalar_dot_f32", scalar::dot_f32)];
+    for plug in plugs() {
+        let mut k = scalar();
+        plug(&mut k);
+        if k.dot_f32_name != "scalar_dot_f32" {
+            v.push((k.dot_f32_name, k.dot_f32));
+        }
+    }
+    v
+}
+
+/// Each architecture's plugs, in increasing preference.
+fn plugs() -> Vec<fn(&mut Kernels)> {
+    #[allow(unused_mut)]
+    let mut v: Vec<fn(&mut Kernels)> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        v.push(x86_64_avx2::plug);
+        v.push(x86_64_avx512::plug);
+    }
+    #[cfg(target_arch = "aarch64")]
+    v.push(aarch64_neon::plug);
+    v
+}
+
+/// The best table for this CPU (or the scalar one under `OWLET_KERNELS=scalar`).
+pub fn best() -> Kernels {
+    let mut k = scalar();
+    if std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar") {
+        return k;
+    }
+    for plug in plugs() {
+        plug(&mut k);
+    }
+    k
+}
+
+/// The process-wide table, chosen on first use and logged.
+pub fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| {
+        let k = best();
+        log::info!("owlet kernels: {k:?}");
+        k
+    })
+}
+
+/// Dot product with the best kernel. Panics if the lengths differ (a caller bug).
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_f32 on slices of different lengths");
+    (kernels().dot_f32)(a, b)
+}
