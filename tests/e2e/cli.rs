@@ -237,3 +237,19 @@ fn a_clip_bundle_given_to_caption_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("where a blip2 bundle is needed"));
 }
+
+#[test]
+fn caption_reports_a_corrupt_image_and_captions_the_rest() {
+    let dir = std::env::temp_dir().join(format!("owlet-e2e-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("cut.jpg");
+    let good = repo().join("models/demo-frames/rocket.jpg");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 4]).unwrap();
+    let b = repo().join("models/blip2-test").display().to_string();
+    let out = run("owlet", &["caption", "-m", &b, "--json", "--max-new-tokens", "3", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cut.jpg"));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+}

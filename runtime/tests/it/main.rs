@@ -5,3 +5,4 @@ mod bad_input;
 mod blip2;
 mod common;
 mod parity;
+mod cpu;
