@@ -34,7 +34,8 @@ fn demo_labels_every_bundled_frame_with_trigger_model_and_latency() {
 
 #[test]
 fn a_corrupt_frame_goes_to_the_error_topic_and_the_rest_are_still_labelled() {
-    let dir = std::env::temp_dir().join(format!("owlet-e2e-bridge-{}", std::process::id()));
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-bridge-").tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     std::fs::copy(repo().join("models/demo-frames/rocket.jpg"), frames.join("a.jpg")).unwrap();
@@ -59,8 +60,8 @@ fn a_corrupt_frame_goes_to_the_error_topic_and_the_rest_are_still_labelled() {
 
 #[test]
 fn a_broken_config_is_refused_naming_the_field() {
-    let dir = std::env::temp_dir().join(format!("owlet-e2e-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-cfg-").tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, "[clip]\ntemplates = [\"no placeholder\"]\n").unwrap();
     let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);

@@ -107,8 +107,8 @@ fn tokenize_json_matches_clip_tokenizer() {
 #[test]
 fn preprocess_writes_the_models_view_identical_to_clip_image_processor() {
     let b = clip_bundle();
-    let dir = std::env::temp_dir().join(format!("owlet-e2e-pre-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-pre-").tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let out_png = dir.join("view.png");
     let out = run("owlet", &["preprocess", "-m", &b, &reference_image("coffee.jpg"), "-o", out_png.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -131,8 +131,8 @@ fn preprocess_writes_the_models_view_identical_to_clip_image_processor() {
 
 #[test]
 fn a_bad_image_among_good_ones_is_reported_and_the_rest_still_classified() {
-    let dir = std::env::temp_dir().join(format!("owlet-e2e-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-bad-").tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let bad = dir.join("broken.jpg");
     std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let b = clip_bundle();
@@ -240,8 +240,8 @@ fn a_clip_bundle_given_to_caption_is_a_clear_error() {
 
 #[test]
 fn caption_reports_a_corrupt_image_and_captions_the_rest() {
-    let dir = std::env::temp_dir().join(format!("owlet-e2e-cap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-cap-").tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let bad = dir.join("cut.jpg");
     let good = repo().join("models/demo-frames/rocket.jpg");
     let bytes = std::fs::read(&good).unwrap();

@@ -41,25 +41,28 @@ fn a_folder_is_not_an_image() {
 fn a_missing_bundle_or_manifest_is_named() {
     let e = load_err(std::path::Path::new("/no/such/bundle"));
     assert!(e.contains("/no/such/bundle") && e.contains("not a folder"), "{e}");
-    let dir = bundle_copy("nomanifest");
+    let tmp = bundle_copy("nomanifest");
+        let dir = tmp.path();
     fs::remove_file(dir.join("owlet.toml")).unwrap();
-    let e = load_err(&dir);
+    let e = load_err(dir);
     assert!(e.contains("owlet.toml"), "{e}");
 }
 
 #[test]
 fn a_missing_graph_or_tokenizer_names_the_file_and_field() {
     for (file, field) in [("vision.onnx", "vision.file"), ("text.onnx", "text.file"), ("tokenizer.json", "text.tokenizer")] {
-        let dir = bundle_copy(&format!("missing-{file}"));
+        let tmp = bundle_copy(&format!("missing-{file}"));
+        let dir = tmp.path();
         fs::remove_file(dir.join(file)).unwrap();
-        let e = load_err(&dir);
+        let e = load_err(dir);
         assert!(e.contains(file) && e.contains(field) && e.contains("missing"), "{e}");
     }
 }
 
 #[test]
 fn truncated_and_garbage_graphs_are_errors() {
-    let dir = bundle_copy("truncated-onnx");
+    let tmp = bundle_copy("truncated-onnx");
+        let dir = tmp.path();
     let bytes = fs::read(dir.join("vision.onnx")).unwrap();
     for (tag, content) in [
         ("truncated", bytes[..bytes.len() / 2].to_vec()),
@@ -68,38 +71,42 @@ fn truncated_and_garbage_graphs_are_errors() {
         ("empty", Vec::new()),
     ] {
         fs::write(dir.join("vision.onnx"), &content).unwrap();
-        let e = load_err(&dir);
+        let e = load_err(dir);
         assert!(e.contains("vision.onnx"), "{tag}: {e}");
     }
 }
 
 #[test]
 fn swapped_graphs_are_refused_with_the_expected_interface() {
-    let dir = bundle_copy("swapped");
+    let tmp = bundle_copy("swapped");
+        let dir = tmp.path();
     fs::copy(clip_bundle().join("text.onnx"), dir.join("vision.onnx")).unwrap();
-    let e = load_err(&dir);
+    let e = load_err(dir);
     assert!(e.contains("vision") && e.contains("pixel_values"), "{e}");
 
-    let dir = bundle_copy("swapped2");
+    let tmp = bundle_copy("swapped2");
+        let dir = tmp.path();
     fs::copy(clip_bundle().join("vision.onnx"), dir.join("text.onnx")).unwrap();
-    let e = load_err(&dir);
+    let e = load_err(dir);
     assert!(e.contains("text") && e.contains("input"), "{e}");
 }
 
 #[test]
 fn a_manifest_that_disagrees_with_the_graph_is_refused() {
-    let dir = bundle_copy("wrong-dim");
+    let tmp = bundle_copy("wrong-dim");
+        let dir = tmp.path();
     let m = fs::read_to_string(dir.join("owlet.toml")).unwrap().replace("embed_dim = 16", "embed_dim = 32");
     fs::write(dir.join("owlet.toml"), m).unwrap();
-    let e = load_err(&dir);
+    let e = load_err(dir);
     assert!(e.contains("output width 16") && e.contains("embed_dim 32"), "{e}");
 }
 
 #[test]
 fn a_corrupt_tokenizer_is_an_error() {
-    let dir = bundle_copy("bad-tokenizer");
+    let tmp = bundle_copy("bad-tokenizer");
+        let dir = tmp.path();
     fs::write(dir.join("tokenizer.json"), "{\"version\": \"1.0\", \"model\": 3").unwrap();
-    let e = load_err(&dir);
+    let e = load_err(dir);
     assert!(e.contains("tokenizer.json") && e.contains("tokenizer"), "{e}");
 }
 
@@ -112,11 +119,12 @@ fn broken_manifests_name_the_field() {
         ("scale", "logit_scale = ", "logit_scale = -", "clip.logit_scale"),
         ("toml", "[text]", "[text", "line"),
     ] {
-        let dir = bundle_copy(&format!("manifest-{tag}"));
+        let tmp = bundle_copy(&format!("manifest-{tag}"));
+        let dir = tmp.path();
         let m = fs::read_to_string(dir.join("owlet.toml")).unwrap();
         assert!(m.contains(from), "{tag}: fixture text moved");
         fs::write(dir.join("owlet.toml"), m.replacen(from, to, 1)).unwrap();
-        let e = load_err(&dir);
+        let e = load_err(dir);
         assert!(e.contains("owlet.toml") && e.contains(needle), "{tag}: {e}");
     }
 }

@@ -168,11 +168,9 @@ fn bad_questions_and_images_are_clear_errors() {
 #[test]
 fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
     let copy = |tag: &str| {
-        let dst = std::env::temp_dir().join(format!("owlet-it-blip2-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dst);
-        std::fs::create_dir_all(&dst).unwrap();
+        let dst = tempfile::Builder::new().prefix(&format!("owlet-it-blip2-{tag}-")).tempdir().unwrap();
         for f in ["owlet.toml", "vision.onnx", "decoder.onnx", "embed_tokens.npy", "tokenizer.json"] {
-            std::fs::copy(bundle().join(f), dst.join(f)).unwrap();
+            std::fs::copy(bundle().join(f), dst.path().join(f)).unwrap();
         }
         dst
     };
@@ -180,28 +178,33 @@ fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => e.to_string(),
     };
-    let d = copy("missing");
+    let tmp = copy("missing");
+    let d = tmp.path().to_path_buf();
     std::fs::remove_file(d.join("decoder.onnx")).unwrap();
     let e = err(&d);
     assert!(e.contains("decoder.onnx") && e.contains("decoder.file"), "{e}");
 
-    let d = copy("mismatched");
+    let tmp = copy("mismatched");
+    let d = tmp.path().to_path_buf();
     std::fs::copy(bundle().join("vision.onnx"), d.join("decoder.onnx")).unwrap();
     let e = err(&d);
     assert!(e.contains("decoder") && e.contains("input"), "{e}");
 
-    let d = copy("layers");
+    let tmp = copy("layers");
+    let d = tmp.path().to_path_buf();
     let m = std::fs::read_to_string(d.join("owlet.toml")).unwrap().replace("layers = 2", "layers = 3");
     std::fs::write(d.join("owlet.toml"), m).unwrap();
     let e = err(&d);
     assert!(e.contains("decoder.onnx") && e.contains("input"), "{e}");
 
-    let d = copy("table");
+    let tmp = copy("table");
+    let d = tmp.path().to_path_buf();
     std::fs::write(d.join("embed_tokens.npy"), b"\x93NUMPY garbage").unwrap();
     let e = err(&d);
     assert!(e.contains("embed_tokens.npy"), "{e}");
 
-    let d = copy("clip");
+    let tmp = copy("clip");
+    let d = tmp.path().to_path_buf();
     let e = match owlet_runtime::models::clip::Clip::load(&d) {
         Ok(_) => panic!("a blip2 bundle loaded as clip"),
         Err(e) => e.to_string(),

@@ -47,13 +47,12 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-/// A fresh copy of the test bundle in a temp dir, for tests that break it.
-pub fn bundle_copy(tag: &str) -> PathBuf {
-    let dst = std::env::temp_dir().join(format!("owlet-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
+/// A fresh copy of the test bundle in a temp dir (removed on drop), for tests
+/// that break it.
+pub fn bundle_copy(tag: &str) -> tempfile::TempDir {
+    let dst = tempfile::Builder::new().prefix(&format!("owlet-it-{tag}-")).tempdir().unwrap();
     for f in ["owlet.toml", "vision.onnx", "text.onnx", "tokenizer.json"] {
-        std::fs::copy(clip_bundle().join(f), dst.join(f)).unwrap();
+        std::fs::copy(clip_bundle().join(f), dst.path().join(f)).unwrap();
     }
     dst
 }
