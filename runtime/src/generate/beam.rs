@@ -4,7 +4,7 @@
 //! -1e9 masking arithmetic (in f32, as torch does), so that ties and near-ties
 //! resolve the same way.
 
-use super::{log_softmax, GenerationConfig, Processors, StepDecoder};
+use super::{log_softmax, GenerationConfig, Prefix, Processors, StepDecoder};
 use crate::error::Result;
 
 const MASKED: f32 = -1.0e9;
@@ -35,9 +35,7 @@ fn topk(values: &[f32], k: usize) -> Vec<usize> {
 
 pub fn search(
     decoder: &mut dyn StepDecoder,
-    prefix_embeds: &[f32],
-    prefix_len: usize,
-    context_ids: &[u32],
+    prefix: &Prefix<'_>,
     cfg: &GenerationConfig,
     procs: &Processors,
     p: BeamParams,
@@ -52,7 +50,7 @@ pub fn search(
     let mut done: Vec<Hyp> = (0..nb).map(|_| Hyp { tokens: Vec::new(), score: MASKED, finished: false }).collect();
     let mut heuristic_unsatisfied = true;
 
-    let first = decoder.prefill(prefix_embeds, prefix_len)?;
+    let first = decoder.prefill(prefix.embeds, prefix.len)?;
     // Every beam starts from the same prefix: replicate the one cached row.
     decoder.reorder(&vec![0; nb])?;
     let mut logits: Vec<f32> = first.iter().cloned().cycle().take(nb * vocab).collect();
@@ -64,7 +62,7 @@ pub fn search(
         for (b, beam) in running.iter().enumerate() {
             let row = &mut logits[b * vocab..][..vocab];
             log_softmax(row);
-            let mut ids = context_ids.to_vec();
+            let mut ids = prefix.context_ids.to_vec();
             ids.extend(&beam.tokens);
             procs.apply(row, &ids, generated);
             for (a, &lp) in acc[b * vocab..][..vocab].iter_mut().zip(row.iter()) {

@@ -81,6 +81,16 @@ impl GenerationConfig {
     }
 }
 
+/// What generation starts from: the prefix's embeddings (image queries + prompt),
+/// its length in positions, and the ids it stands for (image placeholders +
+/// prompt), which the repetition penalty counts as transformers does.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix<'a> {
+    pub embeds: &'a [f32],
+    pub len: usize,
+    pub context_ids: &'a [u32],
+}
+
 /// A decoder with a KV cache that the loop drives. Rows are beams.
 pub trait StepDecoder {
     fn vocab_size(&self) -> usize;
@@ -92,16 +102,12 @@ pub trait StepDecoder {
     fn reorder(&mut self, rows: &[usize]) -> Result<()>;
 }
 
-/// Generate new tokens after a prefix. `context_ids` are the ids the prefix stands
-/// for (image placeholders + prompt), used by the repetition penalty as transformers
-/// does. `on_token` sees each token when it is final: as it is produced for greedy
-/// and sampling, at the end for beam search. Returns the new tokens, eos included
-/// when generation stopped on it.
+/// Generate new tokens after a prefix. `on_token` sees each token when it is
+/// final: as it is produced for greedy and sampling, at the end for beam search.
+/// Returns the new tokens, eos included when generation stopped on it.
 pub fn generate(
     decoder: &mut dyn StepDecoder,
-    prefix_embeds: &[f32],
-    prefix_len: usize,
-    context_ids: &[u32],
+    prefix: &Prefix<'_>,
     cfg: &GenerationConfig,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
@@ -110,19 +116,17 @@ pub fn generate(
     match &cfg.strategy {
         Strategy::Greedy => {
             let mut pick = |logits: &mut [f32], _: &[u32]| Ok(argmax(logits));
-            single_row(decoder, prefix_embeds, prefix_len, context_ids, cfg, &procs, &mut pick, on_token)
+            single_row(decoder, prefix, cfg, &procs, &mut pick, on_token)
         }
         Strategy::Sample { temperature, top_k, top_p, seed } => {
             let mut sampler = sampling::Sampler::new(*temperature, *top_k, *top_p, *seed);
             let mut pick = |logits: &mut [f32], _: &[u32]| sampler.sample(logits);
-            single_row(decoder, prefix_embeds, prefix_len, context_ids, cfg, &procs, &mut pick, on_token)
+            single_row(decoder, prefix, cfg, &procs, &mut pick, on_token)
         }
         Strategy::Beam { num_beams, length_penalty, early_stopping } => {
             let out = beam::search(
                 decoder,
-                prefix_embeds,
-                prefix_len,
-                context_ids,
+                prefix,
                 cfg,
                 &procs,
                 beam::BeamParams { num_beams: *num_beams, length_penalty: *length_penalty, early_stopping: *early_stopping },
@@ -136,20 +140,17 @@ pub fn generate(
 }
 
 /// Greedy and sampling: one row, each token final when chosen.
-#[allow(clippy::too_many_arguments)]
 fn single_row(
     decoder: &mut dyn StepDecoder,
-    prefix_embeds: &[f32],
-    prefix_len: usize,
-    context_ids: &[u32],
+    prefix: &Prefix<'_>,
     cfg: &GenerationConfig,
     procs: &Processors,
     pick: &mut dyn FnMut(&mut [f32], &[u32]) -> Result<u32>,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
-    let mut ids = context_ids.to_vec();
+    let mut ids = prefix.context_ids.to_vec();
     let mut out = Vec::new();
-    let mut logits = decoder.prefill(prefix_embeds, prefix_len)?;
+    let mut logits = decoder.prefill(prefix.embeds, prefix.len)?;
     loop {
         procs.apply(&mut logits, &ids, out.len());
         let t = pick(&mut logits, &ids)?;

@@ -19,7 +19,7 @@ pub use decoder::{Decoder, DecoderSession, DecoderStats};
 use crate::bundle::{Bundle, GenerationSpec, ModelKind, PreprocessSpec};
 use crate::engine::{Graph, InputSpec};
 use crate::error::{Error, Result};
-use crate::generate::{generate, GenerationConfig, Strategy};
+use crate::generate::{generate, GenerationConfig, Prefix, Strategy};
 use crate::preprocess;
 use crate::tokenize::load_plain;
 
@@ -187,7 +187,7 @@ impl Blip2 {
         let mut context = vec![self.image_token_id; image.len];
         context.extend(&ids);
         let mut session = self.decoder.session(&self.embed);
-        let mut out = generate(&mut session, &prefix, len, &context, cfg, on_token)?;
+        let mut out = generate(&mut session, &Prefix { embeds: &prefix, len, context_ids: &context }, cfg, on_token)?;
         if out.last() == Some(&cfg.eos_token_id) {
             out.pop();
         }
