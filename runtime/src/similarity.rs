@@ -9,7 +9,7 @@ pub struct Embeddings {
 
 impl Embeddings {
     pub fn new(dim: usize, data: Vec<f32>) -> Embeddings {
-        debug_assert!(dim > 0 && data.len() % dim == 0);
+        debug_assert!(dim > 0 && data.len().is_multiple_of(dim));
         Embeddings { dim, data }
     }
 

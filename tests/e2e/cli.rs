@@ -117,8 +117,9 @@ fn preprocess_writes_the_models_view_identical_to_clip_image_processor() {
     // Normalise the written pixels and compare with transformers' pixel_values.
     let expected: ndarray::Array3<f32> =
         ndarray_npy::read_npy(repo().join("models/clip-test/reference/coffee.pixel_values.npy")).unwrap();
-    let mean = [0.48145466f32, 0.4578275, 0.40821073];
-    let std = [0.26862954f32, 0.26130258, 0.27577711];
+    // OPENAI_CLIP_MEAN / _STD, as the bundle's owlet.toml has them (f32).
+    let mean = [0.481_454_66_f32, 0.457_827_5, 0.408_210_73];
+    let std = [0.268_629_54_f32, 0.261_302_6, 0.275_777_1];
     let mut worst = 0f32;
     for (x, y, p) in view.enumerate_pixels() {
         for c in 0..3 {

@@ -139,13 +139,16 @@ pub fn generate(
     }
 }
 
+/// Chooses the next token from processed logits (and the ids so far).
+type Pick<'a> = dyn FnMut(&mut [f32], &[u32]) -> Result<u32> + 'a;
+
 /// Greedy and sampling: one row, each token final when chosen.
 fn single_row(
     decoder: &mut dyn StepDecoder,
     prefix: &Prefix<'_>,
     cfg: &GenerationConfig,
     procs: &Processors,
-    pick: &mut dyn FnMut(&mut [f32], &[u32]) -> Result<u32>,
+    pick: &mut Pick<'_>,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
     let mut ids = prefix.context_ids.to_vec();

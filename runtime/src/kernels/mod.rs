@@ -19,11 +19,14 @@ mod x86_64_avx512;
 
 use std::sync::OnceLock;
 
+/// A dot-product kernel.
+pub type DotF32 = fn(&[f32], &[f32]) -> f32;
+
 /// The kernel table.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     /// Dot product of two f32 slices of equal length.
-    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    pub dot_f32: DotF32,
     /// Which implementation `dot_f32` is, for logs and tests.
     pub dot_f32_name: &'static str,
 }
@@ -40,8 +43,8 @@ pub fn scalar() -> Kernels {
 }
 
 /// Every implementation of `dot_f32` this CPU can run, reference first, best last.
-pub fn dot_f32_candidates() -> Vec<(&'static str, fn(&[f32], &[f32]) -> f32)> {
-    let mut v: Vec<(&'static str, fn(&[f32], &[f32]) -> f32)> = vec![("scalar_dot_f32", scalar::dot_f32)];
+pub fn dot_f32_candidates() -> Vec<(&'static str, DotF32)> {
+    let mut v: Vec<(&'static str, DotF32)> = vec![("scalar_dot_f32", scalar::dot_f32)];
     for plug in plugs() {
         let mut k = scalar();
         plug(&mut k);
