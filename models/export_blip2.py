@@ -313,6 +313,8 @@ max_positions = {tc.max_position_embeddings}
 
 [generation]
 num_query_tokens = {c.num_query_tokens}
+# The placeholder the image queries replace in the prompt (Blip2Processor's <image>).
+image_token_id = {c.image_token_index}
 bos_token_id = {tc.bos_token_id}
 eos_token_id = {tc.eos_token_id}
 pad_token_id = {tc.pad_token_id}

@@ -115,6 +115,9 @@ pub struct DecoderSpec {
 #[serde(deny_unknown_fields)]
 pub struct GenerationSpec {
     pub num_query_tokens: usize,
+    /// The placeholder id the image queries stand in for (the repetition penalty
+    /// sees it, as in transformers).
+    pub image_token_id: u32,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
     pub pad_token_id: u32,

@@ -211,3 +211,18 @@ fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
     };
     assert!(e.contains("Blip2 bundle given where a clip bundle"), "{e}");
 }
+
+#[test]
+fn preprocessing_is_identical_to_blip_image_processor() {
+    let m = Blip2::load(bundle()).unwrap();
+    let spec = m.bundle.manifest.vision.preprocess.clone();
+    for name in strings(&reference()["images"]) {
+        let img = load_rgb(&repo().join("models/demo-frames").join(&name), DecodeLimits::default()).unwrap();
+        let mut ours = Vec::new();
+        owlet_runtime::preprocess::pixel_values_into(&spec, &img, &mut ours);
+        let expected = pixels(&name);
+        assert_eq!(ours.len(), expected.len());
+        let worst = ours.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-6, "{name}: worst difference {worst}");
+    }
+}

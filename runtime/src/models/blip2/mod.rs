@@ -102,8 +102,8 @@ impl Blip2 {
             });
         }
         let tokenizer = load_plain(&bundle.path_of(&d.tokenizer))?;
-        let image_token_id = tokenizer.token_to_id("<image>").unwrap_or(0);
         let generation = bundle.generation().clone();
+        let image_token_id = generation.image_token_id;
         Ok(Blip2 { spec: v.preprocess.clone(), bundle, vision, decoder, embed, tokenizer, generation, image_token_id })
     }
 
