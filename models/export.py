@@ -186,9 +186,14 @@ def export_onnx(module, inputs, names, output, path: Path, dynamic: dict):
     torch.onnx.export(module, inputs, str(path), input_names=names, output_names=[output],
                       dynamic_axes=dynamic, opset_version=17, do_constant_folding=True,
                       dynamo=False)
+    strip_value_info(path)
+
+
+def strip_value_info(path: Path):
+    """Drop the exporter's intermediate value_info: it pins shapes that clash with
+    the graph's symbols in tract ("Impossible to unify Sym(batch) with Val(1))."""
     import onnx
     m = onnx.load(str(path))
-    # Intermediate value_info pins shapes that clash with symbols in tract.
     del m.graph.value_info[:]
     onnx.save(m, str(path))
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export import strip_value_info
+
 BLIP2_RANDOM = {
     "tiny": dict(
         vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -211,13 +213,6 @@ class OptStep(torch.nn.Module):
         return (logits, *presents)
 
 
-def _strip_value_info(path: Path):
-    import onnx
-    m = onnx.load(str(path))
-    del m.graph.value_info[:]
-    onnx.save(m, str(path))
-
-
 def export_graphs(out: Path, model):
     c = model.config
     tc = c.text_config
@@ -228,7 +223,7 @@ def export_graphs(out: Path, model):
                       output_names=["query_embeds"], dynamic_axes={"pixel_values": {0: "batch"},
                                                                   "query_embeds": {0: "batch"}},
                       opset_version=17, do_constant_folding=True, dynamo=False)
-    _strip_value_info(out / "vision.onnx")
+    strip_value_info(out / "vision.onnx")
 
     step = OptStep(lm).eval()
     heads, hd = step.heads, step.head_dim
@@ -249,7 +244,7 @@ def export_graphs(out: Path, model):
                       input_names=["inputs_embeds", "attention_mask", *names_past],
                       output_names=["logits", *names_present], dynamic_axes=axes,
                       opset_version=17, do_constant_folding=True, dynamo=False)
-    _strip_value_info(out / "decoder.onnx")
+    strip_value_info(out / "decoder.onnx")
     table = lm.get_input_embeddings().weight.detach().numpy().astype(np.float32)
     np.save(out / "embed_tokens.npy", table)
     return step
