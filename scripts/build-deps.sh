@@ -1,0 +1,18 @@
+# Sourced by scripts/demo and scripts/test: install what building owlet needs on a
+# fresh Debian machine (cmake and nasm build libjpeg-turbo, owlet's JPEG decoder).
+need() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_build_deps() {
+  local debs=()
+  need cmake || debs+=(cmake)
+  need nasm || debs+=(nasm)
+  need cc || debs+=(gcc)
+  need g++ || debs+=(g++)
+  if [ ${#debs[@]} -gt 0 ]; then
+    echo "owlet: installing ${debs[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}"
+  fi
+  need cargo || { echo "owlet: cargo not found (install Rust >= 1.91 with rustup)" >&2; exit 2; }
+}
