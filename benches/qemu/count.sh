@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Guest instructions of one CLIP image embedding under qemu (a repeatable figure to
+# track kernels by, where wall time under emulation means little).
+#   benches/qemu/count.sh [cortex-a72|cortex-a76] [IMAGE]
+# Needs the aarch64 build (scripts/cross build or test). Counts `owlet embed` with
+# 1, 2 and 3 copies of the image (one thread) and reports the increments: the cost
+# of one more image (decode, preprocess, vision graph, normalise) without the
+# start-up and planning every run pays.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CPU=${1:-cortex-a72}
+IMG=${2:-models/demo-frames/rocket.jpg}
+BIN=${OWLET_AARCH64_BIN:-target/cross/aarch64-unknown-linux-gnu/release/owlet}
+PLUGIN=target/qemu/libinsn_count.so
+mkdir -p target/qemu
+gcc -O2 -shared -fPIC -o "$PLUGIN" benches/qemu/insn_count.c
+KIND=$([ "$CPU" = cortex-a72 ] && echo CortexA72 || echo Generic)
+count() {
+  local imgs=()
+  for _ in $(seq "$1"); do imgs+=("$IMG"); done
+  TRACT_CPU_AARCH64_KIND=$KIND qemu-aarch64 -cpu "$CPU" -plugin "$PLUGIN" -d plugin \
+    "$BIN" embed -m models/clip-test --threads 1 "${imgs[@]}" 2>&1 >/dev/null | sed -n 's/guest instructions: //p'
+}
+c1=$(count 1); c2=$(count 2); c3=$(count 3)
+echo "$CPU, $(basename "$IMG"): 1 image $c1, 2 images $c2, 3 images $c3 guest instructions"
+echo "one more image: $((c2 - c1)) and $((c3 - c2)) instructions"
