@@ -14,5 +14,7 @@ install_build_deps() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}"
   fi
+  # rustup's cargo may be installed but not on a non-login shell's PATH.
+  if ! need cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
   need cargo || { echo "owlet: cargo not found (install Rust >= 1.91 with rustup)" >&2; exit 2; }
 }
