@@ -96,7 +96,9 @@ impl Graph {
             .and_then(|m| m.into_runnable())
             .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?;
         let graph = Graph { path: path.to_path_buf(), role, plan };
-        log::info!("{role} graph {}: matmul kernels {:?}", path.display(), graph.matmul_kernels());
+        if log::log_enabled!(log::Level::Info) {
+            log::info!("{role} graph {}: matmul kernels {:?}", path.display(), graph.matmul_kernels());
+        }
         Ok(graph)
     }
 

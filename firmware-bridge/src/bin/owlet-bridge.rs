@@ -40,8 +40,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where the bundled models are: ./models from the repository, or beside the binary
-/// (target/<profile>/owlet-bridge -> ../../models).
+/// Where the bundled models are: $OWLET_MODELS, ./models, or found from the binary:
+/// X/bin/owlet-bridge -> X/models (an unpacked tarball) or
+/// REPO/target/<profile>/owlet-bridge -> REPO/models (a build).
 fn models_dir() -> PathBuf {
     if let Ok(d) = std::env::var("OWLET_MODELS") {
         return d.into();
@@ -51,15 +52,12 @@ fn models_dir() -> PathBuf {
         return cwd;
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    for up in [2usize, 1] {
-        if let Some(base) = exe.ancestors().nth(up + 1) {
-            let d = base.join("models");
-            if d.join("clip-test/owlet.toml").is_file() {
-                return d;
-            }
-        }
-    }
-    cwd
+    exe.ancestors()
+        .skip(2)
+        .take(2)
+        .map(|base| base.join("models"))
+        .find(|d| d.join("clip-test/owlet.toml").is_file())
+        .unwrap_or(cwd)
 }
 
 fn demo_config() -> Config {

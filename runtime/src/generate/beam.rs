@@ -62,9 +62,7 @@ pub fn search(
         for (b, beam) in running.iter().enumerate() {
             let row = &mut logits[b * vocab..][..vocab];
             log_softmax(row);
-            let mut ids = prefix.context_ids.to_vec();
-            ids.extend(&beam.tokens);
-            procs.apply(row, &ids, generated);
+            procs.apply(row, prefix.context_ids, &beam.tokens);
             for (a, &lp) in acc[b * vocab..][..vocab].iter_mut().zip(row.iter()) {
                 *a = lp + beam.score;
             }

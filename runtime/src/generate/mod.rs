@@ -115,12 +115,12 @@ pub fn generate(
     let procs = Processors::new(cfg);
     match &cfg.strategy {
         Strategy::Greedy => {
-            let mut pick = |logits: &mut [f32], _: &[u32]| Ok(argmax(logits));
+            let mut pick = |logits: &mut [f32]| Ok(argmax(logits));
             single_row(decoder, prefix, cfg, &procs, &mut pick, on_token)
         }
         Strategy::Sample { temperature, top_k, top_p, seed } => {
             let mut sampler = sampling::Sampler::new(*temperature, *top_k, *top_p, *seed);
-            let mut pick = |logits: &mut [f32], _: &[u32]| sampler.sample(logits);
+            let mut pick = |logits: &mut [f32]| sampler.sample(logits);
             single_row(decoder, prefix, cfg, &procs, &mut pick, on_token)
         }
         Strategy::Beam { num_beams, length_penalty, early_stopping } => {
@@ -139,8 +139,8 @@ pub fn generate(
     }
 }
 
-/// Chooses the next token from processed logits (and the ids so far).
-type Pick<'a> = dyn FnMut(&mut [f32], &[u32]) -> Result<u32> + 'a;
+/// Chooses the next token from processed logits.
+type Pick<'a> = dyn FnMut(&mut [f32]) -> Result<u32> + 'a;
 
 /// Greedy and sampling: one row, each token final when chosen.
 fn single_row(
@@ -151,14 +151,12 @@ fn single_row(
     pick: &mut Pick<'_>,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>> {
-    let mut ids = prefix.context_ids.to_vec();
     let mut out = Vec::new();
     let mut logits = decoder.prefill(prefix.embeds, prefix.len)?;
     loop {
-        procs.apply(&mut logits, &ids, out.len());
-        let t = pick(&mut logits, &ids)?;
+        procs.apply(&mut logits, prefix.context_ids, &out);
+        let t = pick(&mut logits)?;
         out.push(t);
-        ids.push(t);
         on_token(t);
         if t == cfg.eos_token_id || out.len() >= cfg.max_new_tokens {
             return Ok(out);

@@ -13,12 +13,12 @@ impl Processors {
         Processors { repetition_penalty: cfg.repetition_penalty, min_new_tokens: cfg.min_new_tokens, eos: cfg.eos_token_id }
     }
 
-    /// `ids`: every id so far (context + generated); `generated`: how many are new.
-    pub fn apply(&self, scores: &mut [f32], ids: &[u32], generated: usize) {
+    /// `context`: the prefix's ids; `generated`: the new ids so far.
+    pub fn apply(&self, scores: &mut [f32], context: &[u32], generated: &[u32]) {
         if self.repetition_penalty != 1.0 {
             // RepetitionPenaltyLogitsProcessor: each distinct seen id once.
             let mut seen = std::collections::HashSet::new();
-            for &id in ids {
+            for &id in context.iter().chain(generated) {
                 if let Some(s) = scores.get_mut(id as usize) {
                     if seen.insert(id) {
                         *s = if *s < 0.0 { *s * self.repetition_penalty } else { *s / self.repetition_penalty };
@@ -26,7 +26,7 @@ impl Processors {
                 }
             }
         }
-        if generated < self.min_new_tokens {
+        if generated.len() < self.min_new_tokens {
             if let Some(s) = scores.get_mut(self.eos as usize) {
                 *s = f32::NEG_INFINITY;
             }

@@ -203,6 +203,13 @@ fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
     let e = err(&d);
     assert!(e.contains("embed_tokens.npy"), "{e}");
 
+    // A tokenizer larger than the embedding table (CLIP's 49408 tokens here).
+    let tmp = copy("tokenizer");
+    let d = tmp.path().to_path_buf();
+    std::fs::copy(repo().join("models/clip-test/tokenizer.json"), d.join("tokenizer.json")).unwrap();
+    let e = err(&d);
+    assert!(e.contains("tokenizer.json") && e.contains("embedding table"), "{e}");
+
     let tmp = copy("clip");
     let d = tmp.path().to_path_buf();
     let e = match owlet_runtime::models::clip::Clip::load(&d) {

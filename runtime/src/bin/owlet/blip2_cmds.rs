@@ -35,9 +35,16 @@ fn config(model: &Blip2, g: &GenArgs) -> GenerationConfig {
     c
 }
 
-/// Print tokens as they become final, unless the output is JSON.
-fn streamer<'a>(model: &'a Blip2, enabled: bool) -> (TextStream<'a>, bool) {
-    (TextStream::new(model), enabled)
+/// A token callback that prints each final token's text as it arrives, when `live`
+/// (not for JSON output).
+fn printer<'a>(model: &'a Blip2, live: bool) -> impl FnMut(u32) + 'a {
+    let mut stream = TextStream::new(model);
+    move |id| {
+        if live {
+            print!("{}", stream.push(id));
+            let _ = std::io::stdout().flush();
+        }
+    }
 }
 
 pub fn caption(common: &Common, g: &GenArgs, prompt: Option<&str>, images: &[PathBuf]) -> Result<ExitCode> {
@@ -60,13 +67,7 @@ pub fn caption(common: &Common, g: &GenArgs, prompt: Option<&str>, images: &[Pat
         if !common.json {
             print!("{}: {prompt}", path.display());
         }
-        let (mut stream, live) = streamer(&model, !common.json);
-        let out = model.generate(&q, &prompt, &cfg, &mut |id| {
-            if live {
-                print!("{}", stream.push(id));
-                let _ = std::io::stdout().flush();
-            }
-        })?;
+        let out = model.generate(&q, &prompt, &cfg, &mut printer(&model, !common.json))?;
         if common.json {
             rows.push(json!({"image": path.display().to_string(), "prompt": prompt, "caption": out.text,
                 "token_ids": out.ids, "latency_ms": t.elapsed().as_secs_f64() * 1e3}));
@@ -88,13 +89,7 @@ pub fn ask(common: &Common, g: &GenArgs, image: &Path, question: &str) -> Result
     let cfg = config(&model, g);
     let img = image_io::load_rgb(image, DecodeLimits::default())?;
     let q = model.encode_image(&img)?;
-    let (mut stream, live) = streamer(&model, !common.json);
-    let out = model.ask(&q, question, &cfg, &mut |id| {
-        if live {
-            print!("{}", stream.push(id));
-            let _ = std::io::stdout().flush();
-        }
-    })?;
+    let out = model.ask(&q, question, &cfg, &mut printer(&model, !common.json))?;
     if common.json {
         print_json(&json!({"model": model.bundle.manifest.name, "image": image.display().to_string(),
             "question": question, "answer": out.text, "token_ids": out.ids}));
@@ -120,16 +115,10 @@ pub fn chat(common: &Common, g: &GenArgs, image: &Path) -> Result<ExitCode> {
         if question.is_empty() {
             break;
         }
-        let (mut stream, live) = streamer(&model, interactive);
-        if live {
+        if interactive {
             print!("> ");
         }
-        match chat.ask(question, &cfg, &mut |id| {
-            if live {
-                print!("{}", stream.push(id));
-                let _ = std::io::stdout().flush();
-            }
-        }) {
+        match chat.ask(question, &cfg, &mut printer(&model, interactive)) {
             Ok(out) => {
                 if common.json {
                     println!("{}", json!({"question": question, "answer": out.text}));
@@ -139,7 +128,7 @@ pub fn chat(common: &Common, g: &GenArgs, image: &Path) -> Result<ExitCode> {
             }
             // A bad question ends nothing: say why and wait for the next one.
             Err(e) => {
-                if live {
+                if interactive {
                     println!();
                 }
                 eprintln!("owlet: {e}");

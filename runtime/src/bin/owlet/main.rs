@@ -56,20 +56,29 @@ fn load_clip(common: &Common) -> Result<Clip> {
     Clip::load(&common.model).with_context(|| format!("loading model bundle {}", common.model.display()))
 }
 
+/// Images that decoded, with their names, and how many did not.
+struct Loaded {
+    names: Vec<String>,
+    images: Vec<RgbImage>,
+    failed: usize,
+}
+
 /// Decode every image; report the ones that fail and keep the rest.
-fn load_images(paths: &[PathBuf]) -> (Vec<(PathBuf, RgbImage)>, usize) {
-    let mut ok = Vec::new();
-    let mut failed = 0;
+fn load_images(paths: &[PathBuf]) -> Loaded {
+    let mut l = Loaded { names: Vec::new(), images: Vec::new(), failed: 0 };
     for p in paths {
         match image_io::load_rgb(p, DecodeLimits::default()) {
-            Ok(img) => ok.push((p.clone(), img)),
+            Ok(img) => {
+                l.names.push(p.display().to_string());
+                l.images.push(img);
+            }
             Err(e) => {
                 eprintln!("owlet: skipping image: {e}");
-                failed += 1;
+                l.failed += 1;
             }
         }
     }
-    (ok, failed)
+    l
 }
 
 fn exit_for(failed: usize, done: usize) -> Result<ExitCode> {
@@ -85,14 +94,11 @@ fn embed(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<ExitCo
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         (texts.to_vec(), clip.embed_texts(&refs)?, 0)
     } else {
-        let (imgs, failed) = load_images(images);
-        let pixels: Vec<RgbImage> = imgs.iter().map(|(_, i)| i.clone()).collect();
-        let e = if pixels.is_empty() { None } else { Some(clip.embed_images(&pixels)?) };
-        let names = imgs.iter().map(|(p, _)| p.display().to_string()).collect();
-        match e {
-            Some(e) => (names, e, failed),
-            None => return exit_for(failed, 0),
+        let l = load_images(images);
+        if l.images.is_empty() {
+            return exit_for(l.failed, 0);
         }
+        (l.names, clip.embed_images(&l.images)?, l.failed)
     };
     if common.json {
         let rows: Vec<_> =
@@ -108,12 +114,11 @@ fn embed(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<ExitCo
 
 fn similarity(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<ExitCode> {
     let clip = load_clip(common)?;
-    let (imgs, failed) = load_images(images);
-    if imgs.is_empty() {
+    let Loaded { names, images, failed } = load_images(images);
+    if images.is_empty() {
         return exit_for(failed, 0);
     }
-    let pixels: Vec<RgbImage> = imgs.iter().map(|(_, i)| i.clone()).collect();
-    let ie = clip.embed_images(&pixels)?;
+    let ie = clip.embed_images(&images)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let te = clip.embed_texts(&refs)?;
     let cos = ie.dot_matrix(&te);
@@ -124,7 +129,6 @@ fn similarity(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<E
             owlet_runtime::similarity::softmax(&logits)
         })
         .collect();
-    let names: Vec<String> = imgs.iter().map(|(p, _)| p.display().to_string()).collect();
     if common.json {
         output::print_json(&json!({
             "model": clip.bundle.manifest.name, "images": names, "texts": texts,
@@ -149,33 +153,32 @@ fn classify(common: &Common, labels: &str, templates: &[String], top: usize, ima
     }
     let clip = load_clip(common)?;
     let set = clip.label_set(&labels, templates)?;
-    let (imgs, failed) = load_images(images);
-    if imgs.is_empty() {
+    let Loaded { names, images, failed } = load_images(images);
+    if images.is_empty() {
         return exit_for(failed, 0);
     }
-    let pixels: Vec<RgbImage> = imgs.iter().map(|(_, i)| i.clone()).collect();
-    let results = clip.classify(&pixels, &set)?;
+    let results = clip.classify(&images, &set)?;
     if common.json {
-        let rows: Vec<_> = imgs
+        let rows: Vec<_> = names
             .iter()
             .zip(&results)
-            .map(|((p, _), c)| {
+            .map(|(p, c)| {
                 let (label, score) = c.top();
                 let scores: serde_json::Map<String, serde_json::Value> =
                     c.labels.iter().zip(&c.probs).map(|(l, p)| (l.clone(), json!(p))).collect();
-                json!({"image": p.display().to_string(), "top_label": label, "top_score": score, "scores": scores})
+                json!({"image": p, "top_label": label, "top_score": score, "scores": scores})
             })
             .collect();
         output::print_json(&json!({"model": clip.bundle.manifest.name, "templates": set.templates, "results": rows}));
     } else {
-        for ((p, _), c) in imgs.iter().zip(&results) {
-            println!("{}", p.display());
+        for (p, c) in names.iter().zip(&results) {
+            println!("{p}");
             for (label, prob) in c.ranked().into_iter().take(top.max(1)) {
                 println!("  {:>6.2}%  {label}", prob * 100.0);
             }
         }
     }
-    exit_for(failed, imgs.len())
+    exit_for(failed, names.len())
 }
 
 fn tokenize(common: &Common, text: &str) -> Result<ExitCode> {

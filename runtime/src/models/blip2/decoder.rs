@@ -138,6 +138,9 @@ impl StepDecoder for DecoderSession<'_> {
         if rows.iter().any(|&r| r >= self.rows) {
             return Err(inference("reorder names a cache row that does not exist"));
         }
+        if rows.len() == self.rows && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(()); // beams kept their places: nothing to copy
+        }
         for t in self.past.iter_mut() {
             let view = t.to_plain_array_view::<f32>().map_err(inference)?;
             let picked = view.select(Axis(0), rows);

@@ -34,7 +34,6 @@ pub struct Blip2 {
     embed: Array2<f32>,
     tokenizer: Tokenizer,
     generation: GenerationSpec,
-    image_token_id: u32,
 }
 
 /// The image, encoded once, ready to be talked about.
@@ -101,10 +100,19 @@ impl Blip2 {
                 ),
             });
         }
-        let tokenizer = load_plain(&bundle.path_of(&d.tokenizer))?;
+        let tpath = bundle.path_of(&d.tokenizer);
+        let tokenizer = load_plain(&tpath)?;
+        // Prompt ids index the table: a tokenizer larger than it is a broken bundle.
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > embed.nrows() {
+            return Err(Error::BundleFile {
+                path: tpath,
+                what: "decoder.tokenizer",
+                reason: format!("{vocab} tokens, but the embedding table has only {} rows", embed.nrows()),
+            });
+        }
         let generation = bundle.generation().clone();
-        let image_token_id = generation.image_token_id;
-        Ok(Blip2 { spec: v.preprocess.clone(), bundle, vision, decoder, embed, tokenizer, generation, image_token_id })
+        Ok(Blip2 { spec: v.preprocess.clone(), bundle, vision, decoder, embed, tokenizer, generation })
     }
 
     pub fn generation_spec(&self) -> &GenerationSpec {
@@ -177,14 +185,10 @@ impl Blip2 {
                 cfg.max_new_tokens
             )));
         }
-        let mut prefix = image.data.clone();
-        for &id in &ids {
-            let row = self.embed.row(id as usize);
-            prefix.extend(row.iter());
-        }
+        let prefix = self.prefix_embeds(image, &ids);
         let len = image.len + ids.len();
         debug_assert_eq!(prefix.len(), len * hidden);
-        let mut context = vec![self.image_token_id; image.len];
+        let mut context = vec![self.generation.image_token_id; image.len];
         context.extend(&ids);
         let mut session = self.decoder.session(&self.embed);
         let mut out = generate(&mut session, &Prefix { embeds: &prefix, len, context_ids: &context }, cfg, on_token)?;
@@ -195,13 +199,19 @@ impl Blip2 {
         Ok(Generated { ids: out, text, stats: session.stats })
     }
 
-    /// Logits of the first generation step after `[image] + ids` (for parity checks).
-    pub fn first_logits(&self, image: &ImageQueries, ids: &[u32]) -> Result<Vec<f32>> {
-        use crate::generate::StepDecoder;
+    /// `[image queries] + embeddings of ids`, row-major [len, hidden].
+    fn prefix_embeds(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
         let mut prefix = image.data.clone();
         for &id in ids {
             prefix.extend(self.embed.row(id as usize).iter());
         }
+        prefix
+    }
+
+    /// Logits of the first generation step after `[image] + ids` (for parity checks).
+    pub fn first_logits(&self, image: &ImageQueries, ids: &[u32]) -> Result<Vec<f32>> {
+        use crate::generate::StepDecoder;
+        let prefix = self.prefix_embeds(image, ids);
         self.decoder.session(&self.embed).prefill(&prefix, image.len + ids.len())
     }
 
@@ -212,8 +222,7 @@ impl Blip2 {
 
     /// A plain caption (the bundle's caption prompt, "" for BLIP-2).
     pub fn caption(&self, image: &ImageQueries, cfg: &GenerationConfig, on_token: &mut dyn FnMut(u32)) -> Result<Generated> {
-        let prompt = self.generation.caption_prompt.clone();
-        self.generate(image, &prompt, cfg, on_token)
+        self.generate(image, &self.generation.caption_prompt, cfg, on_token)
     }
 
     /// Visual question answering: "Question: {q} Answer:".
