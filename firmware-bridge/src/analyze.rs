@@ -1,25 +1,21 @@
-//! Frames -> results: CLIP zero-shot labels through owlet-runtime.
-//!
-//! The label prompts are embedded once at start-up; each frame then costs one
-//! image embedding and a dot product per label.
+//! Frames -> results through owlet-runtime: CLIP zero-shot labels, BLIP-2 captions
+//! and answers. Models are loaded once and shared by every camera that names them;
+//! label prompts are embedded once per label set.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use owlet_runtime::image_io::{decode_rgb, DecodeLimits};
+use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::{Clip, LabelSet};
 use serde::Serialize;
 
-use crate::config::ClipConfig;
+use crate::config::{Blip2Config, ClipConfig};
 use crate::error::Result;
 use crate::source::Frame;
-
-/// Why a frame was analysed; every result carries it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// A still frame from a folder source, analysed once.
-    Still,
-}
+use crate::trigger::Trigger;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LabelScore {
@@ -43,43 +39,227 @@ pub struct LabelsMessage {
     pub latency_ms: f64,
 }
 
+/// The payload published on `owlet/<device>/<camera>/caption`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptionMessage {
+    pub camera: String,
+    pub frame: String,
+    pub frame_time_ms: u128,
+    pub trigger: Trigger,
+    pub model: String,
+    pub caption: String,
+    pub latency_ms: f64,
+}
+
+/// Loaded models, shared by the cameras.
+#[derive(Default)]
+pub struct Models {
+    clips: HashMap<PathBuf, Arc<Clip>>,
+    blip2s: HashMap<PathBuf, Arc<Blip2>>,
+}
+
+impl Models {
+    pub fn clip(&mut self, path: &Path) -> Result<Arc<Clip>> {
+        if let Some(c) = self.clips.get(path) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Clip::load(path)?);
+        self.clips.insert(path.to_path_buf(), c.clone());
+        Ok(c)
+    }
+
+    pub fn blip2(&mut self, path: &Path) -> Result<Arc<Blip2>> {
+        if let Some(c) = self.blip2s.get(path) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Blip2::load(path)?);
+        self.blip2s.insert(path.to_path_buf(), c.clone());
+        Ok(c)
+    }
+}
+
+/// One camera's view of the models: its label set and whether it captions.
 pub struct Analyzer {
-    clip: Clip,
+    clip: Arc<Clip>,
+    templates: Vec<String>,
     labels: LabelSet,
+    label_names: Vec<String>,
+    blip2: Option<(Arc<Blip2>, Blip2Config)>,
+}
+
+/// A decoded frame with its metadata, ready for several models.
+pub struct Decoded<'a> {
+    pub frame: &'a Frame,
+    pub image: image::RgbImage,
 }
 
 impl Analyzer {
-    pub fn new(cfg: &ClipConfig) -> Result<Analyzer> {
-        let clip = Clip::load(&cfg.model)?;
-        let labels = clip.label_set(&cfg.labels, &cfg.templates)?;
-        Ok(Analyzer { clip, labels })
+    pub fn new(models: &mut Models, clip: &ClipConfig, labels: &[String], blip2: Option<&Blip2Config>) -> Result<Analyzer> {
+        let clip_model = models.clip(&clip.model)?;
+        let set = clip_model.label_set(labels, &clip.templates)?;
+        let blip2 = match blip2 {
+            Some(b) => Some((models.blip2(&b.model)?, b.clone())),
+            None => None,
+        };
+        Ok(Analyzer { clip: clip_model, templates: clip.templates.clone(), labels: set, label_names: labels.to_vec(), blip2 })
     }
 
-    pub fn model_name(&self) -> &str {
+    pub fn clip_name(&self) -> &str {
         &self.clip.bundle.manifest.name
     }
 
-    /// Decode and classify one frame. A corrupt frame is an error for that frame only.
-    pub fn labels(&self, frame: &Frame, trigger: Trigger) -> Result<LabelsMessage> {
+    pub fn can_caption(&self) -> bool {
+        self.blip2.is_some()
+    }
+
+    pub fn labels_in_use(&self) -> &[String] {
+        &self.label_names
+    }
+
+    /// Embed a new label set (from a command).
+    pub fn set_labels(&mut self, labels: &[String]) -> Result<()> {
+        self.labels = self.clip.label_set(labels, &self.templates)?;
+        self.label_names = labels.to_vec();
+        Ok(())
+    }
+
+    pub fn decode<'a>(&self, frame: &'a Frame) -> Result<Decoded<'a>> {
+        Ok(Decoded { frame, image: decode_rgb(&frame.bytes, &frame.origin, DecodeLimits::default())? })
+    }
+
+    pub fn labels(&self, d: &Decoded, trigger: Trigger) -> Result<LabelsMessage> {
         let t = Instant::now();
-        let img = decode_rgb(&frame.bytes, &frame.origin, DecodeLimits::default())?;
-        let c = self.clip.classify(std::slice::from_ref(&img), &self.labels)?.remove(0);
+        let c = self.clip.classify(std::slice::from_ref(&d.image), &self.labels)?.remove(0);
         let (top_label, top_score) = c.top();
         Ok(LabelsMessage {
-            camera: frame.camera.clone(),
-            frame: frame.origin.clone(),
-            frame_time_ms: frame.captured.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+            camera: d.frame.camera.clone(),
+            frame: d.frame.origin.clone(),
+            frame_time_ms: time_ms(d.frame.captured),
             trigger,
-            model: self.model_name().to_string(),
+            model: self.clip_name().to_string(),
             top_label: top_label.to_string(),
             top_score,
             labels: c.ranked().into_iter().map(|(l, s)| LabelScore { label: l.to_string(), score: s }).collect(),
             latency_ms: t.elapsed().as_secs_f64() * 1e3,
         })
     }
+
+    /// A caption, if this camera has BLIP-2.
+    pub fn caption(&self, d: &Decoded, trigger: Trigger) -> Option<Result<CaptionMessage>> {
+        let (model, cfg) = self.blip2.as_ref()?;
+        let t = Instant::now();
+        let run = || -> Result<CaptionMessage> {
+            let q = model.encode_image(&d.image)?;
+            let mut g = model.default_config();
+            g.max_new_tokens = cfg.max_new_tokens;
+            let out = model.caption(&q, &g, &mut |_| {})?;
+            Ok(CaptionMessage {
+                camera: d.frame.camera.clone(),
+                frame: d.frame.origin.clone(),
+                frame_time_ms: time_ms(d.frame.captured),
+                trigger,
+                model: model.bundle.manifest.name.clone(),
+                caption: out.text,
+                latency_ms: t.elapsed().as_secs_f64() * 1e3,
+            })
+        };
+        Some(run())
+    }
+
+    /// Answer a question about a frame (VQA). Err if this camera has no BLIP-2.
+    pub fn ask(&self, d: &Decoded, question: &str) -> std::result::Result<(String, String), String> {
+        let Some((model, cfg)) = self.blip2.as_ref() else {
+            return Err("this camera has no BLIP-2 model: add a [blip2] section to the configuration".into());
+        };
+        let q = model.encode_image(&d.image).map_err(|e| e.to_string())?;
+        let mut g = model.default_config();
+        g.max_new_tokens = cfg.max_new_tokens;
+        let out = model.ask(&q, question, &g, &mut |_| {}).map_err(|e| e.to_string())?;
+        Ok((out.text, model.bundle.manifest.name.clone()))
+    }
+}
+
+pub fn time_ms(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    time_ms(SystemTime::now())
+}
+
+/// Label events with hysteresis: a label appears when its score reaches `on` and
+/// disappears when it falls to `off` or below.
+pub struct LabelEvents {
+    on: f32,
+    off: f32,
+    present: HashMap<String, bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelEvent {
+    /// "appeared" or "disappeared" (Home Assistant's event_type).
+    pub event_type: &'static str,
+    pub label: String,
+    pub score: f32,
+}
+
+impl LabelEvents {
+    pub fn new(on: f32, off: f32) -> LabelEvents {
+        LabelEvents { on, off, present: HashMap::new() }
+    }
+
+    /// Forget labels no longer in the set (after a label change).
+    pub fn retain(&mut self, labels: &[String]) {
+        self.present.retain(|l, _| labels.contains(l));
+    }
+
+    pub fn update(&mut self, scores: &[LabelScore]) -> Vec<LabelEvent> {
+        let mut out = Vec::new();
+        for s in scores {
+            let present = self.present.entry(s.label.clone()).or_insert(false);
+            if !*present && s.score >= self.on {
+                *present = true;
+                out.push(LabelEvent { event_type: "appeared", label: s.label.clone(), score: s.score });
+            } else if *present && s.score <= self.off {
+                *present = false;
+                out.push(LabelEvent { event_type: "disappeared", label: s.label.clone(), score: s.score });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(car: f32) -> Vec<LabelScore> {
+        vec![LabelScore { label: "car".into(), score: car }, LabelScore { label: "cat".into(), score: 1.0 - car }]
+    }
+
+    #[test]
+    fn events_fire_on_crossings_not_on_every_frame_and_do_not_flap() {
+        let mut e = LabelEvents::new(0.6, 0.4);
+        let seq = [0.1, 0.7, 0.8, 0.55, 0.45, 0.65, 0.3, 0.35, 0.9];
+        let got: Vec<(f32, Vec<(&str, String)>)> = seq
+            .iter()
+            .map(|&c| (c, e.update(&scores(c)).into_iter().map(|ev| (ev.event_type, ev.label)).collect()))
+            .collect();
+        let expect: Vec<Vec<(&str, &str)>> = vec![
+            vec![("appeared", "cat")],
+            vec![("appeared", "car"), ("disappeared", "cat")],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![("disappeared", "car"), ("appeared", "cat")],
+            vec![],
+            vec![("appeared", "car"), ("disappeared", "cat")],
+        ];
+        for ((c, g), x) in got.iter().zip(expect) {
+            let g: Vec<(&str, &str)> = g.iter().map(|(a, b)| (*a, b.as_str())).collect();
+            assert_eq!(g, x, "car score {c}");
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! The bridge's configuration: one TOML file, every option with a default.
 //!
-//! Only what the bridge does so far is configurable: a device name, the CLIP bundle,
-//! the labels, and cameras that read still frames from a folder. Unknown fields are
-//! errors, so a typo never silently falls back to a default.
+//! Unknown fields are errors, so a typo never silently falls back to a default.
+//! Relative paths are resolved against the file's folder, not the working directory
+//! (systemd starts the daemon in `/`).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -16,8 +17,18 @@ pub struct Config {
     /// Name of this device in topics: `owlet/<device>/<camera>/...`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Where the bridge keeps state across restarts: the MQTT outbox and label sets
+    /// set by command. Default: $STATE_DIRECTORY (systemd) or `./owlet-state`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     #[serde(default)]
     pub clip: ClipConfig,
+    /// Captions and questions; captions are off without this section.
+    #[serde(default)]
+    pub blip2: Option<Blip2Config>,
+    /// The broker; without this section results are printed as `topic payload` lines.
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
 }
@@ -25,7 +36,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClipConfig {
-    /// CLIP bundle folder; relative paths are resolved against the config file.
+    /// CLIP bundle folder.
     #[serde(default = "default_clip_model")]
     pub model: PathBuf,
     #[serde(default = "default_labels")]
@@ -39,16 +50,183 @@ pub struct ClipConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Blip2Config {
+    /// BLIP-2 bundle folder.
+    pub model: PathBuf,
+    /// Longest caption or answer, in tokens.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Default: `owlet-<device>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file holding the password (first line), so the config file can be public.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    /// Results wait in an on-disk queue while the broker is away; past this size
+    /// the oldest are dropped (and counted in the log).
+    #[serde(default = "default_queue_max_mb")]
+    pub queue_max_mb: u64,
+    /// Seconds to keep trying to deliver queued results at shutdown.
+    #[serde(default = "default_flush_timeout")]
+    pub flush_timeout_s: u64,
+    /// Largest accepted command payload, in bytes.
+    #[serde(default = "default_max_command_bytes")]
+    pub max_command_bytes: usize,
+    #[serde(default = "default_true")]
+    pub discovery: bool,
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+}
+
+/// A secret string: never printed by `Debug` (so never in a log line).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) that signed the broker's certificate (PEM).
+    pub ca: PathBuf,
+    /// Client certificate and key (PEM), when the broker asks for one.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     pub name: String,
     pub source: SourceConfig,
+    #[serde(default)]
+    pub triggers: TriggerConfig,
+    /// This camera's labels; default: `[clip] labels`.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Caption every analysed frame (needs a `[blip2]` section).
+    #[serde(default = "default_true")]
+    pub captions: bool,
+    /// Publish the analysed JPEG frame on `.../snapshot`.
+    #[serde(default)]
+    pub snapshot: bool,
+    #[serde(default)]
+    pub events: EventConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
-    /// Every image file in a folder, once, in name order.
-    Folder { path: PathBuf },
+    /// Image files in a folder: every file once in name order (`watch = false`), or
+    /// new files as they appear (`watch = true`).
+    Folder {
+        path: PathBuf,
+        #[serde(default)]
+        watch: bool,
+        #[serde(default = "default_poll_ms")]
+        poll_ms: u64,
+    },
+    /// A child process writing MJPEG to stdout: rpicam-vid, gst-launch, ffmpeg.
+    Process {
+        command: Vec<String>,
+        /// Restart it (with backoff) when it exits.
+        #[serde(default = "default_true")]
+        restart: bool,
+    },
+    /// An MJPEG stream over HTTP (multipart/x-mixed-replace, e.g. ESP32-CAM).
+    HttpMjpeg { url: String },
+    /// A snapshot URL polled at an interval.
+    HttpSnapshot {
+        url: String,
+        #[serde(default = "default_snapshot_interval")]
+        interval_s: f64,
+    },
+}
+
+/// When a streaming camera's frame is analysed. Frames of a folder source are all
+/// analysed (trigger `still`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Analyse a frame every this many seconds.
+    #[serde(default)]
+    pub interval_s: Option<f64>,
+    #[serde(default)]
+    pub motion: Option<MotionConfig>,
+    /// A child process whose every stdout line is a trigger: a PIR sensor through
+    /// `gpiomon`, a microcontroller on a serial port.
+    #[serde(default)]
+    pub line: Option<Vec<String>>,
+    /// Accept "capture now" over MQTT.
+    #[serde(default = "default_true")]
+    pub command: bool,
+    /// Least time between two automatic analyses (motion, line, interval).
+    #[serde(default)]
+    pub cooldown_s: f64,
+    /// Most analyses per minute, all triggers together; 0: no limit.
+    #[serde(default)]
+    pub max_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MotionConfig {
+    /// Grey-level difference (0-255) for a pixel to count as changed.
+    #[serde(default = "default_pixel_threshold")]
+    pub pixel_threshold: u8,
+    /// Fraction of the image that must change.
+    #[serde(default = "default_min_area")]
+    pub min_area: f32,
+    /// Motion stays on this long after the last moving frame.
+    #[serde(default = "default_hold")]
+    pub hold_s: f64,
+}
+
+/// Label events: a label appears when its score reaches `on` and disappears when
+/// it falls to `off` (hysteresis, so a score near one threshold does not flap).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventConfig {
+    #[serde(default = "default_on")]
+    pub on: f32,
+    #[serde(default = "default_off")]
+    pub off: f32,
 }
 
 fn default_device() -> String {
@@ -63,6 +241,48 @@ fn default_labels() -> Vec<String> {
 fn default_templates() -> Vec<String> {
     vec!["a photo of a {}".into()]
 }
+fn default_max_new_tokens() -> usize {
+    20
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_queue_max_mb() -> u64 {
+    64
+}
+fn default_flush_timeout() -> u64 {
+    10
+}
+fn default_max_command_bytes() -> usize {
+    64 << 10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+fn default_poll_ms() -> u64 {
+    500
+}
+fn default_snapshot_interval() -> f64 {
+    5.0
+}
+fn default_pixel_threshold() -> u8 {
+    25
+}
+fn default_min_area() -> f32 {
+    0.01
+}
+fn default_hold() -> f64 {
+    5.0
+}
+fn default_on() -> f32 {
+    0.6
+}
+fn default_off() -> f32 {
+    0.4
+}
 
 impl Default for ClipConfig {
     fn default() -> Self {
@@ -70,9 +290,41 @@ impl Default for ClipConfig {
     }
 }
 
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig { interval_s: None, motion: None, line: None, command: true, cooldown_s: 0.0, max_per_minute: 0 }
+    }
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig { on: default_on(), off: default_off() }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Config { device: default_device(), clip: ClipConfig::default(), cameras: Vec::new() }
+        Config { device: default_device(), state_dir: None, clip: ClipConfig::default(), blip2: None, mqtt: None, cameras: Vec::new() }
+    }
+}
+
+impl CameraConfig {
+    pub fn new(name: &str, source: SourceConfig) -> CameraConfig {
+        CameraConfig {
+            name: name.into(),
+            source,
+            triggers: TriggerConfig::default(),
+            labels: None,
+            captions: true,
+            snapshot: false,
+            events: EventConfig::default(),
+        }
+    }
+}
+
+impl MqttConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
     }
 }
 
@@ -83,15 +335,14 @@ impl Config {
             field: "(file)".into(),
             reason: e.to_string(),
         })?;
-        let mut c = Config::from_str(&text, path)?;
-        // Paths in a config file are relative to the file, not to the working directory.
+        let mut c = Config::parse(&text, path)?;
         if let Some(base) = path.parent() {
             c.resolve_relative_to(base);
         }
         Ok(c)
     }
 
-    pub fn from_str(text: &str, path: &Path) -> Result<Config> {
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let c: Config = toml::from_str(text).map_err(|e| {
             let field = e
                 .span()
@@ -104,15 +355,46 @@ impl Config {
     }
 
     pub fn resolve_relative_to(&mut self, base: &Path) {
-        if self.clip.model.is_relative() {
-            self.clip.model = base.join(&self.clip.model);
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.clip.model);
+        if let Some(b) = &mut self.blip2 {
+            fix(&mut b.model);
         }
-        for cam in &mut self.cameras {
-            let SourceConfig::Folder { path } = &mut cam.source;
-            if path.is_relative() {
-                *path = base.join(&*path);
+        if let Some(d) = &mut self.state_dir {
+            fix(d);
+        }
+        if let Some(m) = &mut self.mqtt {
+            if let Some(p) = &mut m.password_file {
+                fix(p);
+            }
+            if let Some(t) = &mut m.tls {
+                fix(&mut t.ca);
+                t.cert.as_mut().map(fix);
+                t.key.as_mut().map(fix);
             }
         }
+        for cam in &mut self.cameras {
+            if let SourceConfig::Folder { path, .. } = &mut cam.source {
+                fix(path);
+            }
+        }
+    }
+
+    /// The state folder: configured, or systemd's $STATE_DIRECTORY, or ./owlet-state.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("owlet-state"))
+    }
+
+    /// The labels a camera starts with (before any set by command).
+    pub fn labels_of(&self, cam: &CameraConfig) -> Vec<String> {
+        cam.labels.clone().unwrap_or_else(|| self.clip.labels.clone())
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
@@ -120,26 +402,114 @@ impl Config {
         if !valid_topic_level(&self.device) {
             return Err(err("device".into(), "must be non-empty without '/', '+', '#' or spaces (it is an MQTT topic level)"));
         }
-        if self.clip.labels.is_empty() || self.clip.labels.iter().any(|l| l.trim().is_empty()) {
-            return Err(err("clip.labels".into(), "must be a non-empty list of non-empty labels"));
-        }
+        check_labels(&self.clip.labels).map_err(|r| err("clip.labels".into(), &r))?;
         if let Some(i) = self.clip.templates.iter().position(|t| !t.contains("{}")) {
             return Err(err(format!("clip.templates[{i}]"), "must contain {} where the label goes"));
         }
+        if let Some(b) = &self.blip2 {
+            if b.max_new_tokens == 0 || b.max_new_tokens > 512 {
+                return Err(err("blip2.max_new_tokens".into(), "must be between 1 and 512"));
+            }
+        }
+        if let Some(m) = &self.mqtt {
+            if m.host.trim().is_empty() {
+                return Err(err("mqtt.host".into(), "must not be empty"));
+            }
+            if m.port == Some(0) {
+                return Err(err("mqtt.port".into(), "must not be 0"));
+            }
+            if m.password.is_some() && m.password_file.is_some() {
+                return Err(err("mqtt.password_file".into(), "give password or password_file, not both"));
+            }
+            if (m.password.is_some() || m.password_file.is_some()) && m.username.is_none() {
+                return Err(err("mqtt.username".into(), "a password needs a username"));
+            }
+            if let Some(t) = &m.tls {
+                if t.cert.is_some() != t.key.is_some() {
+                    return Err(err("mqtt.tls".into(), "cert and key go together"));
+                }
+            }
+            if m.keep_alive_s < 5 {
+                return Err(err("mqtt.keep_alive_s".into(), "must be at least 5"));
+            }
+            if m.queue_max_mb == 0 {
+                return Err(err("mqtt.queue_max_mb".into(), "must be at least 1"));
+            }
+            if m.max_command_bytes == 0 || m.max_command_bytes > 1 << 20 {
+                return Err(err("mqtt.max_command_bytes".into(), "must be between 1 and 1048576"));
+            }
+            if !valid_topic_level(&m.discovery_prefix) {
+                return Err(err("mqtt.discovery_prefix".into(), "must be one topic level"));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, cam) in self.cameras.iter().enumerate() {
+            let at = |f: &str| format!("cameras[{i}].{f}");
             if !valid_topic_level(&cam.name) {
-                return Err(err(format!("cameras[{i}].name"), "must be non-empty without '/', '+', '#' or spaces"));
+                return Err(err(at("name"), "must be non-empty without '/', '+', '#' or spaces"));
             }
             if !seen.insert(&cam.name) {
-                return Err(err(format!("cameras[{i}].name"), "duplicate camera name"));
+                return Err(err(at("name"), "duplicate camera name"));
+            }
+            if let Some(l) = &cam.labels {
+                check_labels(l).map_err(|r| err(at("labels"), &r))?;
+            }
+            match &cam.source {
+                SourceConfig::Process { command, .. } if command.is_empty() || command[0].is_empty() => {
+                    return Err(err(at("source.command"), "must name a program: [\"ffmpeg\", \"-i\", ...]"));
+                }
+                SourceConfig::HttpMjpeg { url } | SourceConfig::HttpSnapshot { url, .. } if !url.starts_with("http://") => {
+                    return Err(err(at("source.url"), "must be an http:// URL"));
+                }
+                SourceConfig::HttpSnapshot { interval_s, .. } if !(*interval_s >= 0.05) => {
+                    return Err(err(at("source.interval_s"), "must be at least 0.05"));
+                }
+                SourceConfig::Folder { poll_ms: 0, .. } => return Err(err(at("source.poll_ms"), "must be at least 1")),
+                _ => {}
+            }
+            let t = &cam.triggers;
+            if let Some(s) = t.interval_s {
+                if !(s >= 0.05) {
+                    return Err(err(at("triggers.interval_s"), "must be at least 0.05"));
+                }
+            }
+            if !(t.cooldown_s >= 0.0) {
+                return Err(err(at("triggers.cooldown_s"), "must not be negative"));
+            }
+            if let Some(m) = &t.motion {
+                if !(m.min_area > 0.0 && m.min_area <= 1.0) {
+                    return Err(err(at("triggers.motion.min_area"), "must be in (0, 1]"));
+                }
+                if !(m.hold_s >= 0.0) {
+                    return Err(err(at("triggers.motion.hold_s"), "must not be negative"));
+                }
+            }
+            if let Some(l) = &t.line {
+                if l.is_empty() || l[0].is_empty() {
+                    return Err(err(at("triggers.line"), "must name a program: [\"gpiomon\", ...]"));
+                }
+            }
+            let e = &cam.events;
+            if !(0.0..=1.0).contains(&e.off) || !(0.0..=1.0).contains(&e.on) || e.off >= e.on {
+                return Err(err(at("events"), "need 0 <= off < on <= 1"));
             }
         }
         Ok(())
     }
 }
 
-fn valid_topic_level(s: &str) -> bool {
+/// Labels from a config file or a command: 1 to 256 of them, each 1 to 200 characters.
+pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
+    if labels.is_empty() || labels.len() > 256 {
+        return Err(format!("must be a list of 1 to 256 labels, not {}", labels.len()));
+    }
+    if let Some(l) = labels.iter().find(|l| l.trim().is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control)) {
+        return Err(format!("label {l:?} must be 1 to 200 printable characters"));
+    }
+    Ok(())
+}
+
+pub fn valid_topic_level(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
 }
 
@@ -148,7 +518,7 @@ mod tests {
     use super::*;
 
     fn parse(t: &str) -> Result<Config> {
-        Config::from_str(t, Path::new("bridge.toml"))
+        Config::parse(t, Path::new("bridge.toml"))
     }
 
     #[test]
@@ -156,15 +526,43 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.device, "owlet");
         assert!(!c.clip.labels.is_empty());
+        assert!(c.mqtt.is_none() && c.blip2.is_none());
     }
 
     #[test]
     fn a_full_config_parses() {
         let c = parse(
-            "device = \"door\"\n[clip]\nlabels = [\"a\", \"b\"]\n[[cameras]]\nname = \"front\"\nsource = { kind = \"folder\", path = \"frames\" }\n",
+            r#"device = "door"
+[clip]
+labels = ["a", "b"]
+[blip2]
+model = "models/blip2-test"
+[mqtt]
+host = "broker.lan"
+username = "owlet"
+password = "hunter2"
+tls = { ca = "ca.pem" }
+[[cameras]]
+name = "front"
+source = { kind = "process", command = ["rpicam-vid", "--codec", "mjpeg", "-o", "-"] }
+triggers = { interval_s = 10, motion = {}, cooldown_s = 2, max_per_minute = 6 }
+snapshot = true
+[[cameras]]
+name = "shelf"
+source = { kind = "folder", path = "frames", watch = true }
+"#,
         )
         .unwrap();
         assert_eq!(c.cameras[0].name, "front");
+        assert_eq!(c.mqtt.as_ref().unwrap().port(), 8883);
+        assert_eq!(c.cameras[0].triggers.motion.as_ref().unwrap().pixel_threshold, 25);
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let c = parse("[mqtt]\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\n").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
     }
 
     #[test]
@@ -176,6 +574,13 @@ mod tests {
             ("[[cameras]]\nname = \"x\"\nsource = { kind = \"usb\" }", "line"),
             ("devcie = \"x\"", "unknown field"),
             ("[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}\n[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}", "duplicate"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"process\",command=[]}", "cameras[0].source.command"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"http_mjpeg\",url=\"ftp://x\"}", "cameras[0].source.url"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}\nevents={on=0.3,off=0.5}", "cameras[0].events"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}\ntriggers={interval_s=0}", "triggers.interval_s"),
+            ("[mqtt]\nhost=\"h\"\npassword=\"p\"", "mqtt.username"),
+            ("[mqtt]\nhost=\"h\"\ntls={ca=\"c\",cert=\"x\"}", "mqtt.tls"),
+            ("[mqtt]\nport=1883", "host"),
             ("\u{0}", "bridge.toml"),
         ] {
             let e = parse(text).unwrap_err().to_string();

@@ -1,22 +1,22 @@
-//! owlet-bridge: the device daemon. Camera frames in, labels (and soon captions)
-//! out. It knows nothing of graphs or tensors: models are owlet-runtime's business.
+//! owlet-bridge: the device daemon. Camera frames in, labels and captions out over
+//! MQTT (or stdout), commands in. It knows nothing of graphs or tensors: models are
+//! owlet-runtime's business.
 //!
-//! So far: folder sources, CLIP zero-shot labels, results printed as
-//! `topic payload` lines (MQTT publishing comes with issue 4).
+//! source (thread per camera) -> motion -> inbox (newest frame wins) -> worker
+//! (triggers, gate, models) -> sink (outbox -> MQTT thread, or stdout)
 
 pub mod analyze;
+pub mod camera;
+pub mod commands;
 pub mod config;
+pub mod daemon;
+pub mod discovery;
 pub mod error;
+pub mod mqtt;
+pub mod outbox;
+pub mod publish;
 pub mod source;
+pub mod topics;
+pub mod trigger;
 
 pub use error::{Error, Result};
-
-/// Topic of a camera's label results.
-pub fn labels_topic(device: &str, camera: &str) -> String {
-    format!("owlet/{device}/{camera}/labels")
-}
-
-/// Topic of a camera's per-frame errors (a corrupt frame, a failed inference).
-pub fn error_topic(device: &str, camera: &str) -> String {
-    format!("owlet/{device}/{camera}/error")
-}

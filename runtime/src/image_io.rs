@@ -86,6 +86,42 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
     Ok(img.into_rgb8())
 }
 
+/// A small grey version of an image, for cheap work on every frame (motion
+/// detection): JPEGs are decoded by libjpeg-turbo at 1/8 to 1/1 scale (DCT scaling,
+/// much cheaper than a full decode), the smallest scale whose shorter side is at
+/// least `min_side`; other formats are decoded fully and converted.
+pub fn decode_gray_thumbnail(bytes: &[u8], name: &str, min_side: u32, limits: DecodeLimits) -> Result<image::GrayImage> {
+    #[cfg(feature = "libjpeg-turbo")]
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        let err = |reason: String| Error::Image { source_name: name.to_string(), reason };
+        let header = turbojpeg::read_header(bytes).map_err(|e| err(format!("corrupt JPEG: {e}")))?;
+        if header.width == 0 || header.height == 0 || header.width.max(header.height) > limits.max_side as usize {
+            return Err(err(format!("JPEG is {}x{}, outside the decoding limits", header.width, header.height)));
+        }
+        let mut d = turbojpeg::Decompressor::new().map_err(|e| err(e.to_string()))?;
+        let short = header.width.min(header.height);
+        let factor = [1usize, 2, 4, 8]
+            .into_iter()
+            .map(|n| turbojpeg::ScalingFactor::new(n, 8))
+            .find(|f| f.scale(short) >= min_side as usize)
+            .unwrap_or(turbojpeg::ScalingFactor::ONE);
+        d.set_scaling_factor(factor).map_err(|e| err(e.to_string()))?;
+        let scaled = header.scaled(factor);
+        let mut img = turbojpeg::Image {
+            pixels: vec![0u8; scaled.width * scaled.height],
+            width: scaled.width,
+            pitch: scaled.width,
+            height: scaled.height,
+            format: turbojpeg::PixelFormat::GRAY,
+        };
+        d.decompress(bytes, img.as_deref_mut()).map_err(|e| err(format!("corrupt JPEG: {e}")))?;
+        return image::GrayImage::from_raw(scaled.width as u32, scaled.height as u32, img.pixels)
+            .ok_or_else(|| err("decoded JPEG has the wrong size".into()));
+    }
+    let _ = min_side;
+    Ok(DynamicImage::ImageRgb8(decode_rgb(bytes, name, limits)?).into_luma8())
+}
+
 /// libjpeg-turbo, as PIL uses it (ISLOW IDCT, fancy upsampling): identical pixels.
 #[cfg(feature = "libjpeg-turbo")]
 fn decode_jpeg_turbo(bytes: &[u8], dims: (u32, u32)) -> std::result::Result<RgbImage, String> {
@@ -124,6 +160,25 @@ mod tests {
             .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn a_gray_thumbnail_is_small_and_agrees_with_the_full_decode() {
+        let img = RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 100]));
+        let mut jpeg = Vec::new();
+        img.write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        let t = decode_gray_thumbnail(&jpeg, "f.jpg", 40, DecodeLimits::default()).unwrap();
+        assert_eq!(t.dimensions(), (80, 60), "1/8 gives 40x30, short of 40: so 2/8");
+        let full = DynamicImage::ImageRgb8(decode_rgb(&jpeg, "f.jpg", DecodeLimits::default()).unwrap()).into_luma8();
+        // Same image: the thumbnail pixel at (x, y) is near the full one at (4x, 4y).
+        for (x, y) in [(5u32, 5u32), (40, 30), (70, 50)] {
+            let a = t.get_pixel(x, y)[0] as i32;
+            let b = full.get_pixel(x * 4 + 2, y * 4 + 2)[0] as i32;
+            assert!((a - b).abs() < 12, "({x},{y}): {a} vs {b}");
+        }
+        let png = decode_gray_thumbnail(&png(10, 8), "f.png", 40, DecodeLimits::default()).unwrap();
+        assert_eq!(png.dimensions(), (10, 8));
+        assert!(decode_gray_thumbnail(&jpeg[..jpeg.len() / 3], "cut.jpg", 40, DecodeLimits::default()).is_err());
     }
 
     #[test]

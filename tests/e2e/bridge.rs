@@ -16,11 +16,18 @@ fn published(stdout: &[u8]) -> Vec<(String, Value)> {
 fn demo_labels_every_bundled_frame_with_trigger_model_and_latency() {
     let out = run("owlet-bridge", &["--demo", "--compact"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let msgs = published(&out.stdout);
+    let all = published(&out.stdout);
     let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    assert_eq!(all[0].0, "owlet/owlet/demo/labels/state");
+    let captions: Vec<_> = all.iter().filter(|(t, _)| t == "owlet/owlet/demo/caption").collect();
+    assert_eq!(captions.len(), frames);
+    for (_, c) in &captions {
+        assert_eq!(c["model"], "blip2-test");
+        assert!(!c["caption"].as_str().unwrap().is_empty());
+    }
+    let msgs: Vec<_> = all.iter().filter(|(t, _)| t == "owlet/owlet/demo/labels").collect();
     assert_eq!(msgs.len(), frames);
-    for (topic, p) in &msgs {
-        assert_eq!(topic, "owlet/owlet/demo/labels");
+    for (_, p) in &msgs {
         assert_eq!(p["trigger"], "still");
         assert_eq!(p["model"], "clip-test");
         let labels = p["labels"].as_array().unwrap();
@@ -52,7 +59,7 @@ fn a_corrupt_frame_goes_to_the_error_topic_and_the_rest_are_still_labelled() {
     .unwrap();
     let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--compact"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let msgs = published(&out.stdout);
+    let msgs: Vec<_> = published(&out.stdout).into_iter().filter(|(t, _)| t.ends_with("/labels") || t.ends_with("/error")).collect();
     let topics: Vec<&str> = msgs.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(topics, ["owlet/shed/door/labels", "owlet/shed/door/error", "owlet/shed/door/labels"]);
     assert!(msgs[1].1["error"].as_str().unwrap().contains("b.jpg"));

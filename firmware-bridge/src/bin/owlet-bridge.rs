@@ -1,30 +1,28 @@
 //! `owlet-bridge`: the device daemon. With `--demo` (or no config), it runs on the
-//! bundled CLIP model and the bundled frames and prints what it would publish.
+//! bundled models and frames and prints what it would publish.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use owlet_bridge::analyze::{now_ms, Analyzer, Trigger};
-use owlet_bridge::config::{CameraConfig, Config, SourceConfig};
-use owlet_bridge::source::folder;
-use owlet_bridge::{error_topic, labels_topic};
-use serde_json::json;
+use owlet_bridge::config::{Blip2Config, CameraConfig, Config, SourceConfig};
+use owlet_bridge::daemon::{self, RunOptions};
+use owlet_bridge::source::Stop;
 
 #[derive(Parser, Debug)]
-#[command(name = "owlet-bridge", version, about = "owlet's device daemon: camera frames in, labels out")]
+#[command(name = "owlet-bridge", version, about = "owlet's device daemon: camera frames in, labels and captions out over MQTT")]
 struct Args {
     /// Configuration file (TOML); every option has a default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Run on the bundled model and frames (models/clip-test, models/demo-frames).
+    /// Run on the bundled models and frames (models/, models/demo-frames).
     #[arg(long)]
     demo: bool,
-    /// Check the configuration and exit.
+    /// Check the configuration (and the files it names) and exit.
     #[arg(long)]
     check_config: bool,
-    /// Print compact JSON payloads (one line each) instead of pretty ones.
+    /// Print compact JSON payloads (one line each) instead of pretty ones (no broker).
     #[arg(long)]
     compact: bool,
 }
@@ -65,7 +63,10 @@ fn demo_config() -> Config {
     let mut c = Config::default();
     c.clip.model = models.join("clip-test");
     c.clip.labels = ["cat", "cup of coffee", "rocket", "person", "car"].map(String::from).to_vec();
-    c.cameras = vec![CameraConfig { name: "demo".into(), source: SourceConfig::Folder { path: models.join("demo-frames") } }];
+    if models.join("blip2-test/owlet.toml").is_file() {
+        c.blip2 = Some(Blip2Config { model: models.join("blip2-test"), max_new_tokens: 12 });
+    }
+    c.cameras = vec![CameraConfig::new("demo", SourceConfig::Folder { path: models.join("demo-frames"), watch: false, poll_ms: 500 })];
     c
 }
 
@@ -76,44 +77,39 @@ fn run(args: Args) -> Result<ExitCode> {
         (None, _) => demo_config(),
     };
     if args.check_config {
-        println!("configuration ok: device {}, {} camera(s), model {}", config.device, config.cameras.len(), config.clip.model.display());
+        check_files(&config)?;
+        println!(
+            "configuration ok: device {}, {} camera(s), CLIP {}{}, {}",
+            config.device,
+            config.cameras.len(),
+            config.clip.model.display(),
+            config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default(),
+            config.mqtt.as_ref().map(|m| format!("broker {}:{}", m.host, m.port())).unwrap_or_else(|| "no broker (stdout)".into())
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    if config.cameras.is_empty() {
-        anyhow::bail!("no cameras configured: add a [[cameras]] section, or run with --demo");
+    let stop = Stop::default();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.flag())?;
     }
-    let threads = if config.clip.threads == 0 { owlet_runtime::engine::default_threads() } else { config.clip.threads };
-    owlet_runtime::engine::set_threads(threads);
-    let analyzer = Analyzer::new(&config.clip).with_context(|| format!("loading CLIP bundle {}", config.clip.model.display()))?;
-    log::info!("device {}: model {} with {} labels, {threads} thread(s)", config.device, analyzer.model_name(), config.clip.labels.len());
-
-    let mut failures = 0usize;
-    for cam in &config.cameras {
-        let SourceConfig::Folder { path } = &cam.source;
-        for file in folder::list_images(&cam.name, path)? {
-            failures += analyze_file(&config, &analyzer, cam, &file, args.compact) as usize;
-        }
-    }
-    if failures > 0 {
-        log::warn!("{failures} frame(s) could not be analysed (published on the error topic)");
-    }
+    daemon::run(config, RunOptions { compact: args.compact }, stop)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Analyse one still; print its result, or its error on the error topic. Returns
-/// whether it failed. A bad frame never stops the daemon.
-fn analyze_file(config: &Config, analyzer: &Analyzer, cam: &CameraConfig, file: &Path, compact: bool) -> bool {
-    let result = folder::read_frame(&cam.name, file)
-        .and_then(|frame| analyzer.labels(&frame, Trigger::Still));
-    let (topic, payload, failed) = match result {
-        Ok(msg) => (labels_topic(&config.device, &cam.name), serde_json::to_value(&msg).unwrap_or_default(), false),
-        Err(e) => (
-            error_topic(&config.device, &cam.name),
-            json!({"camera": cam.name, "frame": file.display().to_string(), "error": e.to_string(), "time_ms": now_ms()}),
-            true,
-        ),
-    };
-    let body = if compact { payload.to_string() } else { serde_json::to_string_pretty(&payload).unwrap_or_default() };
-    println!("{topic} {body}");
-    failed
+/// --check-config also opens what the file points at: bundles, TLS files, folders.
+fn check_files(c: &Config) -> Result<()> {
+    use anyhow::Context;
+    owlet_runtime::bundle::Bundle::open(&c.clip.model).with_context(|| format!("clip.model {}", c.clip.model.display()))?;
+    if let Some(b) = &c.blip2 {
+        owlet_runtime::bundle::Bundle::open(&b.model).with_context(|| format!("blip2.model {}", b.model.display()))?;
+    }
+    if let Some(m) = &c.mqtt {
+        owlet_bridge::mqtt::options(m, &owlet_bridge::topics::Topics::new(&c.device))?;
+    }
+    for (i, cam) in c.cameras.iter().enumerate() {
+        if let SourceConfig::Folder { path, .. } = &cam.source {
+            anyhow::ensure!(path.is_dir(), "cameras[{i}].source.path {}: not a folder", path.display());
+        }
+    }
+    Ok(())
 }

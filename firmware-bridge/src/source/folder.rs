@@ -1,9 +1,12 @@
-//! Still frames from a folder: every image file, once, in name order.
+//! Image files from a folder: every file once, in name order (stills), or new files
+//! as they appear (a watched folder, polled: it works on every filesystem,
+//! network mounts included, where inotify does not).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use super::Frame;
+use super::{Frame, SourceEvents, Stop};
 use crate::error::{Error, Result};
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
@@ -31,4 +34,65 @@ pub fn read_frame(camera: &str, path: &Path) -> Result<Frame> {
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let captured = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
     Ok(Frame { camera: camera.to_string(), origin: path.display().to_string(), captured, bytes })
+}
+
+/// Every image of `dir` once. A file that cannot be read is reported and skipped.
+pub fn run_stills(camera: &str, dir: &Path, events: &mut dyn SourceEvents) {
+    match list_images(camera, dir) {
+        Ok(files) => {
+            for f in files {
+                match read_frame(camera, &f) {
+                    Ok(frame) => {
+                        if !events.frame(frame) {
+                            return;
+                        }
+                    }
+                    Err(e) => events.failed(&e.to_string()),
+                }
+            }
+        }
+        Err(e) => events.failed(&e.to_string()),
+    }
+}
+
+/// New images of `dir` as they appear. A file is taken once its size has stopped
+/// changing between two polls, so a half-copied file is not read.
+pub fn run_watch(camera: &str, dir: &Path, poll: Duration, events: &mut dyn SourceEvents, stop: &Stop) {
+    let mut seen: HashSet<PathBuf> = list_images(camera, dir).unwrap_or_default().into_iter().collect();
+    let mut growing: std::collections::HashMap<PathBuf, u64> = Default::default();
+    let mut reported = false;
+    while stop.sleep(poll) {
+        let files = match list_images(camera, dir) {
+            Ok(f) => {
+                reported = false;
+                f
+            }
+            Err(e) => {
+                if !reported {
+                    events.failed(&e.to_string());
+                    reported = true;
+                }
+                continue;
+            }
+        };
+        for f in files {
+            if seen.contains(&f) {
+                continue;
+            }
+            let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            if growing.insert(f.clone(), size) != Some(size) || size == 0 {
+                continue; // new or still growing: look again next poll
+            }
+            growing.remove(&f);
+            seen.insert(f.clone());
+            match read_frame(camera, &f) {
+                Ok(frame) => {
+                    if !events.frame(frame) {
+                        return;
+                    }
+                }
+                Err(e) => events.failed(&e.to_string()),
+            }
+        }
+    }
 }

@@ -1,0 +1,371 @@
+//! One camera: its source's frames go through motion detection into the inbox; its
+//! worker decides when to look (triggers, gate), runs the models and publishes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::analyze::{now_ms, time_ms, Analyzer, LabelEvents};
+use crate::commands::CameraCommand;
+use crate::config::{CameraConfig, MotionConfig};
+use crate::publish::{Delivery, Message, Payload, Sink};
+use crate::source::inbox::Inbox;
+use crate::source::{Frame, SourceEvents, Stop};
+use crate::topics::Topics;
+use crate::trigger::{Gate, MotionDetector, Trigger};
+
+/// What a source thread hands frames to: motion detection runs here, on every
+/// frame, before the frame joins the inbox (where it may be replaced by a newer one).
+pub struct FrameIntake {
+    pub camera: String,
+    pub inbox: Arc<Inbox>,
+    pub sink: Arc<dyn Sink>,
+    pub topics: Topics,
+    pub motion: Option<MotionDetector>,
+    /// Stills wait for the worker; live frames replace each other.
+    pub stills: bool,
+    pub stop: Stop,
+}
+
+impl FrameIntake {
+    pub fn new(cam: &CameraConfig, inbox: Arc<Inbox>, sink: Arc<dyn Sink>, topics: Topics, stop: Stop, stills: bool) -> FrameIntake {
+        let motion = cam.triggers.motion.clone().map(MotionDetector::new);
+        FrameIntake { camera: cam.name.clone(), inbox, sink, topics, motion, stills, stop }
+    }
+
+    fn detect_motion(&mut self, frame: &Frame) {
+        let Some(m) = &mut self.motion else { return };
+        // A frame the thumbnail decoder refuses will be refused (and reported) by
+        // the full decoder if it is ever analysed; motion just skips it.
+        let Ok(thumb) = owlet_runtime::image_io::decode_gray_thumbnail(&frame.bytes, &frame.origin, 96, Default::default()) else {
+            return;
+        };
+        let o = m.observe(MotionDetector::shrink(&thumb), Instant::now());
+        if o.moving {
+            self.inbox.motion();
+        }
+        if let Some(on) = o.transition {
+            self.sink.send(Message::text(self.topics.camera(&self.camera, "motion"), if on { "ON" } else { "OFF" }));
+        }
+    }
+}
+
+impl SourceEvents for FrameIntake {
+    fn frame(&mut self, frame: Frame) -> bool {
+        if self.stop.is_stopped() {
+            return false;
+        }
+        self.detect_motion(&frame);
+        if self.stills {
+            self.inbox.offer_and_wait(frame)
+        } else {
+            self.inbox.offer(frame);
+            true
+        }
+    }
+
+    fn failed(&mut self, reason: &str) {
+        log::warn!("camera {}: {reason}", self.camera);
+        self.sink.send(Message::json(
+            self.topics.camera(&self.camera, "error"),
+            json!({"camera": self.camera, "error": reason, "kind": "source", "time_ms": now_ms()}),
+        ));
+    }
+}
+
+/// Default motion settings, for tests and the demo.
+pub fn default_motion() -> MotionConfig {
+    MotionConfig { pixel_threshold: 25, min_area: 0.01, hold_s: 5.0 }
+}
+
+pub struct CameraWorker {
+    pub name: String,
+    pub topics: Topics,
+    pub sink: Arc<dyn Sink>,
+    pub inbox: Arc<Inbox>,
+    pub analyzer: Analyzer,
+    pub gate: Gate,
+    pub events: LabelEvents,
+    pub interval: Option<Duration>,
+    pub captions: bool,
+    pub snapshot: bool,
+    pub stills: bool,
+    /// Where label sets set by command are kept.
+    pub labels_file: PathBuf,
+    last_interval: Option<Instant>,
+    last_frame: Option<Frame>,
+    /// Capture requests waiting for a frame (their ids).
+    captures: Vec<Option<String>>,
+}
+
+/// What the worker does next.
+enum Next {
+    Command(CameraCommand),
+    Analyse(Frame, Trigger, Vec<Option<String>>),
+    Finished,
+}
+
+impl CameraWorker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cam: &CameraConfig,
+        topics: Topics,
+        sink: Arc<dyn Sink>,
+        inbox: Arc<Inbox>,
+        analyzer: Analyzer,
+        stills: bool,
+        labels_file: PathBuf,
+    ) -> CameraWorker {
+        CameraWorker {
+            name: cam.name.clone(),
+            topics,
+            sink,
+            inbox,
+            analyzer,
+            gate: Gate::new(&cam.triggers),
+            events: LabelEvents::new(cam.events.on, cam.events.off),
+            interval: cam.triggers.interval_s.map(Duration::from_secs_f64),
+            captions: cam.captions,
+            snapshot: cam.snapshot,
+            stills,
+            labels_file,
+            last_interval: None,
+            last_frame: None,
+            captures: Vec::new(),
+        }
+    }
+
+    /// Run until stopped, or (stills) until the source is done.
+    pub fn run(mut self) {
+        self.publish_label_state();
+        loop {
+            match self.next() {
+                Next::Finished => return,
+                Next::Command(c) => self.handle(c),
+                Next::Analyse(frame, trigger, ids) => self.analyse(frame, trigger, ids),
+            }
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        let mut s = self.inbox.lock();
+        loop {
+            if s.stop {
+                return Next::Finished;
+            }
+            if let Some(c) = s.commands.pop_front() {
+                return Next::Command(c);
+            }
+            if self.stills {
+                if let Some(f) = s.frame.take() {
+                    drop(s);
+                    self.inbox.notify();
+                    return Next::Analyse(f, Trigger::Still, vec![]);
+                }
+                if s.source_done {
+                    return Next::Finished;
+                }
+                s = self.inbox.wait(s, Duration::from_millis(500));
+                continue;
+            }
+            let now = Instant::now();
+            let interval_due = self.interval.is_some_and(|i| self.last_interval.is_none_or(|t| now.duration_since(t) >= i));
+            let trigger = if !self.captures.is_empty() {
+                Some(Trigger::Command)
+            } else if s.lines > 0 {
+                Some(Trigger::Line)
+            } else if s.motion {
+                Some(Trigger::Motion)
+            } else if interval_due {
+                Some(Trigger::Interval)
+            } else {
+                None
+            };
+            if let Some(t) = trigger {
+                if let Err(why) = self.gate.allows(t, now) {
+                    log::debug!("camera {}: {t:?} trigger skipped: {why}", self.name);
+                    match t {
+                        Trigger::Line => s.lines = 0,
+                        Trigger::Motion => s.motion = false,
+                        Trigger::Interval => self.last_interval = Some(now),
+                        _ => {}
+                    }
+                    continue;
+                }
+                if let Some(f) = s.frame.take() {
+                    match t {
+                        Trigger::Line => s.lines = 0,
+                        Trigger::Motion => s.motion = false,
+                        _ => {}
+                    }
+                    if interval_due {
+                        self.last_interval = Some(now);
+                    }
+                    let ids = if t == Trigger::Command { std::mem::take(&mut self.captures) } else { vec![] };
+                    return Next::Analyse(f, t, ids);
+                }
+                // A trigger without a frame yet: wait for the frame.
+            } else if s.source_done {
+                return Next::Finished; // a source that will not be restarted ended
+            }
+            let wait = match (self.interval, self.last_interval) {
+                (Some(i), Some(t)) => (t + i).saturating_duration_since(now).clamp(Duration::from_millis(5), Duration::from_millis(500)),
+                _ => Duration::from_millis(500),
+            };
+            s = self.inbox.wait(s, wait);
+        }
+    }
+
+    fn send_json(&self, leaf: &str, v: Value) {
+        self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v));
+    }
+
+    fn error(&self, frame: Option<&Frame>, trigger: Option<Trigger>, error: String) {
+        log::warn!("camera {}: {error}", self.name);
+        self.send_json(
+            "error",
+            json!({"camera": self.name, "frame": frame.map(|f| f.origin.clone()), "trigger": trigger, "error": error, "time_ms": now_ms()}),
+        );
+    }
+
+    fn analyse(&mut self, frame: Frame, trigger: Trigger, ids: Vec<Option<String>>) {
+        self.gate.record(Instant::now());
+        let with_id = |mut v: Value| {
+            let ids: Vec<&String> = ids.iter().flatten().collect();
+            if let (Some(obj), false) = (v.as_object_mut(), ids.is_empty()) {
+                obj.insert("request_ids".into(), json!(ids));
+            }
+            v
+        };
+        let decoded = match self.analyzer.decode(&frame) {
+            Ok(d) => d,
+            Err(e) => return self.error(Some(&frame), Some(trigger), e.to_string()),
+        };
+        match self.analyzer.labels(&decoded, trigger) {
+            Ok(msg) => {
+                for ev in self.events.update(&msg.labels) {
+                    let mut v = serde_json::to_value(&ev).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("camera".into(), json!(self.name));
+                        o.insert("frame_time_ms".into(), json!(msg.frame_time_ms));
+                        o.insert("trigger".into(), json!(trigger));
+                    }
+                    self.send_json("event", v);
+                }
+                self.send_json("labels", with_id(serde_json::to_value(&msg).unwrap_or_default()));
+            }
+            Err(e) => self.error(Some(&frame), Some(trigger), e.to_string()),
+        }
+        if self.captions {
+            match self.analyzer.caption(&decoded, trigger) {
+                Some(Ok(msg)) => self.send_json("caption", with_id(serde_json::to_value(&msg).unwrap_or_default())),
+                Some(Err(e)) => self.error(Some(&frame), Some(trigger), e.to_string()),
+                None => {}
+            }
+        }
+        if self.snapshot && frame.bytes.starts_with(&[0xFF, 0xD8]) {
+            self.sink.send(Message {
+                topic: self.topics.camera(&self.name, "snapshot"),
+                payload: Payload::Bytes(frame.bytes.clone()),
+                retain: false,
+                delivery: Delivery::BestEffort,
+            });
+        }
+        drop(decoded);
+        self.last_frame = Some(frame);
+    }
+
+    fn handle(&mut self, cmd: CameraCommand) {
+        match cmd {
+            CameraCommand::Capture { id } => {
+                if let Err(why) = self.gate.allows(Trigger::Command, Instant::now()) {
+                    let v = json!({"topic": self.topics.camera(&self.name, "capture"), "error": why, "id": id, "time_ms": now_ms()});
+                    self.sink.send(Message::json(self.topics.error(), v));
+                } else {
+                    self.captures.push(id);
+                }
+            }
+            CameraCommand::Ask { question, id, reply_to } => self.answer(question, id, reply_to),
+            CameraCommand::SetLabels { labels } => self.set_labels(labels),
+        }
+    }
+
+    /// VQA on the newest frame: the one waiting in the inbox, else the last analysed.
+    fn answer(&mut self, question: String, id: Option<String>, reply_to: Option<String>) {
+        let t = Instant::now();
+        let topic = reply_to.unwrap_or_else(|| self.topics.camera(&self.name, "answer"));
+        let frame = self.inbox.lock().frame.clone().or_else(|| self.last_frame.clone());
+        let mut reply = json!({"camera": self.name, "id": id, "question": question});
+        let result = match (&frame, self.gate.allows(Trigger::Command, t)) {
+            (_, Err(why)) => Err(why),
+            (None, _) => Err("no frame from this camera yet".to_string()),
+            (Some(f), Ok(())) => {
+                self.gate.record(t);
+                self.analyzer.decode(f).map_err(|e| e.to_string()).and_then(|d| self.analyzer.ask(&d, &question))
+            }
+        };
+        let obj = reply.as_object_mut().expect("object");
+        match result {
+            Ok((answer, model)) => {
+                let f = frame.as_ref().expect("answered from a frame");
+                obj.insert("answer".into(), json!(answer));
+                obj.insert("model".into(), json!(model));
+                obj.insert("frame".into(), json!(f.origin));
+                obj.insert("frame_time_ms".into(), json!(time_ms(f.captured)));
+                obj.insert("latency_ms".into(), json!(t.elapsed().as_secs_f64() * 1e3));
+            }
+            Err(e) => {
+                obj.insert("error".into(), json!(e));
+            }
+        }
+        self.sink.send(Message::json(topic, reply));
+    }
+
+    fn set_labels(&mut self, labels: Vec<String>) {
+        if labels == self.analyzer.labels_in_use() {
+            return; // a retained set arriving again at reconnect
+        }
+        match self.analyzer.set_labels(&labels) {
+            Ok(()) => {
+                self.events.retain(&labels);
+                if let Err(e) = save_labels(&self.labels_file, &labels) {
+                    self.error(None, None, format!("labels set but not saved to {}: {e}", self.labels_file.display()));
+                }
+                log::info!("camera {}: labels now {labels:?}", self.name);
+                self.publish_label_state();
+            }
+            Err(e) => {
+                let v = json!({"topic": self.topics.camera(&self.name, "labels/set"), "error": e.to_string(), "time_ms": now_ms()});
+                self.sink.send(Message::json(self.topics.error(), v));
+            }
+        }
+    }
+
+    fn publish_label_state(&self) {
+        let v = json!({"camera": self.name, "labels": self.analyzer.labels_in_use()});
+        self.sink.send(Message::json(self.topics.camera(&self.name, "labels/state"), v).retained());
+    }
+}
+
+/// Labels saved by an earlier `labels/set`, if any and valid.
+pub fn load_labels(path: &std::path::Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str::<Vec<String>>(&text) {
+        Ok(l) if crate::config::check_labels(&l).is_ok() => Some(l),
+        _ => {
+            log::warn!("{}: not a valid label list; using the configured labels", path.display());
+            None
+        }
+    }
+}
+
+fn save_labels(path: &std::path::Path, labels: &[String]) -> std::io::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(labels)?)?;
+    std::fs::rename(tmp, path)
+}

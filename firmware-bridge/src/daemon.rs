@@ -1,0 +1,170 @@
+//! Wiring: one source thread, one worker thread (and perhaps a line-trigger thread)
+//! per camera, one MQTT thread or stdout; then wait for SIGTERM (or, when every
+//! camera reads still files, for them to be done) and stop in order: sources,
+//! workers (each finishes what it is doing), then the MQTT link (which delivers
+//! what is queued, says offline and disconnects).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::analyze::{Analyzer, Models};
+use crate::camera::{load_labels, CameraWorker, FrameIntake};
+use crate::commands;
+use crate::config::{Config, SourceConfig};
+use crate::discovery::{self, CameraEntities};
+use crate::mqtt;
+use crate::outbox::Outbox;
+use crate::publish::{Message, Sink, StdoutSink};
+use crate::source::inbox::Inbox;
+use crate::source::{folder, http, process, SourceEvents, Stop};
+use crate::topics::Topics;
+
+/// Commands waiting per camera; more are refused rather than queued without bound.
+const MAX_PENDING_COMMANDS: usize = 16;
+
+pub struct RunOptions {
+    /// Print compact JSON when there is no broker.
+    pub compact: bool,
+}
+
+pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
+    anyhow::ensure!(!config.cameras.is_empty(), "no cameras configured: add a [[cameras]] section, or run with --demo");
+    let topics = Topics::new(&config.device);
+    let threads = if config.clip.threads == 0 { owlet_runtime::engine::default_threads() } else { config.clip.threads };
+    owlet_runtime::engine::set_threads(threads);
+    let state_dir = config.state_dir();
+
+    // Models first: a wrong bundle is an error at start, not at the first frame.
+    let mut models = Models::default();
+    let mut analyzers = Vec::new();
+    for cam in &config.cameras {
+        let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
+        let labels = load_labels(&labels_file).unwrap_or_else(|| config.labels_of(cam));
+        let blip2 = config.blip2.as_ref().filter(|_| cam.captions);
+        let a = Analyzer::new(&mut models, &config.clip, &labels, blip2)
+            .with_context(|| format!("camera {}: loading its models", cam.name))?;
+        analyzers.push((a, labels_file));
+    }
+    log::info!(
+        "device {}: {} camera(s), CLIP {}{}, {threads} thread(s)",
+        config.device,
+        config.cameras.len(),
+        config.clip.model.display(),
+        config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default()
+    );
+
+    let inboxes: Vec<Arc<Inbox>> = config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
+    let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
+
+    let (sink, link): (Arc<dyn Sink>, Option<mqtt::MqttLink>) = match &config.mqtt {
+        None => (Arc::new(StdoutSink::new(opts.compact)), None),
+        Some(m) => {
+            let (outbox, recovered) = Outbox::open(&state_dir.join("outbox"), m.queue_max_mb << 20)
+                .with_context(|| format!("opening the outbox in {}", state_dir.join("outbox").display()))?;
+            if recovered.pending > 0 || recovered.cut_bytes > 0 {
+                log::info!("outbox: {} message(s) from an earlier run to deliver; {} torn byte(s) cut", recovered.pending, recovered.cut_bytes);
+            }
+            let (sink, connection) = mqtt::client(mqtt::options(m, &topics)?, outbox);
+            let entities: Vec<CameraEntities> = config
+                .cameras
+                .iter()
+                .map(|c| CameraEntities { camera: c, captions: c.captions && config.blip2.is_some() })
+                .collect();
+            let settings = mqtt::LinkSettings {
+                topics: topics.clone(),
+                broker: format!("{}:{}", m.host, m.port()),
+                flush_timeout: Duration::from_secs(m.flush_timeout_s),
+                discovery: if m.discovery { discovery::messages(&m.discovery_prefix, &topics, &entities) } else { vec![] },
+                discovery_status_topic: m.discovery.then(|| format!("{}/status", m.discovery_prefix)),
+            };
+            let handler = {
+                let topics = topics.clone();
+                let inboxes = inboxes.clone();
+                let names = camera_names.clone();
+                let sink: Arc<dyn Sink> = sink.clone();
+                let max = m.max_command_bytes;
+                Box::new(move |topic: &str, payload: &[u8]| {
+                    let refused = match commands::parse(&topics, &names, topic, payload, max) {
+                        Ok((camera, cmd)) => {
+                            let i = names.iter().position(|n| *n == camera).expect("parse checks the camera");
+                            match inboxes[i].command(cmd, MAX_PENDING_COMMANDS) {
+                                Ok(()) => None,
+                                Err(_) => Some(commands::Refused {
+                                    topic: topic.to_string(),
+                                    reason: format!("{MAX_PENDING_COMMANDS} commands already waiting for camera {camera}"),
+                                    id: None,
+                                }),
+                            }
+                        }
+                        Err(r) => Some(r),
+                    };
+                    if let Some(r) = refused {
+                        log::warn!("command refused on {}: {}", r.topic, r.reason);
+                        let v = serde_json::json!({"topic": r.topic, "error": r.reason, "id": r.id, "time_ms": crate::analyze::now_ms()});
+                        sink.send(Message::json(topics.error(), v));
+                    }
+                }) as mqtt::CommandHandler
+            };
+            let link = mqtt::spawn(sink.clone(), connection, settings, handler);
+            (sink as Arc<dyn Sink>, Some(link))
+        }
+    };
+
+    let mut workers = Vec::new();
+    for ((cam, (analyzer, labels_file)), inbox) in config.cameras.iter().zip(analyzers).zip(&inboxes) {
+        let stills = matches!(cam.source, SourceConfig::Folder { watch: false, .. });
+        let mut intake = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), stills);
+        let source = cam.source.clone();
+        let name = cam.name.clone();
+        let stop_s = stop.clone();
+        let inbox_s = inbox.clone();
+        std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
+            match &source {
+                SourceConfig::Folder { path, watch: false, .. } => folder::run_stills(&name, path, &mut intake),
+                SourceConfig::Folder { path, watch: true, poll_ms } => {
+                    folder::run_watch(&name, path, Duration::from_millis(*poll_ms), &mut intake, &stop_s)
+                }
+                SourceConfig::Process { command, restart } => process::run(&name, command, *restart, &mut intake, &stop_s),
+                SourceConfig::HttpMjpeg { url } => http::run_mjpeg(&name, url, &mut intake, &stop_s),
+                SourceConfig::HttpSnapshot { url, interval_s } => {
+                    http::run_snapshot(&name, url, Duration::from_secs_f64(*interval_s), &mut intake, &stop_s)
+                }
+            }
+            inbox_s.source_done();
+        })?;
+        if let Some(argv) = cam.triggers.line.clone() {
+            let name = cam.name.clone();
+            let inbox = inbox.clone();
+            let stop_l = stop.clone();
+            let mut reporter = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), false);
+            std::thread::Builder::new().name(format!("line-{name}")).spawn(move || {
+                process::run_lines(&name, &argv, &mut |_| inbox.line(), &mut |why| reporter.failed(why), &stop_l)
+            })?;
+        }
+        let worker = CameraWorker::new(cam, topics.clone(), sink.clone(), inbox.clone(), analyzer, stills, labels_file);
+        workers.push(std::thread::Builder::new().name(format!("camera-{}", cam.name)).spawn(move || worker.run())?);
+    }
+
+    // Run until told to stop, or until every camera is done (still files only).
+    while !stop.is_stopped() && !workers.iter().all(|w| w.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if stop.is_stopped() {
+        log::info!("stopping: finishing the frames in hand");
+    }
+    stop.stop();
+    for inbox in &inboxes {
+        inbox.stop();
+    }
+    for w in workers {
+        if w.join().is_err() {
+            log::error!("a camera worker panicked");
+        }
+    }
+    if let Some(link) = link {
+        link.shutdown();
+    }
+    Ok(())
+}
