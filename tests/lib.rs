@@ -35,3 +35,9 @@ pub fn reference() -> serde_json::Value {
     let p = repo().join("models/clip-test/reference/reference.json");
     serde_json::from_str(&std::fs::read_to_string(p).expect("reference.json")).expect("reference.json parses")
 }
+
+pub mod broker;
+
+pub fn blip2_bundle() -> String {
+    repo().join("models/blip2-test").display().to_string()
+}

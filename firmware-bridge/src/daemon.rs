@@ -42,8 +42,8 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     for cam in &config.cameras {
         let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
         let labels = load_labels(&labels_file).unwrap_or_else(|| config.labels_of(cam));
-        let blip2 = config.blip2.as_ref().filter(|_| cam.captions);
-        let a = Analyzer::new(&mut models, &config.clip, &labels, blip2)
+        // BLIP-2 also answers questions, so it is loaded even where captions are off.
+        let a = Analyzer::new(&mut models, &config.clip, &labels, config.blip2.as_ref())
             .with_context(|| format!("camera {}: loading its models", cam.name))?;
         analyzers.push((a, labels_file));
     }

@@ -1,0 +1,275 @@
+//! A real mosquitto broker, mosquitto_sub and mosquitto_pub for the end-to-end
+//! tests (Debian's mosquitto and mosquitto-clients; scripts/test installs them).
+//! A missing program fails the test that needs it, loudly.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn program(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: scripts/test installs it (apt-get install mosquitto mosquitto-clients ffmpeg)");
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nothing listens on port {port} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Broker {
+    pub port: u16,
+    dir: PathBuf,
+    global: String,
+    extra: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// A broker on a free port, persistent sessions saved in `dir` (so a test
+    /// subscriber's queued messages survive a broker restart), plus `extra` config.
+    pub fn start(dir: &Path, extra: &str) -> Broker {
+        Broker::start_with(dir, "", extra)
+    }
+
+    /// `global` goes before the first listener (mosquitto wants
+    /// `per_listener_settings` there), `extra` after the plain listener.
+    pub fn start_with(dir: &Path, global: &str, extra: &str) -> Broker {
+        let mut b = Broker { port: free_port(), dir: dir.to_path_buf(), global: global.to_string(), extra: extra.to_string(), child: None };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.join("mosquitto.conf");
+        // Started as root, mosquitto switches to the `mosquitto` user, which cannot
+        // write in a private temp dir: tell it to stay who we are.
+        let me = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let text = format!(
+            "user {me}\n{}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest file {}/mosquitto.log\nlog_type all\n\
+             max_queued_messages 100000\nlistener {} 127.0.0.1\nallow_anonymous true\n{}\n",
+            self.global,
+            self.dir.display(),
+            self.dir.display(),
+            self.port,
+            self.extra
+        );
+        std::fs::write(&conf, text).unwrap();
+        let child = Command::new(program("mosquitto")).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// Stop the broker (SIGTERM: it saves its sessions, as a systemd restart does).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, "TERM");
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retained: bool,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| panic!("{} payload is not JSON ({e}): {:?}", self.topic, String::from_utf8_lossy(&self.payload)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// mosquitto_sub on `filter`, QoS 1, a persistent session (`-c`) so that it gets
+/// what was published while the broker was restarting. Payloads travel as hex.
+pub struct Subscriber {
+    child: Child,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Subscriber {
+    pub fn start(port: u16, filter: &str, id: &str) -> Subscriber {
+        let mut child = Command::new(program("mosquitto_sub"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", filter, "-q", "1", "-c", "-i", id, "-F", "%r %t %x"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut parts = line.splitn(3, ' ');
+                let (Some(r), Some(t), x) = (parts.next(), parts.next(), parts.next().unwrap_or("")) else { continue };
+                let payload = (0..x.len() / 2).map(|i| u8::from_str_radix(&x[2 * i..2 * i + 2], 16).unwrap()).collect();
+                g.lock().unwrap().push(Received { topic: t.to_string(), payload, retained: r == "1" });
+            }
+        });
+        // mosquitto_sub prints nothing when subscribed; the broker's port is up, so
+        // give it a moment to connect and subscribe.
+        std::thread::sleep(Duration::from_millis(300));
+        Subscriber { child, got }
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    pub fn on(&self, topic: &str) -> Vec<Received> {
+        self.all().into_iter().filter(|m| m.topic == topic).collect()
+    }
+
+    /// Wait until `pred` holds over everything received so far.
+    pub fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let end = Instant::now() + timeout;
+        loop {
+            let all = self.all();
+            if pred(&all) {
+                return all;
+            }
+            if Instant::now() > end {
+                let topics: Vec<_> = all.iter().map(|m| m.topic.as_str()).collect();
+                panic!("timed out after {timeout:?} waiting for {what}; got {} message(s) on {topics:?}", all.len());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// mosquitto_pub: one message (payload from stdin, so any bytes and any size).
+pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    use std::io::Write;
+    let mut args = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-t".into(), topic.into(), "-q".into(), "1".into(), "-s".into()];
+    if retain {
+        args.push("-r".into());
+    }
+    let mut c = Command::new(program("mosquitto_pub")).args(&args).stdin(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(payload).unwrap();
+    assert!(c.wait().unwrap().success(), "mosquitto_pub {topic}");
+}
+
+/// The bridge as a daemon: stderr goes to a file for the test to read.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let log = config.with_extension("log");
+        let child = Command::new(crate::bin("owlet-bridge"))
+            .arg("--config")
+            .arg(config)
+            .arg("--compact")
+            .env("RUST_LOG", "info,owlet_bridge=debug")
+            .current_dir(crate::repo())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit status (within `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        self.wait(timeout)
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("owlet-bridge did not exit within {timeout:?}; its log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ffmpeg's argv for a live MJPEG test pattern on stdout (`lavfi` source `src`).
+pub fn ffmpeg_mjpeg(src: &str, rate: u32, frames: Option<u32>) -> Vec<String> {
+    let mut v: Vec<String> = ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"].map(String::from).to_vec();
+    v.insert(0, program("ffmpeg").display().to_string());
+    v.push(format!("{src}:rate={rate}"));
+    if let Some(n) = frames {
+        v.extend(["-frames:v".to_string(), n.to_string()]);
+    }
+    v.extend(["-f", "mjpeg", "-q:v", "5", "-"].map(String::from));
+    v
+}
+
+pub fn toml_list(v: &[String]) -> String {
+    format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "))
+}

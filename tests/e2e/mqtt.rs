@@ -1,0 +1,345 @@
+//! owlet-bridge against a real mosquitto: results, commands, Home Assistant
+//! discovery, a broker restart in the middle of a stream, TLS with credentials.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use owlet_e2e::broker::*;
+use owlet_e2e::*;
+use serde_json::Value;
+
+fn tmp(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("bridge.toml");
+    let text = format!("state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\nlabels = [\"cat\", \"rocket\", \"person\"]\n{body}", dir.join("state").display(), clip_bundle());
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Strictly increasing once consecutive duplicates (QoS 1 re-sends) are dropped.
+fn seqs(msgs: &[Received]) -> Vec<u64> {
+    let mut v: Vec<u64> = msgs.iter().map(|m| m.json()["seq"].as_u64().expect("seq")).collect();
+    v.dedup();
+    v
+}
+
+#[test]
+fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery() {
+    let dir = tmp("owlet-e2e-mqtt-");
+    let broker = Broker::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "#", "e2e-stills");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[blip2]\nmodel = \"{}\"\nmax_new_tokens = 6\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+             [[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\nsnapshot = true\ntriggers = {{ motion = {{}} }}\n",
+            blip2_bundle(),
+            broker.port,
+            repo().join("models/demo-frames").display()
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    let status = d.wait(Duration::from_secs(120));
+    assert!(status.success(), "{}", d.log());
+    let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    let all = sub.wait_until("offline status", Duration::from_secs(10), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline"));
+
+    let status: Vec<String> = all.iter().filter(|m| m.topic == "owlet/owlet/status").map(Received::text).collect();
+    assert_eq!(status, ["online", "offline"]);
+
+    let labels = sub.on("owlet/owlet/door/labels");
+    assert_eq!(labels.len(), frames);
+    for m in &labels {
+        let j = m.json();
+        for key in ["camera", "frame", "frame_time_ms", "trigger", "model", "top_label", "top_score", "labels", "latency_ms", "seq"] {
+            assert!(j.get(key).is_some(), "labels payload lacks {key}: {j}");
+        }
+        assert_eq!(j["trigger"], "still");
+        assert_eq!(j["top_label"], j["labels"][0]["label"]);
+    }
+    let captions = sub.on("owlet/owlet/door/caption");
+    assert_eq!(captions.len(), frames);
+    assert!(captions.iter().all(|c| c.json()["model"] == "blip2-test"));
+    // Every queued message, whatever its topic, carries one increasing sequence.
+    let queued: Vec<Received> = all.iter().filter(|m| m.payload.first() == Some(&b'{') && m.json().get("seq").is_some()).cloned().collect();
+    let s = seqs(&queued);
+    assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+
+    // Snapshots: the JPEG frames, byte for byte.
+    let snaps = sub.on("owlet/owlet/door/snapshot");
+    let jpegs: Vec<Vec<u8>> = std::fs::read_dir(repo().join("models/demo-frames"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(snaps.len(), jpegs.len());
+    assert!(snaps.iter().all(|s| jpegs.contains(&s.payload)));
+
+    // Discovery: retained, valid by Home Assistant's rules, and every topic it
+    // names is one the bridge really uses.
+    let disc: Vec<&Received> = all.iter().filter(|m| m.topic.starts_with("homeassistant/")).collect();
+    assert_eq!(disc.len(), 1, "one device config per camera");
+    let published: HashSet<&str> = all.iter().map(|m| m.topic.as_str()).collect();
+    check_ha_device_discovery(&disc[0].topic, &disc[0].json(), &published);
+    let platforms: HashSet<String> =
+        disc[0].json()["components"].as_object().unwrap().values().map(|c| c["platform"].as_str().unwrap().to_string()).collect();
+    let want: HashSet<String> = ["sensor", "event", "binary_sensor", "image", "button"].map(String::from).into();
+    assert_eq!(platforms, want);
+    // Retained: a client arriving later still finds it.
+    let late = Subscriber::start(broker.port, "homeassistant/#", "e2e-late");
+    let got = late.wait_until("retained discovery", Duration::from_secs(5), |m| !m.is_empty());
+    assert!(got[0].retained);
+}
+
+/// Home Assistant's rules for device-based discovery (MQTT integration, 2024.11+):
+/// topic `<prefix>/device/<node_id>/config`; a device with identifiers or
+/// connections; an origin with a name; components each with a known platform, a
+/// unique_id (required here), the options that platform requires and none it does
+/// not know; topics one can publish or subscribe to.
+fn check_ha_device_discovery(topic: &str, cfg: &Value, published: &HashSet<&str>) {
+    let parts: Vec<&str> = topic.split('/').collect();
+    assert!(parts.len() == 4 && parts[1] == "device" && parts[3] == "config", "{topic}");
+    assert!(parts[2].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "node id {}", parts[2]);
+    let dev = &cfg["device"];
+    assert!(dev["identifiers"].as_array().is_some_and(|a| !a.is_empty()) || dev["connections"].is_array(), "device needs identifiers");
+    assert!(cfg["origin"]["name"].is_string(), "origin needs a name");
+    let avail = cfg["availability_topic"].as_str().unwrap();
+    assert!(published.contains(avail), "availability topic {avail} is never published");
+    let common: HashSet<&str> = ["platform", "unique_id", "name", "icon", "object_id", "enabled_by_default", "entity_category", "qos", "availability_topic"].into();
+    let per: &[(&str, &[&str], &[&str])] = &[
+        ("sensor", &["state_topic"], &["value_template", "json_attributes_topic", "json_attributes_template", "device_class", "unit_of_measurement", "state_class", "expire_after", "force_update"]),
+        ("binary_sensor", &["state_topic"], &["payload_on", "payload_off", "device_class", "value_template", "off_delay", "expire_after"]),
+        ("event", &["state_topic", "event_types"], &["device_class", "value_template", "json_attributes_topic"]),
+        ("image", &[], &["image_topic", "url_topic", "content_type", "image_encoding", "url_template"]),
+        ("button", &["command_topic"], &["payload_press", "device_class", "retain"]),
+    ];
+    let mut ids = HashSet::new();
+    let cmps = cfg["components"].as_object().expect("components");
+    assert!(!cmps.is_empty());
+    for (key, c) in cmps {
+        let platform = c["platform"].as_str().unwrap_or_else(|| panic!("{key}: no platform"));
+        let (_, required, optional) = per.iter().find(|p| p.0 == platform).unwrap_or_else(|| panic!("{key}: unknown platform {platform}"));
+        let uid = c["unique_id"].as_str().unwrap_or_else(|| panic!("{key}: unique_id is required in device discovery"));
+        assert!(ids.insert(uid.to_string()), "unique_id {uid} twice");
+        for r in *required {
+            assert!(c.get(*r).is_some(), "{platform} {key} needs {r}");
+        }
+        for k in c.as_object().unwrap().keys() {
+            let known = common.contains(k.as_str()) || required.contains(&k.as_str()) || optional.contains(&k.as_str());
+            assert!(known, "{platform} {key}: option {k} is not one HA knows");
+        }
+        if platform == "image" {
+            assert!(c.get("image_topic").is_some() ^ c.get("url_topic").is_some(), "image needs exactly one of image_topic, url_topic");
+        }
+        if platform == "event" {
+            assert!(c["event_types"].as_array().is_some_and(|a| !a.is_empty()));
+        }
+        for (k, v) in c.as_object().unwrap() {
+            if k.ends_with("_topic") {
+                let t = v.as_str().unwrap();
+                assert!(!t.contains('+') && !t.contains('#') && !t.is_empty(), "{k} {t}");
+                if k != "command_topic" {
+                    assert!(published.contains(t), "{platform} {key}: {k} {t} is never published");
+                }
+            }
+        }
+        if platform == "sensor" && c["state_topic"].as_str().unwrap().ends_with("/caption") {
+            assert!(c["value_template"].as_str().unwrap().contains("[:255]"), "HA refuses sensor states over 255 characters");
+        }
+    }
+}
+
+#[test]
+fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_crash() {
+    let dir = tmp("owlet-e2e-cmd-");
+    let broker = Broker::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "owlet/#", "e2e-cmd");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[blip2]\nmodel = \"{}\"\nmax_new_tokens = 4\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nmax_command_bytes = 4096\n\
+             [[cameras]]\nname = \"gate\"\ncaptions = false\nsource = {{ kind = \"process\", command = {} }}\n",
+            blip2_bundle(),
+            broker.port,
+            toml_list(&ffmpeg_mjpeg("testsrc=size=160x120", 10, None))
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    sub.wait_until("online", Duration::from_secs(60), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"online"));
+    // No trigger but commands: nothing is analysed until asked.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sub.on("owlet/owlet/gate/labels").is_empty());
+
+    publish(broker.port, "owlet/owlet/gate/capture", br#"{"id":"c-1"}"#, false);
+    let l = sub.wait_until("a labels result", Duration::from_secs(30), |m| m.iter().any(|m| m.topic == "owlet/owlet/gate/labels"));
+    let l = l.iter().find(|m| m.topic == "owlet/owlet/gate/labels").unwrap().json();
+    assert_eq!(l["trigger"], "command");
+    assert_eq!(l["request_ids"], serde_json::json!(["c-1"]));
+    assert!(l["frame"].as_str().unwrap().contains("ffmpeg#"), "{l}");
+
+    publish(broker.port, "owlet/owlet/gate/ask", br#"{"question":"what is in the picture?","id":"q-7","reply_to":"client/answers"}"#, false);
+    let answers = Subscriber::start(broker.port, "client/answers", "e2e-answers");
+    publish(broker.port, "owlet/owlet/gate/ask", br#"{"question":"what colour is it?","id":"q-8","reply_to":"client/answers"}"#, false);
+    let got = answers.wait_until("the answer to q-8", Duration::from_secs(30), |m| m.iter().any(|m| m.json()["id"] == "q-8"));
+    let a = got.iter().map(Received::json).find(|a| a["id"] == "q-8").unwrap();
+    assert_eq!(a["id"], "q-8");
+    assert_eq!(a["question"], "what colour is it?");
+    assert!(a["answer"].is_string() && a["model"] == "blip2-test", "{a}");
+
+    // A retained label set: applied, confirmed, saved for the next start.
+    publish(broker.port, "owlet/owlet/gate/labels/set", br#"{"labels":["test pattern","kitten"]}"#, true);
+    sub.wait_until("the new label state", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/gate/labels/state" && m.json()["labels"] == serde_json::json!(["test pattern", "kitten"]))
+    });
+    let saved: Vec<String> = serde_json::from_str(&std::fs::read_to_string(dir.path().join("state/labels/gate.json")).unwrap()).unwrap();
+    assert_eq!(saved, ["test pattern", "kitten"]);
+    publish(broker.port, "owlet/owlet/gate/capture", b"PRESS", false);
+    let all = sub.wait_until("labels with the new set", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/gate/labels").count() >= 2);
+    let last = all.iter().filter(|m| m.topic == "owlet/owlet/gate/labels").last().unwrap().json();
+    let names: HashSet<&str> = last["labels"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
+    assert_eq!(names, ["test pattern", "kitten"].into());
+
+    // Hostile commands: each answered on the error topic, the daemon goes on.
+    let hostile: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("owlet/owlet/gate/ask", b"\xff\xfe\x00garbage".to_vec(), "UTF-8"),
+        ("owlet/owlet/gate/ask", vec![b'{'; 100_000], "byte limit"),
+        ("owlet/owlet/gate/ask", br#"{"question": 42}"#.to_vec(), "ask wants"),
+        ("owlet/owlet/gate/labels/set", br#"{"labels": []}"#.to_vec(), "labels must"),
+        ("owlet/owlet/nosuchcam/capture", b"PRESS".to_vec(), "no camera"),
+        ("owlet/owlet/gate/capture", b"rm -rf /".to_vec(), "capture wants"),
+    ];
+    for (t, p, _) in &hostile {
+        publish(broker.port, t, p, false);
+    }
+    let all = sub.wait_until("every refusal", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/error").count() >= hostile.len());
+    let errors: Vec<Value> = all.iter().filter(|m| m.topic == "owlet/owlet/error").map(Received::json).collect();
+    for (t, _, needle) in &hostile {
+        assert!(
+            errors.iter().any(|e| e["topic"] == *t && e["error"].as_str().unwrap().contains(needle)),
+            "no refusal naming {needle:?} for {t}: {errors:?}"
+        );
+    }
+    assert!(d.is_running(), "the daemon died: {}", d.log());
+    // Still answering after all that.
+    publish(broker.port, "owlet/owlet/gate/capture", br#"{"id":"after"}"#, false);
+    sub.wait_until("a capture after the hostile input", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/gate/labels" && m.json()["request_ids"] == serde_json::json!(["after"]))
+    });
+    let status = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", std::fs::read_to_string(dir.path().join("bridge.log")).unwrap_or_default());
+    sub.wait_until("offline", Duration::from_secs(10), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline"));
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_no_result_and_keeps_the_order() {
+    let dir = tmp("owlet-e2e-restart-");
+    let mut broker = Broker::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "owlet/owlet/yard/labels", "e2e-restart");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_s = 5\n\
+             [[cameras]]\nname = \"yard\"\nsource = {{ kind = \"process\", command = {} }}\ntriggers = {{ interval_s = 0.1 }}\n",
+            broker.port,
+            toml_list(&ffmpeg_mjpeg("testsrc=size=160x120", 15, None))
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    sub.wait_until("10 results", Duration::from_secs(60), |m| m.len() >= 10);
+    broker.stop();
+    // The bridge goes on analysing; results queue on disk.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(d.is_running());
+    broker.restart();
+    let before_restart = seqs(&sub.all()).last().copied().unwrap();
+    sub.wait_until("results from after the outage", Duration::from_secs(60), |m| {
+        seqs(m).last().is_some_and(|&s| s > before_restart + 40)
+    });
+    let status = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let s = seqs(&sub.all());
+    let first = s[0];
+    let expect: Vec<u64> = (first..first + s.len() as u64).collect();
+    assert_eq!(s, expect, "a gap or a reordering in the sequence numbers");
+    let log = d.log();
+    assert!(log.contains("unreachable") && log.contains("reconnected"), "{log}");
+}
+
+#[test]
+fn tls_with_a_client_certificate_and_a_password_works_and_the_password_is_never_logged() {
+    let dir = tmp("owlet-e2e-tls-");
+    let p = dir.path();
+    // A CA, a broker certificate for 127.0.0.1 and a client certificate.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "owlet test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "broker");
+    let (client_pem, client_key) = leaf(vec![], "owlet-bridge");
+    for (name, text) in [("ca.pem", ca.pem()), ("server.pem", server_pem), ("server.key", server_key), ("client.pem", client_pem), ("client.key", client_key)] {
+        std::fs::write(p.join(name), text).unwrap();
+    }
+    let secret = "s3cret-Pa55word-that-must-not-leak";
+    let passwd = p.join("passwd");
+    std::fs::write(&passwd, format!("owlet:{secret}\n")).unwrap();
+    let st = std::process::Command::new("/usr/bin/mosquitto_passwd").arg("-U").arg(&passwd).status().expect("mosquitto_passwd");
+    assert!(st.success());
+    let tls_port = free_port();
+    let broker = Broker::start_with(
+        p,
+        "per_listener_settings true",
+        &format!(
+            "listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            passwd.display(),
+            p.join("ca.pem").display(),
+            p.join("server.pem").display(),
+            p.join("server.key").display()
+        ),
+    );
+    wait_for_port(tls_port, Duration::from_secs(5));
+    let sub = Subscriber::start(broker.port, "owlet/#", "e2e-tls");
+    let body = |password: &str, watch: bool| {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {tls_port}\nusername = \"owlet\"\npassword = \"{password}\"\n\
+             tls = {{ ca = \"ca.pem\", cert = \"client.pem\", key = \"client.key\" }}\n\
+             [[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = {watch} }}\n",
+            repo().join("models/demo-frames").display()
+        )
+    };
+    let cfg = write_config(p, &body(secret, false));
+    let mut d = Daemon::start(&cfg);
+    assert!(d.wait(Duration::from_secs(60)).success(), "{}", d.log());
+    let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    sub.wait_until("every frame's labels over TLS", Duration::from_secs(10), |m| m.iter().filter(|m| m.topic.ends_with("/labels")).count() == frames);
+    assert!(!d.log().contains(secret));
+
+    // A wrong password: refused by the broker, reported, and still not logged.
+    let wrong = "wr0ng-Pa55word-also-secret";
+    let cfg = write_config(p, &body(wrong, true));
+    let mut d = Daemon::start(&cfg);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(d.is_running(), "a refused connection is retried, not fatal");
+    let status = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let log = d.log();
+    assert!(log.contains("unreachable") || log.contains("refused") || log.contains("NotAuthorized"), "{log}");
+    assert!(!log.contains(wrong) && !log.contains(secret), "{log}");
+    // What could not be sent stays queued on disk for the next start.
+    assert!(log.contains("queued on disk"), "{log}");
+}
