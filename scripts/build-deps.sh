@@ -18,3 +18,19 @@ install_build_deps() {
   if ! need cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
   need cargo || { echo "owlet: cargo not found (install Rust >= 1.91 with rustup)" >&2; exit 2; }
 }
+
+# What the end-to-end tests drive: a real broker and its clients (the bridge's
+# MQTT tests), ffmpeg (camera streams: child process and HTTP MJPEG).
+install_test_deps() {
+  local debs=()
+  [ -x /usr/sbin/mosquitto ] || debs+=(mosquitto)
+  need mosquitto_sub || debs+=(mosquitto-clients)
+  need ffmpeg || debs+=(ffmpeg)
+  if [ ${#debs[@]} -gt 0 ]; then
+    echo "owlet: installing ${debs[*]} for the tests"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}"
+  fi
+  # Debian starts a system mosquitto on 1883; the tests start their own on free
+  # ports and do not need it.
+}

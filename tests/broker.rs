@@ -204,22 +204,53 @@ pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
 pub struct Daemon {
     pub child: Child,
     pub log: PathBuf,
+    /// What it printed as `topic payload` lines (no broker configured).
+    pub printed: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
         let log = config.with_extension("log");
-        let child = Command::new(crate::bin("owlet-bridge"))
+        let mut child = Command::new(crate::bin("owlet-bridge"))
             .arg("--config")
             .arg(config)
             .arg("--compact")
             .env("RUST_LOG", "info,owlet_bridge=debug")
             .current_dir(crate::repo())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child, log }
+        let out = child.stdout.take().unwrap();
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let p = printed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some((t, payload)) = line.split_once(' ') {
+                    p.lock().unwrap().push(Received { topic: t.to_string(), payload: payload.as_bytes().to_vec(), retained: false });
+                }
+            }
+        });
+        Daemon { child, log, printed }
+    }
+
+    pub fn printed_on(&self, suffix: &str) -> Vec<Received> {
+        self.printed.lock().unwrap().iter().filter(|m| m.topic.ends_with(suffix)).cloned().collect()
+    }
+
+    /// Wait until `pred` holds over what it printed.
+    pub fn wait_printed(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let end = Instant::now() + timeout;
+        loop {
+            let all = self.printed.lock().unwrap().clone();
+            if pred(&all) {
+                return all;
+            }
+            if Instant::now() > end {
+                panic!("timed out after {timeout:?} waiting for {what}; printed {} line(s); log:\n{}", all.len(), self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log(&self) -> String {

@@ -170,6 +170,9 @@ impl CameraWorker {
                 s = self.inbox.wait(s, Duration::from_millis(500));
                 continue;
             }
+            if s.source_done && s.frame.is_none() {
+                return Next::Finished; // a source that will not be restarted ended
+            }
             let now = Instant::now();
             let interval_due = self.interval.is_some_and(|i| self.last_interval.is_none_or(|t| now.duration_since(t) >= i));
             let trigger = if !self.captures.is_empty() {
@@ -207,8 +210,6 @@ impl CameraWorker {
                     return Next::Analyse(f, t, ids);
                 }
                 // A trigger without a frame yet: wait for the frame.
-            } else if s.source_done {
-                return Next::Finished; // a source that will not be restarted ended
             }
             let wait = match (self.interval, self.last_interval) {
                 (Some(i), Some(t)) => (t + i).saturating_duration_since(now).clamp(Duration::from_millis(5), Duration::from_millis(500)),

@@ -114,7 +114,8 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
 
     let mut workers = Vec::new();
     for ((cam, (analyzer, labels_file)), inbox) in config.cameras.iter().zip(analyzers).zip(&inboxes) {
-        let stills = matches!(cam.source, SourceConfig::Folder { watch: false, .. });
+        // Files (once or watched) are each wanted: analysed in turn, never dropped.
+        let stills = matches!(cam.source, SourceConfig::Folder { .. });
         let mut intake = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), stills);
         let source = cam.source.clone();
         let name = cam.name.clone();

@@ -4,3 +4,4 @@
 mod cli;
 mod bridge;
 mod mqtt;
+mod sources;

@@ -1,0 +1,148 @@
+//! Frames from real producers reach labels and captions: ffmpeg as a child process
+//! and as an HTTP MJPEG server, a watched folder; motion and line triggers; corrupt
+//! frames inside a stream. No broker: the bridge prints what it publishes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use owlet_e2e::broker::*;
+use owlet_e2e::*;
+
+fn tmp(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+fn config(dir: &Path, camera: &str) -> PathBuf {
+    let p = dir.join("bridge.toml");
+    let text = format!(
+        "state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\nlabels = [\"cat\", \"rocket\", \"test pattern\"]\n[blip2]\nmodel = \"{}\"\nmax_new_tokens = 4\n{camera}",
+        dir.join("state").display(),
+        clip_bundle(),
+        blip2_bundle()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn ffmpeg_child_process_frames_reach_labels_and_captions_on_an_interval() {
+    let dir = tmp("owlet-e2e-proc-");
+    let cmd = toml_list(&ffmpeg_mjpeg("testsrc=size=320x240", 10, None));
+    let cfg = config(dir.path(), &format!("[[cameras]]\nname = \"cam\"\nsource = {{ kind = \"process\", command = {cmd} }}\ntriggers = {{ interval_s = 0.3 }}\n"));
+    let mut d = Daemon::start(&cfg);
+    d.wait_printed("3 captions", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/caption")).count() >= 3);
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    let labels = d.printed_on("/cam/labels");
+    assert!(labels.len() >= 3);
+    let frames: Vec<u64> = labels
+        .iter()
+        .map(|l| {
+            let j = l.json();
+            assert_eq!(j["trigger"], "interval");
+            j["frame"].as_str().unwrap().rsplit('#').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(frames.windows(2).all(|w| w[0] < w[1]), "newer frames each time: {frames:?}");
+    // 10 fps and an analysis every 0.3 s: frames in between were skipped, not queued.
+    assert!(frames.last().unwrap() - frames[0] >= 2 * (frames.len() as u64 - 1), "{frames:?}");
+}
+
+#[test]
+fn an_http_mjpeg_stream_from_ffmpegs_server_reaches_labels() {
+    let dir = tmp("owlet-e2e-http-");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/stream.mjpg");
+    // ffmpeg's own HTTP server with its multipart (mpjpeg) muxer: what ESP32-CAM serves.
+    let mut server = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "mpjpeg", "-q:v", "5", "-listen", "1", &url])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    // No probing the port: `-listen 1` serves a single client and then exits. The
+    // bridge retries with backoff until the server is up.
+    let cfg = config(dir.path(), &format!("[[cameras]]\nname = \"esp\"\ncaptions = false\nsource = {{ kind = \"http_mjpeg\", url = \"{url}\" }}\ntriggers = {{ interval_s = 0.2 }}\n"));
+    let mut d = Daemon::start(&cfg);
+    let got = d.wait_printed("3 labels", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/esp/labels")).count() >= 3);
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    let _ = server.kill();
+    let _ = server.wait();
+    let l = got.iter().find(|m| m.topic.ends_with("/esp/labels")).unwrap().json();
+    assert!(l["frame"].as_str().unwrap().starts_with(&url), "{l}");
+    assert!(d.printed_on("/esp/error").is_empty());
+}
+
+#[test]
+fn corrupt_jpegs_inside_a_stream_are_reported_and_the_good_frames_around_them_analysed() {
+    let dir = tmp("owlet-e2e-corrupt-");
+    let good = repo().join("models/demo-frames/rocket.jpg");
+    let bytes = std::fs::read(&good).unwrap();
+    // A frame that splits fine (SOI..EOI) but whose entropy-coded data turns into
+    // garbage (a bit-error burst on a serial link), and at the end one cut short.
+    let mut broken = bytes[..bytes.len() / 3].to_vec();
+    broken.extend(std::iter::repeat_n(0x55u8, 4000));
+    broken.extend_from_slice(&[0xFF, 0xD9]);
+    std::fs::write(dir.path().join("broken.jpg"), &broken).unwrap();
+    std::fs::write(dir.path().join("good.jpg"), &bytes).unwrap();
+    let script = format!(
+        "cd {}; for f in good.jpg broken.jpg good.jpg; do cat $f; sleep 0.6; done; head -c 3000 good.jpg; printf 'GARBAGE\\377\\330'",
+        dir.path().display()
+    );
+    let cfg = config(
+        dir.path(),
+        &format!("[[cameras]]\nname = \"flaky\"\ncaptions = false\nsource = {{ kind = \"process\", command = [\"sh\", \"-c\", {script:?}], restart = false }}\ntriggers = {{ interval_s = 0.1 }}\n"),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(d.wait(Duration::from_secs(60)).success(), "{}", d.log());
+    let labels = d.printed_on("/flaky/labels");
+    let errors = d.printed_on("/flaky/error");
+    assert_eq!(labels.len(), 2, "both good frames: {labels:?}");
+    let frame_errors: Vec<_> = errors.iter().map(|e| e.json()).filter(|e| e["frame"].is_string()).collect();
+    assert_eq!(frame_errors.len(), 1, "{errors:?}");
+    assert!(frame_errors[0]["error"].as_str().unwrap().contains("#2"), "names the frame: {:?}", frame_errors[0]);
+}
+
+#[test]
+fn motion_triggers_on_a_changing_scene_and_not_on_a_still_one() {
+    let dir = tmp("owlet-e2e-motion-");
+    // Two cameras: the game of life changes all the time; a flat colour never does.
+    let life = toml_list(&ffmpeg_mjpeg("life=size=160x120:mold=10:ratio=0.5:death_color=#000000:life_color=#ffffff", 8, None));
+    let still = toml_list(&ffmpeg_mjpeg("color=c=gray:size=160x120", 8, None));
+    let cams = format!(
+        "[[cameras]]\nname = \"busy\"\ncaptions = false\nsource = {{ kind = \"process\", command = {life} }}\ntriggers = {{ motion = {{ min_area = 0.02 }}, cooldown_s = 0.2 }}\n\
+         [[cameras]]\nname = \"quiet\"\ncaptions = false\nsource = {{ kind = \"process\", command = {still} }}\ntriggers = {{ motion = {{}} }}\n"
+    );
+    let cfg = config(dir.path(), &cams);
+    let mut d = Daemon::start(&cfg);
+    d.wait_printed("motion results", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/busy/labels")).count() >= 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    assert!(d.printed_on("/busy/labels").iter().all(|l| l.json()["trigger"] == "motion"));
+    assert_eq!(d.printed_on("/busy/motion").first().map(|m| m.text()), Some("ON".into()));
+    assert!(d.printed_on("/quiet/labels").is_empty() && d.printed_on("/quiet/motion").is_empty());
+}
+
+#[test]
+fn a_line_trigger_process_and_a_watched_folder_each_cause_results() {
+    let dir = tmp("owlet-e2e-line-");
+    let watched = dir.path().join("incoming");
+    std::fs::create_dir_all(&watched).unwrap();
+    std::fs::copy(repo().join("models/demo-frames/rocket.jpg"), watched.join("old.jpg")).unwrap();
+    let stream = toml_list(&ffmpeg_mjpeg("testsrc=size=160x120", 10, None));
+    // A PIR sensor as `gpiomon` would report it: one line per edge.
+    let pir = r#"["sh", "-c", "sleep 1; echo 'event: RISING EDGE offset: 17'; sleep 1; echo 'event: RISING EDGE offset: 17'; sleep 60"]"#;
+    let cams = format!(
+        "[[cameras]]\nname = \"porch\"\ncaptions = false\nsource = {{ kind = \"process\", command = {stream} }}\ntriggers = {{ line = {pir} }}\n\
+         [[cameras]]\nname = \"inbox\"\ncaptions = false\nsource = {{ kind = \"folder\", path = \"{}\", watch = true, poll_ms = 100 }}\n",
+        watched.display()
+    );
+    let cfg = config(dir.path(), &cams);
+    let mut d = Daemon::start(&cfg);
+    d.wait_printed("two line results", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/porch/labels")).count() >= 2);
+    std::fs::copy(repo().join("models/demo-frames/chelsea.png"), watched.join("new.png")).unwrap();
+    let got = d.wait_printed("the new file's labels", Duration::from_secs(30), |m| m.iter().any(|m| m.topic.ends_with("/inbox/labels")));
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    assert!(d.printed_on("/porch/labels").iter().all(|l| l.json()["trigger"] == "line"));
+    assert_eq!(d.printed_on("/porch/labels").len(), 2, "one result per line");
+    let inbox: Vec<_> = got.iter().filter(|m| m.topic.ends_with("/inbox/labels")).map(|m| m.json()).collect();
+    assert!(inbox.iter().all(|l| l["frame"].as_str().unwrap().ends_with("new.png")), "files present at start are not re-analysed: {inbox:?}");
+}
