@@ -98,6 +98,10 @@ pub struct CameraWorker {
     last_frame: Option<Frame>,
     /// Capture requests waiting for a frame (their ids).
     captures: Vec<Option<String>>,
+    /// The inbox's dropped-frame count when the worker last took a frame.
+    dropped_seen: u64,
+    /// Frames replaced in the inbox before the one being analysed (newest wins).
+    skipped: u64,
 }
 
 /// What the worker does next.
@@ -134,6 +138,8 @@ impl CameraWorker {
             last_interval: None,
             last_frame: None,
             captures: Vec::new(),
+            dropped_seen: 0,
+            skipped: 0,
         }
     }
 
@@ -207,6 +213,8 @@ impl CameraWorker {
                         self.last_interval = Some(now);
                     }
                     let ids = if t == Trigger::Command { std::mem::take(&mut self.captures) } else { vec![] };
+                    self.skipped = s.dropped - self.dropped_seen;
+                    self.dropped_seen = s.dropped;
                     return Next::Analyse(f, t, ids);
                 }
                 // A trigger without a frame yet: wait for the frame.
@@ -255,7 +263,13 @@ impl CameraWorker {
                     }
                     self.send_json("event", v);
                 }
-                self.send_json("labels", with_id(serde_json::to_value(&msg).unwrap_or_default()));
+                let mut v = with_id(serde_json::to_value(&msg).unwrap_or_default());
+                if let Some(o) = v.as_object_mut() {
+                    // Live frames that arrived and were replaced by newer ones since
+                    // the last look: what "the newest frame wins" cost.
+                    o.insert("frames_skipped".into(), json!(self.skipped));
+                }
+                self.send_json("labels", v);
             }
             Err(e) => self.error(Some(&frame), Some(trigger), e.to_string()),
         }

@@ -140,6 +140,12 @@ pub struct CameraConfig {
     /// This camera's labels; default: `[clip] labels`.
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// This camera's CLIP bundle; default: `[clip] model`.
+    #[serde(default)]
+    pub clip_model: Option<PathBuf>,
+    /// This camera's BLIP-2 bundle; default: `[blip2] model`.
+    #[serde(default)]
+    pub blip2_model: Option<PathBuf>,
     /// Caption every analysed frame (needs a `[blip2]` section).
     #[serde(default = "default_true")]
     pub captions: bool,
@@ -315,6 +321,8 @@ impl CameraConfig {
             source,
             triggers: TriggerConfig::default(),
             labels: None,
+            clip_model: None,
+            blip2_model: None,
             captions: true,
             snapshot: false,
             events: EventConfig::default(),
@@ -381,6 +389,8 @@ impl Config {
             if let SourceConfig::Folder { path, .. } = &mut cam.source {
                 fix(path);
             }
+            cam.clip_model.as_mut().map(fix);
+            cam.blip2_model.as_mut().map(fix);
         }
     }
 
@@ -392,11 +402,31 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("owlet-state"))
     }
 
+    /// A camera's CLIP settings: `[clip]` with its own bundle if it names one.
+    pub fn clip_of(&self, cam: &CameraConfig) -> ClipConfig {
+        let mut c = self.clip.clone();
+        if let Some(m) = &cam.clip_model {
+            c.model = m.clone();
+        }
+        c
+    }
+
+    /// A camera's BLIP-2 settings, if it has BLIP-2 (its own bundle or `[blip2]`'s).
+    pub fn blip2_of(&self, cam: &CameraConfig) -> Option<Blip2Config> {
+        match (&self.blip2, &cam.blip2_model) {
+            (Some(b), Some(m)) => Some(Blip2Config { model: m.clone(), ..b.clone() }),
+            (None, Some(m)) => Some(Blip2Config { model: m.clone(), max_new_tokens: default_max_new_tokens() }),
+            (b, None) => b.clone(),
+        }
+    }
+
     /// The labels a camera starts with (before any set by command).
     pub fn labels_of(&self, cam: &CameraConfig) -> Vec<String> {
         cam.labels.clone().unwrap_or_else(|| self.clip.labels.clone())
     }
 
+    // `!(x >= min)` rather than `x < min`: it also refuses NaN.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn validate(&self, path: &Path) -> Result<()> {
         let err = |field: String, reason: &str| Error::Config { path: path.to_path_buf(), field, reason: reason.into() };
         if !valid_topic_level(&self.device) {

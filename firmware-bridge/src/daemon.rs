@@ -43,7 +43,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
         let labels = load_labels(&labels_file).unwrap_or_else(|| config.labels_of(cam));
         // BLIP-2 also answers questions, so it is loaded even where captions are off.
-        let a = Analyzer::new(&mut models, &config.clip, &labels, config.blip2.as_ref())
+        let a = Analyzer::new(&mut models, &config.clip_of(cam), &labels, config.blip2_of(cam).as_ref())
             .with_context(|| format!("camera {}: loading its models", cam.name))?;
         analyzers.push((a, labels_file));
     }
@@ -70,7 +70,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             let entities: Vec<CameraEntities> = config
                 .cameras
                 .iter()
-                .map(|c| CameraEntities { camera: c, captions: c.captions && config.blip2.is_some() })
+                .map(|c| CameraEntities { camera: c, captions: c.captions && config.blip2_of(c).is_some() })
                 .collect();
             let settings = mqtt::LinkSettings {
                 topics: topics.clone(),

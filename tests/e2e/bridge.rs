@@ -76,3 +76,16 @@ fn a_broken_config_is_refused_naming_the_field() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.toml") && stderr.contains("clip.templates[0]"), "{stderr}");
 }
+
+#[test]
+fn the_shipped_config_checks_out_in_the_tarball_layout() {
+    // etc/owlet-bridge.toml beside models/, as scripts/cross packs them.
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-dist-").tempdir().unwrap();
+    let etc = tmp.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::copy(repo().join("firmware-bridge/dist/owlet-bridge.toml"), etc.join("owlet-bridge.toml")).unwrap();
+    std::os::unix::fs::symlink(repo().join("models"), tmp.path().join("models")).unwrap();
+    let out = run("owlet-bridge", &["--config", etc.join("owlet-bridge.toml").to_str().unwrap(), "--check-config"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok"));
+}

@@ -200,9 +200,15 @@ fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_cr
     assert_eq!(saved, ["test pattern", "kitten"]);
     publish(broker.port, "owlet/owlet/gate/capture", b"PRESS", false);
     let all = sub.wait_until("labels with the new set", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/gate/labels").count() >= 2);
-    let last = all.iter().filter(|m| m.topic == "owlet/owlet/gate/labels").last().unwrap().json();
+    let last = all.iter().rfind(|m| m.topic == "owlet/owlet/gate/labels").unwrap().json();
     let names: HashSet<&str> = last["labels"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
     assert_eq!(names, ["test pattern", "kitten"].into());
+
+    // Home Assistant restarted: it says `online` and the bridge sends discovery again.
+    let ha = Subscriber::start(broker.port, "homeassistant/device/#", "e2e-ha");
+    publish(broker.port, "homeassistant/status", b"online", false);
+    let d2 = ha.wait_until("discovery sent again", Duration::from_secs(10), |m| m.iter().any(|m| !m.retained));
+    assert!(d2.iter().any(|m| !m.retained && m.topic == "homeassistant/device/owlet_owlet_gate/config"));
 
     // Hostile commands: each answered on the error topic, the daemon goes on.
     let hostile: Vec<(&str, Vec<u8>, &str)> = vec![

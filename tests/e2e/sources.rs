@@ -45,6 +45,8 @@ fn ffmpeg_child_process_frames_reach_labels_and_captions_on_an_interval() {
     assert!(frames.windows(2).all(|w| w[0] < w[1]), "newer frames each time: {frames:?}");
     // 10 fps and an analysis every 0.3 s: frames in between were skipped, not queued.
     assert!(frames.last().unwrap() - frames[0] >= 2 * (frames.len() as u64 - 1), "{frames:?}");
+    let skipped: u64 = labels.iter().skip(1).map(|l| l.json()["frames_skipped"].as_u64().unwrap()).sum();
+    assert_eq!(skipped, frames.last().unwrap() - frames[0] - (frames.len() as u64 - 1), "skipped frames are counted");
 }
 
 #[test]
@@ -145,4 +147,42 @@ fn a_line_trigger_process_and_a_watched_folder_each_cause_results() {
     assert_eq!(d.printed_on("/porch/labels").len(), 2, "one result per line");
     let inbox: Vec<_> = got.iter().filter(|m| m.topic.ends_with("/inbox/labels")).map(|m| m.json()).collect();
     assert!(inbox.iter().all(|l| l["frame"].as_str().unwrap().ends_with("new.png")), "files present at start are not re-analysed: {inbox:?}");
+}
+
+#[test]
+fn a_snapshot_url_is_polled_and_a_failing_one_reported_once() {
+    use std::io::{Read, Write};
+    let dir = tmp("owlet-e2e-snap-");
+    let jpeg = std::fs::read(repo().join("models/demo-frames/rocket.jpg")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // An ESP32-CAM's /capture: one JPEG per GET; /broken answers 500.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut req = [0u8; 1024];
+            let n = c.read(&mut req).unwrap_or(0);
+            let head = String::from_utf8_lossy(&req[..n]).to_string();
+            if head.starts_with("GET /capture") {
+                let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", jpeg.len());
+                let _ = c.write_all(&jpeg);
+            } else {
+                let _ = c.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    let cams = format!(
+        "[[cameras]]\nname = \"esp\"\ncaptions = false\nsource = {{ kind = \"http_snapshot\", url = \"http://127.0.0.1:{port}/capture\", interval_s = 0.2 }}\ntriggers = {{ interval_s = 0.2 }}\n\
+         [[cameras]]\nname = \"dead\"\ncaptions = false\nsource = {{ kind = \"http_snapshot\", url = \"http://127.0.0.1:{port}/broken\", interval_s = 0.2 }}\ntriggers = {{ interval_s = 0.2 }}\n"
+    );
+    let cfg = config(dir.path(), &cams);
+    let mut d = Daemon::start(&cfg);
+    d.wait_printed("3 snapshot results", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/esp/labels")).count() >= 3);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    let l = d.printed_on("/esp/labels")[0].json();
+    assert!(l["frame"].as_str().unwrap().contains("/capture#"), "{l}");
+    let errors = d.printed_on("/dead/error");
+    assert_eq!(errors.len(), 1, "one report per outage, not one per poll: {errors:?}");
+    assert!(errors[0].json()["error"].as_str().unwrap().contains("500"), "{:?}", errors[0].text());
 }
