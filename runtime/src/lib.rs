@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod image_io;
+pub mod index;
 pub mod kernels;
 pub mod models;
 pub mod preprocess;

@@ -254,3 +254,57 @@ fn caption_reports_a_corrupt_image_and_captions_the_rest() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn index_search_and_cluster_find_the_same_photo_in_two_folders() {
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-index-").tempdir().unwrap();
+    let ix = tmp.path().join("ix");
+    let ix_s = ix.to_str().unwrap();
+    let refs = repo().join("models/clip-test/reference/images");
+    for precision in ["f32", "int8"] {
+        let _ = std::fs::remove_dir_all(&ix);
+        let out = run("owlet", &["index", "add", "-m", &clip_bundle(), "--index", ix_s, "--precision", precision, "--camera", "porch", "models/demo-frames", refs.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix_s, "--image", "models/demo-frames/rocket.jpg", "-k", "3", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let hits = hits.as_array().unwrap();
+        assert_eq!(hits.len(), 3);
+        // The same photo in both folders comes first, twice, at cosine ~1.
+        for h in &hits[..2] {
+            assert!(h["source"].as_str().unwrap().ends_with("rocket.jpg"), "{precision}: {hits:?}");
+            assert!(h["score"].as_f64().unwrap() > 0.999, "{precision}: {hits:?}");
+            assert_eq!(h["camera"], "porch");
+        }
+        assert!(hits[2]["score"].as_f64().unwrap() < hits[1]["score"].as_f64().unwrap());
+    }
+    let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix_s, "a photo of a cat", "-k", "50", "--camera", "porch", "--json"]);
+    let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hits.as_array().unwrap().len(), 8, "all 8 entries, no more");
+    let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix_s, "cat", "--camera", "garage", "--json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
+
+    let kw = tmp.path().join("keywords.txt");
+    std::fs::write(&kw, "cat\nrocket\ncoffee\nperson\n").unwrap();
+    let sheet = tmp.path().join("sheet.png");
+    let out = run("owlet", &["cluster", "-m", &clip_bundle(), "--index", ix_s, "-k", "4", "--keywords", kw.to_str().unwrap(), "--sheet", sheet.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for cl in c["clusters"].as_array().unwrap() {
+        // Each cluster is one photo, found in both folders.
+        let names: std::collections::HashSet<String> = cl["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| std::path::Path::new(m.as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{c}");
+        assert_eq!(cl["members"].as_array().unwrap().len(), 2, "{c}");
+        assert_eq!(cl["keywords"].as_array().unwrap().len(), 3);
+    }
+    let png = image::open(&sheet).unwrap();
+    assert_eq!((png.width(), png.height()), (8 * 96, 4 * 96));
+    // A different model's embeddings are refused.
+    let out = run("owlet", &["index", "add", "-m", "models/blip2-test", "--index", ix_s, "models/demo-frames"]);
+    assert_eq!(out.status.code(), Some(2));
+}

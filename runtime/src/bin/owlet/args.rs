@@ -130,6 +130,46 @@ pub enum Command {
         gen: GenArgs,
         image: PathBuf,
     },
+    /// Build an embedding index of images, for search and clustering.
+    Index {
+        #[command(subcommand)]
+        action: IndexCommand,
+    },
+    /// Find the indexed images closest to a text or an image.
+    Search {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+        /// What to look for, in words.
+        #[arg(required_unless_present = "image", conflicts_with = "image")]
+        text: Option<String>,
+        /// Look for images like this one instead.
+        #[arg(long, value_name = "IMG")]
+        image: Option<PathBuf>,
+        #[arg(long, short = 'k', default_value_t = 10)]
+        k: usize,
+        /// Only entries of this camera.
+        #[arg(long)]
+        camera: Option<String>,
+    },
+    /// Group the indexed images (k-means++) and name each group by its closest keywords.
+    Cluster {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+        #[arg(long, short = 'k')]
+        k: usize,
+        /// One keyword or phrase per line; each cluster is named by its best matches.
+        #[arg(long, value_name = "FILE")]
+        keywords: Option<PathBuf>,
+        /// Write a contact sheet: one row of thumbnails per cluster.
+        #[arg(long, value_name = "OUT.png")]
+        sheet: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Write the model's view of an image (resized and cropped) as PNG.
     Preprocess {
         #[command(flatten)]
@@ -137,5 +177,27 @@ pub enum Command {
         image: PathBuf,
         #[arg(short = 'o', long = "output", value_name = "OUT.png")]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Embed image files (or every image in folders) and append them to the index.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+        /// Storage of new indexes: f32, f16 (half the memory) or int8 (a quarter).
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Images embedded per model call.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Camera name to record with the entries.
+        #[arg(long)]
+        camera: Option<String>,
+        #[arg(value_name = "FILES|DIR", required = true)]
+        paths: Vec<PathBuf>,
     },
 }

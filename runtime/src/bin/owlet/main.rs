@@ -3,6 +3,7 @@
 
 mod args;
 mod blip2_cmds;
+mod index_cmds;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -48,10 +49,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Caption { common, gen, prompt, images } => blip2_cmds::caption(&common, &gen, prompt.as_deref(), &images),
         Command::Ask { common, gen, image, question } => blip2_cmds::ask(&common, &gen, &image, &question),
         Command::Chat { common, gen, image } => blip2_cmds::chat(&common, &gen, &image),
+        Command::Index { action: args::IndexCommand::Add { common, index, precision, batch, camera, paths } } => {
+            index_cmds::add(&common, &index, &precision, batch, camera, &paths)
+        }
+        Command::Search { common, index, text, image, k, camera } => {
+            index_cmds::search(&common, &index, text.as_deref(), image.as_deref(), k, camera)
+        }
+        Command::Cluster { common, index, k, keywords, sheet, seed } => {
+            index_cmds::cluster(&common, &index, k, keywords.as_deref(), sheet.as_deref(), seed)
+        }
     }
 }
 
-fn load_clip(common: &Common) -> Result<Clip> {
+pub(crate) fn load_clip(common: &Common) -> Result<Clip> {
     engine::set_threads(common.threads.map(usize::from).unwrap_or_else(engine::default_threads));
     Clip::load(&common.model).with_context(|| format!("loading model bundle {}", common.model.display()))
 }

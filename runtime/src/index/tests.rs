@@ -1,0 +1,193 @@
+use super::kmeans::{adjusted_rand_index, kmeans};
+use super::*;
+use rand::{Rng, SeedableRng};
+
+fn dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("owlet-index-").tempdir().unwrap()
+}
+
+fn info(p: Precision, dim: usize) -> IndexInfo {
+    IndexInfo { model: "test-clip".into(), dim, precision: p }
+}
+
+fn random_unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    crate::similarity::l2_normalize(&mut v);
+    v
+}
+
+/// Brute force in f64: the reference ranking.
+fn reference(data: &[Vec<f32>], q: &[f32], k: usize) -> Vec<usize> {
+    let qn: f64 = q.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let mut s: Vec<(usize, f64)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let vn: f64 = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            (i, v.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (vn * qn))
+        })
+        .collect();
+    s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    s.into_iter().take(k).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn f32_search_returns_the_planted_neighbours_exactly_like_a_float64_brute_force() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let dim = 77; // ragged: not a multiple of any SIMD width
+    let d = dir();
+    let (mut ix, _) = Index::open_or_create(d.path(), &info(Precision::F32, dim)).unwrap();
+    let mut data = Vec::new();
+    for i in 0..500 {
+        let v = random_unit(&mut rng, dim);
+        ix.add(&v, Meta { source: format!("f{i}"), ..Default::default() }).unwrap();
+        data.push(v);
+    }
+    for _ in 0..20 {
+        let q = random_unit(&mut rng, dim);
+        // Plant: three near copies of the query.
+        let got: Vec<usize> = ix.search(&q, 10, &Filter::default()).unwrap().iter().map(|h| h.entry).collect();
+        assert_eq!(got, reference(&data, &q, 10));
+    }
+    let q = data[123].clone();
+    let hits = ix.search(&q, 1, &Filter::default()).unwrap();
+    assert_eq!(hits[0].entry, 123);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn int8_top10_recall_is_at_least_099_and_f16_higher_on_clip_like_vectors() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let dim = 512;
+    // Clustered data as camera embeddings are: 50 scenes, frames near them, some
+    // near-duplicates (a still scene) and some far (things moving).
+    let centres: Vec<Vec<f32>> = (0..50).map(|_| random_unit(&mut rng, dim)).collect();
+    let data: Vec<Vec<f32>> = (0..3000)
+        .map(|i| {
+            let c = &centres[i % 50];
+            let spread = 0.02 + 0.18 * rng.random::<f32>();
+            let mut v: Vec<f32> = c.iter().map(|x| x + (rng.random::<f32>() - 0.5) * spread).collect();
+            crate::similarity::l2_normalize(&mut v);
+            v
+        })
+        .collect();
+    let mut recall = std::collections::HashMap::new();
+    for p in [Precision::F32, Precision::F16, Precision::I8] {
+        let d = dir();
+        let (mut ix, _) = Index::open_or_create(d.path(), &info(p, dim)).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            ix.add(v, Meta { source: i.to_string(), ..Default::default() }).unwrap();
+        }
+        assert_eq!(ix.vector_memory(), 3000 * p.vector_bytes(dim));
+        let mut found = 0;
+        let queries = 100;
+        let mut qrng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..queries {
+            let q = &data[qrng.random_range(0..data.len())];
+            let want: std::collections::HashSet<usize> = reference(&data, q, 10).into_iter().collect();
+            found += ix.search(q, 10, &Filter::default()).unwrap().iter().filter(|h| want.contains(&h.entry)).count();
+        }
+        recall.insert(format!("{p:?}"), found as f64 / (queries * 10) as f64);
+    }
+    eprintln!("top-10 recall against a float64 brute force: {recall:?}");
+    assert_eq!(recall["F32"], 1.0, "{recall:?}");
+    assert!(recall["F16"] >= 0.99, "{recall:?}");
+    assert!(recall["I8"] >= 0.99, "{recall:?}");
+}
+
+#[test]
+fn the_f32_by_i8_dot_matches_a_plain_loop_at_ragged_lengths() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for n in 0..70 {
+        let a: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+        let b: Vec<i8> = (0..n).map(|_| rng.random::<i8>()).collect();
+        let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        assert!((dot_f32_i8(&a, &b) as f64 - want).abs() < 1e-3, "n={n}");
+    }
+}
+
+#[test]
+fn filters_by_camera_and_time_range() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let d = dir();
+    let (mut ix, _) = Index::open_or_create(d.path(), &info(Precision::F32, 16)).unwrap();
+    for i in 0..100u64 {
+        let cam = if i % 2 == 0 { "door" } else { "shed" };
+        ix.add(&random_unit(&mut rng, 16), Meta { source: i.to_string(), camera: Some(cam.into()), time_ms: Some(i * 1000), caption: None })
+            .unwrap();
+    }
+    let q = random_unit(&mut rng, 16);
+    let f = Filter { camera: Some("shed".into()), since_ms: Some(10_000), until_ms: Some(20_000) };
+    let hits = ix.search(&q, 100, &f).unwrap();
+    let mut got: Vec<u64> = hits.iter().map(|h| ix.meta(h.entry).time_ms.unwrap() / 1000).collect();
+    got.sort();
+    assert_eq!(got, vec![11, 13, 15, 17, 19]);
+}
+
+#[test]
+fn the_index_survives_a_kill_in_the_middle_of_a_write_wherever_it_falls() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let d = dir();
+    let dim = 24;
+    let mut sizes = Vec::new();
+    {
+        let (mut ix, _) = Index::open_or_create(d.path(), &info(Precision::I8, dim)).unwrap();
+        for i in 0..8 {
+            ix.add(&random_unit(&mut rng, dim), Meta { source: format!("frame-{i}"), caption: Some("a cat".into()), ..Default::default() }).unwrap();
+            sizes.push(std::fs::metadata(d.path().join("entries.log")).unwrap().len() as usize);
+        }
+    }
+    let full = std::fs::read(d.path().join("entries.log")).unwrap();
+    let json = std::fs::read(d.path().join("index.json")).unwrap();
+    for _ in 0..200 {
+        let cut = rng.random_range(0..=full.len());
+        let c = dir();
+        std::fs::write(c.path().join("index.json"), &json).unwrap();
+        std::fs::write(c.path().join("entries.log"), &full[..cut]).unwrap();
+        let (mut ix, rep) = Index::open(c.path()).unwrap();
+        let whole = sizes.iter().filter(|&&s| s <= cut).count();
+        assert_eq!(ix.len(), whole, "cut at {cut}");
+        assert_eq!(rep.cut_bytes as usize, cut - if whole == 0 { 0 } else { sizes[whole - 1] });
+        // It goes on: a new entry after the cut is kept.
+        ix.add(&random_unit(&mut rng, dim), Meta { source: "after".into(), ..Default::default() }).unwrap();
+        drop(ix);
+        let (ix, _) = Index::open(c.path()).unwrap();
+        assert_eq!(ix.len(), whole + 1);
+        assert_eq!(ix.meta(whole).source, "after");
+    }
+}
+
+#[test]
+fn another_model_or_dimension_is_refused() {
+    let d = dir();
+    Index::open_or_create(d.path(), &info(Precision::F32, 8)).unwrap();
+    let e = Index::open_or_create(d.path(), &IndexInfo { model: "other".into(), dim: 8, precision: Precision::F32 }).err().unwrap();
+    assert!(e.to_string().contains("one index per model"), "{e}");
+    let e = Index::open_or_create(d.path(), &info(Precision::F32, 9)).err().unwrap();
+    assert!(e.to_string().contains("8-d"), "{e}");
+    std::fs::write(d.path().join("index.json"), b"{ not json").unwrap();
+    assert!(Index::open(d.path()).err().unwrap().to_string().contains("index.json"));
+}
+
+#[test]
+fn kmeans_recovers_planted_clusters() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let dim = 64;
+    let k = 6;
+    let centres: Vec<Vec<f32>> = (0..k).map(|_| random_unit(&mut rng, dim)).collect();
+    let mut points = Vec::new();
+    let mut truth = Vec::new();
+    for i in 0..600 {
+        let c = i % k;
+        let mut v: Vec<f32> = centres[c].iter().map(|x| x + (rng.random::<f32>() - 0.5) * 0.15).collect();
+        crate::similarity::l2_normalize(&mut v);
+        points.extend(v);
+        truth.push(c);
+    }
+    let r = kmeans(&points, dim, k, 50, 42);
+    let ari = adjusted_rand_index(&truth, &r.assignment);
+    assert!(ari > 0.99, "adjusted Rand index {ari}");
+    let again = kmeans(&points, dim, k, 50, 42);
+    assert_eq!(again.assignment, r.assignment, "same seed, same clusters");
+    assert!((adjusted_rand_index(&truth, &truth) - 1.0).abs() < 1e-12);
+}
