@@ -20,7 +20,7 @@ pub struct Clustering {
 /// squared distance 2 - 2cos from the nearest chosen one), then Lloyd iterations
 /// until no point changes cluster or `max_iter`.
 pub fn kmeans(points: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) -> Clustering {
-    let n = if dim == 0 { 0 } else { points.len() / dim };
+    let n = points.len().checked_div(dim).unwrap_or(0);
     let k = k.min(n).max(1);
     let dot = kernels::best().dot_f32;
     let row = |i: usize| &points[i * dim..(i + 1) * dim];
