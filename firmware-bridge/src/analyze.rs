@@ -127,11 +127,13 @@ impl Analyzer {
         Ok(Decoded { frame, image: decode_rgb(&frame.bytes, &frame.origin, DecodeLimits::default())? })
     }
 
-    pub fn labels(&self, d: &Decoded, trigger: Trigger) -> Result<LabelsMessage> {
+    /// Labels, and the image embedding they came from (for the search index).
+    pub fn labels(&self, d: &Decoded, trigger: Trigger) -> Result<(LabelsMessage, Vec<f32>)> {
         let t = Instant::now();
-        let c = self.clip.classify(std::slice::from_ref(&d.image), &self.labels)?.remove(0);
+        let emb = self.clip.embed_images(std::slice::from_ref(&d.image))?;
+        let c = self.clip.classify_embeddings(&emb, &self.labels).remove(0);
         let (top_label, top_score) = c.top();
-        Ok(LabelsMessage {
+        Ok((LabelsMessage {
             camera: d.frame.camera.clone(),
             frame: d.frame.origin.clone(),
             frame_time_ms: time_ms(d.frame.captured),
@@ -141,7 +143,11 @@ impl Analyzer {
             top_score,
             labels: c.ranked().into_iter().map(|(l, s)| LabelScore { label: l.to_string(), score: s }).collect(),
             latency_ms: t.elapsed().as_secs_f64() * 1e3,
-        })
+        }, emb.row(0).to_vec()))
+    }
+
+    pub fn clip(&self) -> &Arc<Clip> {
+        &self.clip
     }
 
     /// A caption, if this camera has BLIP-2.

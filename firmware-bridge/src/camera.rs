@@ -16,6 +16,9 @@ use crate::source::{Frame, SourceEvents, Stop};
 use crate::topics::Topics;
 use crate::trigger::{Gate, MotionDetector, Trigger};
 
+/// The search index, shared by the cameras (appends) and the search thread.
+pub type SharedIndex = Arc<std::sync::Mutex<owlet_runtime::index::Index>>;
+
 /// What a source thread hands frames to: motion detection runs here, on every
 /// frame, before the frame joins the inbox (where it may be replaced by a newer one).
 pub struct FrameIntake {
@@ -94,6 +97,8 @@ pub struct CameraWorker {
     pub stills: bool,
     /// Where label sets set by command are kept.
     pub labels_file: PathBuf,
+    /// The device's search index, when frames are indexed.
+    pub index: Option<SharedIndex>,
     last_interval: Option<Instant>,
     last_frame: Option<Frame>,
     /// Capture requests waiting for a frame (their ids).
@@ -135,6 +140,7 @@ impl CameraWorker {
             snapshot: cam.snapshot,
             stills,
             labels_file,
+            index: None,
             last_interval: None,
             last_frame: None,
             captures: Vec::new(),
@@ -252,8 +258,10 @@ impl CameraWorker {
             Ok(d) => d,
             Err(e) => return self.error(Some(&frame), Some(trigger), e.to_string()),
         };
+        let mut embedding = None;
         match self.analyzer.labels(&decoded, trigger) {
-            Ok(msg) => {
+            Ok((msg, emb)) => {
+                embedding = Some(emb);
                 for ev in self.events.update(&msg.labels) {
                     let mut v = serde_json::to_value(&ev).unwrap_or_default();
                     if let Some(o) = v.as_object_mut() {
@@ -273,11 +281,26 @@ impl CameraWorker {
             }
             Err(e) => self.error(Some(&frame), Some(trigger), e.to_string()),
         }
+        let mut caption = None;
         if self.captions {
             match self.analyzer.caption(&decoded, trigger) {
-                Some(Ok(msg)) => self.send_json("caption", with_id(serde_json::to_value(&msg).unwrap_or_default())),
+                Some(Ok(msg)) => {
+                    caption = Some(msg.caption.clone());
+                    self.send_json("caption", with_id(serde_json::to_value(&msg).unwrap_or_default()))
+                }
                 Some(Err(e)) => self.error(Some(&frame), Some(trigger), e.to_string()),
                 None => {}
+            }
+        }
+        if let (Some(ix), Some(e)) = (&self.index, embedding) {
+            let meta = owlet_runtime::index::Meta {
+                source: frame.origin.clone(),
+                camera: Some(self.name.clone()),
+                time_ms: Some(time_ms(frame.captured) as u64),
+                caption,
+            };
+            if let Err(err) = ix.lock().unwrap_or_else(|p| p.into_inner()).add(&e, meta) {
+                self.error(Some(&frame), Some(trigger), format!("indexing the frame: {err}"));
             }
         }
         if self.snapshot && frame.bytes.starts_with(&[0xFF, 0xD8]) {

@@ -176,6 +176,23 @@ mod tests {
     }
 
     #[test]
+    fn search_requests_are_checked() {
+        let r = parse_search("owlet/dev/search", br#"{"text": " red car ", "camera": "door", "since_ms": 5}"#, 1024).unwrap();
+        assert_eq!((r.text.as_str(), r.k, r.camera.as_deref(), r.since_ms), ("red car", 5, Some("door"), Some(5)));
+        for (payload, needle) in [
+            (&br#"{"text": ""}"#[..], "text must"),
+            (&br#"{"text": "a", "k": 0}"#[..], "k must"),
+            (&br#"{"text": "a", "reply_to": "x/+"}"#[..], "reply_to"),
+            (&br#"{"query": "a"}"#[..], "search wants"),
+            (&b"\xff"[..], "UTF-8"),
+        ] {
+            let e = parse_search("owlet/dev/search", payload, 1024).unwrap_err();
+            assert!(e.reason.contains(needle), "{:?}: {}", String::from_utf8_lossy(payload), e.reason);
+        }
+        assert!(parse_search("owlet/dev/search", &[b' '; 2000], 1024).unwrap_err().reason.contains("byte limit"));
+    }
+
+    #[test]
     fn random_payloads_never_panic() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -185,6 +202,51 @@ mod tests {
             for t in ["owlet/dev/door/capture", "owlet/dev/door/ask", "owlet/dev/door/labels/set"] {
                 let _ = p(t, &payload);
             }
+            let _ = parse_search("owlet/dev/search", &payload, 1024);
         }
     }
+}
+
+/// `owlet/<device>/search`: `{"text": "...", "k": 5, "camera": "...", "since_ms": ...,
+/// "until_ms": ..., "id": "...", "reply_to": "..."}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub text: String,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    pub camera: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub id: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+fn default_k() -> usize {
+    5
+}
+
+pub fn parse_search(topic: &str, payload: &[u8], max_bytes: usize) -> Result<SearchRequest, Refused> {
+    let refuse = |reason: String, id: Option<String>| Refused { topic: printable(topic), reason, id };
+    if payload.len() > max_bytes {
+        return Err(refuse(format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()), None));
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
+    let mut r: SearchRequest = serde_json::from_str(text)
+        .map_err(|e| refuse(format!("search wants {{\"text\": \"...\", \"k\": 5, \"camera\": ..., \"since_ms\": ..., \"until_ms\": ..., \"id\": ..., \"reply_to\": ...}}: {e}"), None))?;
+    r.id = check_id(r.id).map_err(|e| refuse(e, None))?;
+    let t = r.text.trim().to_string();
+    if t.is_empty() || t.chars().count() > MAX_QUESTION || t.chars().any(char::is_control) {
+        return Err(refuse(format!("text must be 1 to {MAX_QUESTION} printable characters"), r.id));
+    }
+    r.text = t;
+    if r.k == 0 || r.k > 100 {
+        return Err(refuse("k must be between 1 and 100".into(), r.id));
+    }
+    if let Some(rt) = &r.reply_to {
+        if !valid_publish_topic(rt) {
+            return Err(refuse(format!("reply_to {:?} is not a topic one can publish to", printable(rt)), r.id));
+        }
+    }
+    Ok(r)
 }

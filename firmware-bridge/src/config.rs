@@ -26,6 +26,9 @@ pub struct Config {
     /// Captions and questions; captions are off without this section.
     #[serde(default)]
     pub blip2: Option<Blip2Config>,
+    /// Index every analysed frame for search (`owlet/<device>/search`).
+    #[serde(default)]
+    pub index: Option<IndexConfig>,
     /// The broker; without this section results are printed as `topic payload` lines.
     #[serde(default)]
     pub mqtt: Option<MqttConfig>,
@@ -92,6 +95,21 @@ pub struct MqttConfig {
     pub discovery: bool,
     #[serde(default = "default_discovery_prefix")]
     pub discovery_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Default: `<state_dir>/index`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// f32, f16 or int8 (a quarter of f32's memory).
+    #[serde(default = "default_index_precision")]
+    pub precision: String,
+}
+
+fn default_index_precision() -> String {
+    "f16".into()
 }
 
 /// A secret string: never printed by `Debug` (so never in a log line).
@@ -310,7 +328,15 @@ impl Default for EventConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { device: default_device(), state_dir: None, clip: ClipConfig::default(), blip2: None, mqtt: None, cameras: Vec::new() }
+        Config {
+            device: default_device(),
+            state_dir: None,
+            clip: ClipConfig::default(),
+            blip2: None,
+            index: None,
+            mqtt: None,
+            cameras: Vec::new(),
+        }
     }
 }
 
@@ -373,6 +399,9 @@ impl Config {
             fix(&mut b.model);
         }
         if let Some(d) = &mut self.state_dir {
+            fix(d);
+        }
+        if let Some(d) = self.index.as_mut().and_then(|i| i.dir.as_mut()) {
             fix(d);
         }
         if let Some(m) = &mut self.mqtt {
@@ -440,6 +469,9 @@ impl Config {
             if b.max_new_tokens == 0 || b.max_new_tokens > 512 {
                 return Err(err("blip2.max_new_tokens".into(), "must be between 1 and 512"));
             }
+        }
+        if let Some(i) = &self.index {
+            owlet_runtime::index::Precision::parse(&i.precision).map_err(|_| err("index.precision".into(), "must be f32, f16 or int8"))?;
         }
         if let Some(m) = &self.mqtt {
             if m.host.trim().is_empty() {

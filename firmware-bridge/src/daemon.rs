@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::analyze::{Analyzer, Models};
 use crate::camera::{load_labels, CameraWorker, FrameIntake};
 use crate::commands;
+use crate::search;
 use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
 use crate::mqtt;
@@ -55,6 +56,24 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default()
     );
 
+    // The search index: every analysed frame of the cameras whose CLIP model is the
+    // index's (the first camera's).
+    let index = match &config.index {
+        None => None,
+        Some(ic) => {
+            let clip = analyzers[0].0.clip().clone();
+            let dir = ic.dir.clone().unwrap_or_else(|| state_dir.join("index"));
+            let dim = clip.embed_texts(&["probe"])?.row(0).len();
+            let info = owlet_runtime::index::IndexInfo {
+                model: clip.bundle.manifest.name.clone(),
+                dim,
+                precision: owlet_runtime::index::Precision::parse(&ic.precision)?,
+            };
+            let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info).with_context(|| format!("opening the index {}", dir.display()))?;
+            log::info!("index {}: {} frame(s), {:?}{}", dir.display(), ix.len(), info.precision, if rep.cut_bytes > 0 { format!("; cut {} torn byte(s)", rep.cut_bytes) } else { String::new() });
+            Some((Arc::new(std::sync::Mutex::new(ix)), clip))
+        }
+    };
     let inboxes: Vec<Arc<Inbox>> = config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
     let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
 
@@ -79,6 +98,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 discovery: if m.discovery { discovery::messages(&m.discovery_prefix, &topics, &entities) } else { vec![] },
                 discovery_status_topic: m.discovery.then(|| format!("{}/status", m.discovery_prefix)),
             };
+            let search_tx = index.as_ref().map(|(ix, clip)| search::spawn(ix.clone(), clip.clone(), sink.clone() as Arc<dyn Sink>, topics.clone()));
             let handler = {
                 let topics = topics.clone();
                 let inboxes = inboxes.clone();
@@ -86,7 +106,16 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 let sink: Arc<dyn Sink> = sink.clone();
                 let max = m.max_command_bytes;
                 Box::new(move |topic: &str, payload: &[u8]| {
-                    let refused = match commands::parse(&topics, &names, topic, payload, max) {
+                    let refused = if topic == topics.search() {
+                        match (commands::parse_search(topic, payload, max), &search_tx) {
+                            (Err(r), _) => Some(r),
+                            (Ok(r), None) => Some(commands::Refused { topic: topic.into(), reason: "search needs an [index] section in the configuration".into(), id: r.id }),
+                            (Ok(r), Some(tx)) => tx.try_send(r).err().map(|e| {
+                                let id = match e { std::sync::mpsc::TrySendError::Full(r) | std::sync::mpsc::TrySendError::Disconnected(r) => r.id };
+                                commands::Refused { topic: topic.into(), reason: "too many searches waiting".into(), id }
+                            }),
+                        }
+                    } else { match commands::parse(&topics, &names, topic, payload, max) {
                         Ok((camera, cmd)) => {
                             let i = names.iter().position(|n| *n == camera).expect("parse checks the camera");
                             match inboxes[i].command(cmd, MAX_PENDING_COMMANDS) {
@@ -99,7 +128,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                             }
                         }
                         Err(r) => Some(r),
-                    };
+                    } };
                     if let Some(r) = refused {
                         log::warn!("command refused on {}: {}", r.topic, r.reason);
                         let v = serde_json::json!({"topic": r.topic, "error": r.reason, "id": r.id, "time_ms": crate::analyze::now_ms()});
@@ -144,7 +173,14 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 process::run_lines(&name, &argv, &mut |_| inbox.line(), &mut |why| reporter.failed(why), &stop_l)
             })?;
         }
-        let worker = CameraWorker::new(cam, topics.clone(), sink.clone(), inbox.clone(), analyzer, stills, labels_file);
+        let mut worker = CameraWorker::new(cam, topics.clone(), sink.clone(), inbox.clone(), analyzer, stills, labels_file);
+        if let Some((ix, clip)) = &index {
+            if worker.analyzer.clip_name() == clip.bundle.manifest.name {
+                worker.index = Some(ix.clone());
+            } else {
+                log::warn!("camera {}: its CLIP model is not the index's ({}): its frames are not indexed", cam.name, clip.bundle.manifest.name);
+            }
+        }
         workers.push(std::thread::Builder::new().name(format!("camera-{}", cam.name)).spawn(move || worker.run())?);
     }
 

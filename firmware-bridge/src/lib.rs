@@ -15,6 +15,7 @@ pub mod error;
 pub mod mqtt;
 pub mod outbox;
 pub mod publish;
+pub mod search;
 pub mod source;
 pub mod topics;
 pub mod trigger;

@@ -4,7 +4,8 @@
 //! `owlet/<device>/error` (refused commands), and per camera
 //! `owlet/<device>/<camera>/{labels,caption,event,motion,snapshot,answer,error}`
 //! plus `.../labels/state` (the label set in use, retained).
-//! In: `owlet/<device>/<camera>/{capture,ask,labels/set}`.
+//! In: `owlet/<device>/<camera>/{capture,ask,labels/set}` and `owlet/<device>/search`
+//! (answered on `owlet/<device>/search/result` or the request's `reply_to`).
 
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -30,13 +31,25 @@ impl Topics {
         format!("owlet/{}/error", self.device)
     }
 
+    /// Search requests in (device-wide: the index holds every camera's frames).
+    pub fn search(&self) -> String {
+        format!("owlet/{}/search", self.device)
+    }
+
+    /// Search answers, unless the request names its own reply topic.
+    pub fn search_result(&self) -> String {
+        format!("owlet/{}/search/result", self.device)
+    }
+
     pub fn camera(&self, camera: &str, leaf: &str) -> String {
         format!("owlet/{}/{camera}/{leaf}", self.device)
     }
 
     /// Subscriptions for the commands of every camera.
     pub fn command_filters(&self) -> Vec<String> {
-        COMMAND_VERBS.iter().map(|v| format!("owlet/{}/+/{v}", self.device)).collect()
+        let mut v: Vec<String> = COMMAND_VERBS.iter().map(|v| format!("owlet/{}/+/{v}", self.device)).collect();
+        v.push(self.search());
+        v
     }
 
     /// (camera, verb) of a command topic of this device.

@@ -349,3 +349,52 @@ fn tls_with_a_client_certificate_and_a_password_works_and_the_password_is_never_
     // What could not be sent stays queued on disk for the next start.
     assert!(log.contains("queued on disk"), "{log}");
 }
+
+#[test]
+fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
+    let dir = tmp("owlet-e2e-search-");
+    let broker = Broker::start(dir.path(), "");
+    let ix = dir.path().join("state/index");
+    let cfg_text = |watch: bool| {
+        format!(
+            "[blip2]\nmodel = \"{}\"\nmax_new_tokens = 4\n[index]\nprecision = \"int8\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+             [[cameras]]\nname = \"shelf\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = {watch} }}\n",
+            blip2_bundle(),
+            broker.port,
+            repo().join("models/demo-frames").display()
+        )
+    };
+    // First run: the stills are analysed and indexed, then it exits.
+    let mut d = Daemon::start(&write_config(dir.path(), &cfg_text(false)));
+    assert!(d.wait(Duration::from_secs(120)).success(), "{}", d.log());
+    let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    // Second run: nothing new to analyse; the index from the first run answers.
+    let sub = Subscriber::start(broker.port, "owlet/owlet/search/#", "e2e-search");
+    let mut d = Daemon::start(&write_config(dir.path(), &cfg_text(true)));
+    std::thread::sleep(Duration::from_secs(2));
+    publish(broker.port, "owlet/owlet/search", br#"{"text": "a rocket on the launch pad", "k": 3, "id": "s1"}"#, false);
+    publish(broker.port, "owlet/owlet/search", br#"{"text": "anything", "camera": "garage", "id": "s2"}"#, false);
+    publish(broker.port, "owlet/owlet/search", br#"{"text": "x", "k": 1000, "id": "s3"}"#, false);
+    let got = sub.wait_until("two answers", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/search/result").count() >= 2);
+    let answers: Vec<Value> = got.iter().filter(|m| m.topic == "owlet/owlet/search/result").map(Received::json).collect();
+    let s1 = answers.iter().find(|a| a["id"] == "s1").expect("s1 answered");
+    assert_eq!(s1["searched"], frames);
+    let hits = s1["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    for h in hits {
+        assert_eq!(h["camera"], "shelf");
+        assert!(h["caption"].is_string() && h["time_ms"].is_u64(), "{h}");
+    }
+    assert!(hits.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+    let s2 = answers.iter().find(|a| a["id"] == "s2").expect("s2 answered");
+    assert!(answers.iter().all(|a| a["id"] != "s3"), "k = 1000 is refused, not answered");
+    assert_eq!(s2["hits"], serde_json::json!([]), "no frames from a camera named garage");
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    // The CLI reads the same index and ranks the same way.
+    let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix.to_str().unwrap(), "a rocket on the launch pad", "-k", "3", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli_frames: Vec<&Value> = cli.as_array().unwrap().iter().map(|h| &h["source"]).collect();
+    let mqtt_frames: Vec<&Value> = hits.iter().map(|h| &h["frame"]).collect();
+    assert_eq!(cli_frames, mqtt_frames);
+}
