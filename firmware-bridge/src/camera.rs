@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::analyze::{now_ms, time_ms, Analyzer, LabelEvents};
 use crate::commands::CameraCommand;
-use crate::config::{CameraConfig, MotionConfig};
+use crate::config::CameraConfig;
 use crate::publish::{Delivery, Message, Payload, Sink};
 use crate::source::inbox::Inbox;
 use crate::source::{Frame, SourceEvents, Stop};
@@ -76,11 +76,6 @@ impl SourceEvents for FrameIntake {
             json!({"camera": self.camera, "error": reason, "kind": "source", "time_ms": now_ms()}),
         ));
     }
-}
-
-/// Default motion settings, for tests and the demo.
-pub fn default_motion() -> MotionConfig {
-    MotionConfig { pixel_threshold: 25, min_area: 0.01, hold_s: 5.0 }
 }
 
 pub struct CameraWorker {

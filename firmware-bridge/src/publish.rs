@@ -106,13 +106,3 @@ impl Sink for StdoutSink {
         let _ = out.flush();
     }
 }
-
-/// Every message, kept in memory: for tests.
-#[derive(Default)]
-pub struct MemorySink(pub Mutex<Vec<Message>>);
-
-impl Sink for MemorySink {
-    fn send(&self, msg: Message) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
-    }
-}

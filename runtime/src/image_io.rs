@@ -12,6 +12,9 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 
+/// File extensions of the image formats owlet decodes (for listing folders).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
+
 /// Limits against decompression bombs.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {

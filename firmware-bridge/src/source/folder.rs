@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::{Frame, SourceEvents, Stop};
 use crate::error::{Error, Result};
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
+use owlet_runtime::image_io::IMAGE_EXTENSIONS;
 
 /// The image files of `dir`, sorted by name.
 pub fn list_images(camera: &str, dir: &Path) -> Result<Vec<PathBuf>> {

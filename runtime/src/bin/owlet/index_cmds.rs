@@ -6,15 +6,13 @@ use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
-use owlet_runtime::image_io::{self, DecodeLimits};
+use owlet_runtime::image_io::{self, DecodeLimits, IMAGE_EXTENSIONS};
 use owlet_runtime::index::kmeans::kmeans;
 use owlet_runtime::index::{Filter, Index, IndexInfo, Meta, Precision};
 use serde_json::json;
 
 use crate::args::Common;
 use crate::load_clip;
-
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
 
 /// Files as given, and the images inside folders (sorted), in order.
 fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
