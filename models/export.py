@@ -198,10 +198,13 @@ def strip_value_info(path: Path):
     onnx.save(m, str(path))
 
 
-def image_processor():
+def image_processor(checkpoint: str | None = None):
     # The PIL backend is transformers' classic CLIPImageProcessor and what OpenAI's
-    # own preprocess does (PIL bicubic); owlet's resize is a port of PIL's.
+    # own preprocess does (PIL bicubic); owlet's resize is a port of PIL's. A
+    # checkpoint's own preprocessor_config.json (sizes, mean, std) wins.
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    if checkpoint and (Path(checkpoint) / "preprocessor_config.json").is_file():
+        return CLIPImageProcessorPil.from_pretrained(checkpoint)
     return CLIPImageProcessorPil()
 
 
@@ -331,7 +334,8 @@ def export_clip(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, source = build_model(args)
-    proc = image_processor()
+    source = args.describe or source
+    proc = image_processor(args.source)
 
     openai_check = None
     if args.random:
@@ -372,6 +376,7 @@ def main(argv=None):
     src.add_argument("--from", dest="source", help="checkpoint folder or model id")
     src.add_argument("--random", choices=sorted(RANDOM_CONFIGS), help="random weights of a config")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--describe", help="the manifest's `source` (default: the checkpoint or config)")
     c.add_argument("--reference", action="store_true",
                    help="also write transformers' reference outputs to OUT/reference/")
     b = sub.add_parser("blip2", help="a BLIP-2 (OPT) bundle")
@@ -380,6 +385,7 @@ def main(argv=None):
     bsrc.add_argument("--from", dest="source", help="checkpoint folder or model id")
     bsrc.add_argument("--random", choices=["tiny", "opt-125m"], help="random weights of a config")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--describe", help="the manifest's `source` (default: the checkpoint or config)")
     b.add_argument("--reference", action="store_true",
                    help="also write transformers' reference outputs to OUT/reference/")
     b.add_argument("--images", default=str(HERE / "demo-frames"),

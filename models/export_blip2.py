@@ -400,10 +400,14 @@ def export_blip2(args):
     if args.random:
         tok = train_tokenizer()
     else:
-        from transformers import AutoProcessor
-        tok = AutoProcessor.from_pretrained(args.source).tokenizer
+        from transformers import AutoProcessor, AutoTokenizer
+        try:
+            tok = AutoProcessor.from_pretrained(args.source).tokenizer
+        except (OSError, ValueError):  # a checkpoint saved with its tokenizer alone (models/demo)
+            tok = AutoTokenizer.from_pretrained(args.source)
     image_token_id = tok.convert_tokens_to_ids("<image>")
     model, source = build_blip2(args, len(tok), image_token_id)
+    source = args.describe or source
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
     proc = blip_processor(model.config.vision_config.image_size)
     # Reference first: torch.onnx.export leaves the model in a state in which HF's
