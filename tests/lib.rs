@@ -41,3 +41,43 @@ pub mod broker;
 pub fn blip2_bundle() -> String {
     repo().join("models/blip2-test").display().to_string()
 }
+
+/// The bundled demo models, trained on generated scenes (models/demo/).
+pub fn demo_clip_bundle() -> String {
+    repo().join("models/clip-demo").display().to_string()
+}
+
+pub fn demo_blip2_bundle() -> String {
+    repo().join("models/blip2-demo").display().to_string()
+}
+
+/// A demo frame and what is in it (models/scenes/demo/scenes.jsonl).
+pub struct DemoScene {
+    pub file: std::path::PathBuf,
+    pub caption: String,
+    pub kinds: Vec<String>,
+}
+
+pub fn demo_scenes_dir() -> std::path::PathBuf {
+    repo().join("models/scenes/demo")
+}
+
+pub fn demo_scenes() -> Vec<DemoScene> {
+    let text = std::fs::read_to_string(demo_scenes_dir().join("scenes.jsonl")).expect("scenes.jsonl");
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a scene");
+            DemoScene {
+                file: demo_scenes_dir().join(v["file"].as_str().unwrap()),
+                caption: v["caption"].as_str().unwrap().to_string(),
+                kinds: v["objects"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap().to_string()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The demo scene a published `frame` path names.
+pub fn demo_scene_of(frame: &str) -> DemoScene {
+    let name = std::path::Path::new(frame).file_name().expect("a file name").to_owned();
+    demo_scenes().into_iter().find(|s| s.file.file_name() == Some(&name)).unwrap_or_else(|| panic!("{frame} is no demo scene"))
+}

@@ -257,10 +257,11 @@ fn default_device() -> String {
     "owlet".into()
 }
 fn default_clip_model() -> PathBuf {
-    "models/clip-test".into()
+    "models/clip-demo".into()
 }
 fn default_labels() -> Vec<String> {
-    ["person", "car", "cat", "dog", "bird", "package"].map(String::from).to_vec()
+    // What the bundled demo models know (models/demo/scenes.py).
+    ["person", "car", "dog", "bird", "bicycle", "package"].map(String::from).to_vec()
 }
 fn default_templates() -> Vec<String> {
     vec!["a photo of a {}".into()]

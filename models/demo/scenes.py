@@ -8,7 +8,7 @@ sensor noise and JPEG compression. The caption names the objects from left to ri
 (split, index), so any scene can be re-made without storing it.
 
     python3 models/demo/scenes.py OUT --split heldout --count 200   # JPEGs + scenes.jsonl
-    python3 models/demo/scenes.py models/scenes/demo --split demo --indices 1,4,5,6,8,11,13,14
+    python3 models/demo/scenes.py models/scenes/demo --split demo --indices 1,4,6,8,11,13,14,117
 
 Only numpy and Pillow: the same code makes the training data (train_*.py) and the
 held-out frames committed under models/scenes/.

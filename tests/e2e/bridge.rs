@@ -13,30 +13,40 @@ fn published(stdout: &[u8]) -> Vec<(String, Value)> {
 }
 
 #[test]
-fn demo_labels_every_bundled_frame_with_trigger_model_and_latency() {
+fn demo_labels_and_captions_every_bundled_frame_with_what_is_in_it() {
     let out = run("owlet-bridge", &["--demo", "--compact"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = published(&out.stdout);
-    let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    let frames = demo_scenes().len();
     assert_eq!(all[0].0, "owlet/owlet/demo/labels/state");
     let captions: Vec<_> = all.iter().filter(|(t, _)| t == "owlet/owlet/demo/caption").collect();
     assert_eq!(captions.len(), frames);
     for (_, c) in &captions {
-        assert_eq!(c["model"], "blip2-test");
-        assert!(!c["caption"].as_str().unwrap().is_empty());
+        assert_eq!(c["model"], "blip2-demo");
+        // The trained demo models see: each caption is the scene's own.
+        let scene = demo_scene_of(c["frame"].as_str().unwrap());
+        assert_eq!(c["caption"], scene.caption.as_str(), "{c}");
     }
     let msgs: Vec<_> = all.iter().filter(|(t, _)| t == "owlet/owlet/demo/labels").collect();
     assert_eq!(msgs.len(), frames);
     for (_, p) in &msgs {
         assert_eq!(p["trigger"], "still");
-        assert_eq!(p["model"], "clip-test");
+        assert_eq!(p["model"], "clip-demo");
         let labels = p["labels"].as_array().unwrap();
-        assert_eq!(labels.len(), 5);
+        assert_eq!(labels.len(), 6);
         assert_eq!(p["top_label"], labels[0]["label"]);
+        let scene = demo_scene_of(p["frame"].as_str().unwrap());
+        assert!(scene.kinds.iter().any(|k| p["top_label"] == k.as_str()), "top label of {:?}: {p}", scene.caption);
         let sum: f64 = labels.iter().map(|l| l["score"].as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() < 1e-4);
         assert!(p["latency_ms"].as_f64().unwrap() > 0.0);
     }
+    // The one red car of the demo frames: named in the caption and the top label.
+    let red_car = captions.iter().find(|(_, c)| c["caption"] == "a red car").expect("a red car captioned");
+    let frame = red_car.1["frame"].clone();
+    let labels = msgs.iter().find(|(_, p)| p["frame"] == frame).unwrap();
+    assert_eq!(labels.1["top_label"], "car");
+    assert!(labels.1["top_score"].as_f64().unwrap() > 0.9, "{}", labels.1);
 }
 
 #[test]

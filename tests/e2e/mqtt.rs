@@ -32,20 +32,25 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
     let dir = tmp("owlet-e2e-mqtt-");
     let broker = Broker::start(dir.path(), "");
     let sub = Subscriber::start(broker.port, "#", "e2e-stills");
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[blip2]\nmodel = \"{}\"\nmax_new_tokens = 6\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+    // The trained demo bundles with their default labels, on the demo frames.
+    let cfg = dir.path().join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\n[blip2]\nmodel = \"{}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
              [[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\nsnapshot = true\ntriggers = {{ motion = {{}} }}\n",
-            blip2_bundle(),
+            dir.path().join("state").display(),
+            demo_clip_bundle(),
+            demo_blip2_bundle(),
             broker.port,
-            repo().join("models/demo-frames").display()
+            demo_scenes_dir().display()
         ),
-    );
+    )
+    .unwrap();
     let mut d = Daemon::start(&cfg);
     let status = d.wait(Duration::from_secs(120));
     assert!(status.success(), "{}", d.log());
-    let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
+    let frames = demo_scenes().len();
     let all = sub.wait_until("offline status", Duration::from_secs(10), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline"));
 
     let status: Vec<String> = all.iter().filter(|m| m.topic == "owlet/owlet/status").map(Received::text).collect();
@@ -60,10 +65,19 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
         }
         assert_eq!(j["trigger"], "still");
         assert_eq!(j["top_label"], j["labels"][0]["label"]);
+        assert_eq!(j["model"], "clip-demo");
     }
     let captions = sub.on("owlet/owlet/door/caption");
     assert_eq!(captions.len(), frames);
-    assert!(captions.iter().all(|c| c.json()["model"] == "blip2-test"));
+    for c in &captions {
+        let c = c.json();
+        assert_eq!(c["model"], "blip2-demo");
+        assert_eq!(c["caption"], demo_scene_of(c["frame"].as_str().unwrap()).caption.as_str());
+    }
+    // What an outside client sees for the frame with the red car.
+    let red = captions.iter().map(Received::json).find(|c| c["caption"] == "a red car").expect("the red car captioned");
+    let l = labels.iter().map(Received::json).find(|l| l["frame"] == red["frame"]).unwrap();
+    assert_eq!(l["top_label"], "car");
     // Every queued message, whatever its topic, carries one increasing sequence.
     let queued: Vec<Received> = all.iter().filter(|m| m.payload.first() == Some(&b'{') && m.json().get("seq").is_some()).cloned().collect();
     let s = seqs(&queued);
@@ -71,12 +85,7 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
 
     // Snapshots: the JPEG frames, byte for byte.
     let snaps = sub.on("owlet/owlet/door/snapshot");
-    let jpegs: Vec<Vec<u8>> = std::fs::read_dir(repo().join("models/demo-frames"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
+    let jpegs: Vec<Vec<u8>> = demo_scenes().iter().map(|s| std::fs::read(&s.file).unwrap()).collect();
     assert_eq!(snaps.len(), jpegs.len());
     assert!(snaps.iter().all(|s| jpegs.contains(&s.payload)));
 

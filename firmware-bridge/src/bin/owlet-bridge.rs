@@ -16,7 +16,7 @@ struct Args {
     /// Configuration file (TOML); every option has a default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Run on the bundled models and frames (models/, models/demo-frames).
+    /// Run on the bundled demo models and frames (models/clip-demo, blip2-demo, scenes/demo).
     #[arg(long)]
     demo: bool,
     /// Check the configuration (and the files it names) and exit.
@@ -46,7 +46,7 @@ fn models_dir() -> PathBuf {
         return d.into();
     }
     let cwd = PathBuf::from("models");
-    if cwd.join("clip-test/owlet.toml").is_file() {
+    if cwd.join("clip-demo/owlet.toml").is_file() {
         return cwd;
     }
     let exe = std::env::current_exe().unwrap_or_default();
@@ -54,19 +54,20 @@ fn models_dir() -> PathBuf {
         .skip(2)
         .take(2)
         .map(|base| base.join("models"))
-        .find(|d| d.join("clip-test/owlet.toml").is_file())
+        .find(|d| d.join("clip-demo/owlet.toml").is_file())
         .unwrap_or(cwd)
 }
 
 fn demo_config() -> Config {
     let models = models_dir();
     let mut c = Config::default();
-    c.clip.model = models.join("clip-test");
-    c.clip.labels = ["cat", "cup of coffee", "rocket", "person", "car"].map(String::from).to_vec();
-    if models.join("blip2-test/owlet.toml").is_file() {
-        c.blip2 = Some(Blip2Config { model: models.join("blip2-test"), max_new_tokens: 12 });
+    // The demo bundles were trained here on generated camera scenes (models/demo/):
+    // they know six things in six colours, and the frames are held-out scenes.
+    c.clip.model = models.join("clip-demo");
+    if models.join("blip2-demo/owlet.toml").is_file() {
+        c.blip2 = Some(Blip2Config { model: models.join("blip2-demo"), max_new_tokens: 20 });
     }
-    c.cameras = vec![CameraConfig::new("demo", SourceConfig::Folder { path: models.join("demo-frames"), watch: false, poll_ms: 500 })];
+    c.cameras = vec![CameraConfig::new("demo", SourceConfig::Folder { path: models.join("scenes/demo"), watch: false, poll_ms: 500 })];
     c
 }
 

@@ -6,3 +6,4 @@ mod blip2;
 mod common;
 mod parity;
 mod cpu;
+mod demo;
