@@ -1,5 +1,6 @@
 # Sourced by scripts/demo and scripts/test: install what building owlet needs on a
-# fresh Debian machine (cmake and nasm build libjpeg-turbo, owlet's JPEG decoder).
+# fresh Debian machine (cmake and nasm build libjpeg-turbo, owlet's JPEG decoder;
+# libclang lets bindgen read the kernel's videodev2.h for the bridge's V4L2 source).
 need() { command -v "$1" >/dev/null 2>&1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -9,6 +10,7 @@ install_build_deps() {
   need nasm || debs+=(nasm)
   need cc || debs+=(gcc)
   need g++ || debs+=(g++)
+  ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || debs+=(libclang-dev)
   if [ ${#debs[@]} -gt 0 ]; then
     echo "owlet: installing ${debs[*]}"
     as_root apt-get update -qq

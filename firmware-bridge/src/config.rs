@@ -201,6 +201,43 @@ pub enum SourceConfig {
         #[serde(default = "default_snapshot_interval")]
         interval_s: f64,
     },
+    /// A V4L2 device (`/dev/videoN`): USB webcams, CSI cameras with a V4L2 driver.
+    V4l2(V4l2Config),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V4l2Config {
+    pub device: PathBuf,
+    #[serde(default = "default_v4l2_width")]
+    pub width: u32,
+    #[serde(default = "default_v4l2_height")]
+    pub height: u32,
+    /// Frames per second asked of the driver (the newest frame wins anyway).
+    #[serde(default = "default_v4l2_fps")]
+    pub fps: u32,
+    #[serde(default)]
+    pub format: V4l2Format,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum V4l2Format {
+    /// MJPEG if the camera offers it, else YUYV.
+    #[default]
+    Auto,
+    Mjpeg,
+    Yuyv,
+}
+
+fn default_v4l2_width() -> u32 {
+    640
+}
+fn default_v4l2_height() -> u32 {
+    480
+}
+fn default_v4l2_fps() -> u32 {
+    5
 }
 
 /// When a streaming camera's frame is analysed. Frames of a folder source are all
@@ -217,6 +254,10 @@ pub struct TriggerConfig {
     /// `gpiomon`, a microcontroller on a serial port.
     #[serde(default)]
     pub line: Option<Vec<String>>,
+    /// A GPIO line (Linux GPIO character device) whose edges are triggers: a PIR
+    /// sensor or a door contact on the Pi's header. Reported as trigger `line`.
+    #[serde(default)]
+    pub gpio: Option<GpioConfig>,
     /// Accept "capture now" over MQTT.
     #[serde(default = "default_true")]
     pub command: bool,
@@ -226,6 +267,46 @@ pub struct TriggerConfig {
     /// Most analyses per minute, all triggers together; 0: no limit.
     #[serde(default)]
     pub max_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    /// The GPIO chip: /dev/gpiochip0 is the Pi 4's header (gpiochip4 on a Pi 5 with
+    /// older kernels; `gpiodetect` lists them).
+    #[serde(default = "default_gpio_chip")]
+    pub chip: PathBuf,
+    /// The line's offset on the chip (the BCM number on a Pi: GPIO17 is 17).
+    pub line: u32,
+    #[serde(default)]
+    pub edge: GpioEdge,
+    /// Bias of the input: "pull_up", "pull_down" or "disabled"; default: as it is.
+    #[serde(default)]
+    pub bias: Option<GpioBias>,
+    /// The kernel ignores edges closer than this to the last (contact bounce).
+    #[serde(default)]
+    pub debounce_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpioEdge {
+    #[default]
+    Rising,
+    Falling,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpioBias {
+    PullUp,
+    PullDown,
+    Disabled,
+}
+
+fn default_gpio_chip() -> PathBuf {
+    "/dev/gpiochip0".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,7 +398,7 @@ impl Default for ClipConfig {
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        TriggerConfig { interval_s: None, motion: None, line: None, command: true, cooldown_s: 0.0, max_per_minute: 0 }
+        TriggerConfig { interval_s: None, motion: None, line: None, gpio: None, command: true, cooldown_s: 0.0, max_per_minute: 0 }
     }
 }
 
@@ -528,6 +609,17 @@ impl Config {
                     return Err(err(at("source.interval_s"), "must be at least 0.05"));
                 }
                 SourceConfig::Folder { poll_ms: 0, .. } => return Err(err(at("source.poll_ms"), "must be at least 1")),
+                SourceConfig::V4l2(v) if v.width == 0 || v.height == 0 || v.width % 2 != 0 => {
+                    return Err(err(at("source.width"), "width and height must be positive, the width even"));
+                }
+                SourceConfig::V4l2(v) if v.fps == 0 || v.fps > 120 => return Err(err(at("source.fps"), "must be 1 to 120")),
+                SourceConfig::V4l2(_) if !cfg!(feature = "v4l2") => {
+                    return Err(err(
+                        at("source.kind"),
+                        "this owlet-bridge was built without V4L2 (cargo feature v4l2); use a process source with \
+                         [\"ffmpeg\", \"-f\", \"v4l2\", \"-i\", \"/dev/video0\", \"-f\", \"mjpeg\", \"-\"]",
+                    ))
+                }
                 _ => {}
             }
             let t = &cam.triggers;

@@ -161,6 +161,11 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 SourceConfig::HttpSnapshot { url, interval_s } => {
                     http::run_snapshot(&name, url, Duration::from_secs_f64(*interval_s), &mut intake, &stop_s)
                 }
+                #[cfg(feature = "v4l2")]
+                SourceConfig::V4l2(v) => crate::source::v4l2::run(&name, v, &mut intake, &stop_s),
+                // Refused by Config::validate in such a build.
+                #[cfg(not(feature = "v4l2"))]
+                SourceConfig::V4l2(_) => intake.failed("this build has no V4L2 support"),
             }
             inbox_s.source_done();
         })?;
@@ -171,6 +176,15 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             let mut reporter = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), false);
             std::thread::Builder::new().name(format!("line-{name}")).spawn(move || {
                 process::run_lines(&name, &argv, &mut |_| inbox.line(), &mut |why| reporter.failed(why), &stop_l)
+            })?;
+        }
+        if let Some(gpio) = cam.triggers.gpio.clone() {
+            let name = cam.name.clone();
+            let inbox = inbox.clone();
+            let stop_g = stop.clone();
+            let mut reporter = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), false);
+            std::thread::Builder::new().name(format!("gpio-{name}")).spawn(move || {
+                crate::gpio::run(&name, &gpio, &mut || inbox.line(), &mut |why| reporter.failed(why), &stop_g)
             })?;
         }
         let mut worker = CameraWorker::new(cam, topics.clone(), sink.clone(), inbox.clone(), analyzer, stills, labels_file);

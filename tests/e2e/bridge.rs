@@ -99,3 +99,43 @@ fn the_shipped_config_checks_out_in_the_tarball_layout() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok"));
 }
+
+#[test]
+fn check_config_names_a_missing_camera_device_and_gpio_chip() {
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-hw-cfg-").tempdir().unwrap();
+    let cfg = tmp.path().join("hw.toml");
+    let clip = format!("[clip]\nmodel = \"{}\"\n", demo_clip_bundle());
+    std::fs::write(&cfg, format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/video-owlet-none\" }}\n")).unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cameras[0].source.device") && stderr.contains("/dev/video-owlet-none"), "{stderr}");
+
+    std::fs::write(&cfg, format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/null\", width = 641 }}\n")).unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cameras[0].source.width"), "{stderr}");
+
+    std::fs::write(
+        &cfg,
+        format!(
+            "{clip}[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\ntriggers = {{ gpio = {{ chip = \"/dev/gpiochip-owlet-none\", line = 17, edge = \"sideways\" }} }}\n",
+            demo_scenes_dir().display()
+        ),
+    )
+    .unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sideways"), "an unknown edge is named: {stderr}");
+
+    std::fs::write(
+        &cfg,
+        format!(
+            "{clip}[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\ntriggers = {{ gpio = {{ chip = \"/dev/gpiochip-owlet-none\", line = 17 }} }}\n",
+            demo_scenes_dir().display()
+        ),
+    )
+    .unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cameras[0].triggers.gpio.chip") && stderr.contains("gpiochip-owlet-none"), "{stderr}");
+}

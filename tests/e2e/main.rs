@@ -2,6 +2,7 @@
 //! transformers reference outputs beside it.
 
 mod cli;
+mod hardware;
 mod bridge;
 mod mqtt;
 mod sources;

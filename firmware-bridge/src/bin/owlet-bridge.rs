@@ -108,8 +108,18 @@ fn check_files(c: &Config) -> Result<()> {
         owlet_bridge::mqtt::options(m, &owlet_bridge::topics::Topics::new(&c.device))?;
     }
     for (i, cam) in c.cameras.iter().enumerate() {
-        if let SourceConfig::Folder { path, .. } = &cam.source {
-            anyhow::ensure!(path.is_dir(), "cameras[{i}].source.path {}: not a folder", path.display());
+        match &cam.source {
+            SourceConfig::Folder { path, .. } => {
+                anyhow::ensure!(path.is_dir(), "cameras[{i}].source.path {}: not a folder", path.display())
+            }
+            #[cfg(feature = "v4l2")]
+            SourceConfig::V4l2(v) => {
+                owlet_bridge::source::v4l2::check(&v.device).map_err(|e| anyhow::anyhow!("cameras[{i}].source.device {e}"))?
+            }
+            _ => {}
+        }
+        if let Some(g) = &cam.triggers.gpio {
+            anyhow::ensure!(g.chip.exists(), "cameras[{i}].triggers.gpio.chip {}: no such GPIO chip (gpiodetect lists them)", g.chip.display());
         }
     }
     Ok(())

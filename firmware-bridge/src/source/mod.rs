@@ -8,6 +8,8 @@ pub mod http;
 pub mod inbox;
 pub mod mjpeg;
 pub mod process;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

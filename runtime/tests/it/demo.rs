@@ -5,6 +5,9 @@
 //! transformers.json). Prints the table that models/README.md quotes:
 //!
 //!     cargo test --release -p owlet-runtime --test it demo -- --nocapture
+//!
+//! OWLET_DEMO_FRAMES=N evaluates the first N frames only: scripts/cross sets it
+//! under qemu, where the whole split (1000 generations) would take many minutes.
 
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
 use owlet_runtime::models::blip2::Blip2;
@@ -26,7 +29,9 @@ fn heldout() -> std::path::PathBuf {
 
 fn scenes() -> Vec<Scene> {
     let text = std::fs::read_to_string(heldout().join("scenes.jsonl")).unwrap();
+    let limit = std::env::var("OWLET_DEMO_FRAMES").ok().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
     text.lines()
+        .take(limit)
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             Scene {
