@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 import scenes  # noqa: E402
 
 LABEL_TEMPLATE = "a photo of a {}"   # owlet's default zero-shot template
+CHAT_NEW_TOKENS = 6                  # runtime/tests/it/demo.rs asks chat turns with this limit
 
 
 @torch.no_grad()
@@ -53,12 +54,22 @@ def main(argv=None):
     te = clip.get_text_features(**enc).pooler_output
     te = te / te.norm(dim=-1, keepdim=True)
 
-    def generate(pixel_values, prompt: str) -> str:
+    def generate(pixel_values, prompt: str, max_new_tokens: int = 30) -> str:
         ids = otok(prompt)["input_ids"]
         input_ids = torch.tensor([[image_id] * Q + ids])
         out = blip.generate(pixel_values=pixel_values, input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                            do_sample=False, num_beams=1, max_new_tokens=30)
+                            do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
         return otok.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True).strip()
+
+    def chat(pixel_values, questions: list[str]) -> list[str]:
+        """owlet's chat recipe (runtime/src/models/blip2 Chat::prompt_for): earlier
+        turns folded into the prompt; 6 new tokens a turn, as the owlet test asks."""
+        turns: list[str] = []
+        for q in questions:
+            prompt = " ".join(turns + [f"Question: {q} Answer:"])
+            a = generate(pixel_values, prompt, CHAT_NEW_TOKENS)
+            turns.append(f"Question: {q} Answer: {a}.")
+            yield a
 
     frames = {}
     for i, row in enumerate(rows):
@@ -72,6 +83,8 @@ def main(argv=None):
             "caption": generate(pv, ""),
             "answers": [generate(pv, f"Question: {q['question']} Answer:") for q in row["questions"]],
         }
+        if len(row["objects"]) == 2:  # two-turn chats on the two-thing frames: the first two questions
+            frames[row["file"]]["chat"] = list(chat(pv, [q["question"] for q in row["questions"][:2]]))
         if i % 50 == 0:
             print(f"{i}/{len(rows)}", flush=True)
 
@@ -86,6 +99,9 @@ def main(argv=None):
         "vqa_exact": float(np.mean([a == q["answer"] for r in rows
                                     for a, q in zip(frames[r["file"]]["answers"], r["questions"])])),
         "questions": sum(len(r["questions"]) for r in rows),
+        "chat_exact": float(np.mean([a == q["answer"] for r in rows if "chat" in frames[r["file"]]
+                                     for a, q in zip(frames[r["file"]]["chat"], r["questions"])])),
+        "chat_turns": sum(len(frames[r["file"]].get("chat", [])) for r in rows),
     }
     out = {"made_by": f"models/demo/evaluate.py with transformers {__import__('transformers').__version__}, "
                       f"torch {torch.__version__}",

@@ -134,19 +134,31 @@ fn demo_blip2_captions_and_answers_held_out_scenes() {
 #[test]
 fn demo_blip2_chat_remembers_the_first_answer() {
     // The chat recipe (earlier turns folded into the prompt), two turns as the model
-    // was trained (its OPT has 64 positions), on the two-object frames.
+    // was trained (its OPT has 64 positions), on the two-thing frames; evaluate.py
+    // asked transformers the same chats with the same 6-token limit.
     let m = Blip2::load(repo().join("models/blip2-demo")).unwrap();
+    let t = transformers();
     let mut cfg = m.default_config();
     cfg.max_new_tokens = 6;
-    let (mut asked, mut right) = (0, 0);
-    for s in scenes().iter().filter(|s| s.kinds.len() == 2).take(20) {
+    let (mut asked, mut right, mut same) = (0, 0, 0);
+    for s in scenes().iter().filter(|s| s.kinds.len() == 2) {
         let img = load_rgb(&heldout().join(&s.file), DecodeLimits::default()).unwrap();
         let mut chat = owlet_runtime::models::blip2::Chat::new(&m, m.encode_image(&img).unwrap());
-        for (q, a) in &s.questions[..2] {
+        for (i, (q, a)) in s.questions[..2].iter().enumerate() {
+            let got = chat.ask(q, &cfg, &mut |_| {}).unwrap().text;
             asked += 1;
-            right += (&chat.ask(q, &cfg, &mut |_| {}).unwrap().text == a) as usize;
+            right += (&got == a) as usize;
+            same += (got == t["frames"][&s.file]["chat"][i]) as usize;
         }
         assert_eq!(chat.turns.len(), 2);
+        assert!(chat.prompt_for("?").starts_with(&format!("Question: {} Answer: ", s.questions[0].0)));
     }
-    assert!(ratio(right, asked) >= 0.9, "{right}/{asked} chat answers right");
+    println!(
+        "owlet blip2-demo chat: {right}/{asked} turns right, {same} identical to transformers (transformers: {:.3})",
+        t["summary"]["chat_exact"]
+    );
+    // How right is the model's business (>= 0.93 on the whole split, fewer frames
+    // under qemu); that owlet's chat says what transformers says is owlet's.
+    assert!(ratio(right, asked) >= 0.8, "{right}/{asked} chat answers right");
+    assert!(ratio(same, asked) >= 0.99, "{} of {asked} chat answers differ from transformers'", asked - same);
 }
