@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use owlet_runtime::device::{Device, Placement};
 use owlet_runtime::image_io::{decode_rgb, DecodeLimits};
 use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::{Clip, LabelSet};
@@ -32,6 +33,8 @@ pub struct LabelsMessage {
     pub frame_time_ms: u128,
     pub trigger: Trigger,
     pub model: String,
+    /// Where the model ran: cpu or cuda.
+    pub runs_on: Device,
     pub top_label: String,
     pub top_score: f32,
     /// All labels, best first.
@@ -47,23 +50,29 @@ pub struct CaptionMessage {
     pub frame_time_ms: u128,
     pub trigger: Trigger,
     pub model: String,
+    pub runs_on: Device,
     pub caption: String,
     pub latency_ms: f64,
 }
 
 /// Loaded models, shared by the cameras.
-#[derive(Default)]
 pub struct Models {
+    on: Placement,
     clips: HashMap<PathBuf, Arc<Clip>>,
     blip2s: HashMap<PathBuf, Arc<Blip2>>,
 }
 
 impl Models {
+    /// Models will be loaded to run where `on` says.
+    pub fn new(on: Placement) -> Models {
+        Models { on, clips: HashMap::new(), blip2s: HashMap::new() }
+    }
+
     pub fn clip(&mut self, path: &Path) -> Result<Arc<Clip>> {
         if let Some(c) = self.clips.get(path) {
             return Ok(c.clone());
         }
-        let c = Arc::new(Clip::load(path)?);
+        let c = Arc::new(Clip::load_on(path, self.on)?);
         self.clips.insert(path.to_path_buf(), c.clone());
         Ok(c)
     }
@@ -72,7 +81,7 @@ impl Models {
         if let Some(c) = self.blip2s.get(path) {
             return Ok(c.clone());
         }
-        let c = Arc::new(Blip2::load(path)?);
+        let c = Arc::new(Blip2::load_on(path, self.on)?);
         self.blip2s.insert(path.to_path_buf(), c.clone());
         Ok(c)
     }
@@ -139,6 +148,7 @@ impl Analyzer {
             frame_time_ms: time_ms(d.frame.captured),
             trigger,
             model: self.clip_name().to_string(),
+            runs_on: self.clip.device(),
             top_label: top_label.to_string(),
             top_score,
             labels: c.ranked().into_iter().map(|(l, s)| LabelScore { label: l.to_string(), score: s }).collect(),
@@ -165,6 +175,7 @@ impl Analyzer {
                 frame_time_ms: time_ms(d.frame.captured),
                 trigger,
                 model: model.bundle.manifest.name.clone(),
+                runs_on: model.device(),
                 caption: out.text,
                 latency_ms: t.elapsed().as_secs_f64() * 1e3,
             })
@@ -173,7 +184,7 @@ impl Analyzer {
     }
 
     /// Answer a question about a frame (VQA). Err if this camera has no BLIP-2.
-    pub fn ask(&self, d: &Decoded, question: &str) -> std::result::Result<(String, String), String> {
+    pub fn ask(&self, d: &Decoded, question: &str) -> std::result::Result<(String, String, Device), String> {
         let Some((model, cfg)) = self.blip2.as_ref() else {
             return Err("this camera has no BLIP-2 model: add a [blip2] section to the configuration".into());
         };
@@ -181,7 +192,7 @@ impl Analyzer {
         let mut g = model.default_config();
         g.max_new_tokens = cfg.max_new_tokens;
         let out = model.ask(&q, question, &g, &mut |_| {}).map_err(|e| e.to_string())?;
-        Ok((out.text, model.bundle.manifest.name.clone()))
+        Ok((out.text, model.bundle.manifest.name.clone(), model.device()))
     }
 }
 

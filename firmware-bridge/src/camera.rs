@@ -341,10 +341,11 @@ impl CameraWorker {
         };
         let obj = reply.as_object_mut().expect("object");
         match result {
-            Ok((answer, model)) => {
+            Ok((answer, model, runs_on)) => {
                 let f = frame.as_ref().expect("answered from a frame");
                 obj.insert("answer".into(), json!(answer));
                 obj.insert("model".into(), json!(model));
+                obj.insert("runs_on".into(), json!(runs_on));
                 obj.insert("frame".into(), json!(f.origin));
                 obj.insert("frame_time_ms".into(), json!(time_ms(f.captured)));
                 obj.insert("latency_ms".into(), json!(t.elapsed().as_secs_f64() * 1e3));

@@ -34,6 +34,20 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// Where the models run (CPU or GPU).
+    #[serde(default)]
+    pub compute: ComputeConfig,
+}
+
+/// `[compute]`: the device the models run on. `auto` takes an NVIDIA GPU when the
+/// bridge is built with CUDA (feature cuda-12 / cuda-13) and one answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeConfig {
+    #[serde(default)]
+    pub device: owlet_runtime::device::DeviceChoice,
+    #[serde(default)]
+    pub gpu_precision: owlet_runtime::device::GpuPrecision,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -418,6 +432,7 @@ impl Default for Config {
             index: None,
             mqtt: None,
             cameras: Vec::new(),
+            compute: ComputeConfig::default(),
         }
     }
 }

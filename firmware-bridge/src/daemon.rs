@@ -38,7 +38,8 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     let state_dir = config.state_dir();
 
     // Models first: a wrong bundle is an error at start, not at the first frame.
-    let mut models = Models::default();
+    let on = owlet_runtime::device::Placement::choose(config.compute.device, config.compute.gpu_precision)?;
+    let mut models = Models::new(on);
     let mut analyzers = Vec::new();
     for cam in &config.cameras {
         let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
@@ -49,11 +50,12 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         analyzers.push((a, labels_file));
     }
     log::info!(
-        "device {}: {} camera(s), CLIP {}{}, {threads} thread(s)",
+        "device {}: {} camera(s), CLIP {}{}, on {}, {threads} thread(s)",
         config.device,
         config.cameras.len(),
         config.clip.model.display(),
-        config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default()
+        config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default(),
+        on.describe()
     );
 
     // The search index: every analysed frame of the cameras whose CLIP model is the

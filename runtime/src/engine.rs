@@ -1,6 +1,7 @@
 //! tract, planned once: load an ONNX graph, check its interface, optimise it, and
 //! keep the runnable plan. Every call after loading binds the symbolic batch size
-//! from the input shapes without re-planning.
+//! from the input shapes without re-planning. A graph is planned for the CPU or,
+//! with the `cuda` feature, for the GPU (crate::device).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
+use crate::device::{Device, Placement};
 use crate::error::{Error, Result};
 
 /// What a graph's input must look like for its role in the bundle.
@@ -24,6 +26,7 @@ pub struct Graph {
     path: PathBuf,
     role: &'static str,
     plan: Arc<TypedRunnableModel>,
+    device: Device,
 }
 
 impl std::fmt::Debug for Graph {
@@ -35,8 +38,14 @@ impl std::fmt::Debug for Graph {
 impl Graph {
     /// Load `path`, check that its inputs are `inputs` (in order) and that it has
     /// one output of rank `output_rank`, then optimise and plan it.
-    pub fn load(path: &Path, role: &'static str, inputs: &[InputSpec<'_>], output_rank: usize) -> Result<Graph> {
-        Graph::load_with_outputs(path, role, inputs, 1, output_rank)
+    pub fn load(
+        path: &Path,
+        role: &'static str,
+        inputs: &[InputSpec<'_>],
+        output_rank: usize,
+        on: Placement,
+    ) -> Result<Graph> {
+        Graph::load_with_outputs(path, role, inputs, 1, output_rank, on)
     }
 
     /// As `load`, for a graph with `outputs` outputs, the first of rank `output_rank`.
@@ -46,6 +55,7 @@ impl Graph {
         inputs: &[InputSpec<'_>],
         outputs: usize,
         output_rank: usize,
+        on: Placement,
     ) -> Result<Graph> {
         let err = |reason: String| Error::Graph { path: path.to_path_buf(), reason };
         // Intermediate value_info from exporters pins shapes that clash with the
@@ -91,15 +101,52 @@ impl Graph {
         if out_fact.rank() != output_rank {
             return Err(err(format!("{role} output must have rank {output_rank}, found {:?}", out_fact.shape)));
         }
-        let plan = typed
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?;
-        let graph = Graph { path: path.to_path_buf(), role, plan };
+        let plan = match on.device {
+            Device::Cpu => typed
+                .into_optimized()
+                .and_then(|m| m.into_runnable())
+                .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?,
+            #[cfg(feature = "cuda")]
+            Device::Cuda => crate::device::cuda::prepare(typed, on.precision)
+                .map_err(|e| err(format!("tract-cuda could not prepare the graph: {e:#}")))?,
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda => return Err(Error::Device("this owlet was built without CUDA".into())),
+        };
+        let graph = Graph { path: path.to_path_buf(), role, plan, device: on.device };
         if log::log_enabled!(log::Level::Info) {
-            log::info!("{role} graph {}: matmul kernels {:?}", path.display(), graph.matmul_kernels());
+            match on.device {
+                Device::Cpu => log::info!("{role} graph {}: matmul kernels {:?}", path.display(), graph.matmul_kernels()),
+                Device::Cuda => log::info!(
+                    "{role} graph {}: on cuda ({:?}), nodes on the CPU: {:?}",
+                    path.display(),
+                    on.precision,
+                    graph.cpu_nodes()
+                ),
+            }
         }
         Ok(graph)
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// For a GPU plan, the kinds of node that still run on the CPU (with a copy
+    /// each way), and how many of each; empty when every node is on the GPU. For a
+    /// CPU plan, empty.
+    pub fn cpu_nodes(&self) -> Vec<(String, usize)> {
+        #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        #[cfg(feature = "cuda")]
+        if self.device == Device::Cuda {
+            for node in &self.plan.model().nodes {
+                let name = node.op.name();
+                if !crate::device::cuda::runs_on_gpu(&name) {
+                    *kinds.entry(name.to_string()).or_default() += 1;
+                }
+            }
+        }
+        kinds.into_iter().collect()
     }
 
     pub fn role(&self) -> &'static str {
@@ -139,13 +186,26 @@ impl Graph {
         Ok(self.run_all(graph, inputs)?.remove(0))
     }
 
-    /// Run and return every output.
+    /// Run and return every output. Float inputs are cast to the plan's float type
+    /// and float outputs come back as f32, so an fp16 GPU plan (crate::device) is
+    /// used exactly like an fp32 one.
     pub fn run_all(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
-        let out = self
-            .plan
-            .run(inputs)
-            .map_err(|e| Error::Inference { graph, reason: format!("{e:#}") })?;
-        Ok(out.into_iter().map(|v| v.into_tensor()).collect())
+        let fail = |e: TractError| Error::Inference { graph, reason: format!("{e:#}") };
+        let model = self.plan.model();
+        let mut inputs = inputs;
+        for (ix, value) in inputs.iter_mut().enumerate() {
+            let want = model.input_fact(ix).map_err(fail)?.datum_type;
+            if want != value.datum_type() && want.is_float() && value.datum_type().is_float() {
+                *value = value.cast_to_dt(want).map_err(fail)?.into_owned().into_tvalue();
+            }
+        }
+        let out = self.plan.run(inputs).map_err(fail)?;
+        out.into_iter()
+            .map(|v| {
+                let t = v.into_tensor();
+                if t.datum_type() == DatumType::F16 { t.cast_to::<f32>().map(|c| c.into_owned()).map_err(fail) } else { Ok(t) }
+            })
+            .collect()
     }
 }
 

@@ -34,4 +34,7 @@ pub enum Error {
     /// The caller asked for something that cannot be done (empty label list...).
     #[error("{0}")]
     Invalid(String),
+    /// The device asked for cannot be used (no GPU, a CUDA library missing, ...).
+    #[error("device: {0}")]
+    Device(String),
 }

@@ -5,6 +5,7 @@
 //! [`models::blip2::Blip2::load`].
 
 pub mod bundle;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod generate;

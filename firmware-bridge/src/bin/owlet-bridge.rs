@@ -25,6 +25,9 @@ struct Args {
     /// Print compact JSON payloads (one line each) instead of pretty ones (no broker).
     #[arg(long)]
     compact: bool,
+    /// Where the models run, over the configuration's [compute] device: cpu, cuda or auto.
+    #[arg(long, value_enum)]
+    device: Option<owlet_runtime::device::DeviceChoice>,
 }
 
 fn main() -> ExitCode {
@@ -72,11 +75,14 @@ fn demo_config() -> Config {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
-    let config = match (&args.config, args.demo) {
+    let mut config = match (&args.config, args.demo) {
         (Some(p), false) => Config::from_path(p)?,
         (Some(_), true) => anyhow::bail!("--demo and --config exclude each other"),
         (None, _) => demo_config(),
     };
+    if let Some(d) = args.device {
+        config.compute.device = d;
+    }
     if args.check_config {
         check_files(&config)?;
         println!(

@@ -15,6 +15,7 @@ fn tract_runs_clip_matmuls_on_simd_kernels_not_generic_code() {
         "vision",
         &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
         2,
+        owlet_runtime::device::Placement::CPU,
     )
     .unwrap();
     let kernels = g.matmul_kernels();

@@ -7,3 +7,6 @@ mod common;
 mod parity;
 mod cpu;
 mod demo;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod device;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use owlet_runtime::device::{DeviceChoice, GpuPrecision};
 
 #[derive(Parser, Debug)]
 #[command(name = "owlet", version, about = "Run CLIP and BLIP-2 model bundles from the shell: embeddings, zero-shot labels, captions, questions")]
@@ -23,6 +24,13 @@ pub struct Common {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where the graphs run: cpu, cuda (an NVIDIA GPU, in builds with the cuda-12 or
+    /// cuda-13 feature) or auto (cuda when built in and a GPU answers).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// The float type the GPU computes in.
+    #[arg(long, value_enum, default_value_t = GpuPrecision::F32)]
+    pub gpu_precision: GpuPrecision,
 }
 
 /// How BLIP-2 chooses tokens (transformers' generate() options).
@@ -169,6 +177,36 @@ pub enum Command {
         sheet: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// What this build can run on: the CUDA libraries, driver, headers and kernel
+    /// cache it finds, and for each bundle given, which of its nodes would stay on
+    /// the CPU. Exits 1 when --device cuda could not be used.
+    Doctor {
+        /// Bundles to prepare on the GPU, listing the nodes that fall back to the CPU.
+        #[arg(long = "model", short = 'm', value_name = "BUNDLE")]
+        models: Vec<PathBuf>,
+        /// Compile tract's CUDA kernels into the cache now (the first GPU use
+        /// otherwise spends ~100 s on it).
+        #[arg(long)]
+        warm: bool,
+        #[arg(long, value_enum, default_value_t = GpuPrecision::F32)]
+        gpu_precision: GpuPrecision,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time the bundle's graphs here: CLIP's image and text encoders, BLIP-2's image
+    /// encoder and decoder steps (median of --runs), at each --batch, on --device.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Batch sizes (images for the encoders; rows, as beams, for decoder steps).
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Decoder steps timed per run (after a prefill of the image queries and a prompt).
+        #[arg(long, default_value_t = 16)]
+        steps: usize,
     },
     /// Write the model's view of an image (resized and cropped) as PNG.
     Preprocess {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use owlet_runtime::engine;
 use owlet_runtime::generate::{GenerationConfig, Strategy};
 use owlet_runtime::image_io::{self, DecodeLimits};
 use owlet_runtime::models::blip2::{Blip2, Chat, TextStream};
@@ -16,8 +15,11 @@ use crate::args::{Common, GenArgs};
 use crate::output::print_json;
 
 fn load(common: &Common) -> Result<Blip2> {
-    engine::set_threads(common.threads.map(usize::from).unwrap_or_else(engine::default_threads));
-    Blip2::load(&common.model).with_context(|| format!("loading model bundle {}", common.model.display()))
+    let on = crate::placement(common)?;
+    let model =
+        Blip2::load_on(&common.model, on).with_context(|| format!("loading model bundle {}", common.model.display()))?;
+    crate::report_device(common, model.device());
+    Ok(model)
 }
 
 fn config(model: &Blip2, g: &GenArgs) -> GenerationConfig {
@@ -121,7 +123,7 @@ pub fn chat(common: &Common, g: &GenArgs, image: &Path) -> Result<ExitCode> {
         match chat.ask(question, &cfg, &mut printer(&model, interactive)) {
             Ok(out) => {
                 if common.json {
-                    println!("{}", json!({"question": question, "answer": out.text}));
+                    println!("{}", json!({"question": question, "answer": out.text, "device": model.device()}));
                 } else {
                     println!();
                 }

@@ -2,7 +2,9 @@
 //! call the runtime, print a table or JSON. Errors are printed once, here.
 
 mod args;
+mod bench_cmd;
 mod blip2_cmds;
+mod doctor_cmd;
 mod index_cmds;
 mod output;
 
@@ -13,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use image::RgbImage;
 use owlet_runtime::bundle::Bundle;
+use owlet_runtime::device::{DeviceChoice, Placement};
 use owlet_runtime::engine;
 use owlet_runtime::image_io::{self, DecodeLimits};
 use owlet_runtime::models::clip::Clip;
@@ -58,12 +61,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cluster { common, index, k, keywords, sheet, seed } => {
             index_cmds::cluster(&common, &index, k, keywords.as_deref(), sheet.as_deref(), seed)
         }
+        Command::Bench { common, batch, runs, steps } => bench_cmd::bench(&common, &batch, runs, steps),
+        Command::Doctor { models, warm, gpu_precision, json } => doctor_cmd::doctor(&models, warm, gpu_precision, json),
+    }
+}
+
+/// Threads and device from the common options, before a model is loaded.
+pub(crate) fn placement(common: &Common) -> Result<Placement> {
+    engine::set_threads(common.threads.map(usize::from).unwrap_or_else(engine::default_threads));
+    Ok(Placement::choose(common.device, common.gpu_precision)?)
+}
+
+/// Record where the model runs: in JSON results, and on stderr when the user
+/// asked for something other than the CPU.
+pub(crate) fn report_device(common: &Common, device: owlet_runtime::device::Device) {
+    output::set_device(device);
+    if common.device != DeviceChoice::Cpu && !common.json {
+        eprintln!("owlet: running on {device}");
     }
 }
 
 pub(crate) fn load_clip(common: &Common) -> Result<Clip> {
-    engine::set_threads(common.threads.map(usize::from).unwrap_or_else(engine::default_threads));
-    Clip::load(&common.model).with_context(|| format!("loading model bundle {}", common.model.display()))
+    let on = placement(common)?;
+    let clip =
+        Clip::load_on(&common.model, on).with_context(|| format!("loading model bundle {}", common.model.display()))?;
+    report_device(common, clip.device());
+    Ok(clip)
 }
 
 /// Images that decoded, with their names, and how many did not.

@@ -2,8 +2,24 @@
 
 use std::fmt::Write;
 
+/// The device the command's model runs on, recorded at load and added to every
+/// JSON result (a result says where it was computed).
+static DEVICE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_device(device: owlet_runtime::device::Device) {
+    let _ = DEVICE.set(device.to_string());
+}
+
+pub fn device() -> Option<&'static str> {
+    DEVICE.get().map(String::as_str)
+}
+
 pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("a serde_json::Value always serialises"));
+    let mut v = v.clone();
+    if let (Some(obj), Some(d)) = (v.as_object_mut(), device()) {
+        obj.entry("device").or_insert_with(|| d.into());
+    }
+    println!("{}", serde_json::to_string_pretty(&v).expect("a serde_json::Value always serialises"));
 }
 
 /// `name  [a, b, c, ... ] (D-d)`: the first values, enough to eyeball.

@@ -20,7 +20,15 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn load(bundle: &Bundle) -> Result<Decoder> {
+    pub fn device(&self) -> crate::device::Device {
+        self.graph.device()
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn load(bundle: &Bundle, on: crate::device::Placement) -> Result<Decoder> {
         let spec = bundle.decoder().clone();
         let path = bundle.path_of(&spec.file);
         let mut inputs = vec![
@@ -32,7 +40,14 @@ impl Decoder {
         for name in &names {
             inputs.push(InputSpec { name, dtype: f32::datum_type(), rank: 4 });
         }
-        let graph = Graph::load_with_outputs(&path, "decoder", &inputs, 1 + 2 * spec.layers, 2)?;
+        let graph = Graph::load_with_outputs(
+            &path,
+            "decoder",
+            &inputs,
+            1 + 2 * spec.layers,
+            2,
+            on.for_graph("decoder", spec.precision)?,
+        )?;
         let vocab = graph.output_width().ok_or_else(|| Error::Graph {
             path: path.clone(),
             reason: "decoder logits must have a fixed vocabulary size".into(),

@@ -17,6 +17,7 @@ use tract_onnx::prelude::*;
 pub use decoder::{Decoder, DecoderSession, DecoderStats};
 
 use crate::bundle::{Bundle, GenerationSpec, ModelKind, PreprocessSpec};
+use crate::device::{Device, Placement};
 use crate::engine::{Graph, InputSpec};
 use crate::error::{Error, Result};
 use crate::generate::{generate, GenerationConfig, Prefix, Strategy};
@@ -54,7 +55,24 @@ pub struct Generated {
 }
 
 impl Blip2 {
+    /// Load a bundle to run on the CPU.
     pub fn load(dir: impl AsRef<Path>) -> Result<Blip2> {
+        Blip2::load_on(dir, Placement::CPU)
+    }
+
+    /// Where the language model runs (the image graph runs there too, unless
+    /// `auto` moved one of them to the CPU).
+    pub fn device(&self) -> Device {
+        self.decoder.device()
+    }
+
+    /// The bundle's graphs by role.
+    pub fn graphs(&self) -> Vec<(&'static str, &Graph)> {
+        vec![("vision", &self.vision), ("decoder", self.decoder.graph())]
+    }
+
+    /// Load a bundle to run where `on` says (crate::device).
+    pub fn load_on(dir: impl AsRef<Path>, on: Placement) -> Result<Blip2> {
         let bundle = Bundle::open(dir)?;
         if bundle.manifest.kind != ModelKind::Blip2 {
             return Err(Error::Manifest {
@@ -71,6 +89,7 @@ impl Blip2 {
             "vision",
             &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
             3,
+            on.for_graph("vision", v.precision)?,
         )?;
         if let Some(w) = vision.output_width() {
             if w != hidden {
@@ -81,7 +100,7 @@ impl Blip2 {
             }
         }
         let d = bundle.decoder().clone();
-        let decoder = Decoder::load(&bundle)?;
+        let decoder = Decoder::load(&bundle, on)?;
         let epath = bundle.path_of(&d.embed_tokens);
         let embed: Array2<f32> = ndarray_npy::read_npy(&epath).map_err(|e| Error::BundleFile {
             path: epath.clone(),
@@ -213,6 +232,29 @@ impl Blip2 {
         use crate::generate::StepDecoder;
         let prefix = self.prefix_embeds(image, ids);
         self.decoder.session(&self.embed).prefill(&prefix, image.len + ids.len())
+    }
+
+    /// A fresh decoder session (KV cache) for driving steps by hand.
+    pub fn session(&self) -> DecoderSession<'_> {
+        self.decoder.session(&self.embed)
+    }
+
+    /// The prompt's embeddings after the image's queries: a prefill's input.
+    pub fn prefix(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
+        self.prefix_embeds(image, ids)
+    }
+
+    /// Logits of the prefill and then of each step fed `tokens` one by one (one
+    /// row): what device comparisons and step benchmarks look at.
+    pub fn step_logits(&self, image: &ImageQueries, ids: &[u32], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        use crate::generate::StepDecoder;
+        let prefix = self.prefix_embeds(image, ids);
+        let mut session = self.session();
+        let mut out = vec![session.prefill(&prefix, image.len + ids.len())?];
+        for &t in tokens {
+            out.push(session.step(&[t])?);
+        }
+        Ok(out)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {

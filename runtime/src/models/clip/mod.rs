@@ -14,6 +14,7 @@ pub use text::TextEncoder;
 pub use vision::VisionEncoder;
 
 use crate::bundle::{Bundle, ModelKind};
+use crate::device::{Device, Placement};
 use crate::error::{Error, Result};
 use crate::similarity::{softmax, Embeddings};
 
@@ -64,7 +65,24 @@ pub struct LabelSet {
 }
 
 impl Clip {
+    /// Load a bundle to run on the CPU.
     pub fn load(dir: impl AsRef<Path>) -> Result<Clip> {
+        Clip::load_on(dir, Placement::CPU)
+    }
+
+    /// Where the image graph runs (the text graph runs there too, unless `auto`
+    /// moved one of them to the CPU).
+    pub fn device(&self) -> Device {
+        self.vision.device()
+    }
+
+    /// The bundle's graphs by role.
+    pub fn graphs(&self) -> Vec<(&'static str, &crate::engine::Graph)> {
+        vec![("vision", self.vision.graph()), ("text", self.text.graph())]
+    }
+
+    /// Load a bundle to run where `on` says (crate::device).
+    pub fn load_on(dir: impl AsRef<Path>, on: Placement) -> Result<Clip> {
         let bundle = Bundle::open(dir)?;
         if bundle.manifest.kind != ModelKind::Clip {
             return Err(Error::Manifest {
@@ -73,8 +91,8 @@ impl Clip {
                 reason: format!("{:?} bundle given where a clip bundle is needed", bundle.manifest.kind),
             });
         }
-        let vision = VisionEncoder::load(&bundle)?;
-        let text = TextEncoder::load(&bundle)?;
+        let vision = VisionEncoder::load(&bundle, on)?;
+        let text = TextEncoder::load(&bundle, on)?;
         let logit_scale = bundle.manifest.clip.as_ref().map(|c| c.logit_scale).unwrap_or(100.0);
         Ok(Clip { bundle, vision, text, logit_scale })
     }

@@ -19,7 +19,11 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
-    pub fn load(bundle: &Bundle) -> Result<TextEncoder> {
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn load(bundle: &Bundle, on: crate::device::Placement) -> Result<TextEncoder> {
         let t = bundle.text();
         let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
         let path = bundle.path_of(&t.file);
@@ -31,6 +35,7 @@ impl TextEncoder {
                 InputSpec { name: "attention_mask", dtype: i64::datum_type(), rank: 2 },
             ],
             2,
+            on.for_graph("text", t.precision)?,
         )?;
         if let Some(w) = graph.output_width() {
             if w != t.embed_dim {

@@ -4,6 +4,7 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use crate::bundle::{Bundle, PreprocessSpec};
+use crate::device::Placement;
 use crate::engine::{Graph, InputSpec};
 use crate::error::{Error, Result};
 use crate::preprocess;
@@ -20,7 +21,7 @@ pub struct VisionEncoder {
 }
 
 impl VisionEncoder {
-    pub fn load(bundle: &Bundle) -> Result<VisionEncoder> {
+    pub fn load(bundle: &Bundle, on: Placement) -> Result<VisionEncoder> {
         let v = &bundle.manifest.vision;
         let path = bundle.path_of(&v.file);
         let graph = Graph::load(
@@ -28,6 +29,7 @@ impl VisionEncoder {
             "vision",
             &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
             2,
+            on.for_graph("vision", v.precision)?,
         )?;
         if let Some(w) = graph.output_width() {
             if w != v.embed_dim {
@@ -38,6 +40,14 @@ impl VisionEncoder {
             }
         }
         Ok(VisionEncoder { graph, spec: v.preprocess.clone(), dim: v.embed_dim })
+    }
+
+    pub fn device(&self) -> crate::device::Device {
+        self.graph.device()
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     pub fn preprocess_spec(&self) -> &PreprocessSpec {

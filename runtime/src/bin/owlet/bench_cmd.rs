@@ -1,0 +1,98 @@
+//! `owlet bench`: how fast a bundle's graphs run here, on the device asked for.
+//! Inputs are synthetic (timing does not depend on them); each figure is the median
+//! of --runs after one warm-up run. benches/ and scripts/gpu-test compare these
+//! figures with onnxruntime and PyTorch on the same machine.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use owlet_runtime::bundle::{Bundle, ModelKind};
+use owlet_runtime::generate::StepDecoder;
+use owlet_runtime::models::blip2::Blip2;
+use serde_json::json;
+
+use crate::args::Common;
+
+fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?; // warm-up: first-run allocations, GPU uploads
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+fn pixels(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
+}
+
+pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> Result<ExitCode> {
+    let kind = Bundle::open(&common.model)?.manifest.kind;
+    let mut rows = Vec::new();
+    let device;
+    match kind {
+        ModelKind::Clip => {
+            let clip = crate::load_clip(common)?;
+            device = clip.device();
+            let side = clip.vision.preprocess_spec().crop_size as usize;
+            let texts = ["a photo of a red car parked next to a blue person"; 64];
+            for &b in batches {
+                let px = pixels(b * 3 * side * side);
+                let ms = median_ms(runs, || Ok(clip.vision.run_pixels(px.clone(), b).map(|_| ())?))?;
+                rows.push(json!({"graph": "clip vision", "batch": b, "ms": ms}));
+                let ms = median_ms(runs, || Ok(clip.embed_texts(&texts[..b]).map(|_| ())?))?;
+                rows.push(json!({"graph": "clip text", "batch": b, "ms": ms}));
+            }
+        }
+        ModelKind::Blip2 => {
+            let on = crate::placement(common)?;
+            let m = Blip2::load_on(&common.model, on)?;
+            crate::report_device(common, m.device());
+            device = m.device();
+            let side = m.bundle.manifest.vision.preprocess.crop_size as usize;
+            let px = pixels(3 * side * side);
+            let ms = median_ms(runs, || Ok(m.encode_pixels(px.clone()).map(|_| ())?))?;
+            rows.push(json!({"graph": "blip2 vision", "batch": 1, "ms": ms}));
+            let q = m.encode_pixels(px)?;
+            let ids = m.prompt_ids("Question: what colour is the car? Answer:")?;
+            let prefix = m.prefix(&q, &ids);
+            let len = q.len + ids.len();
+            for &b in batches {
+                // A prefill, the cache copied to b rows (as beam search does), then
+                // `steps` steps of b tokens; the figure is one step.
+                let run = || -> Result<f64> {
+                    let mut s = m.session();
+                    s.prefill(&prefix, len)?;
+                    s.reorder(&vec![0; b])?;
+                    let t = Instant::now();
+                    for k in 0..steps {
+                        s.step(&vec![ids[k % ids.len()]; b])?;
+                    }
+                    Ok(t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
+                };
+                run()?; // warm-up
+                let mut step_ms = Vec::new();
+                for _ in 0..runs.div_ceil(4).max(1) {
+                    step_ms.push(run()?);
+                }
+                step_ms.sort_by(f64::total_cmp);
+                rows.push(json!({"graph": "blip2 decoder step", "batch": b, "prefix": len, "steps": steps,
+                                 "ms": step_ms[step_ms.len() / 2]}));
+            }
+        }
+    }
+    let precision = if device == owlet_runtime::device::Device::Cuda { format!("{:?}", common.gpu_precision).to_lowercase() } else { "f32".into() };
+    if common.json {
+        crate::output::print_json(&json!({"model": common.model, "precision": precision, "runs": runs, "results": rows}));
+    } else {
+        println!("{} on {device} ({precision}), median of {runs} runs", common.model.display());
+        for r in &rows {
+            println!("  {:<20} batch {:>2}  {:>9.3} ms", r["graph"].as_str().unwrap_or(""), r["batch"], r["ms"].as_f64().unwrap_or(0.0));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
