@@ -40,13 +40,16 @@ BLIP2_RANDOM = {
     # Salesforce/blip2-opt-2.7b's ViT-g and Q-Former are large; this keeps the OPT
     # decoder at facebook/opt-125m's dimensions for decoder benchmarks.
     "opt-125m": dict(
+        # initializer_range: Blip2VisionConfig's default (1e-10) leaves activations
+        # around 1e-9, which underflow to zero in fp16 (the GPU path's fp16 tests).
         vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                    image_size=224, patch_size=14),
+                    image_size=224, patch_size=14, initializer_range=0.02),
         qformer=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                      encoder_hidden_size=768),
         text=dict(hidden_size=768, ffn_dim=3072, num_hidden_layers=12, num_attention_heads=12,
                   word_embed_proj_dim=768, max_position_embeddings=2048, vocab_size=50272),
         num_query_tokens=32,
+        query_init_std=0.02,  # HF initialises the query tokens to zeros: 32 identical queries
     ),
 }
 
@@ -107,6 +110,9 @@ def build_blip2(args, vocab_size: int, image_token_id: int):
         for sub in (config.vision_config, config.qformer_config, config.text_config):
             sub._attn_implementation = "eager"
         model = Blip2ForConditionalGeneration(config)
+        if cfg.get("query_init_std"):
+            with torch.no_grad():
+                model.query_tokens.normal_(0.0, cfg["query_init_std"], generator=torch.Generator().manual_seed(args.seed + 2))
         # HF's init (std 0.02) leaves logits nearly flat, and a flat model repeats one
         # token forever: a weak test of a generation loop. Re-draw the decoder's
         # weights at unit scale so it is chaotic (outputs vary with image, prompt and

@@ -202,15 +202,17 @@ pub fn warm_kernel_cache() -> std::result::Result<std::time::Duration, String> {
 }
 
 #[cfg(feature = "cuda")]
-pub(crate) mod cuda {
+pub mod cuda {
     //! tract-cuda glue: probing, preparing a graph for the GPU, and the rewrites
     //! that keep CLIP's and BLIP-2's nodes on it.
 
     use std::path::{Path, PathBuf};
 
+    use anyhow::Context;
     use tract_onnx::prelude::*;
     use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
     use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    use tract_onnx::tract_core::ops::konst::Const;
     use tract_onnx::tract_core::ops::math;
     use tract_onnx::tract_core::ops::nn::GeluExact;
     use tract_onnx::tract_core::transform::ModelTransform;
@@ -306,6 +308,7 @@ pub(crate) mod cuda {
     pub fn prepare(typed: TypedModel, precision: GpuPrecision) -> TractResult<Arc<TypedRunnableModel>> {
         let mut model = typed.into_decluttered()?;
         if precision == GpuPrecision::F16 {
+            clamp_constants_to_f16(&mut model)?;
             FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()).transform(&mut model)?;
         }
         unfuse_gelu_exact(&mut model)?;
@@ -318,6 +321,32 @@ pub(crate) mod cuda {
                 anyhow::anyhow!("tract-cuda failed: {}", msg.unwrap_or_else(|| "panic".into()))
             })??;
         runnable.typed_plan().cloned().context("tract-cuda returned a plan owlet cannot run")
+    }
+
+    /// Exporters bake "minus infinity" into attention masks as f32::MIN, used as
+    /// (1 - mask) · f32::MIN. Cast to f16 that is -inf, and 0 · -inf is NaN: every
+    /// output NaN (seen on BLIP-2's Q-Former). Constants beyond f16's range are
+    /// clamped to ±65504 first, which still masks (exp(-65504) is 0); the same rule
+    /// as onnxconverter-common's fp16 conversion. Returns how many were clamped.
+    pub fn clamp_constants_to_f16(model: &mut TypedModel) -> TractResult<usize> {
+        const F16_MAX: f32 = 65504.0;
+        let mut clamped = 0;
+        for id in 0..model.nodes().len() {
+            let Some(k) = model.node(id).op_as::<Const>() else { continue };
+            if k.val().datum_type() != f32::datum_type() {
+                continue;
+            }
+            let Ok(view) = k.val().to_plain_array_view::<f32>() else { continue };
+            if !view.iter().any(|x| x.abs() > F16_MAX) {
+                continue;
+            }
+            let t = view.mapv(|x| x.clamp(-F16_MAX, F16_MAX)).into_tensor().into_arc_tensor();
+            let node = model.node_mut(id);
+            node.op = Box::new(Const::new(t.clone())?);
+            node.outputs[0].fact = TypedFact::try_from(t)?;
+            clamped += 1;
+        }
+        Ok(clamped)
     }
 
     /// tract fuses 0.5·x·(1 + erf(x/√2)) into one GeluExact op, which tract-cuda has

@@ -191,6 +191,13 @@ impl Graph {
     /// used exactly like an fp32 one.
     pub fn run_all(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
         let fail = |e: TractError| Error::Inference { graph, reason: format!("{e:#}") };
+        self.run_all_in_plan_types(graph, inputs)?.into_iter().map(|t| to_f32(t).map_err(fail)).collect()
+    }
+
+    /// As `run_all`, with outputs in the plan's own float type: for state that is fed
+    /// back (BLIP-2's KV cache), which would otherwise be cast both ways every step.
+    pub fn run_all_in_plan_types(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
+        let fail = |e: TractError| Error::Inference { graph, reason: format!("{e:#}") };
         let model = self.plan.model();
         let mut inputs = inputs;
         for (ix, value) in inputs.iter_mut().enumerate() {
@@ -200,12 +207,16 @@ impl Graph {
             }
         }
         let out = self.plan.run(inputs).map_err(fail)?;
-        out.into_iter()
-            .map(|v| {
-                let t = v.into_tensor();
-                if t.datum_type() == DatumType::F16 { t.cast_to::<f32>().map(|c| c.into_owned()).map_err(fail) } else { Ok(t) }
-            })
-            .collect()
+        Ok(out.into_iter().map(|v| v.into_tensor()).collect())
+    }
+}
+
+/// f16 results (an fp16 GPU plan) as f32, the type every caller works in.
+pub fn to_f32(t: Tensor) -> TractResult<Tensor> {
+    if t.datum_type() == DatumType::F16 {
+        Ok(t.cast_to::<f32>()?.into_owned())
+    } else {
+        Ok(t)
     }
 }
 

@@ -110,6 +110,9 @@ fn check_files(c: &Config) -> Result<()> {
     if let Some(b) = &c.blip2 {
         owlet_runtime::bundle::Bundle::open(&b.model).with_context(|| format!("blip2.model {}", b.model.display()))?;
     }
+    let on = owlet_runtime::device::Placement::choose(c.compute.device, c.compute.gpu_precision)
+        .context("[compute] device")?;
+    println!("models will run on {}", on.describe());
     if let Some(m) = &c.mqtt {
         owlet_bridge::mqtt::options(m, &owlet_bridge::topics::Topics::new(&c.device))?;
     }

@@ -63,7 +63,9 @@ fn clip_matches(bundle: PathBuf, precision: GpuPrecision) {
     }
 }
 
-fn blip2_matches(bundle: PathBuf, precision: GpuPrecision, exact_captions: bool) {
+/// Captions: `None` must be identical; `Some(gap)` may split where the CPU's logits of
+/// the two tokens are within `gap` (random weights give flat logits).
+fn blip2_matches(bundle: PathBuf, precision: GpuPrecision, caption_gap: Option<f32>) {
     let cpu = Blip2::load_on(&bundle, Placement::CPU).unwrap();
     let gpu = Blip2::load_on(&bundle, Placement::cuda(precision)).unwrap();
     assert_eq!(gpu.device(), Device::Cuda);
@@ -91,12 +93,13 @@ fn blip2_matches(bundle: PathBuf, precision: GpuPrecision, exact_captions: bool)
             // Trained bundles must agree token for token. Random weights give flat
             // logits: a split is accepted only at a near-tie of the CPU's own logits.
             let why = format!("{}: frame {i}: caption {:?} on the CPU, {:?} on the GPU (token {k})", bundle.display(), a.text, b.text);
-            assert!(!exact_captions, "{why}");
-            let logits = cpu.step_logits(&qa, &cpu.prompt_ids("").unwrap(), &a.ids[..k]).unwrap().pop().unwrap();
+            let Some(allowed) = caption_gap else { panic!("{why}") };
+            let prompt = cpu.prompt_ids(&cpu.generation_spec().caption_prompt).unwrap();
+            let logits = cpu.step_logits(&qa, &prompt, &a.ids[..k]).unwrap().pop().unwrap();
             let pick = |ids: &[u32]| ids.get(k).map(|&t| logits[t as usize]).unwrap_or(f32::NAN);
             let gap = (pick(&a.ids) - pick(&b.ids)).abs();
             eprintln!("{why}: logit gap {gap}");
-            assert!(gap < 1e-3, "{why}: not a near-tie (gap {gap})");
+            assert!(gap < allowed, "{why}: not a near-tie (gap {gap})");
         }
     }
 }
@@ -120,17 +123,17 @@ fn clip_on_cuda_matches_the_cpu_fp16() {
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu-test"]
 fn blip2_on_cuda_matches_the_cpu_fp32_with_identical_captions() {
-    blip2_matches(repo().join("models/blip2-test"), GpuPrecision::F32, true);
-    blip2_matches(repo().join("models/blip2-demo"), GpuPrecision::F32, true);
-    blip2_matches(large("blip2-opt125m"), GpuPrecision::F32, false);
+    blip2_matches(repo().join("models/blip2-test"), GpuPrecision::F32, None);
+    blip2_matches(repo().join("models/blip2-demo"), GpuPrecision::F32, None);
+    blip2_matches(large("blip2-opt125m"), GpuPrecision::F32, Some(1e-3));
 }
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu-test"]
 fn blip2_on_cuda_matches_the_cpu_fp16() {
-    // fp16 captions are not required to be identical; they are reported, and a
-    // split must still be a near-tie on the random bundle.
-    blip2_matches(repo().join("models/blip2-demo"), GpuPrecision::F16, false);
+    // fp16 captions need not be identical (issue 9): splits are printed.
+    blip2_matches(repo().join("models/blip2-demo"), GpuPrecision::F16, Some(f32::INFINITY));
+    blip2_matches(large("blip2-opt125m"), GpuPrecision::F16, Some(f32::INFINITY));
 }
 
 #[test]
@@ -143,4 +146,62 @@ fn exact_gelu_runs_on_the_gpu() {
         let cpu = g.cpu_nodes();
         assert!(!cpu.iter().any(|(op, _)| op.contains("Gelu")), "{role}: GELU on the CPU: {cpu:?}");
     }
+}
+
+#[test]
+fn spelling_exact_gelu_out_again_computes_the_same_on_the_cpu() {
+    // No GPU needed: the rewrite that keeps GELU on the GPU, checked on the CPU.
+    use owlet_runtime::device::cuda::unfuse_gelu_exact;
+    use tract_onnx::prelude::*;
+    let path = repo().join("models/blip2-demo/vision.onnx");
+    let fused = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(&path)
+        .unwrap()
+        .into_typed()
+        .unwrap()
+        .into_decluttered()
+        .unwrap();
+    let count = |m: &TypedModel| m.nodes().iter().filter(|n| format!("{:?}", n.op).contains("GeluExact")).count();
+    assert!(count(&fused) > 0, "the graph has no fused exact GELU to test on");
+    let mut unfused = fused.clone();
+    assert_eq!(unfuse_gelu_exact(&mut unfused).unwrap(), count(&fused));
+    assert_eq!(count(&unfused), 0);
+    let side = 96;
+    let px: Vec<f32> = (0..3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let input = || tvec!(Tensor::from_shape(&[1, 3, side, side], &px).unwrap().into_tvalue());
+    let run = |m: TypedModel| m.into_optimized().unwrap().into_runnable().unwrap().run(input()).unwrap().remove(0).into_tensor();
+    let (a, b) = (run(fused), run(unfused));
+    let (a, b) = (a.to_plain_array_view::<f32>().unwrap(), b.to_plain_array_view::<f32>().unwrap());
+    let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "max |fused - unfused| = {worst}");
+}
+
+#[test]
+fn f32_min_attention_masks_survive_the_f16_conversion() {
+    // (1 - mask) * f32::MIN, as exported attention masks do: in f16 without
+    // clamping, 0 * -inf is NaN. No GPU needed: the conversion, on the CPU.
+    use owlet_runtime::device::cuda::clamp_constants_to_f16;
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+    use tract_onnx::tract_core::ops::math;
+    use tract_onnx::tract_core::transform::ModelTransform;
+    let mut m = TypedModel::default();
+    let mask = m.add_source("mask", f32::fact([1, 4])).unwrap();
+    let one = m.add_const("one", tensor2(&[[1f32]])).unwrap();
+    let min = m.add_const("min", tensor2(&[[f32::MIN]])).unwrap();
+    let inv = m.wire_node("inv", math::sub(), &[one, mask]).unwrap()[0];
+    let bias = m.wire_node("bias", math::mul(), &[inv, min]).unwrap()[0];
+    m.select_output_outlets(&[bias]).unwrap();
+    let run = |mut m: TypedModel, clamp: bool| -> Vec<f32> {
+        if clamp {
+            assert_eq!(clamp_constants_to_f16(&mut m).unwrap(), 1);
+        }
+        FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()).transform(&mut m).unwrap();
+        let input = tensor2(&[[1f32, 1., 0., 0.]]).cast_to::<f16>().unwrap().into_owned();
+        let out = m.into_runnable().unwrap().run(tvec!(input.into_tvalue())).unwrap().remove(0).into_tensor();
+        out.cast_to::<f32>().unwrap().to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    };
+    assert!(run(m.clone(), false)[0].is_nan(), "the hazard this guards against is gone: revisit the clamp");
+    assert_eq!(run(m, true), vec![0., 0., -65504., -65504.]);
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use image::RgbImage;
 use owlet_runtime::bundle::Bundle;
-use owlet_runtime::device::{DeviceChoice, Placement};
+use owlet_runtime::device::Placement;
 use owlet_runtime::engine;
 use owlet_runtime::image_io::{self, DecodeLimits};
 use owlet_runtime::models::clip::Clip;
@@ -72,11 +72,11 @@ pub(crate) fn placement(common: &Common) -> Result<Placement> {
     Ok(Placement::choose(common.device, common.gpu_precision)?)
 }
 
-/// Record where the model runs: in JSON results, and on stderr when the user
-/// asked for something other than the CPU.
+/// Record where the model runs: in JSON results, and on stderr when it is the GPU
+/// (the log, RUST_LOG=info, always says).
 pub(crate) fn report_device(common: &Common, device: owlet_runtime::device::Device) {
     output::set_device(device);
-    if common.device != DeviceChoice::Cpu && !common.json {
+    if device == owlet_runtime::device::Device::Cuda && !common.json {
         eprintln!("owlet: running on {device}");
     }
 }

@@ -104,8 +104,9 @@ impl DecoderSession<'_> {
                 inputs.push(t.into());
             }
         }
-        let mut out = self.decoder.graph.run_all("decoder", inputs)?;
-        let logits = out.remove(0);
+        // The cache stays in the plan's type (f16 on an fp16 GPU plan).
+        let mut out = self.decoder.graph.run_all_in_plan_types("decoder", inputs)?;
+        let logits = crate::engine::to_f32(out.remove(0)).map_err(inference)?;
         self.past = out;
         self.past_len = total;
         self.rows = rows;
@@ -157,9 +158,11 @@ impl StepDecoder for DecoderSession<'_> {
             return Ok(()); // beams kept their places: nothing to copy
         }
         for t in self.past.iter_mut() {
-            let view = t.to_plain_array_view::<f32>().map_err(inference)?;
-            let picked = view.select(Axis(0), rows);
-            *t = Tensor::from(picked);
+            *t = if t.datum_type() == DatumType::F16 {
+                Tensor::from(t.to_plain_array_view::<f16>().map_err(inference)?.select(Axis(0), rows))
+            } else {
+                Tensor::from(t.to_plain_array_view::<f32>().map_err(inference)?.select(Axis(0), rows))
+            };
         }
         self.rows = rows.len();
         Ok(())
