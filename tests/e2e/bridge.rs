@@ -23,6 +23,7 @@ fn demo_labels_and_captions_every_bundled_frame_with_what_is_in_it() {
     assert_eq!(captions.len(), frames);
     for (_, c) in &captions {
         assert_eq!(c["model"], "blip2-demo");
+        assert_eq!(c["runs_on"], "cpu"); // CI's build has no CUDA: auto chose the CPU
         // The trained demo models see: each caption is the scene's own.
         let scene = demo_scene_of(c["frame"].as_str().unwrap());
         assert_eq!(c["caption"], scene.caption.as_str(), "{c}");
@@ -32,6 +33,7 @@ fn demo_labels_and_captions_every_bundled_frame_with_what_is_in_it() {
     for (_, p) in &msgs {
         assert_eq!(p["trigger"], "still");
         assert_eq!(p["model"], "clip-demo");
+        assert_eq!(p["runs_on"], "cpu");
         let labels = p["labels"].as_array().unwrap();
         assert_eq!(labels.len(), 6);
         assert_eq!(p["top_label"], labels[0]["label"]);
@@ -138,4 +140,28 @@ fn check_config_names_a_missing_camera_device_and_gpio_chip() {
     let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cameras[0].triggers.gpio.chip") && stderr.contains("gpiochip-owlet-none"), "{stderr}");
+}
+
+#[test]
+fn a_cuda_device_in_a_build_without_cuda_is_refused_by_name_and_auto_runs_on_the_cpu() {
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-compute-").tempdir().unwrap();
+    let cfg = tmp.path().join("gpu.toml");
+    let base = format!(
+        "[clip]\nmodel = \"{}\"\n[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\n",
+        demo_clip_bundle(),
+        demo_scenes_dir().display()
+    );
+    std::fs::write(&cfg, format!("{base}[compute]\ndevice = \"cuda\"\n")).unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("[compute] device") && stderr.contains("without CUDA"), "{stderr}");
+
+    std::fs::write(&cfg, format!("{base}[compute]\ndevice = \"tpu\"\n")).unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"), "an unknown device is named");
+
+    std::fs::write(&cfg, format!("{base}[compute]\ndevice = \"auto\"\n")).unwrap();
+    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("models will run on cpu"), "{stdout}");
 }

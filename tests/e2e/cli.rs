@@ -308,3 +308,24 @@ fn index_search_and_cluster_find_the_same_photo_in_two_folders() {
     let out = run("owlet", &["index", "add", "-m", "models/blip2-test", "--index", ix_s, "models/demo-frames"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn results_say_the_device_and_cuda_without_a_gpu_build_is_one_clear_error() {
+    let img = repo().join("models/scenes/demo/demo-00117.jpg").display().to_string();
+    let clip = repo().join("models/clip-demo").display().to_string();
+    let out = run("owlet", &["classify", "-m", &clip, "--labels", "car,dog", "--json", &img]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&out)["device"], "cpu");
+
+    let out = run("owlet", &["classify", "-m", &clip, "--labels", "car,dog", "--device", "cuda", &img]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--device cuda") && stderr.contains("without CUDA") && !stderr.contains("panicked"), "{stderr}");
+
+    // doctor: says what this build can do, exits 1 (no usable GPU here).
+    let out = run("owlet", &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["auto_uses"], "cpu");
+    assert_eq!(v["cuda"]["built_in"], false);
+}
