@@ -1,3 +1,125 @@
-//! owlet-quantize: fp32 bundles to int8 / fp16 (issue 6). Not implemented yet:
-//! the binary says so and exits with an error rather than writing a bundle that
+//! owlet-quantize: an owlet bundle in smaller precision, with a report of what
+//! that cost in accuracy and bought in size and speed (issue 6).
+//!
+//! fp16 is done: weights stored in half, computed in f32 on the CPU (same speed,
+//! half the file) and in f16 on an fp16 GPU plan. int8 (owlet's own int8 x int8
+//! kernels) is not written yet: asking for it is an error, never a bundle that
 //! only pretends to be quantized.
+
+pub mod fp16;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+
+use owlet_runtime::bundle::{Bundle, ModelKind, Precision};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, std::io::Error),
+    #[error("{path}: {reason}", path = .0.display(), reason = .1)]
+    Graph(PathBuf, String),
+    #[error(transparent)]
+    Bundle(#[from] owlet_runtime::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Fp16,
+    Int8,
+}
+
+/// The graphs of a bundle by manifest section: [vision] and [text] or [decoder].
+fn graph_sections(kind: ModelKind) -> [&'static str; 2] {
+    match kind {
+        ModelKind::Clip => ["vision", "text"],
+        ModelKind::Blip2 => ["vision", "decoder"],
+    }
+}
+
+/// Write `output`, a copy of the fp32 bundle `input` with its graphs converted.
+pub fn quantize_bundle(input: &Path, output: &Path, to: Target, on_tensor: &mut dyn FnMut()) -> Result<Vec<(String, fp16::GraphStats)>> {
+    if to == Target::Int8 {
+        return Err(Error::Invalid(
+            "--to int8 is not implemented yet (owlet's int8 kernels are issue 6); no bundle was written".into(),
+        ));
+    }
+    let bundle = Bundle::open(input)?;
+    let m = &bundle.manifest;
+    let precisions = match m.kind {
+        ModelKind::Clip => [m.vision.precision, bundle.text().precision],
+        ModelKind::Blip2 => [m.vision.precision, bundle.decoder().precision],
+    };
+    if precisions.iter().any(|p| *p != Precision::Fp32) {
+        return Err(Error::Invalid(format!("{}: only fp32 bundles can be converted (this one is {precisions:?})", input.display())));
+    }
+    if output.exists() && std::fs::read_dir(output).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(Error::Invalid(format!("{}: exists and is not empty; give a new folder", output.display())));
+    }
+    std::fs::create_dir_all(output).map_err(|e| Error::Io(output.to_path_buf(), e))?;
+    let written = write_converted(&bundle, output, on_tensor);
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(output); // no half-written bundle left behind
+    }
+    written
+}
+
+fn write_converted(bundle: &Bundle, output: &Path, on_tensor: &mut dyn FnMut()) -> Result<Vec<(String, fp16::GraphStats)>> {
+    let input = bundle.dir.as_path();
+    let m = &bundle.manifest;
+
+    let manifest_path = bundle.manifest_path();
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::Io(manifest_path.clone(), e))?;
+    let mut manifest: toml::Table = text.parse().map_err(|e| Error::Graph(manifest_path.clone(), format!("{e}")))?;
+    let mut stats = Vec::new();
+    let mut graph_files = Vec::new();
+    for section in graph_sections(m.kind) {
+        let table = manifest.get_mut(section).and_then(|v| v.as_table_mut()).ok_or_else(|| {
+            Error::Graph(manifest_path.clone(), format!("no [{section}] section"))
+        })?;
+        let file = table.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let s = fp16::convert_file(&bundle.path_of(Path::new(&file)), &output.join(&file), on_tensor)?;
+        table.insert("precision".into(), "fp16".into());
+        graph_files.push(file);
+        stats.push((section.to_string(), s));
+    }
+    // Everything else (tokenizers, the token embedding table) as it is.
+    for entry in std::fs::read_dir(input).map_err(|e| Error::Io(input.to_path_buf(), e))?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if entry.path().is_file() && name != "owlet.toml" && !graph_files.contains(&name) {
+            std::fs::copy(entry.path(), output.join(&name)).map_err(|e| Error::Io(entry.path(), e))?;
+        }
+    }
+    if let Some(name) = manifest.get("name").and_then(|v| v.as_str()).map(|n| format!("{n}-fp16")) {
+        manifest.insert("name".into(), name.into());
+    }
+    let out_manifest = output.join("owlet.toml");
+    std::fs::write(&out_manifest, toml::to_string(&manifest).map_err(|e| Error::Invalid(e.to_string()))?)
+        .map_err(|e| Error::Io(out_manifest, e))?;
+    // The result must load: a bundle owlet cannot open is not written silently.
+    Bundle::open(output)?;
+    Ok(stats)
+}
+
+/// Image files of a calibration folder; an empty or missing folder is an error.
+pub fn calibration_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| owlet_runtime::image_io::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Invalid(format!("calibration folder {}: no images in it", dir.display())));
+    }
+    Ok(files)
+}

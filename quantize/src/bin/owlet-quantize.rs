@@ -1,8 +1,58 @@
-//! `owlet-quantize IN_BUNDLE OUT_BUNDLE --to int8|fp16` — not implemented yet.
+//! `owlet-quantize IN OUT --to fp16 [--calibrate DIR] [--labels a,b,c]`: write a
+//! converted copy of an owlet bundle and report, against the original, what it cost
+//! and bought. The report is printed and saved as OUT/quantize-report.json.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use owlet_quantize::{calibration_images, quantize_bundle, report, Target};
+
+#[derive(Parser, Debug)]
+#[command(name = "owlet-quantize", version, about = "Convert an owlet bundle to fp16 (int8: not yet) and report the cost")]
+struct Args {
+    /// The fp32 bundle folder.
+    input: PathBuf,
+    /// The new bundle folder (must not exist, or be empty).
+    output: PathBuf,
+    #[arg(long, value_enum)]
+    to: Target,
+    /// Images to compare the two bundles on (the accuracy report).
+    #[arg(long, value_name = "DIR")]
+    calibrate: Option<PathBuf>,
+    /// CLIP: labels for the zero-shot agreement, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+}
+
 fn main() -> ExitCode {
-    eprintln!("owlet-quantize: not implemented yet (int8 / fp16 bundles are issue 6); no bundle was written");
-    ExitCode::from(2)
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("owlet-quantize: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(a: Args) -> anyhow::Result<()> {
+    // Check the calibration set before writing anything.
+    let images = a.calibrate.as_deref().map(calibration_images).transpose()?;
+    let bar = indicatif::ProgressBar::new_spinner().with_message("converting weights");
+    let stats = quantize_bundle(&a.input, &a.output, a.to, &mut || bar.inc(1))?;
+    bar.finish_and_clear();
+    let before: u64 = stats.iter().map(|(_, s)| s.bytes_before).sum();
+    let after: u64 = stats.iter().map(|(_, s)| s.bytes_after).sum();
+    for (graph, s) in &stats {
+        eprintln!("{graph}: {} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
+    }
+    let Some(images) = images else {
+        println!("wrote {} (graphs {before} -> {after} bytes); no --calibrate folder: accuracy not measured", a.output.display());
+        return Ok(());
+    };
+    let r = report::compare(&a.input, &a.output, &images, &a.labels, (before, after))?;
+    println!("{r}");
+    std::fs::write(a.output.join("quantize-report.json"), serde_json::to_string_pretty(&r)?)?;
+    Ok(())
 }

@@ -1,0 +1,101 @@
+//! fp16 storage of an ONNX graph's weights: every float initializer of at least
+//! `MIN_ELEMENTS` values is stored as IEEE half (the `half` crate rounds to
+//! nearest even) and turned back into f32 by a Cast node in front of the graph.
+//! The file halves; tract folds the Cast at load, so the CPU computes in f32 at
+//! fp32's speed, and an fp16 GPU plan (owlet-runtime's device module) computes in
+//! f16 from it. Small tensors (biases, LayerNorm scales) stay f32: they cost
+//! nothing and are the ones fp16 hurts most.
+
+use std::path::Path;
+
+use prost::Message;
+use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
+
+use crate::{Error, Result};
+
+/// ONNX TensorProto.DataType values (onnx.proto).
+const FLOAT: i32 = 1;
+const FLOAT16: i32 = 10;
+/// ONNX AttributeProto.AttributeType INT.
+const ATTR_INT: i32 = 2;
+/// Tensors smaller than this stay f32.
+pub const MIN_ELEMENTS: usize = 256;
+
+/// What the conversion of one graph did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GraphStats {
+    pub converted: usize,
+    pub kept_f32: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Read `input`, store its large float weights in fp16, write `output`.
+/// `on_tensor` is called once per initializer (a progress bar's tick).
+pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) -> Result<GraphStats> {
+    let bytes = std::fs::read(input).map_err(|e| Error::Io(input.to_path_buf(), e))?;
+    let mut model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::Graph(input.to_path_buf(), format!("not an ONNX model: {e}")))?;
+    let Some(graph) = model.graph.as_mut() else {
+        return Err(Error::Graph(input.to_path_buf(), "the ONNX model has no graph".into()));
+    };
+    if graph.node.is_empty() {
+        return Err(Error::Graph(input.to_path_buf(), "the ONNX graph has no nodes".into()));
+    }
+    let mut stats = GraphStats { bytes_before: bytes.len() as u64, ..Default::default() };
+    let mut casts = Vec::new();
+    for t in graph.initializer.iter_mut() {
+        on_tensor();
+        if t.data_type != FLOAT {
+            continue;
+        }
+        if t.data_location == Some(1) || !t.external_data.is_empty() {
+            return Err(Error::Graph(input.to_path_buf(), format!("initializer {} keeps its data in an external file: not supported", t.name)));
+        }
+        let values = float_values(t).map_err(|why| Error::Graph(input.to_path_buf(), format!("initializer {}: {why}", t.name)))?;
+        if values.len() < MIN_ELEMENTS {
+            stats.kept_f32 += 1;
+            continue;
+        }
+        let original = std::mem::take(&mut t.name);
+        t.name = format!("{original}.fp16");
+        t.data_type = FLOAT16;
+        t.float_data.clear();
+        t.raw_data = values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect();
+        casts.push(NodeProto {
+            input: vec![t.name.clone()],
+            output: vec![original.clone()],
+            name: format!("{original}.to_f32"),
+            op_type: "Cast".into(),
+            attribute: vec![AttributeProto { name: "to".into(), r#type: ATTR_INT, i: FLOAT as i64, ..Default::default() }],
+            ..Default::default()
+        });
+        stats.converted += 1;
+    }
+    // An initializer also listed as a graph input (old exporters) would become a
+    // real input once renamed: drop those entries.
+    let renamed: std::collections::HashSet<&str> = casts.iter().map(|c| c.output[0].as_str()).collect();
+    graph.input.retain(|i| !renamed.contains(i.name.as_str()));
+    casts.append(&mut graph.node);
+    graph.node = casts;
+    let out = model.encode_to_vec();
+    stats.bytes_after = out.len() as u64;
+    std::fs::write(output, out).map_err(|e| Error::Io(output.to_path_buf(), e))?;
+    Ok(stats)
+}
+
+fn float_values(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
+    let n: i64 = t.dims.iter().product();
+    let values: Vec<f32> = if !t.raw_data.is_empty() {
+        if t.raw_data.len() % 4 != 0 {
+            return Err(format!("{} raw bytes is not a whole number of f32", t.raw_data.len()));
+        }
+        t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    } else {
+        t.float_data.clone()
+    };
+    if values.len() as i64 != n {
+        return Err(format!("{} values for dims {:?}", values.len(), t.dims));
+    }
+    Ok(values)
+}
