@@ -329,3 +329,20 @@ fn results_say_the_device_and_cuda_without_a_gpu_build_is_one_clear_error() {
     assert_eq!(v["auto_uses"], "cpu");
     assert_eq!(v["cuda"]["built_in"], false);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_owlet_quietly_not_with_a_panic() {
+    // `owlet embed ... | head -1`: the pipe closes while owlet still prints.
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let texts: Vec<String> = (0..3000).map(|i| i.to_string()).collect(); // > a 64 KiB pipe buffer of output
+    let mut args = vec!["embed".to_string(), "-m".into(), clip_bundle(), "--text".into()];
+    args.extend(texts);
+    let mut child = Command::new(bin("owlet")).args(&args).current_dir(repo()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then drop: the pipe closes
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

@@ -30,6 +30,13 @@ const SOME_INPUTS_FAILED: u8 = 1;
 const FAILED: u8 = 2;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`owlet embed ... | head`)
+    // would panic in println!. Like cat or grep, owlet then just ends.
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
         Ok(code) => code,
