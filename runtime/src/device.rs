@@ -89,6 +89,11 @@ impl Placement {
     /// `cuda` that cannot be had is an error naming what is missing; `auto` then
     /// falls back to the CPU and logs why.
     pub fn choose(choice: DeviceChoice, precision: GpuPrecision) -> Result<Placement> {
+        if choice == DeviceChoice::Cpu && precision == GpuPrecision::F16 {
+            return Err(Error::Device(
+                "--gpu-precision f16 needs the cuda device (on the CPU, owlet-quantize makes fp16 bundles)".into(),
+            ));
+        }
         let placement = match choice {
             DeviceChoice::Cpu => Placement::CPU,
             DeviceChoice::Cuda => {
@@ -103,11 +108,6 @@ impl Placement {
                 }
             },
         };
-        if placement.device == Device::Cpu && precision == GpuPrecision::F16 && choice == DeviceChoice::Cpu {
-            return Err(Error::Device(
-                "--gpu-precision f16 needs the cuda device (on the CPU, owlet-quantize makes fp16 bundles)".into(),
-            ));
-        }
         log::info!("running on {} ({})", placement.device, placement.describe());
         Ok(placement)
     }
@@ -119,9 +119,6 @@ impl Placement {
         }
     }
 }
-
-/// Whether this build has the CUDA runtime at all.
-pub const CUDA_BUILT_IN: bool = cfg!(feature = "cuda");
 
 /// Ok when the GPU path can be used now: the feature is built in, the driver is new
 /// enough, and cudart, nvrtc, cublas, cudnn and the toolkit headers NVRTC needs are

@@ -102,42 +102,42 @@ fn the_shipped_config_checks_out_in_the_tarball_layout() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok"));
 }
 
+/// Write `text` to `cfg` and run `owlet-bridge --check-config` on it.
+fn check_config(cfg: &std::path::Path, text: &str) -> std::process::Output {
+    std::fs::write(cfg, text).unwrap();
+    run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"])
+}
+
 #[test]
 fn check_config_names_a_missing_camera_device_and_gpio_chip() {
     let tmp = tempfile::Builder::new().prefix("owlet-e2e-hw-cfg-").tempdir().unwrap();
     let cfg = tmp.path().join("hw.toml");
     let clip = format!("[clip]\nmodel = \"{}\"\n", demo_clip_bundle());
-    std::fs::write(&cfg, format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/video-owlet-none\" }}\n")).unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let out = check_config(&cfg, &format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/video-owlet-none\" }}\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("cameras[0].source.device") && stderr.contains("/dev/video-owlet-none"), "{stderr}");
 
-    std::fs::write(&cfg, format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/null\", width = 641 }}\n")).unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let out = check_config(&cfg, &format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/null\", width = 641 }}\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cameras[0].source.width"), "{stderr}");
 
-    std::fs::write(
+    let out = check_config(
         &cfg,
-        format!(
+        &format!(
             "{clip}[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\ntriggers = {{ gpio = {{ chip = \"/dev/gpiochip-owlet-none\", line = 17, edge = \"sideways\" }} }}\n",
             demo_scenes_dir().display()
         ),
-    )
-    .unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sideways"), "an unknown edge is named: {stderr}");
 
-    std::fs::write(
+    let out = check_config(
         &cfg,
-        format!(
+        &format!(
             "{clip}[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\ntriggers = {{ gpio = {{ chip = \"/dev/gpiochip-owlet-none\", line = 17 }} }}\n",
             demo_scenes_dir().display()
         ),
-    )
-    .unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cameras[0].triggers.gpio.chip") && stderr.contains("gpiochip-owlet-none"), "{stderr}");
 }
@@ -151,17 +151,14 @@ fn a_cuda_device_in_a_build_without_cuda_is_refused_by_name_and_auto_runs_on_the
         demo_clip_bundle(),
         demo_scenes_dir().display()
     );
-    std::fs::write(&cfg, format!("{base}[compute]\ndevice = \"cuda\"\n")).unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let out = check_config(&cfg, &format!("{base}[compute]\ndevice = \"cuda\"\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("[compute] device") && stderr.contains("without CUDA"), "{stderr}");
 
-    std::fs::write(&cfg, format!("{base}[compute]\ndevice = \"tpu\"\n")).unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let out = check_config(&cfg, &format!("{base}[compute]\ndevice = \"tpu\"\n"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"), "an unknown device is named");
 
-    std::fs::write(&cfg, format!("{base}[compute]\ndevice = \"auto\"\n")).unwrap();
-    let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"]);
+    let out = check_config(&cfg, &format!("{base}[compute]\ndevice = \"auto\"\n"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("models will run on cpu"), "{stdout}");
 }

@@ -17,8 +17,6 @@ use owlet_runtime::models::clip::Clip;
 
 use crate::common::*;
 
-const GPU: &str = "needs an NVIDIA GPU: run scripts/gpu-test";
-
 fn min_cosine(precision: GpuPrecision) -> f64 {
     match precision {
         GpuPrecision::F32 => 0.9999,
@@ -107,7 +105,6 @@ fn blip2_matches(bundle: PathBuf, precision: GpuPrecision, caption_gap: Option<f
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu-test"]
 fn clip_on_cuda_matches_the_cpu_fp32() {
-    let _ = GPU;
     clip_matches(clip_bundle(), GpuPrecision::F32);
     clip_matches(repo().join("models/clip-demo"), GpuPrecision::F32);
     clip_matches(large("clip-vitb32"), GpuPrecision::F32);

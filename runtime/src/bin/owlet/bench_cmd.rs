@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::Result;
 use owlet_runtime::bundle::{Bundle, ModelKind};
 use owlet_runtime::generate::StepDecoder;
-use owlet_runtime::models::blip2::Blip2;
 use serde_json::json;
 
 use crate::args::Common;
@@ -49,9 +48,7 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
             }
         }
         ModelKind::Blip2 => {
-            let on = crate::placement(common)?;
-            let m = Blip2::load_on(&common.model, on)?;
-            crate::report_device(common, m.device());
+            let m = crate::blip2_cmds::load(common)?;
             device = m.device();
             let side = m.bundle.manifest.vision.preprocess.crop_size as usize;
             let px = pixels(3 * side * side);

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::args::{Common, GenArgs};
 use crate::output::print_json;
 
-fn load(common: &Common) -> Result<Blip2> {
+pub(crate) fn load(common: &Common) -> Result<Blip2> {
     let on = crate::placement(common)?;
     let model =
         Blip2::load_on(&common.model, on).with_context(|| format!("loading model bundle {}", common.model.display()))?;
