@@ -2,6 +2,10 @@
 """onnxruntime side of the CLIP benchmark: the same bundle graphs, the same inputs'
 shapes and thread count as owlet's side (runtime/benches/clip.rs calls this).
 
+With --int8 DIR it times onnxruntime's own int8 form of the same fp32 graphs instead:
+quantize_dynamic (int8 weights per output channel, activations quantized at run
+time: MatMulInteger + DynamicQuantizeLinear), written once into DIR.
+
 Prints one JSON object: {"vision": {"1": [ms...], "8": [...]}, "text": {...}}.
 """
 import argparse
@@ -40,10 +44,21 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--side", type=int, default=224)
     p.add_argument("--context", type=int, default=77)
+    p.add_argument("--int8", metavar="DIR", help="time onnxruntime's int8 (quantize_dynamic) graphs, cached in DIR")
     a = p.parse_args()
     rng = np.random.default_rng(0)
-    vis = session(f"{a.model}/vision.onnx", a.threads)
-    txt = session(f"{a.model}/text.onnx", a.threads)
+    paths = {g: f"{a.model}/{g}.onnx" for g in ("vision", "text")}
+    if a.int8:
+        from pathlib import Path
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        Path(a.int8).mkdir(parents=True, exist_ok=True)
+        for g, src in list(paths.items()):
+            dst = f"{a.int8}/{g}.onnx"
+            if not Path(dst).exists():
+                quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
+            paths[g] = dst
+    vis = session(paths["vision"], a.threads)
+    txt = session(paths["text"], a.threads)
     res = {"vision": {}, "text": {}, "onnxruntime": ort.__version__}
     for b in [int(x) for x in a.batches.split(",")]:
         pv = rng.standard_normal((b, 3, a.side, a.side), dtype=np.float32)

@@ -6,6 +6,7 @@
 //! f16 from it. Small tensors (biases, LayerNorm scales) stay f32: they cost
 //! nothing and are the ones fp16 hurts most.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use prost::Message;
@@ -14,7 +15,7 @@ use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use crate::{Error, Result};
 
 /// ONNX TensorProto.DataType values (onnx.proto).
-const FLOAT: i32 = 1;
+pub(crate) const FLOAT: i32 = 1;
 const FLOAT16: i32 = 10;
 /// ONNX AttributeProto.AttributeType INT.
 const ATTR_INT: i32 = 2;
@@ -36,23 +37,36 @@ pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) ->
     let bytes = std::fs::read(input).map_err(|e| Error::Io(input.to_path_buf(), e))?;
     let mut model = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::Graph(input.to_path_buf(), format!("not an ONNX model: {e}")))?;
-    let Some(graph) = model.graph.as_mut() else {
-        return Err(Error::Graph(input.to_path_buf(), "the ONNX model has no graph".into()));
-    };
-    if graph.node.is_empty() {
-        return Err(Error::Graph(input.to_path_buf(), "the ONNX graph has no nodes".into()));
+    match model.graph.as_ref() {
+        None => return Err(Error::Graph(input.to_path_buf(), "the ONNX model has no graph".into())),
+        Some(g) if g.node.is_empty() => return Err(Error::Graph(input.to_path_buf(), "the ONNX graph has no nodes".into())),
+        Some(_) => {}
     }
-    let mut stats = GraphStats { bytes_before: bytes.len() as u64, ..Default::default() };
+    let mut stats = convert_model(&mut model, input, &HashSet::new(), on_tensor)?;
+    stats.bytes_before = bytes.len() as u64;
+    let out = model.encode_to_vec();
+    stats.bytes_after = out.len() as u64;
+    std::fs::write(output, out).map_err(|e| Error::Io(output.to_path_buf(), e))?;
+    Ok(stats)
+}
+
+/// Store `model`'s large float initializers (except those named in `keep`) in
+/// fp16 behind Cast nodes. `path` names the graph in errors. Sizes are left at 0.
+pub fn convert_model(model: &mut ModelProto, path: &Path, keep: &HashSet<String>, on_tensor: &mut dyn FnMut()) -> Result<GraphStats> {
+    let Some(graph) = model.graph.as_mut() else {
+        return Err(Error::Graph(path.to_path_buf(), "the ONNX model has no graph".into()));
+    };
+    let mut stats = GraphStats::default();
     let mut casts = Vec::new();
     for t in graph.initializer.iter_mut() {
         on_tensor();
-        if t.data_type != FLOAT {
+        if t.data_type != FLOAT || keep.contains(&t.name) {
             continue;
         }
         if t.data_location == Some(1) || !t.external_data.is_empty() {
-            return Err(Error::Graph(input.to_path_buf(), format!("initializer {} keeps its data in an external file: not supported", t.name)));
+            return Err(Error::Graph(path.to_path_buf(), format!("initializer {} keeps its data in an external file: not supported", t.name)));
         }
-        let values = float_values(t).map_err(|why| Error::Graph(input.to_path_buf(), format!("initializer {}: {why}", t.name)))?;
+        let values = float_values(t).map_err(|why| Error::Graph(path.to_path_buf(), format!("initializer {}: {why}", t.name)))?;
         if values.len() < MIN_ELEMENTS {
             stats.kept_f32 += 1;
             continue;
@@ -62,29 +76,31 @@ pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) ->
         t.data_type = FLOAT16;
         t.float_data.clear();
         t.raw_data = values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect();
-        casts.push(NodeProto {
-            input: vec![t.name.clone()],
-            output: vec![original.clone()],
-            name: format!("{original}.to_f32"),
-            op_type: "Cast".into(),
-            attribute: vec![AttributeProto { name: "to".into(), r#type: ATTR_INT, i: FLOAT as i64, ..Default::default() }],
-            ..Default::default()
-        });
+        casts.push(cast_node(t.name.clone(), original, FLOAT));
         stats.converted += 1;
     }
     // An initializer also listed as a graph input (old exporters) would become a
     // real input once renamed: drop those entries.
-    let renamed: std::collections::HashSet<&str> = casts.iter().map(|c| c.output[0].as_str()).collect();
+    let renamed: HashSet<&str> = casts.iter().map(|c| c.output[0].as_str()).collect();
     graph.input.retain(|i| !renamed.contains(i.name.as_str()));
     casts.append(&mut graph.node);
     graph.node = casts;
-    let out = model.encode_to_vec();
-    stats.bytes_after = out.len() as u64;
-    std::fs::write(output, out).map_err(|e| Error::Io(output.to_path_buf(), e))?;
     Ok(stats)
 }
 
-fn float_values(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
+/// `output = Cast(input, to)`, named after its output.
+pub fn cast_node(input: String, output: String, to: i32) -> NodeProto {
+    NodeProto {
+        input: vec![input],
+        name: format!("{output}.cast"),
+        output: vec![output],
+        op_type: "Cast".into(),
+        attribute: vec![AttributeProto { name: "to".into(), r#type: ATTR_INT, i: to as i64, ..Default::default() }],
+        ..Default::default()
+    }
+}
+
+pub(crate) fn float_values(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
     let n: i64 = t.dims.iter().product();
     let values: Vec<f32> = if !t.raw_data.is_empty() {
         if t.raw_data.len() % 4 != 0 {

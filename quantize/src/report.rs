@@ -30,12 +30,42 @@ pub struct Report {
     pub text_cosine_worst: Option<f64>,
     /// CLIP: same top label as fp32, over the calibration images.
     pub zero_shot_agreement: Option<f64>,
+    /// CLIP: the same, over the images where fp32 is decided (its top label leads
+    /// the next by at least `DECIDED_MARGIN` probability), and how many those are.
+    /// A frame that fp32 splits evenly between two things flips with any change.
+    pub zero_shot_decided: Option<(f64, usize)>,
     /// BLIP-2: share of caption tokens equal to fp32's, and the first position
     /// where a caption differs (None: all identical).
     pub caption_token_agreement: Option<f64>,
     pub first_divergence: Option<(String, usize)>,
     /// Image encoder, batch 1, median ms, before and after.
     pub vision_ms: (f64, f64),
+    /// Peak resident memory that loading each bundle and running the whole
+    /// calibration set added, MB, before and after (0 where the OS doesn't say).
+    pub peak_rss_mb: (f64, f64),
+}
+
+/// Top-1 lead over the runner-up (probability) that makes an fp32 label decided.
+pub const DECIDED_MARGIN: f32 = 0.1;
+
+/// Peak resident memory, from Linux's /proc: `reset` makes the current use the
+/// peak (clear_refs 5) and returns it; `since` is how far the peak rose after.
+mod peak {
+    fn status_kb(field: &str) -> Option<u64> {
+        let s = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = s.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+    pub fn reset() -> Option<u64> {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        status_kb("VmRSS:")
+    }
+    pub fn since(base: Option<u64>) -> f64 {
+        match (base, status_kb("VmHWM:")) {
+            (Some(b), Some(p)) => p.saturating_sub(b) as f64 / 1024.0,
+            _ => 0.0,
+        }
+    }
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -61,7 +91,7 @@ fn folder_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir).map(|d| d.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0)
 }
 
-pub fn compare(original: &Path, converted: &Path, images: &[PathBuf], labels: &[String], graph_bytes: (u64, u64)) -> Result<Report> {
+pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[PathBuf], labels: &[String], graph_bytes: (u64, u64)) -> Result<Report> {
     let imgs = images
         .iter()
         .map(|p| load_rgb(p, DecodeLimits::default()))
@@ -70,7 +100,7 @@ pub fn compare(original: &Path, converted: &Path, images: &[PathBuf], labels: &[
     let mut r = Report {
         original: original.to_path_buf(),
         converted: converted.to_path_buf(),
-        precision: "fp16",
+        precision: to.name(),
         images: imgs.len(),
         graph_bytes,
         bundle_bytes: (folder_bytes(original), folder_bytes(converted)),
@@ -78,35 +108,67 @@ pub fn compare(original: &Path, converted: &Path, images: &[PathBuf], labels: &[
         image_cosine_worst: 1.0,
         text_cosine_worst: None,
         zero_shot_agreement: None,
+        zero_shot_decided: None,
         caption_token_agreement: None,
         first_divergence: None,
         vision_ms: (0.0, 0.0),
+        peak_rss_mb: (0.0, 0.0),
     };
     let mut cosines = Vec::new();
     match kind {
         ModelKind::Clip => {
-            let (a, b) = (Clip::load(original)?, Clip::load(converted)?);
-            let (ea, eb) = (a.embed_images(&imgs)?, b.embed_images(&imgs)?);
+            let t = vec!["a photo of a {}".to_string()];
+            // One untimed round first: thread pools and allocator arenas are made
+            // once per process and would count against whichever bundle came first.
+            Clip::load(original)?.embed_images(&imgs[..1])?;
+            let run = |dir: &Path| -> Result<_> {
+                let base = peak::reset();
+                let clip = Clip::load(dir)?;
+                let e = clip.embed_images(&imgs)?;
+                let s = if labels.is_empty() { None } else { Some(clip.label_set(labels, &t)?) };
+                Ok((clip, e, s, peak::since(base)))
+            };
+            let (a, ea, sa, peak_a) = run(original)?;
+            let (b, eb, sb, peak_b) = run(converted)?;
+            r.peak_rss_mb = (peak_a, peak_b);
             cosines = ea.rows().zip(eb.rows()).map(|(x, y)| cosine(x, y)).collect();
-            if !labels.is_empty() {
-                let t = vec!["a photo of a {}".to_string()];
-                let (sa, sb) = (a.label_set(labels, &t)?, b.label_set(labels, &t)?);
+            if let (Some(sa), Some(sb)) = (sa, sb) {
                 r.text_cosine_worst =
                     Some(sa.embeddings.rows().zip(sb.embeddings.rows()).map(|(x, y)| cosine(x, y)).fold(1.0, f64::min));
                 let (ca, cb) = (a.classify_embeddings(&ea, &sa), b.classify_embeddings(&eb, &sb));
                 let same = ca.iter().zip(&cb).filter(|(x, y)| x.top().0 == y.top().0).count();
                 r.zero_shot_agreement = Some(same as f64 / imgs.len() as f64);
+                let decided: Vec<bool> = ca
+                    .iter()
+                    .zip(&cb)
+                    .filter(|(x, _)| {
+                        let ranked = x.ranked();
+                        ranked.len() < 2 || ranked[0].1 - ranked[1].1 >= DECIDED_MARGIN
+                    })
+                    .map(|(x, y)| x.top().0 == y.top().0)
+                    .collect();
+                let n = decided.len();
+                r.zero_shot_decided = Some((if n == 0 { 1.0 } else { decided.iter().filter(|d| **d).count() as f64 / n as f64 }, n));
             }
             r.vision_ms = (median_ms(|| a.embed_images(&imgs[..1]).map(|_| ()))?, median_ms(|| b.embed_images(&imgs[..1]).map(|_| ()))?);
         }
         ModelKind::Blip2 => {
-            let (a, b) = (Blip2::load(original)?, Blip2::load(converted)?);
+            let warm = Blip2::load(original)?; // as for CLIP: process-wide set-up, untimed
+            warm.encode_image(&imgs[0])?;
+            drop(warm);
+            let base = peak::reset();
+            let a = Blip2::load(original)?;
+            let qs_a = imgs.iter().map(|i| a.encode_image(i)).collect::<owlet_runtime::Result<Vec<_>>>()?;
+            let peak_a = peak::since(base);
+            let base = peak::reset();
+            let b = Blip2::load(converted)?;
+            let qs_b = imgs.iter().map(|i| b.encode_image(i)).collect::<owlet_runtime::Result<Vec<_>>>()?;
+            r.peak_rss_mb = (peak_a, peak::since(base));
             let cfg = a.default_config();
             let (mut same, mut total) = (0, 0);
-            for (img, path) in imgs.iter().zip(images) {
-                let (qa, qb) = (a.encode_image(img)?, b.encode_image(img)?);
+            for ((qa, qb), path) in qs_a.iter().zip(&qs_b).zip(images) {
                 cosines.push(cosine(&qa.data, &qb.data));
-                let (ga, gb) = (a.caption(&qa, &cfg, &mut |_| {})?, b.caption(&qb, &cfg, &mut |_| {})?);
+                let (ga, gb) = (a.caption(qa, &cfg, &mut |_| {})?, b.caption(qb, &cfg, &mut |_| {})?);
                 total += ga.ids.len().max(gb.ids.len());
                 same += ga.ids.iter().zip(&gb.ids).take_while(|(x, y)| x == y).count();
                 if r.first_divergence.is_none() && ga.ids != gb.ids {
@@ -137,7 +199,10 @@ impl std::fmt::Display for Report {
             writeln!(f, "  label texts  cosine to fp32: worst {t:.6}")?;
         }
         if let Some(z) = self.zero_shot_agreement {
-            writeln!(f, "  zero-shot    same top label as fp32: {:.1}%", z * 100.0)?;
+            writeln!(f, "  zero-shot    same top label as fp32: {:.1}% of all images", z * 100.0)?;
+        }
+        if let Some((z, n)) = self.zero_shot_decided {
+            writeln!(f, "               {:.1}% of the {n} where fp32 leads by >= {DECIDED_MARGIN}", z * 100.0)?;
         }
         if let Some(c) = self.caption_token_agreement {
             writeln!(f, "  captions     tokens equal to fp32's: {:.1}%", c * 100.0)?;
@@ -146,6 +211,7 @@ impl std::fmt::Display for Report {
                 Some((img, k)) => writeln!(f, "               first divergence: {img}, token {k}")?,
             }
         }
+        writeln!(f, "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)", self.peak_rss_mb.0, self.peak_rss_mb.1)?;
         write!(f, "  image graph  {:.2} ms -> {:.2} ms (CPU, batch 1, median)", self.vision_ms.0, self.vision_ms.1)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use owlet_quantize::{calibration_images, quantize_bundle, report, Error, Target};
+use owlet_quantize::{calibration_images, quantize_bundle, report, Error, Options, Target};
 use owlet_runtime::bundle::{Bundle, Precision};
 
 fn repo() -> PathBuf {
@@ -18,7 +18,7 @@ fn frames() -> Vec<PathBuf> {
 fn convert(name: &str) -> (tempfile::TempDir, PathBuf, u64, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join(format!("{name}-fp16"));
-    let stats = quantize_bundle(&repo().join("models").join(name), &out, Target::Fp16, &mut || {}).unwrap();
+    let stats = quantize_bundle(&repo().join("models").join(name), &out, &Options::new(Target::Fp16), &mut || {}).unwrap();
     let before = stats.iter().map(|(_, s)| s.bytes_before).sum();
     let after = stats.iter().map(|(_, s)| s.bytes_after).sum();
     (tmp, out, before, after)
@@ -32,7 +32,7 @@ fn clip_fp16_halves_the_graphs_and_keeps_every_embedding_and_label() {
     assert_eq!((b.manifest.vision.precision, b.text().precision), (Precision::Fp16, Precision::Fp16));
     assert_eq!(b.manifest.name, "clip-demo-fp16");
     let labels: Vec<String> = ["car", "person", "dog", "bird", "bicycle", "package"].map(String::from).to_vec();
-    let r = report::compare(&repo().join("models/clip-demo"), &out, &frames(), &labels, (before, after)).unwrap();
+    let r = report::compare(&repo().join("models/clip-demo"), &out, Target::Fp16, &frames(), &labels, (before, after)).unwrap();
     eprintln!("{r}");
     assert!(r.image_cosine_worst >= 0.9999, "{r}");
     assert!(r.text_cosine_worst.unwrap() >= 0.9999, "{r}");
@@ -43,7 +43,7 @@ fn clip_fp16_halves_the_graphs_and_keeps_every_embedding_and_label() {
 fn blip2_fp16_halves_the_graphs_and_captions_as_fp32_does() {
     let (_tmp, out, before, after) = convert("blip2-demo");
     assert!((after as f64) < 0.55 * before as f64, "{before} -> {after} bytes");
-    let r = report::compare(&repo().join("models/blip2-demo"), &out, &frames(), &[], (before, after)).unwrap();
+    let r = report::compare(&repo().join("models/blip2-demo"), &out, Target::Fp16, &frames(), &[], (before, after)).unwrap();
     eprintln!("{r}");
     assert!(r.image_cosine_worst >= 0.9999, "{r}");
     assert!(r.caption_token_agreement.unwrap() >= 0.95, "{r}");
@@ -52,7 +52,7 @@ fn blip2_fp16_halves_the_graphs_and_captions_as_fp32_does() {
 fn expect_error(input: &Path, to: Target) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let e = quantize_bundle(input, &out, to, &mut || {}).unwrap_err().to_string();
+    let e = quantize_bundle(input, &out, &Options::new(to), &mut || {}).unwrap_err().to_string();
     let written = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
     assert!(written == 0 || !out.join("owlet.toml").exists(), "a failed conversion left a bundle behind: {e}");
     e
@@ -60,9 +60,6 @@ fn expect_error(input: &Path, to: Target) -> String {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    // int8 is not written yet: said, not faked.
-    let e = expect_error(&repo().join("models/clip-demo"), Target::Int8);
-    assert!(e.contains("int8") && e.contains("not implemented"), "{e}");
     // Not a bundle.
     let e = expect_error(&repo().join("models/scenes/demo"), Target::Fp16);
     assert!(e.contains("owlet.toml"), "{e}");
@@ -81,7 +78,7 @@ fn bad_input_is_a_clear_error() {
     let e = calibration_images(empty.path()).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)) && e.to_string().contains("no images"), "{e}");
     // An existing, non-empty output folder is not overwritten.
-    let e = quantize_bundle(&repo().join("models/clip-demo"), &repo().join("models/blip2-demo"), Target::Fp16, &mut || {})
+    let e = quantize_bundle(&repo().join("models/clip-demo"), &repo().join("models/blip2-demo"), &Options::new(Target::Fp16), &mut || {})
         .unwrap_err()
         .to_string();
     assert!(e.contains("not empty"), "{e}");

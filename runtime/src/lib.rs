@@ -13,6 +13,7 @@ pub mod image_io;
 pub mod index;
 pub mod kernels;
 pub mod models;
+pub mod ops;
 pub mod preprocess;
 pub mod similarity;
 pub mod tokenize;

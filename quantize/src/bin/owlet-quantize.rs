@@ -1,4 +1,5 @@
-//! `owlet-quantize IN OUT --to fp16 [--calibrate DIR] [--labels a,b,c]`: write a
+//! `owlet-quantize IN OUT --to int8|fp16 [--keep-float NAME]... [--calibrate DIR]
+//! [--labels a,b,c]`: write a
 //! converted copy of an owlet bundle and report, against the original, what it cost
 //! and bought. The report is printed and saved as OUT/quantize-report.json.
 
@@ -6,10 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use owlet_quantize::{calibration_images, quantize_bundle, report, Target};
+use owlet_quantize::{calibration_images, quantize_bundle, report, Options, Target};
 
 #[derive(Parser, Debug)]
-#[command(name = "owlet-quantize", version, about = "Convert an owlet bundle to fp16 (int8: not yet) and report the cost")]
+#[command(name = "owlet-quantize", version, about = "Convert an owlet bundle to int8 or fp16 and report the cost")]
 struct Args {
     /// The fp32 bundle folder.
     input: PathBuf,
@@ -17,6 +18,12 @@ struct Args {
     output: PathBuf,
     #[arg(long, value_enum)]
     to: Target,
+    /// int8: keep linear layers whose node or weight name contains NAME in float
+    /// (repeatable; `none` quantizes every one). Default: the final projections
+    /// and the LM head (visual_projection, text_projection, language_projection,
+    /// lm_head).
+    #[arg(long, value_name = "NAME")]
+    keep_float: Vec<String>,
     /// Images to compare the two bundles on (the accuracy report).
     #[arg(long, value_name = "DIR")]
     calibrate: Option<PathBuf>,
@@ -40,18 +47,22 @@ fn run(a: Args) -> anyhow::Result<()> {
     // Check the calibration set before writing anything.
     let images = a.calibrate.as_deref().map(calibration_images).transpose()?;
     let bar = indicatif::ProgressBar::new_spinner().with_message("converting weights");
-    let stats = quantize_bundle(&a.input, &a.output, a.to, &mut || bar.inc(1))?;
+    let mut opts = Options::new(a.to);
+    if !a.keep_float.is_empty() {
+        opts.keep_float = a.keep_float.iter().filter(|n| n.as_str() != "none").cloned().collect();
+    }
+    let stats = quantize_bundle(&a.input, &a.output, &opts, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     let before: u64 = stats.iter().map(|(_, s)| s.bytes_before).sum();
     let after: u64 = stats.iter().map(|(_, s)| s.bytes_after).sum();
     for (graph, s) in &stats {
-        eprintln!("{graph}: {} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
+        eprintln!("{graph}: {}", s.detail);
     }
     let Some(images) = images else {
         println!("wrote {} (graphs {before} -> {after} bytes); no --calibrate folder: accuracy not measured", a.output.display());
         return Ok(());
     };
-    let r = report::compare(&a.input, &a.output, &images, &a.labels, (before, after))?;
+    let r = report::compare(&a.input, &a.output, a.to, &images, &a.labels, (before, after))?;
     println!("{r}");
     std::fs::write(a.output.join("quantize-report.json"), serde_json::to_string_pretty(&r)?)?;
     Ok(())

@@ -1,5 +1,5 @@
 //! owlet's own SIMD kernels, for what tract does not do: embedding arithmetic
-//! (similarity, search) today, frame conversion next.
+//! (similarity, search) and int8 matrix products for quantized graphs (`int8`).
 //!
 //! Every op has a scalar reference (`scalar.rs`); each architecture module plugs
 //! faster versions into the table behind run-time CPU feature detection, once, at
@@ -11,6 +11,7 @@
 mod aarch64_neon;
 #[cfg(test)]
 mod harness;
+pub mod int8;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx2;

@@ -1,0 +1,274 @@
+//! int8 weights for an ONNX graph, in the form owlet-runtime executes fast.
+//!
+//! - Every `MatMul(X, W)` with a constant float W [K, N] (a linear layer) becomes
+//!   `owlet.OwletMatMulInt8(X, Wq, W_scale[, B])` (runtime/src/ops/qmatmul.rs): Wq is
+//!   Wᵀ in int8, symmetric, one scale per output channel; a following `Add` of a
+//!   constant [N] bias is folded in. X is quantized per row at run time.
+//! - Every `Gather` from a large constant table (token embeddings) gathers int8
+//!   rows and their per-row scales instead: `Cast(Gather(Tq, ids)) * Gather(S, ids)`,
+//!   plain ONNX ops.
+//! - Layers kept in float by name (`keep_float`: the final projections and the LM
+//!   head by default) and the remaining large float weights (patch embedding,
+//!   position tables) are stored in fp16 like `--to fp16` does.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use owlet_runtime::kernels::int8::quantize_weights;
+use owlet_runtime::ops::qmatmul::OP_TYPE;
+use prost::Message;
+use tract_onnx::pb::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+
+use crate::fp16::{self, float_values, FLOAT};
+use crate::{Error, Result};
+
+/// ONNX TensorProto.DataType INT8.
+const INT8: i32 = 3;
+/// Linear layers smaller than this stay float (nothing to gain).
+const MIN_MATMUL_ELEMENTS: usize = 1024;
+/// Gather tables smaller than this stay float.
+const MIN_TABLE_ELEMENTS: usize = 65536;
+
+/// Layers kept in float unless told otherwise: the last projection into the
+/// shared embedding space (CLIP), into the language model (BLIP-2), and the LM
+/// head, where an error moves every score at once. The accuracy report measures
+/// what quantizing them too would cost (`--keep-float none`).
+pub const DEFAULT_KEEP_FLOAT: &[&str] = &["visual_projection", "text_projection", "language_projection", "lm_head"];
+
+/// What the conversion of one graph did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Int8Stats {
+    /// Linear layers now int8.
+    pub quantized: usize,
+    /// Of those, how many took their bias along.
+    pub with_bias: usize,
+    /// Embedding tables now int8.
+    pub tables: usize,
+    /// Linear layers kept in float by name, by node name.
+    pub kept_float: Vec<String>,
+    /// Other float weights stored in fp16.
+    pub fp16: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+fn matches_any(names: &[&str], patterns: &[String]) -> bool {
+    names.iter().any(|n| patterns.iter().any(|p| !p.is_empty() && n.contains(p.as_str())))
+}
+
+fn tensor_f32(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
+    TensorProto {
+        name,
+        dims,
+        data_type: FLOAT,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn tensor_i8(name: String, dims: Vec<i64>, values: &[i8]) -> TensorProto {
+    TensorProto { name, dims, data_type: INT8, raw_data: values.iter().map(|v| *v as u8).collect(), ..Default::default() }
+}
+
+/// Read `input`, quantize it as above, write `output`. `on_tensor` ticks once per
+/// node looked at.
+pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tensor: &mut dyn FnMut()) -> Result<Int8Stats> {
+    let bad = |why: String| Error::Graph(input.to_path_buf(), why);
+    let bytes = std::fs::read(input).map_err(|e| Error::Io(input.to_path_buf(), e))?;
+    let mut model = ModelProto::decode(bytes.as_slice()).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
+    let graph = model.graph.as_mut().ok_or_else(|| bad("the ONNX model has no graph".into()))?;
+    if graph.node.is_empty() {
+        return Err(bad("the ONNX graph has no nodes".into()));
+    }
+    if graph.node.iter().any(|n| n.op_type == OP_TYPE) {
+        return Err(bad("this graph is already int8 (it has OwletMatMulInt8 nodes)".into()));
+    }
+    let mut stats = Int8Stats { bytes_before: bytes.len() as u64, ..Default::default() };
+
+    let init_ix: HashMap<String, usize> = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+    for (ix, n) in graph.node.iter().enumerate() {
+        for i in &n.input {
+            consumers.entry(i.clone()).or_default().push(ix);
+        }
+    }
+    let graph_outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    // Exporters dedupe equal constants (all-zero biases of a fresh model) behind
+    // Identity nodes: follow those to the initializer.
+    let identity: HashMap<&str, &str> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Identity" && n.input.len() == 1 && n.output.len() == 1)
+        .map(|n| (n.output[0].as_str(), n.input[0].as_str()))
+        .collect();
+    let float_init = |name: &str| -> Option<&TensorProto> {
+        let mut name = name;
+        for _ in 0..8 {
+            match identity.get(name) {
+                Some(src) => name = src,
+                None => break,
+            }
+        }
+        init_ix.get(name).map(|&i| &graph.initializer[i]).filter(|t| t.data_type == FLOAT)
+    };
+
+    let mut new_inits: Vec<TensorProto> = Vec::new();
+    let mut removed_nodes = vec![false; graph.node.len()];
+    let mut replaced: Vec<(usize, Vec<NodeProto>)> = Vec::new();
+    // One quantized copy per weight, however many nodes share it.
+    let mut done_weights: HashMap<String, (String, String)> = HashMap::new();
+    let mut done_tables: HashMap<String, (String, String)> = HashMap::new();
+
+    for (ix, node) in graph.node.iter().enumerate() {
+        on_tensor();
+        match node.op_type.as_str() {
+            "MatMul" if node.input.len() == 2 => {
+                let Some(w) = float_init(&node.input[1]) else { continue };
+                if w.dims.len() != 2 || (w.dims[0] * w.dims[1]) < MIN_MATMUL_ELEMENTS as i64 {
+                    continue;
+                }
+                if matches_any(&[&node.name, &node.input[1]], keep_float) {
+                    stats.kept_float.push(node.name.clone());
+                    continue;
+                }
+                let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
+                let (wq_name, scale_name) = match done_weights.get(&w.name) {
+                    Some(names) => names.clone(),
+                    None => {
+                        let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
+                        // [K, N] -> [N, K]: one row per output channel.
+                        let mut wt = vec![0f32; n * k];
+                        for kk in 0..k {
+                            for nn in 0..n {
+                                wt[nn * k + kk] = values[kk * n + nn];
+                            }
+                        }
+                        let (q, scales) = quantize_weights(&wt, n, k);
+                        let names = (format!("{}.int8", w.name), format!("{}.scale", w.name));
+                        new_inits.push(tensor_i8(names.0.clone(), vec![n as i64, k as i64], &q));
+                        new_inits.push(tensor_f32(names.1.clone(), vec![n as i64], &scales));
+                        done_weights.insert(w.name.clone(), names.clone());
+                        names
+                    }
+                };
+                let mut inputs = vec![node.input[0].clone(), wq_name, scale_name];
+                let mut output = node.output[0].clone();
+                // Fold `Add(Y, bias)` when Y feeds only that Add and the bias is [N].
+                let users = consumers.get(&output).map(Vec::as_slice).unwrap_or(&[]);
+                if let [add_ix] = users {
+                    let add = &graph.node[*add_ix];
+                    let other = add.input.iter().find(|i| **i != output);
+                    let bias = other.and_then(|b| float_init(b)).filter(|b| b.dims == [n as i64]);
+                    if add.op_type == "Add" && add.input.len() == 2 && !graph_outputs.contains(&output) {
+                        if let Some(bias) = bias {
+                            inputs.push(bias.name.clone());
+                            output = add.output[0].clone();
+                            removed_nodes[*add_ix] = true;
+                            stats.with_bias += 1;
+                        }
+                    }
+                }
+                replaced.push((
+                    ix,
+                    vec![NodeProto {
+                        name: node.name.clone(),
+                        op_type: OP_TYPE.into(),
+                        domain: owlet_runtime::ops::DOMAIN.into(),
+                        input: inputs,
+                        output: vec![output],
+                        ..Default::default()
+                    }],
+                ));
+                stats.quantized += 1;
+            }
+            "Gather" if node.input.len() == 2 => {
+                let Some(t) = float_init(&node.input[0]) else { continue };
+                let axis = node.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).unwrap_or(0);
+                if t.dims.len() != 2 || axis != 0 || (t.dims[0] * t.dims[1]) < MIN_TABLE_ELEMENTS as i64 {
+                    continue;
+                }
+                if matches_any(&[&node.name, &node.input[0]], keep_float) {
+                    continue;
+                }
+                let (tq_name, scale_name) = match done_tables.get(&t.name) {
+                    Some(names) => names.clone(),
+                    None => {
+                        let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
+                        let values = float_values(t).map_err(|why| bad(format!("initializer {}: {why}", t.name)))?;
+                        let (q, scales) = quantize_weights(&values, rows, width);
+                        let names = (format!("{}.int8", t.name), format!("{}.row_scale", t.name));
+                        new_inits.push(tensor_i8(names.0.clone(), t.dims.clone(), &q));
+                        new_inits.push(tensor_f32(names.1.clone(), vec![rows as i64, 1], &scales));
+                        done_tables.insert(t.name.clone(), names.clone());
+                        names
+                    }
+                };
+                let (ids, out, name) = (&node.input[1], &node.output[0], &node.name);
+                let attr_to = node.attribute.iter().find(|a| a.name == "axis").cloned();
+                let gather = |data: &str, output: String| NodeProto {
+                    name: output.clone(),
+                    op_type: "Gather".into(),
+                    input: vec![data.to_string(), ids.clone()],
+                    output: vec![output],
+                    attribute: attr_to.iter().cloned().collect(),
+                    ..Default::default()
+                };
+                replaced.push((
+                    ix,
+                    vec![
+                        gather(&tq_name, format!("{name}.int8_rows")),
+                        gather(&scale_name, format!("{name}.row_scales")),
+                        fp16::cast_node(format!("{name}.int8_rows"), format!("{name}.f32_rows"), FLOAT),
+                        NodeProto {
+                            name: format!("{name}.dequantize"),
+                            op_type: "Mul".into(),
+                            input: vec![format!("{name}.f32_rows"), format!("{name}.row_scales")],
+                            output: vec![out.clone()],
+                            ..Default::default()
+                        },
+                    ],
+                ));
+                stats.tables += 1;
+            }
+            _ => {}
+        }
+    }
+
+    // Rebuild the node list in order: replacements in place, folded Adds dropped.
+    let mut replacements: HashMap<usize, Vec<NodeProto>> = replaced.into_iter().collect();
+    let old = std::mem::take(&mut graph.node);
+    for (ix, node) in old.into_iter().enumerate() {
+        if removed_nodes[ix] {
+            continue;
+        }
+        match replacements.remove(&ix) {
+            Some(nodes) => graph.node.extend(nodes),
+            None => graph.node.push(node),
+        }
+    }
+    // Drop the float originals nothing reads any more.
+    let used: std::collections::HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let outputs: std::collections::HashSet<&String> = graph_outputs.iter().collect();
+    graph.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name));
+    graph.input.retain(|i| !init_ix.contains_key(&i.name) || used.contains(&i.name));
+    graph.initializer.extend(new_inits);
+    if !model.opset_import.iter().any(|o| o.domain == owlet_runtime::ops::DOMAIN) {
+        model.opset_import.push(OperatorSetIdProto { domain: owlet_runtime::ops::DOMAIN.into(), version: 1 });
+    }
+    // What stays float and is large goes to fp16 storage; the int8 layers' scales
+    // and biases stay f32 (OwletMatMulInt8 takes them as initializers).
+    let keep: std::collections::HashSet<String> = model
+        .graph
+        .iter()
+        .flat_map(|g| g.node.iter())
+        .filter(|n| n.op_type == OP_TYPE)
+        .flat_map(|n| n.input.iter().skip(1).cloned())
+        .chain(done_tables.values().map(|(_, scales)| scales.clone()))
+        .collect();
+    stats.fp16 = fp16::convert_model(&mut model, input, &keep, &mut || {})?.converted;
+
+    let out = model.encode_to_vec();
+    stats.bytes_after = out.len() as u64;
+    std::fs::write(output, out).map_err(|e| Error::Io(output.to_path_buf(), e))?;
+    Ok(stats)
+}

@@ -1,0 +1,142 @@
+//! owlet-quantize --to int8 on the repository's bundles: the files shrink ~3.4x
+//! (the demo models are small, so LayerNorm and position tables weigh more than in
+//! ViT-B/32, where it is 3.9x), the graphs run on owlet's int8 op, and they say
+//! what the fp32 bundle says within int8's error; bad input is a clear error.
+
+use std::path::{Path, PathBuf};
+
+use owlet_quantize::{calibration_images, quantize_bundle, report, Options, Target};
+use owlet_runtime::bundle::{Bundle, Precision};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The held-out frames (200 natively; OWLET_DEMO_FRAMES under qemu, as the
+/// runtime's demo tests do).
+fn heldout() -> Vec<PathBuf> {
+    let all = calibration_images(&repo().join("models/scenes/heldout")).unwrap();
+    let n = std::env::var("OWLET_DEMO_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(all.len());
+    all.into_iter().take(n).collect()
+}
+
+fn convert(name: &str, opts: &Options) -> (tempfile::TempDir, PathBuf, u64, u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join(format!("{name}-int8"));
+    let stats = quantize_bundle(&repo().join("models").join(name), &out, opts, &mut || {}).unwrap();
+    for (g, s) in &stats {
+        eprintln!("{g}: {}", s.detail);
+    }
+    let before = stats.iter().map(|(_, s)| s.bytes_before).sum();
+    let after = stats.iter().map(|(_, s)| s.bytes_after).sum();
+    (tmp, out, before, after)
+}
+
+fn graph_ops(path: &Path) -> Vec<String> {
+    use prost::Message;
+    let bytes = std::fs::read(path).unwrap();
+    let m = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    m.graph.unwrap().node.into_iter().map(|n| n.op_type).collect()
+}
+
+const LABELS: [&str; 6] = ["car", "person", "dog", "bird", "bicycle", "package"];
+
+#[test]
+fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
+    let (_tmp, out, before, after) = convert("clip-demo", &Options::new(Target::Int8));
+    assert!((after as f64) < 0.32 * before as f64, "{before} -> {after} bytes");
+    let b = Bundle::open(&out).unwrap();
+    assert_eq!((b.manifest.vision.precision, b.text().precision), (Precision::Int8, Precision::Int8));
+    assert_eq!(b.manifest.name, "clip-demo-int8");
+    for g in ["vision.onnx", "text.onnx"] {
+        let ops = graph_ops(&out.join(g));
+        assert_eq!(ops.iter().filter(|o| *o == "OwletMatMulInt8").count(), 24, "{g}: every encoder linear layer is int8");
+        assert!(ops.iter().filter(|o| *o == "MatMul").count() >= 1, "{g}: the projection stays float by default");
+    }
+    let labels: Vec<String> = LABELS.map(String::from).to_vec();
+    let r = report::compare(&repo().join("models/clip-demo"), &out, Target::Int8, &heldout(), &labels, (before, after)).unwrap();
+    eprintln!("{r}");
+    assert!(r.image_cosine_mean >= 0.999 && r.image_cosine_worst >= 0.999, "{r}");
+    assert!(r.text_cosine_worst.unwrap() >= 0.999, "{r}");
+    // Frames where fp32 itself is decided: int8 must agree on (at least 99% of) them.
+    // Two-thing frames that fp32 splits ~50/50 between the two things flip with any
+    // perturbation; the report counts them apart.
+    let decided = r.zero_shot_decided.unwrap();
+    assert!(decided.0 >= 0.99, "{r}");
+    assert!(r.zero_shot_agreement.unwrap() >= 0.9, "{r}");
+    assert!(r.peak_rss_mb.1 > 0.0, "{r}");
+}
+
+#[test]
+fn blip2_int8_captions_as_fp32_does() {
+    let (_tmp, out, before, after) = convert("blip2-demo", &Options::new(Target::Int8));
+    assert!((after as f64) < 0.35 * before as f64, "{before} -> {after} bytes");
+    let frames = calibration_images(&repo().join("models/scenes/demo")).unwrap();
+    let r = report::compare(&repo().join("models/blip2-demo"), &out, Target::Int8, &frames, &[], (before, after)).unwrap();
+    eprintln!("{r}");
+    assert!(r.image_cosine_mean >= 0.999, "{r}");
+    assert!(r.caption_token_agreement.unwrap() >= 0.9, "{r}");
+}
+
+#[test]
+fn keep_float_by_name_keeps_those_layers_and_none_quantizes_all() {
+    let mut opts = Options::new(Target::Int8);
+    opts.keep_float = vec!["fc2".into()];
+    let (_tmp, out, _, _) = convert("clip-demo", &opts);
+    let ops = graph_ops(&out.join("vision.onnx"));
+    // 4 layers x (q, k, v, out, fc1) + the projection; fc2 x 4 stay MatMul.
+    assert_eq!(ops.iter().filter(|o| *o == "OwletMatMulInt8").count(), 21);
+    opts.keep_float = vec![];
+    let (_tmp2, out, _, _) = convert("clip-demo", &opts);
+    assert_eq!(graph_ops(&out.join("vision.onnx")).iter().filter(|o| *o == "OwletMatMulInt8").count(), 25);
+}
+
+fn expect_error(input: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let e = quantize_bundle(input, &out, &Options::new(Target::Int8), &mut || {}).unwrap_err().to_string();
+    assert!(!out.join("owlet.toml").exists(), "a failed conversion left a bundle behind: {e}");
+    e
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    // An int8 bundle is not converted again.
+    let (_tmp, int8, _, _) = convert("clip-demo", &Options::new(Target::Int8));
+    let e = expect_error(&int8);
+    assert!(e.contains("only fp32 bundles"), "{e}");
+    // A graph that is not ONNX, named.
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    for f in ["owlet.toml", "tokenizer.json", "vision.onnx"] {
+        std::fs::copy(repo().join("models/clip-demo").join(f), bad.join(f)).unwrap();
+    }
+    std::fs::write(bad.join("text.onnx"), b"\x0a\x05hello\xff\xff").unwrap();
+    let e = expect_error(&bad);
+    assert!(e.contains("text.onnx") && e.contains("not an ONNX model"), "{e}");
+}
+
+#[test]
+fn owlet_refuses_a_graph_with_an_unknown_op_or_a_broken_int8_node_by_name() {
+    use prost::Message;
+    let (_tmp, out, _, _) = convert("clip-demo", &Options::new(Target::Int8));
+    let path = out.join("vision.onnx");
+    let original = std::fs::read(&path).unwrap();
+    let edit = |f: &dyn Fn(&mut tract_onnx::pb::NodeProto)| {
+        let mut m = tract_onnx::pb::ModelProto::decode(original.as_slice()).unwrap();
+        let node = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "OwletMatMulInt8").unwrap();
+        f(node);
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        match owlet_runtime::models::clip::Clip::load(&out) {
+            Ok(_) => panic!("a broken int8 graph loaded"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = edit(&|n| n.op_type = "OwletMatMulInt4".into());
+    assert!(e.contains("vision.onnx") && e.contains("OwletMatMulInt4"), "{e}");
+    let e = edit(&|n| n.input.truncate(2));
+    assert!(e.contains("vision.onnx") && e.contains("OwletMatMulInt8") && e.contains("3 or 4 inputs"), "{e}");
+    let e = edit(&|n| n.input.swap(1, 2));
+    assert!(e.contains("vision.onnx"), "{e}");
+}

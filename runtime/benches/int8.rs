@@ -1,0 +1,42 @@
+//! int8 kernel throughput: every int8 kernel this CPU has, on the linear layers of
+//! CLIP ViT-B/32 (batch 1 and 8), in GMAC/s, one thread and the pool.
+//!
+//!     cargo bench -p owlet-runtime --bench int8 [-- --threads N]
+
+use std::time::Instant;
+
+use owlet_runtime::engine;
+use owlet_runtime::kernels::int8::{candidates, qmatmul, quantize_weights, PackedWeights};
+
+fn main() {
+    let mut threads = engine::default_threads();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--threads" {
+            threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N");
+        }
+    }
+    // (rows, K, N): ViT-B/32 vision, 50 tokens per image: qkv/out, fc1, fc2.
+    let shapes = [(50, 768, 768), (50, 768, 3072), (50, 3072, 768), (400, 768, 768), (400, 768, 3072), (400, 3072, 768)];
+    for t in [1, threads] {
+        engine::set_threads(t);
+        println!("{t} thread(s)");
+        for &(m, k, n) in &shapes {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0).collect();
+            let (wq, scales) = quantize_weights(&w, n, k);
+            for kernel in candidates().iter().filter(|k| k.name != "scalar_qgemm_i8") {
+                let packed = PackedWeights::pack(kernel, &wq, n, k, scales.clone(), None);
+                let mut y = vec![0f32; m * n];
+                let iters = (2e9 / (m * k * n) as f64).clamp(3.0, 200.0) as usize;
+                qmatmul(kernel, &x, m, &packed, &mut y);
+                let start = Instant::now();
+                for _ in 0..iters {
+                    qmatmul(kernel, &x, m, &packed, &mut y);
+                }
+                let s = start.elapsed().as_secs_f64() / iters as f64;
+                println!("  {:<28} m {m:>4} k {k:>5} n {n:>5}: {:8.3} ms {:7.1} GMAC/s", kernel.name, s * 1e3, (m * k * n) as f64 / s / 1e9);
+            }
+        }
+    }
+}

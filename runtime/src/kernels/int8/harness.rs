@@ -1,0 +1,118 @@
+//! Every int8 kernel against the scalar reference, exactly (integer sums), on random
+//! shapes with ragged edges in every dimension; and the whole quantized product
+//! against the f32 one, within what int8 rounding allows.
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+fn random_i8(len: usize, seed: u64) -> Vec<i8> {
+    let mut r = xorshift(seed);
+    // The full range the quantizers produce, extremes included.
+    (0..len).map(|_| ((r() % 255) as u8 as i8).max(-127)).collect()
+}
+
+fn random_f32(len: usize, seed: u64) -> Vec<f32> {
+    let mut r = xorshift(seed);
+    (0..len).map(|_| (r() >> 41) as f32 / (1u64 << 23) as f32 * 4.0 - 2.0).collect()
+}
+
+fn reference_i32(x: &[i8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
+    let mut out = vec![0i32; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            out[r * n + c] = (0..k).map(|t| x[r * k + t] as i32 * w[c * k + t] as i32).sum();
+        }
+    }
+    out
+}
+
+/// x as `quantize_rows` would lay it out for `kernel`, from raw int8 values.
+fn rows_for(kernel: &QGemmKernel, x: &[i8], m: usize, k: usize) -> QuantizedRows {
+    let kp = round_up(k.max(1), kernel.k_align);
+    let mp = round_up(m.max(1), kernel.mr);
+    let mut data = vec![0i8; mp * kp];
+    for r in 0..m {
+        data[r * kp..r * kp + k].copy_from_slice(&x[r * k..(r + 1) * k]);
+    }
+    QuantizedRows { data, scales: vec![1.0; m], m, mp, kp }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn every_int8_kernel_matches_the_scalar_reference_exactly(
+        m in 1usize..20, n in 1usize..70, k in 1usize..100, seed in any::<u64>(),
+    ) {
+        let x = random_i8(m * k, seed);
+        let w = random_i8(n * k, seed ^ 0x9e37_79b9_7f4a_7c15);
+        let want = reference_i32(&x, &w, m, n, k);
+        for kernel in candidates() {
+            let packed = PackedWeights::pack(&kernel, &w, n, k, vec![1.0; n], None);
+            let got = gemm_i32(&kernel, &rows_for(&kernel, &x, m, k), &packed);
+            prop_assert_eq!(&got, &want, "{} on m {} n {} k {}", kernel.name, m, n, k);
+        }
+    }
+
+    #[test]
+    fn the_quantized_product_is_close_to_the_f32_one(
+        m in 1usize..12, n in 1usize..40, k in 1usize..300, seed in any::<u64>(),
+    ) {
+        let x = random_f32(m * k, seed);
+        let wf = random_f32(n * k, seed ^ 0x5555);
+        let bias = random_f32(n, seed ^ 0xaaaa);
+        let (wq, scales) = quantize_weights(&wf, n, k);
+        for kernel in candidates() {
+            let packed = PackedWeights::pack(&kernel, &wq, n, k, scales.clone(), Some(bias.clone()));
+            let mut y = vec![f32::NAN; m * n];
+            qmatmul(&kernel, &x, m, &packed, &mut y);
+            for r in 0..m {
+                for c in 0..n {
+                    let exact: f32 = (0..k).map(|t| x[r * k + t] * wf[c * k + t]).sum::<f32>() + bias[c];
+                    // Each of x and w is within half a step (max/254) of its value:
+                    // the error of a sum of k products is bounded by k * (|x| step + |w| step).
+                    let bound = k as f32 * 2.0 * (2.0 / 254.0) * 2.0 + 1e-4;
+                    prop_assert!((y[r * n + c] - exact).abs() <= bound,
+                        "{}: y[{r},{c}] {} vs {exact} (m {m} n {n} k {k})", kernel.name, y[r * n + c]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantize_rows_keeps_zero_and_extremes() {
+    let x = [0.0, 1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, f32::NAN, 3.0, 0.0, 0.0];
+    let q = quantize_rows(&x, 3, 4, 4, 2);
+    assert_eq!(&q.data[0..4], &[0, 127, -127, 64]);
+    assert_eq!(&q.data[4..8], &[0, 0, 0, 0], "a row of zeros stays zeros");
+    assert_eq!(q.mp, 4, "rows padded to mr");
+    assert_eq!(&q.data[12..16], &[0, 0, 0, 0], "padding rows are zero");
+    assert!((q.scales[0] - 1.0 / 127.0).abs() < 1e-9);
+}
+
+#[test]
+fn the_best_int8_kernel_uses_simd_where_the_cpu_has_it() {
+    let names: Vec<_> = candidates().iter().map(|k| k.name).collect();
+    eprintln!("int8 kernels on this CPU: {names:?}");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        assert_eq!(candidates().last().unwrap().name, "x86_64_avx2_qgemm_i8_4x16");
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(
+        candidates().last().unwrap().name,
+        if std::arch::is_aarch64_feature_detected!("dotprod") { "aarch64_sdot_qgemm_i8_4x16" } else { "aarch64_neon_qgemm_i8_2x16" }
+    );
+}
