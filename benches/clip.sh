@@ -2,6 +2,8 @@
 # CLIP benchmark, owlet vs onnxruntime, on a random-weight bundle with the real
 # ViT-B/32 dimensions (made here by models/export.py; ~600 MB, not committed).
 #   benches/clip.sh [--threads N] [--iters N] [--batches 1,8]
+# It also makes the bundle's int8 form with owlet-quantize and times it against
+# onnxruntime's int8 (quantize_dynamic) of the same graphs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="$PWD/target/bench-models/clip-vit-b32"
@@ -9,4 +11,9 @@ if [ ! -f "$BUNDLE/owlet.toml" ]; then
   pip install -q -r models/requirements.txt
   python3 models/export.py clip "$BUNDLE" --random vit-b32
 fi
-exec cargo bench -p owlet-runtime --bench clip -- --model "$BUNDLE" --threads "$(nproc)" "$@"
+if [ ! -f "$BUNDLE-int8/owlet.toml" ]; then
+  # The workspace build (a -p build would resolve other features and rebuild tract).
+  cargo build --release --workspace --bins --tests
+  target/release/owlet-quantize "$BUNDLE" "$BUNDLE-int8" --to int8
+fi
+exec cargo bench -p owlet-runtime --bench clip -- --model "$BUNDLE" --int8 "$BUNDLE-int8" --threads "$(nproc)" "$@"

@@ -9,6 +9,11 @@
 //!
 //! Prints the median of each side and the ratio owlet / onnxruntime (< 1: owlet faster)
 //! for the vision and text graphs at batch 1 and 8.
+//!
+//! With `--int8 BUNDLE8` (BUNDLE8 = `owlet-quantize BUNDLE BUNDLE8 --to int8`) it also
+//! times owlet on BUNDLE8 and onnxruntime on its own int8 form of the same fp32
+//! graphs (quantize_dynamic, per channel; benches/ort_clip.py --int8), in the same
+//! run, and prints that ratio too.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,17 +25,19 @@ use owlet_runtime::tokenize::EncodedBatch;
 
 struct Opts {
     model: PathBuf,
+    int8: Option<PathBuf>,
     threads: usize,
     iters: usize,
     batches: Vec<usize>,
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { model: PathBuf::new(), threads: engine::default_threads(), iters: 10, batches: vec![1, 8] };
+    let mut o = Opts { model: PathBuf::new(), int8: None, threads: engine::default_threads(), iters: 10, batches: vec![1, 8] };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" => o.model = args.next().expect("--model BUNDLE").into(),
+            "--int8" => o.int8 = Some(args.next().expect("--int8 BUNDLE").into()),
             "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--iters" => o.iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
             "--batches" => {
@@ -62,15 +69,10 @@ fn time_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
-fn main() {
-    let o = parse();
-    engine::set_threads(o.threads);
-    let t = Instant::now();
-    let clip = Clip::load(&o.model).expect("bundle loads");
-    let load_s = t.elapsed().as_secs_f64();
+/// owlet's medians for (graph, batch) on one bundle.
+fn time_owlet(clip: &Clip, o: &Opts) -> Vec<(String, usize, f64)> {
     let side = clip.vision.preprocess_spec().crop_size as usize;
     let ctx = clip.text.tokenizer().context_length();
-
     let mut owlet: Vec<(String, usize, f64)> = Vec::new();
     for &b in &o.batches {
         // Same input distributions as benches/ort_clip.py (values don't change the cost).
@@ -94,7 +96,11 @@ fn main() {
         });
         owlet.push(("text".into(), b, median(t)));
     }
+    owlet
+}
 
+/// onnxruntime's medians from benches/ort_clip.py (`extra`: e.g. `--int8 DIR`).
+fn time_ort(o: &Opts, side: usize, ctx: usize, extra: &[String]) -> (serde_json::Value, Vec<(String, usize, f64)>) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/ort_clip.py");
     let batches = o.batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
     let out = Command::new("python3")
@@ -102,25 +108,61 @@ fn main() {
         .args(["--model", &o.model.display().to_string(), "--threads", &o.threads.to_string()])
         .args(["--batches", &batches, "--iters", &o.iters.to_string()])
         .args(["--side", &side.to_string(), "--context", &ctx.to_string()])
+        .args(extra)
         .output()
         .expect("python3 runs benches/ort_clip.py");
     if !out.status.success() {
         panic!("ort_clip.py failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ort_clip.py prints JSON");
+    let mut meds = Vec::new();
+    for graph in ["vision", "text"] {
+        for &b in &o.batches {
+            let ms: Vec<f64> = ort[graph][b.to_string()].as_array().expect("ort times").iter().map(|v| v.as_f64().unwrap()).collect();
+            meds.push((graph.to_string(), b, median(ms)));
+        }
+    }
+    (ort, meds)
+}
 
-    println!("CLIP benchmark: bundle {} ({}), {} thread(s), {} iterations, medians in ms",
-        o.model.display(), clip.bundle.manifest.source, o.threads, o.iters);
+fn lookup(v: &[(String, usize, f64)], graph: &str, b: usize) -> f64 {
+    v.iter().find(|(g, bb, _)| g == graph && *bb == b).map(|x| x.2).expect("timed")
+}
+
+fn main() {
+    let o = parse();
+    engine::set_threads(o.threads);
+    let t = Instant::now();
+    let clip = Clip::load(&o.model).expect("bundle loads");
+    let load_s = t.elapsed().as_secs_f64();
+    let side = clip.vision.preprocess_spec().crop_size as usize;
+    let ctx = clip.text.tokenizer().context_length();
+    let owlet = time_owlet(&clip, &o);
+    drop(clip);
+    let int8 = o.int8.as_ref().map(|p| {
+        let c = Clip::load(p).expect("int8 bundle loads");
+        time_owlet(&c, &o)
+    });
+    let (ort, ort32) = time_ort(&o, side, ctx, &[]);
+    let ort8 = o.int8.as_ref().map(|p| {
+        let cache = format!("{}-ort-int8", o.model.display());
+        eprintln!("onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}", o.model.display(), p.display());
+        time_ort(&o, side, ctx, &["--int8".to_string(), cache]).1
+    });
+
+    println!("CLIP benchmark: bundle {}, {} thread(s), {} iterations, medians in ms", o.model.display(), o.threads, o.iters);
     println!("owlet load + plan: {load_s:.2} s; onnxruntime {}", ort["onnxruntime"].as_str().unwrap_or("?"));
     println!("{:<8} {:>5} {:>12} {:>12} {:>14}", "graph", "batch", "owlet", "onnxruntime", "owlet / ort");
-    for (graph, b, ms) in owlet {
-        let ort_ms: Vec<f64> = ort[&graph][b.to_string()]
-            .as_array()
-            .expect("ort times")
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let ort_med = median(ort_ms);
-        println!("{graph:<8} {b:>5} {ms:>12.1} {ort_med:>12.1} {:>13.2}x", ms / ort_med);
+    for (graph, b, ms) in &owlet {
+        let r = lookup(&ort32, graph, *b);
+        println!("{graph:<8} {b:>5} {ms:>12.1} {r:>12.1} {:>13.2}x", ms / r);
+    }
+    if let (Some(i8s), Some(o8)) = (int8, ort8) {
+        println!("int8: owlet (OwletMatMulInt8) vs onnxruntime (quantize_dynamic), same fp32 source graphs");
+        println!("{:<8} {:>5} {:>12} {:>12} {:>14} {:>16} {:>14}", "graph", "batch", "owlet int8", "ort int8", "owlet / ort", "owlet int8/fp32", "ort int8/fp32");
+        for (graph, b, ms) in &i8s {
+            let (r, f32_owlet, f32_ort) = (lookup(&o8, graph, *b), lookup(&owlet, graph, *b), lookup(&ort32, graph, *b));
+            println!("{graph:<8} {b:>5} {ms:>12.1} {r:>12.1} {:>13.2}x {:>15.2}x {:>13.2}x", ms / r, ms / f32_owlet, r / f32_ort);
+        }
     }
 }

@@ -239,8 +239,7 @@ fn row_scale(row: &[f32]) -> (f32, f32) {
 }
 
 /// `y = x · Wᵀ + bias` for `x` [m, k] f32 and packed int8 `w`; `y` is [m, n].
-/// Splits the rows' quantization, then the output channels, over tract's thread
-/// pool (`engine::set_threads`).
+/// Splits the output channels over tract's thread pool (`engine::set_threads`).
 pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: &mut [f32]) {
     assert_eq!(w.nr, kernel.nr, "weights were packed for another kernel");
     assert_eq!(x.len(), m * w.k, "x is not [m, k]");
@@ -256,15 +255,11 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
     use tract_linalg::multithread::{current_tract_executor, Executor};
     match current_tract_executor() {
         Executor::MultiThread(pool) if panels > 1 => {
-            let threads = pool.current_num_threads();
-            pool.scope(|s| {
-                for t in 0..threads {
-                    let rows = m * t / threads..m * (t + 1) / threads;
-                    s.spawn(move |_| quantize_into(x, w.k, w.kp, rows, rows_out));
-                }
-            });
+            // Rows are quantized here, serially: it is ~1/k of the product's work, and
+            // waking the pool twice per product cost more than it saved (measured).
+            quantize_into(x, w.k, w.kp, 0..m, rows_out);
             // A few tasks per thread: even shares when panels don't divide evenly.
-            let tasks = (threads * 4).min(panels);
+            let tasks = (pool.current_num_threads() * 4).min(panels);
             let xq = &xq;
             pool.scope(|s| {
                 for t in 0..tasks {
