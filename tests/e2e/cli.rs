@@ -346,3 +346,31 @@ fn a_reader_that_stops_early_ends_owlet_quietly_not_with_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = |f: &str| repo().join("models/scenes/demo").join(f).display().to_string();
+    // One thing in each: a blue bird, and the red car of the bridge's demo.
+    let (bird, car) = (demo("demo-00001.jpg"), demo("demo-00117.jpg"));
+    let clip8 = tmp.path().join("clip-int8").display().to_string();
+    let out = run("owlet-quantize", &[&repo().join("models/clip-demo").display().to_string(), &clip8, "--to", "int8"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("24 linear layers to int8"), "{}", String::from_utf8_lossy(&out.stderr));
+    let labels = "car,person,dog,bird,bicycle,package";
+    let out = run("owlet", &["classify", "-m", &clip8, "--labels", labels, "--json", &bird, &car]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out);
+    assert_eq!(v["results"][0]["top_label"], "bird", "{v}");
+    assert_eq!(v["results"][1]["top_label"], "car", "{v}");
+    let out = run("owlet", &["bench", "-m", &clip8, "--batch", "1", "--runs", "1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&out)["precision"], "int8");
+
+    let blip8 = tmp.path().join("blip2-int8").display().to_string();
+    let out = run("owlet-quantize", &[&repo().join("models/blip2-demo").display().to_string(), &blip8, "--to", "int8"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run("owlet", &["caption", "-m", &blip8, "--json", &bird]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("a blue bird"), "{}", String::from_utf8_lossy(&out.stdout));
+}

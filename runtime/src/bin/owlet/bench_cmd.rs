@@ -30,7 +30,8 @@ fn pixels(n: usize) -> Vec<f32> {
 }
 
 pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> Result<ExitCode> {
-    let kind = Bundle::open(&common.model)?.manifest.kind;
+    let manifest = Bundle::open(&common.model)?.manifest;
+    let kind = manifest.kind;
     let mut rows = Vec::new();
     let device;
     match kind {
@@ -82,7 +83,15 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
             }
         }
     }
-    let precision = if device == owlet_runtime::device::Device::Cuda { format!("{:?}", common.gpu_precision).to_lowercase() } else { "f32".into() };
+    // What the matrix products compute in: the GPU's float type; on the CPU int8 for
+    // an int8 bundle (owlet's int8 op) and f32 otherwise (fp16 weights are widened).
+    let precision = if device == owlet_runtime::device::Device::Cuda {
+        format!("{:?}", common.gpu_precision).to_lowercase()
+    } else if manifest.vision.precision == owlet_runtime::bundle::Precision::Int8 {
+        "int8".into()
+    } else {
+        "f32".into()
+    };
     if common.json {
         crate::output::print_json(&json!({"model": common.model, "precision": precision, "runs": runs, "results": rows}));
     } else {
