@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use prost::Message;
 use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
 
 use crate::{Error, Result};
@@ -34,19 +33,10 @@ pub struct GraphStats {
 /// Read `input`, store its large float weights in fp16, write `output`.
 /// `on_tensor` is called once per initializer (a progress bar's tick).
 pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) -> Result<GraphStats> {
-    let bytes = std::fs::read(input).map_err(|e| Error::Io(input.to_path_buf(), e))?;
-    let mut model = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::Graph(input.to_path_buf(), format!("not an ONNX model: {e}")))?;
-    match model.graph.as_ref() {
-        None => return Err(Error::Graph(input.to_path_buf(), "the ONNX model has no graph".into())),
-        Some(g) if g.node.is_empty() => return Err(Error::Graph(input.to_path_buf(), "the ONNX graph has no nodes".into())),
-        Some(_) => {}
-    }
+    let (mut model, bytes_before) = crate::read_model(input)?;
     let mut stats = convert_model(&mut model, input, &HashSet::new(), on_tensor)?;
-    stats.bytes_before = bytes.len() as u64;
-    let out = model.encode_to_vec();
-    stats.bytes_after = out.len() as u64;
-    std::fs::write(output, out).map_err(|e| Error::Io(output.to_path_buf(), e))?;
+    stats.bytes_before = bytes_before;
+    stats.bytes_after = crate::write_model(&model, output)?;
     Ok(stats)
 }
 

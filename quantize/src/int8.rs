@@ -16,8 +16,7 @@ use std::path::Path;
 
 use owlet_runtime::kernels::int8::quantize_weights;
 use owlet_runtime::ops::qmatmul::OP_TYPE;
-use prost::Message;
-use tract_onnx::pb::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use tract_onnx::pb::{NodeProto, OperatorSetIdProto, TensorProto};
 
 use crate::fp16::{self, float_values, FLOAT};
 use crate::{Error, Result};
@@ -74,16 +73,12 @@ fn tensor_i8(name: String, dims: Vec<i64>, values: &[i8]) -> TensorProto {
 /// node looked at.
 pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tensor: &mut dyn FnMut()) -> Result<Int8Stats> {
     let bad = |why: String| Error::Graph(input.to_path_buf(), why);
-    let bytes = std::fs::read(input).map_err(|e| Error::Io(input.to_path_buf(), e))?;
-    let mut model = ModelProto::decode(bytes.as_slice()).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
-    let graph = model.graph.as_mut().ok_or_else(|| bad("the ONNX model has no graph".into()))?;
-    if graph.node.is_empty() {
-        return Err(bad("the ONNX graph has no nodes".into()));
-    }
+    let (mut model, bytes_before) = crate::read_model(input)?;
+    let graph = model.graph.as_mut().expect("read_model checked the graph");
     if graph.node.iter().any(|n| n.op_type == OP_TYPE) {
         return Err(bad("this graph is already int8 (it has OwletMatMulInt8 nodes)".into()));
     }
-    let mut stats = Int8Stats { bytes_before: bytes.len() as u64, ..Default::default() };
+    let mut stats = Int8Stats { bytes_before, ..Default::default() };
 
     let init_ix: HashMap<String, usize> = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
     let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
@@ -144,7 +139,8 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
                             }
                         }
                         let (q, scales) = quantize_weights(&wt, n, k);
-                        let names = (format!("{}.int8", w.name), format!("{}.scale", w.name));
+                        // `_nk`: transposed, so never the same tensor as a Gather table's `.int8`.
+                        let names = (format!("{}.int8_nk", w.name), format!("{}.scale_n", w.name));
                         new_inits.push(tensor_i8(names.0.clone(), vec![n as i64, k as i64], &q));
                         new_inits.push(tensor_f32(names.1.clone(), vec![n as i64], &scales));
                         done_weights.insert(w.name.clone(), names.clone());
@@ -204,13 +200,13 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
                     }
                 };
                 let (ids, out, name) = (&node.input[1], &node.output[0], &node.name);
-                let attr_to = node.attribute.iter().find(|a| a.name == "axis").cloned();
+                let axis_attr = node.attribute.iter().find(|a| a.name == "axis").cloned();
                 let gather = |data: &str, output: String| NodeProto {
                     name: output.clone(),
                     op_type: "Gather".into(),
                     input: vec![data.to_string(), ids.clone()],
                     output: vec![output],
-                    attribute: attr_to.iter().cloned().collect(),
+                    attribute: axis_attr.iter().cloned().collect(),
                     ..Default::default()
                 };
                 replaced.push((
@@ -267,8 +263,6 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
         .collect();
     stats.fp16 = fp16::convert_model(&mut model, input, &keep, &mut || {})?.converted;
 
-    let out = model.encode_to_vec();
-    stats.bytes_after = out.len() as u64;
-    std::fs::write(output, out).map_err(|e| Error::Io(output.to_path_buf(), e))?;
+    stats.bytes_after = crate::write_model(&model, output)?;
     Ok(stats)
 }

@@ -155,6 +155,28 @@ fn write_converted(bundle: &Bundle, output: &Path, opts: &Options, on_tensor: &m
     Ok(stats)
 }
 
+/// Read and decode an ONNX file, which must have a graph with nodes. Also returns
+/// its size in bytes.
+pub(crate) fn read_model(path: &Path) -> Result<(tract_onnx::pb::ModelProto, u64)> {
+    use prost::Message;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
+    let model = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
+    match model.graph.as_ref() {
+        None => Err(Error::Graph(path.to_path_buf(), "the ONNX model has no graph".into())),
+        Some(g) if g.node.is_empty() => Err(Error::Graph(path.to_path_buf(), "the ONNX graph has no nodes".into())),
+        Some(_) => Ok((model, bytes.len() as u64)),
+    }
+}
+
+/// Encode and write an ONNX model; returns its size in bytes.
+pub(crate) fn write_model(model: &tract_onnx::pb::ModelProto, path: &Path) -> Result<u64> {
+    use prost::Message;
+    let out = model.encode_to_vec();
+    std::fs::write(path, &out).map_err(|e| Error::Io(path.to_path_buf(), e))?;
+    Ok(out.len() as u64)
+}
+
 /// Image files of a calibration folder; an empty or missing folder is an error.
 pub fn calibration_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;

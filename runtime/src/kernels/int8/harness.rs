@@ -37,6 +37,26 @@ fn reference_i32(x: &[i8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
     out
 }
 
+/// The i32 sums alone (`xq · Wᵀ` before scales), for testing kernels exactly.
+fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<i32> {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let mut out = vec![0i32; xq.m * w.n];
+    let mut tile = vec![0i32; mr * nr];
+    for p in 0..w.n.div_ceil(nr) {
+        let b = &w.data[p * w.kp * nr..(p + 1) * w.kp * nr];
+        for r0 in (0..xq.m).step_by(mr) {
+            // SAFETY: as in run_panels (mod.rs).
+            unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
+            for r in 0..mr.min(xq.m - r0) {
+                for j in 0..nr.min(w.n - p * nr) {
+                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// x as `quantize_rows` would lay it out for `kernel`, from raw int8 values.
 fn rows_for(kernel: &QGemmKernel, x: &[i8], m: usize, k: usize) -> QuantizedRows {
     let kp = round_up(k.max(1), kernel.k_align);

@@ -126,10 +126,6 @@ impl PackedWeights {
         PackedWeights { n, k, kp, nr, data, scales, bias }
     }
 
-    /// Bytes of packed weights (for reports).
-    pub fn bytes(&self) -> usize {
-        self.data.len()
-    }
 }
 
 /// x ([m, k] f32) quantized per row: int8 values in `[-127, 127]`, rows of `kp`
@@ -149,9 +145,19 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize) -> Qua
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert!(kp >= k, "rows padded to less than k");
     let mp = round_up(m.max(1), mr);
-    let mut q = QuantizedRows { data: vec![0i8; mp * kp], scales: vec![0f32; m], m, mp, kp };
-    quantize_into(x, k, kp, 0..m, SharedRows(q.data.as_mut_ptr(), q.scales.as_mut_ptr()));
-    q
+    let mut data = vec![0i8; mp * kp];
+    let mut scales = vec![0f32; m];
+    for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(&mut scales) {
+        let inv;
+        (*scale, inv) = row_scale(row);
+        for (q, &v) in q.iter_mut().zip(row) {
+            // Round half away from zero, written so that it vectorises on baseline
+            // x86-64 (SSE2 has no round instruction). |v * inv| <= 127 by construction.
+            let s = v * inv;
+            *q = (s + 0.5f32.copysign(s)) as i32 as i8;
+        }
+    }
+    QuantizedRows { data, scales, m, mp, kp }
 }
 
 /// A raw pointer that tiles of one product write through from several threads;
@@ -191,31 +197,6 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
     }
 }
 
-/// A raw pointer to the quantized rows' buffers, for filling disjoint rows from
-/// several threads.
-#[derive(Clone, Copy)]
-struct SharedRows(*mut i8, *mut f32);
-// SAFETY: each task quantizes its own rows.
-unsafe impl Send for SharedRows {}
-unsafe impl Sync for SharedRows {}
-
-/// Quantize rows `rows` of x into `out` (laid out as `quantize_rows` does).
-fn quantize_into(x: &[f32], k: usize, kp: usize, rows: std::ops::Range<usize>, out: SharedRows) {
-    for r in rows {
-        let row = &x[r * k..(r + 1) * k];
-        // SAFETY: row r's kp bytes and its scale belong to this task alone.
-        let (q, scale_out) = unsafe { (std::slice::from_raw_parts_mut(out.0.add(r * kp), k), &mut *out.1.add(r)) };
-        let (scale, inv) = row_scale(row);
-        *scale_out = scale;
-        for (q, &v) in q.iter_mut().zip(row) {
-            // Round half away from zero, written so that it vectorises on baseline
-            // x86-64 (SSE2 has no round instruction). |v * inv| <= 127 by construction.
-            let s = v * inv;
-            *q = (s + 0.5f32.copysign(s)) as i32 as i8;
-        }
-    }
-}
-
 /// A row's scale (max |x| / 127) and its inverse. A row of zeros (or one that is
 /// not finite) gets scale 1 and quantizes to zeros.
 fn row_scale(row: &[f32]) -> (f32, f32) {
@@ -247,17 +228,14 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
     if m == 0 || w.n == 0 {
         return;
     }
-    let mp = round_up(m, kernel.mr);
-    let mut xq = QuantizedRows { data: vec![0i8; mp * w.kp], scales: vec![0f32; m], m, mp, kp: w.kp };
-    let rows_out = SharedRows(xq.data.as_mut_ptr(), xq.scales.as_mut_ptr());
+    // Rows are quantized serially: it is ~1/n of the product's work, and waking the
+    // pool a second time per product cost more than it saved (measured).
+    let xq = quantize_rows(x, m, w.k, w.kp, kernel.mr);
     let out = SharedOut(y.as_mut_ptr());
     let panels = w.n.div_ceil(kernel.nr);
     use tract_linalg::multithread::{current_tract_executor, Executor};
     match current_tract_executor() {
         Executor::MultiThread(pool) if panels > 1 => {
-            // Rows are quantized here, serially: it is ~1/k of the product's work, and
-            // waking the pool twice per product cost more than it saved (measured).
-            quantize_into(x, w.k, w.kp, 0..m, rows_out);
             // A few tasks per thread: even shares when panels don't divide evenly.
             let tasks = (pool.current_num_threads() * 4).min(panels);
             let xq = &xq;
@@ -268,31 +246,8 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
                 }
             });
         }
-        _ => {
-            quantize_into(x, w.k, w.kp, 0..m, rows_out);
-            run_panels(kernel, &xq, w, 0..panels, out);
-        }
+        _ => run_panels(kernel, &xq, w, 0..panels, out),
     }
-}
-
-/// The i32 sums alone (`xq · Wᵀ` before scales), for testing kernels exactly.
-pub fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<i32> {
-    let (mr, nr) = (kernel.mr, kernel.nr);
-    let mut out = vec![0i32; xq.m * w.n];
-    let mut tile = vec![0i32; mr * nr];
-    for p in 0..w.n.div_ceil(nr) {
-        let b = &w.data[p * w.kp * nr..(p + 1) * w.kp * nr];
-        for r0 in (0..xq.m).step_by(mr) {
-            // SAFETY: as in run_panels.
-            unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
-            for r in 0..mr.min(xq.m - r0) {
-                for j in 0..nr.min(w.n - p * nr) {
-                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j];
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Symmetric per-row int8 quantization of a weight matrix ([n, k] f32): the int8
