@@ -2,6 +2,9 @@
 # Guest instructions of one CLIP image embedding under qemu (a repeatable figure to
 # track kernels by, where wall time under emulation means little).
 #   benches/qemu/count.sh [cortex-a72|cortex-a76] [IMAGE]
+#   OWLET_BUNDLE=DIR (default models/clip-test): the CLIP bundle to embed with, e.g.
+#   an fp16 one from owlet-quantize, which computes in f16 on the A76 (OWLET_CPU_F16=0:
+#   in f32, for the comparison).
 # Needs the aarch64 build (scripts/cross build or test). Counts `owlet embed` with
 # 1, 2 and 3 copies of the image (one thread) and reports the increments: the cost
 # of one more image (decode, preprocess, vision graph, normalise) without the
@@ -14,13 +17,17 @@ BIN=${OWLET_AARCH64_BIN:-target/cross/aarch64-unknown-linux-gnu/release/owlet}
 PLUGIN=target/qemu/libinsn_count.so
 mkdir -p target/qemu
 gcc -O2 -shared -fPIC -o "$PLUGIN" benches/qemu/insn_count.c
+BUNDLE=${OWLET_BUNDLE:-models/clip-test}
 KIND=$([ "$CPU" = cortex-a72 ] && echo CortexA72 || echo Generic)
+# The A76 has f16 arithmetic (asimdhp), which tract reads from /proc/cpuinfo: under
+# qemu that is the host's, so say it as the board's cpuinfo would.
+ISA=$([ "$CPU" = cortex-a72 ] && echo "" || echo +fp16)
 count() {
   local imgs=()
   for _ in $(seq "$1"); do imgs+=("$IMG"); done
-  TRACT_CPU_AARCH64_KIND=$KIND qemu-aarch64 -cpu "$CPU" -plugin "$PLUGIN" -d plugin \
-    "$BIN" embed -m models/clip-test --threads 1 "${imgs[@]}" 2>&1 >/dev/null | sed -n 's/guest instructions: //p'
+  TRACT_CPU_AARCH64_KIND=$KIND TRACT_CPU_ISA=$ISA qemu-aarch64 -cpu "$CPU" -plugin "$PLUGIN" -d plugin \
+    "$BIN" embed -m "$BUNDLE" --threads 1 "${imgs[@]}" 2>&1 >/dev/null | sed -n 's/guest instructions: //p'
 }
 c1=$(count 1); c2=$(count 2); c3=$(count 3)
-echo "$CPU, $(basename "$IMG"): 1 image $c1, 2 images $c2, 3 images $c3 guest instructions"
+echo "$CPU, $BUNDLE, $(basename "$IMG"): 1 image $c1, 2 images $c2, 3 images $c3 guest instructions"
 echo "one more image: $((c2 - c1)) and $((c3 - c2)) instructions"

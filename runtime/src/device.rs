@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod f16_compute;
+
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -41,8 +43,9 @@ impl fmt::Display for Device {
     }
 }
 
-/// The float type the GPU computes in. fp16 halves memory traffic and runs matrix
-/// products on tensor cores; the CPU path always computes in the graph's own type.
+/// The float type a graph computes in. On the GPU, what `--gpu-precision` asks for:
+/// fp16 halves memory traffic and runs matrix products on tensor cores. On the CPU,
+/// f16 only for fp16 bundles on CPUs with f16 arithmetic (`f16_compute`), else f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuPrecision {
@@ -71,7 +74,14 @@ impl Placement {
     /// Where a graph of the bundle stored in `stored` precision runs. tract-cuda has
     /// no int8 kernels: an int8 graph is an error on `cuda`, and runs on the CPU
     /// under `auto`.
+    ///
+    /// On the CPU, an fp16 graph computes in f16 where the CPU has f16 arithmetic
+    /// (`f16_compute::cpu_computes_f16`), in f32 otherwise.
     pub fn for_graph(&self, role: &str, stored: crate::bundle::Precision) -> Result<Placement> {
+        if self.device == Device::Cpu && stored == crate::bundle::Precision::Fp16 && f16_compute::cpu_computes_f16() {
+            log::info!("the {role} graph is fp16 and this CPU has f16 arithmetic: it computes in f16");
+            return Ok(Placement { precision: GpuPrecision::F16, ..*self });
+        }
         if self.device == Device::Cuda && stored == crate::bundle::Precision::Int8 {
             if self.fallback {
                 log::info!("device auto: the {role} graph is int8, which tract-cuda cannot run: it runs on the CPU");
@@ -114,7 +124,10 @@ impl Placement {
 
     pub fn describe(&self) -> String {
         match self.device {
-            Device::Cpu => "cpu".into(),
+            Device::Cpu => match self.precision {
+                GpuPrecision::F32 => "cpu".into(),
+                GpuPrecision::F16 => "cpu f16".into(),
+            },
             Device::Cuda => format!("cuda {:?}", self.precision).to_lowercase(),
         }
     }
@@ -207,9 +220,7 @@ pub mod cuda {
 
     use anyhow::Context;
     use tract_onnx::prelude::*;
-    use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
     use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-    use tract_onnx::tract_core::ops::konst::Const;
     use tract_onnx::tract_core::ops::math;
     use tract_onnx::tract_core::ops::nn::GeluExact;
     use tract_onnx::tract_core::transform::ModelTransform;
@@ -305,8 +316,7 @@ pub mod cuda {
     pub fn prepare(typed: TypedModel, precision: GpuPrecision) -> TractResult<Arc<TypedRunnableModel>> {
         let mut model = typed.into_decluttered()?;
         if precision == GpuPrecision::F16 {
-            clamp_constants_to_f16(&mut model)?;
-            FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()).transform(&mut model)?;
+            super::f16_compute::translate(&mut model)?;
         }
         unfuse_gelu_exact(&mut model)?;
         tract_cuda::utils::ensure_cuda_runtime_dependencies("CUDA")?;
@@ -318,32 +328,6 @@ pub mod cuda {
                 anyhow::anyhow!("tract-cuda failed: {}", msg.unwrap_or_else(|| "panic".into()))
             })??;
         runnable.typed_plan().cloned().context("tract-cuda returned a plan owlet cannot run")
-    }
-
-    /// Exporters bake "minus infinity" into attention masks as f32::MIN, used as
-    /// (1 - mask) · f32::MIN. Cast to f16 that is -inf, and 0 · -inf is NaN: every
-    /// output NaN (seen on BLIP-2's Q-Former). Constants beyond f16's range are
-    /// clamped to ±65504 first, which still masks (exp(-65504) is 0); the same rule
-    /// as onnxconverter-common's fp16 conversion. Returns how many were clamped.
-    pub fn clamp_constants_to_f16(model: &mut TypedModel) -> TractResult<usize> {
-        const F16_MAX: f32 = 65504.0;
-        let mut clamped = 0;
-        for id in 0..model.nodes().len() {
-            let Some(k) = model.node(id).op_as::<Const>() else { continue };
-            if k.val().datum_type() != f32::datum_type() {
-                continue;
-            }
-            let Ok(view) = k.val().to_plain_array_view::<f32>() else { continue };
-            if !view.iter().any(|x| x.abs() > F16_MAX) {
-                continue;
-            }
-            let t = view.mapv(|x| x.clamp(-F16_MAX, F16_MAX)).into_tensor().into_arc_tensor();
-            let node = model.node_mut(id);
-            node.op = Box::new(Const::new(t.clone())?);
-            node.outputs[0].fact = TypedFact::try_from(t)?;
-            clamped += 1;
-        }
-        Ok(clamped)
     }
 
     /// tract fuses 0.5·x·(1 + erf(x/√2)) into one GeluExact op, which tract-cuda has

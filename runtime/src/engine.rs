@@ -102,10 +102,20 @@ impl Graph {
             return Err(err(format!("{role} output must have rank {output_rank}, found {:?}", out_fact.shape)));
         }
         let plan = match on.device {
-            Device::Cpu => typed
-                .into_optimized()
-                .and_then(|m| m.into_runnable())
-                .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?,
+            Device::Cpu => {
+                let typed = if on.precision == crate::device::GpuPrecision::F16 {
+                    let mut m = typed.into_decluttered().map_err(|e| err(format!("{e:#}")))?;
+                    crate::device::f16_compute::translate(&mut m)
+                        .map_err(|e| err(format!("tract could not turn the graph into f16: {e:#}")))?;
+                    m
+                } else {
+                    typed
+                };
+                typed
+                    .into_optimized()
+                    .and_then(|m| m.into_runnable())
+                    .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?
+            }
             #[cfg(feature = "cuda")]
             Device::Cuda => crate::device::cuda::prepare(typed, on.precision)
                 .map_err(|e| err(format!("tract-cuda could not prepare the graph: {e:#}")))?,

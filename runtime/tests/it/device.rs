@@ -39,3 +39,32 @@ fn int8_graphs_are_refused_on_cuda_and_moved_to_the_cpu_by_auto() {
     let auto = Placement { fallback: true, ..cuda };
     assert_eq!(auto.for_graph("text", Precision::Int8).unwrap(), Placement::CPU);
 }
+
+#[test]
+fn f32_min_attention_masks_survive_the_f16_conversion() {
+    // (1 - mask) * f32::MIN, as exported attention masks do: in f16 without
+    // clamping, 0 * -inf is NaN. The conversion, on the CPU.
+    use owlet_runtime::device::f16_compute::clamp_constants_to_f16;
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+    use tract_onnx::tract_core::ops::math;
+    use tract_onnx::tract_core::transform::ModelTransform;
+    let mut m = TypedModel::default();
+    let mask = m.add_source("mask", f32::fact([1, 4])).unwrap();
+    let one = m.add_const("one", tensor2(&[[1f32]])).unwrap();
+    let min = m.add_const("min", tensor2(&[[f32::MIN]])).unwrap();
+    let inv = m.wire_node("inv", math::sub(), &[one, mask]).unwrap()[0];
+    let bias = m.wire_node("bias", math::mul(), &[inv, min]).unwrap()[0];
+    m.select_output_outlets(&[bias]).unwrap();
+    let run = |mut m: TypedModel, clamp: bool| -> Vec<f32> {
+        if clamp {
+            assert_eq!(clamp_constants_to_f16(&mut m).unwrap(), 1);
+        }
+        FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()).transform(&mut m).unwrap();
+        let input = tensor2(&[[1f32, 1., 0., 0.]]).cast_to::<f16>().unwrap().into_owned();
+        let out = m.into_runnable().unwrap().run(tvec!(input.into_tvalue())).unwrap().remove(0).into_tensor();
+        out.cast_to::<f32>().unwrap().to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    };
+    assert!(run(m.clone(), false)[0].is_nan(), "the hazard this guards against is gone: revisit the clamp");
+    assert_eq!(run(m, true), vec![0., 0., -65504., -65504.]);
+}
