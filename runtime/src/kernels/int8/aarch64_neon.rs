@@ -8,12 +8,12 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::QGemmKernel;
+use super::{Operands, QGemmKernel};
 
 pub fn kernels() -> Vec<QGemmKernel> {
-    let mut v = vec![QGemmKernel { name: "aarch64_neon_qgemm_i8_2x16", mr: 2, nr: 16, k_align: 4, micro: micro_neon_2x16 }];
+    let mut v = vec![QGemmKernel { name: "aarch64_neon_qgemm_i8_2x16", mr: 2, nr: 16, k_align: 4, operands: Operands::Signed, micro: micro_neon_2x16 }];
     if std::arch::is_aarch64_feature_detected!("dotprod") {
-        v.push(QGemmKernel { name: "aarch64_sdot_qgemm_i8_4x16", mr: 4, nr: 16, k_align: 16, micro: micro_sdot_4x16 });
+        v.push(QGemmKernel { name: "aarch64_sdot_qgemm_i8_4x16", mr: 4, nr: 16, k_align: 16, operands: Operands::Signed, micro: micro_sdot_4x16 });
     }
     v
 }

@@ -37,7 +37,8 @@ fn reference_i32(x: &[i8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
     out
 }
 
-/// The i32 sums alone (`xq · Wᵀ` before scales), for testing kernels exactly.
+/// The i32 sums alone (`xq · Wᵀ` before scales, the x offset taken off as the
+/// epilogue does), for testing kernels exactly.
 fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<i32> {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let mut out = vec![0i32; xq.m * w.n];
@@ -49,7 +50,7 @@ fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<
             unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
             for r in 0..mr.min(xq.m - r0) {
                 for j in 0..nr.min(w.n - p * nr) {
-                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j];
+                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j] - w.offsets[p * nr + j];
                 }
             }
         }
@@ -63,7 +64,9 @@ fn rows_for(kernel: &QGemmKernel, x: &[i8], m: usize, k: usize) -> QuantizedRows
     let mp = round_up(m.max(1), kernel.mr);
     let mut data = vec![0i8; mp * kp];
     for r in 0..m {
-        data[r * kp..r * kp + k].copy_from_slice(&x[r * k..(r + 1) * k]);
+        for (d, &v) in data[r * kp..r * kp + k].iter_mut().zip(&x[r * k..(r + 1) * k]) {
+            *d = (v as i32 + kernel.operands.x_offset()) as u8 as i8;
+        }
     }
     QuantizedRows { data, scales: vec![1.0; m], m, mp, kp }
 }
@@ -77,8 +80,9 @@ proptest! {
     ) {
         let x = random_i8(m * k, seed);
         let w = random_i8(n * k, seed ^ 0x9e37_79b9_7f4a_7c15);
-        let want = reference_i32(&x, &w, m, n, k);
         for kernel in candidates() {
+            // The reference on the weights the kernel takes (7-bit ones for UnsignedX).
+            let want = reference_i32(&x, &kernel.operands.weights(&w, &vec![1.0; n]).0, m, n, k);
             let packed = PackedWeights::pack(&kernel, &w, n, k, vec![1.0; n], None);
             let got = gemm_i32(&kernel, &rows_for(&kernel, &x, m, k), &packed);
             prop_assert_eq!(&got, &want, "{} on m {} n {} k {}", kernel.name, m, n, k);
@@ -100,9 +104,13 @@ proptest! {
             for r in 0..m {
                 for c in 0..n {
                     let exact: f32 = (0..k).map(|t| x[r * k + t] * wf[c * k + t]).sum::<f32>() + bias[c];
-                    // Each of x and w is within half a step (max/254) of its value:
-                    // the error of a sum of k products is bounded by k * (|x| step + |w| step).
-                    let bound = k as f32 * 2.0 * (2.0 / 254.0) * 2.0 + 1e-4;
+                    // |x|, |w| <= 2; x is within half a step (max/254) of its value,
+                    // w too, plus half a step of the 7-bit grid where the kernel
+                    // requantizes: a sum of k products is off by at most
+                    // k * 2 * (x error + w error).
+                    let x_err = 2.0 / 254.0;
+                    let w_err = 2.0 / 254.0 + if kernel.operands.w_max() < 127 { 2.0 / (2.0 * kernel.operands.w_max() as f32) } else { 0.0 };
+                    let bound = k as f32 * 2.0 * (x_err + w_err) + 1e-4;
                     prop_assert!((y[r * n + c] - exact).abs() <= bound,
                         "{}: y[{r},{c}] {} vs {exact} (m {m} n {n} k {k})", kernel.name, y[r * n + c]);
                 }
@@ -114,12 +122,25 @@ proptest! {
 #[test]
 fn quantize_rows_keeps_zero_and_extremes() {
     let x = [0.0, 1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, f32::NAN, 3.0, 0.0, 0.0];
-    let q = quantize_rows(&x, 3, 4, 4, 2);
+    let q = quantize_rows(&x, 3, 4, 4, 2, 0);
     assert_eq!(&q.data[0..4], &[0, 127, -127, 64]);
     assert_eq!(&q.data[4..8], &[0, 0, 0, 0], "a row of zeros stays zeros");
     assert_eq!(q.mp, 4, "rows padded to mr");
     assert_eq!(&q.data[12..16], &[0, 0, 0, 0], "padding rows are zero");
     assert!((q.scales[0] - 1.0 / 127.0).abs() < 1e-9);
+    // As u8 for Operands::UnsignedX: + 128, K padding still 0.
+    let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128);
+    assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 255, 1, 192, 0, 0, 0, 0]);
+}
+
+#[test]
+fn weights_requantized_to_7_bits_round_to_nearest_and_keep_their_scale() {
+    let w = [127i8, -127, 1, -1, 0, 2, 3, -3, 100];
+    let (q, s) = Operands::UnsignedX { w_max: 64 }.weights(&w, &[1.0]);
+    // round(v * 64 / 127), half away from zero
+    assert_eq!(q, [64, -64, 1, -1, 0, 1, 2, -2, 50]);
+    assert!((s[0] - 127.0 / 64.0).abs() < 1e-6);
+    assert_eq!(Operands::Signed.weights(&w, &[1.0]), (w.to_vec(), vec![1.0]));
 }
 
 #[test]
@@ -127,8 +148,19 @@ fn the_best_int8_kernel_uses_simd_where_the_cpu_has_it() {
     let names: Vec<_> = candidates().iter().map(|k| k.name).collect();
     eprintln!("int8 kernels on this CPU: {names:?}");
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        assert_eq!(candidates().last().unwrap().name, "x86_64_avx2_qgemm_i8_4x16");
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let best = candidates().last().unwrap().name;
+        if has!("avx512f") && has!("avx512vnni") {
+            assert_eq!(best, "x86_64_avx512vnni_qgemm_u8i8_8x32");
+        } else if has!("avx2") {
+            assert_eq!(best, "x86_64_avx2_qgemm_u8i7_4x16");
+        }
+        // Where the run is meant to cover a kernel (the GPU host for VNNI), a CPU that
+        // lacks it must fail here rather than test the other kernels only.
+        if let Ok(want) = std::env::var("OWLET_EXPECT_INT8_KERNEL") {
+            assert_eq!(best, want, "OWLET_EXPECT_INT8_KERNEL");
+        }
     }
     #[cfg(target_arch = "aarch64")]
     assert_eq!(

@@ -12,6 +12,11 @@
 //! - the epilogue: `y = acc * row_scale * channel_scale + bias`, straight into the
 //!   output, so no i32 matrix is ever stored.
 //!
+//! Kernels whose multiply wants an unsigned operand (x86's `vpmaddubsw`, AVX-512's
+//! `vpdpbusd`) take x + 128 as u8 (`Operands::UnsignedX`); the epilogue takes the
+//! 128 · Σ W back off, so their sums are exact too. Without VNNI, W is requantized
+//! to 7 bits for them.
+//!
 //! Ragged shapes are handled by the zero padding: kernels only see whole tiles and
 //! the epilogue writes only the real rows and columns. Every kernel must give the
 //! same i32 sums as the scalar reference, exactly (`harness.rs`).
@@ -23,6 +28,8 @@ mod harness;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_64_avx512;
 
 use std::sync::OnceLock;
 
@@ -44,7 +51,64 @@ pub struct QGemmKernel {
     pub nr: usize,
     /// K is padded to a multiple of this (4, or 16 where a kernel loads 16 bytes of x).
     pub k_align: usize,
+    /// How x and W are handed to `micro`.
+    pub operands: Operands,
     pub micro: MicroKernel,
+}
+
+/// The operand forms a micro-kernel multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operands {
+    /// x and W as int8 in [-127, 127].
+    Signed,
+    /// x + 128 as u8 (bits in the `i8` buffers) and W within ±`w_max`. The product
+    /// is Σ (x + 128) · W = Σ x · W + 128 · Σ W: the epilogue subtracts the second
+    /// term, which packing computed per channel.
+    ///
+    /// `w_max` 64 for `vpmaddubsw` (AVX2), which sums two u8 x i8 products into a
+    /// saturating i16: 2 x 255 x 64 = 32640 stays below 32767 where 2 x 255 x 127
+    /// would not. Costs one bit of weight precision (as onnxruntime's
+    /// `reduce_range`) and saves the sign moves. 127 for `vpdpbusd` (VNNI), which
+    /// sums into i32 directly.
+    UnsignedX { w_max: i32 },
+}
+
+impl Operands {
+    /// What is added to each int8 x before the kernel sees it.
+    pub fn x_offset(self) -> i32 {
+        match self {
+            Operands::Signed => 0,
+            Operands::UnsignedX { .. } => 128,
+        }
+    }
+
+    /// The largest |W| the kernel takes.
+    pub fn w_max(self) -> i32 {
+        match self {
+            Operands::Signed => 127,
+            Operands::UnsignedX { w_max } => w_max,
+        }
+    }
+
+    /// int8 weights (one scale per row of `w`, `k` per row) in the range the kernel
+    /// takes, with their scales: unchanged for `Signed`, else requantized, rounding
+    /// to nearest (half away from zero), with the scale grown to match.
+    pub fn weights(self, w: &[i8], scales: &[f32]) -> (Vec<i8>, Vec<f32>) {
+        let w_max = self.w_max();
+        if w_max == 127 {
+            return (w.to_vec(), scales.to_vec());
+        }
+        let q = w
+            .iter()
+            .map(|&v| {
+                // round(v * w_max / 127) in integers: no float rounding to argue about.
+                let num = v as i32 * w_max * 2;
+                ((num + 127 * num.signum()) / 254) as i8
+            })
+            .collect();
+        let grow = 127.0 / w_max as f32;
+        (q, scales.iter().map(|s| s * grow).collect())
+    }
 }
 
 impl std::fmt::Debug for QGemmKernel {
@@ -59,6 +123,8 @@ pub fn candidates() -> Vec<QGemmKernel> {
     let mut v = vec![scalar::KERNEL];
     #[cfg(target_arch = "x86_64")]
     v.extend(x86_64_avx2::kernels());
+    #[cfg(target_arch = "x86_64")]
+    v.extend(x86_64_avx512::kernels());
     #[cfg(target_arch = "aarch64")]
     v.extend(aarch64_neon::kernels());
     v
@@ -95,11 +161,15 @@ pub struct PackedWeights {
     data: Vec<i8>,
     scales: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// Per channel, x_offset · Σ_k W: what the kernel's sums carry beyond Σ x · W
+    /// (zeros for `Operands::Signed`).
+    offsets: Vec<i32>,
 }
 
 impl PackedWeights {
     /// Pack `w` ([n, k] row-major: one row per output channel) for `kernel`.
-    /// `scales` has one entry per channel; `bias`, if any, too.
+    /// `scales` has one entry per channel; `bias`, if any, too. Weights are brought
+    /// into the kernel's range first (`Operands::weights`).
     pub fn pack(
         kernel: &QGemmKernel,
         w: &[i8],
@@ -111,6 +181,9 @@ impl PackedWeights {
         assert_eq!(w.len(), n * k, "weights are not [n, k]");
         assert_eq!(scales.len(), n, "one scale per output channel");
         assert!(bias.as_ref().is_none_or(|b| b.len() == n), "one bias per output channel");
+        let (w, scales) = kernel.operands.weights(w, &scales);
+        let x_offset = kernel.operands.x_offset();
+        let offsets = (0..n).map(|j| x_offset * w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>()).collect();
         let (nr, kp) = (kernel.nr, round_up(k.max(1), kernel.k_align));
         let panels = n.div_ceil(nr);
         let mut data = vec![0i8; panels * kp * nr];
@@ -123,9 +196,8 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { n, k, kp, nr, data, scales, bias }
+        PackedWeights { n, k, kp, nr, data, scales, bias, offsets }
     }
-
 }
 
 /// x ([m, k] f32) quantized per row: int8 values in `[-127, 127]`, rows of `kp`
@@ -140,8 +212,10 @@ pub struct QuantizedRows {
     pub kp: usize,
 }
 
-/// Quantize each row of `x` ([m, k]) symmetrically to int8 with its own scale.
-pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize) -> QuantizedRows {
+/// Quantize each row of `x` ([m, k]) symmetrically to int8 with its own scale, and
+/// add `x_offset` (0, or 128 for kernels that take x as u8: the i8 buffer then holds
+/// u8 bits). K padding stays 0 either way: it meets zero weights.
+pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offset: i32) -> QuantizedRows {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert!(kp >= k, "rows padded to less than k");
     let mp = round_up(m.max(1), mr);
@@ -154,7 +228,7 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize) -> Qua
             // Round half away from zero, written so that it vectorises on baseline
             // x86-64 (SSE2 has no round instruction). |v * inv| <= 127 by construction.
             let s = v * inv;
-            *q = (s + 0.5f32.copysign(s)) as i32 as i8;
+            *q = ((s + 0.5f32.copysign(s)) as i32 + x_offset) as u8 as i8;
         }
     }
     QuantizedRows { data, scales, m, mp, kp }
@@ -178,6 +252,7 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
         let (c0, cols) = (p * nr, nr.min(w.n - p * nr));
         let scales = &w.scales[c0..c0 + cols];
         let bias = w.bias.as_ref().map_or(&zeros[..cols], |b| &b[c0..c0 + cols]);
+        let offsets = &w.offsets[c0..c0 + cols];
         for r0 in (0..xq.m).step_by(mr) {
             // SAFETY: xq has mp >= r0 + mr rows of kp bytes, b is one whole panel of kp
             // * nr bytes, tile holds mr * nr; `best`/`candidates` only offer kernels
@@ -189,8 +264,8 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
                 // only this panel's task writes them.
                 let out = unsafe { std::slice::from_raw_parts_mut(y.0.add((r0 + r) * w.n + c0), cols) };
                 let acc = &tile[r * nr..r * nr + cols];
-                for (((o, &a), &s), &b) in out.iter_mut().zip(acc).zip(scales).zip(bias) {
-                    *o = a as f32 * (row_scale * s) + b;
+                for ((((o, &a), &off), &s), &b) in out.iter_mut().zip(acc).zip(offsets).zip(scales).zip(bias) {
+                    *o = (a - off) as f32 * (row_scale * s) + b;
                 }
             }
         }
@@ -230,7 +305,7 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
     }
     // Rows are quantized serially: it is ~1/n of the product's work, and waking the
     // pool a second time per product cost more than it saved (measured).
-    let xq = quantize_rows(x, m, w.k, w.kp, kernel.mr);
+    let xq = quantize_rows(x, m, w.k, w.kp, kernel.mr, kernel.operands.x_offset());
     let out = SharedOut(y.as_mut_ptr());
     let panels = w.n.div_ceil(kernel.nr);
     use tract_linalg::multithread::{current_tract_executor, Executor};
@@ -253,7 +328,7 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
 /// Symmetric per-row int8 quantization of a weight matrix ([n, k] f32): the int8
 /// values and one scale per row. What owlet-quantize stores for each channel.
 pub fn quantize_weights(w: &[f32], n: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
-    let xq = quantize_rows(w, n, k, k.max(1), 1);
+    let xq = quantize_rows(w, n, k, k.max(1), 1, 0);
     let mut q = Vec::with_capacity(n * k);
     for r in 0..n {
         q.extend_from_slice(&xq.data[r * xq.kp..r * xq.kp + k]);

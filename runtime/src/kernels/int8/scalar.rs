@@ -1,8 +1,8 @@
 //! The scalar reference: the definition every int8 kernel must match exactly.
 
-use super::QGemmKernel;
+use super::{Operands, QGemmKernel};
 
-pub const KERNEL: QGemmKernel = QGemmKernel { name: "scalar_qgemm_i8", mr: 1, nr: 4, k_align: 4, micro: micro };
+pub const KERNEL: QGemmKernel = QGemmKernel { name: "scalar_qgemm_i8", mr: 1, nr: 4, k_align: 4, operands: Operands::Signed, micro: micro };
 
 /// One 1 x 4 tile (see `MicroKernel`).
 ///
