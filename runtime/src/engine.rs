@@ -109,6 +109,9 @@ impl Graph {
                         .map_err(|e| err(format!("tract could not turn the graph into f16: {e:#}")))?;
                     m
                 } else {
+                    let mut typed = typed;
+                    crate::device::f16_compute::widen_f16_constants(&mut typed)
+                        .map_err(|e| err(format!("tract could not widen the fp16 weights: {e:#}")))?;
                     typed
                 };
                 typed

@@ -3,10 +3,11 @@
 //! fp16) where the CPU has f16 arithmetic: aarch64 with FEAT_FP16 (Raspberry Pi 5's
 //! Cortex-A76, Jetson Orin's A78AE), on which tract has f16 matmul kernels with
 //! twice the lanes of its f32 ones. Elsewhere fp16 bundles are computed in f32 (the
-//! weights widened once, at load): only the file is smaller.
+//! weights widened once, at load: `widen_f16_constants`): only the file is smaller.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::transform::ModelTransform;
 
@@ -55,4 +56,35 @@ pub fn clamp_constants_to_f16(model: &mut TypedModel) -> TractResult<usize> {
         clamped += 1;
     }
     Ok(clamped)
+}
+
+/// fp16 bundles store weights as f16 constants behind Cast(f16 -> f32) nodes. tract
+/// folds such a cast at load only while the f32 result stays within its constant
+/// folding budget (4 MiB): the large ones (ViT-B/32's MLP and patch weights, 9.4 MB
+/// in f32) stayed in the plan and were cast and packed again on every run, 1.2-3.2x
+/// fp32's time (BENCHMARKS.md). Widening every one of them here, once, makes the
+/// plan the fp32 one. Returns how many were widened.
+pub fn widen_f16_constants(model: &mut TypedModel) -> TractResult<usize> {
+    let mut widened = 0;
+    // Patches append their new nodes and leave the old ones for the optimiser to
+    // prune, so the ids below stay valid while the model grows.
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(cast) = node.op_as::<Cast>() else { continue };
+        if cast.to != f32::datum_type() || node.inputs.len() != 1 {
+            continue;
+        }
+        let Some(k) = model.outlet_fact(node.inputs[0])?.konst.clone() else { continue };
+        if k.datum_type() != f16::datum_type() {
+            continue;
+        }
+        let wide = k.cast_to::<f32>()?.into_owned().into_arc_tensor();
+        let name = node.name.clone();
+        let mut patch = TypedModelPatch::default();
+        let wire = patch.add_const(name, wide)?;
+        patch.shunt_outside(model, id.into(), wire)?;
+        patch.apply(model)?;
+        widened += 1;
+    }
+    Ok(widened)
 }
