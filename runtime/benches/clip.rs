@@ -14,6 +14,10 @@
 //! times owlet on BUNDLE8 and onnxruntime on its own int8 form of the same fp32
 //! graphs (quantize_dynamic, per channel; benches/ort_clip.py --int8), in the same
 //! run, and prints that ratio too.
+//!
+//! With `--fp16 BUNDLE16` (`owlet-quantize BUNDLE BUNDLE16 --to fp16`) it times owlet
+//! on BUNDLE16 too and prints owlet fp16 / owlet fp32 (fp16 bundles compute in f32
+//! on x86-64, in f16 on aarch64 CPUs with f16 arithmetic).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,18 +30,20 @@ use owlet_runtime::tokenize::EncodedBatch;
 struct Opts {
     model: PathBuf,
     int8: Option<PathBuf>,
+    fp16: Option<PathBuf>,
     threads: usize,
     iters: usize,
     batches: Vec<usize>,
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { model: PathBuf::new(), int8: None, threads: engine::default_threads(), iters: 10, batches: vec![1, 8] };
+    let mut o = Opts { model: PathBuf::new(), int8: None, fp16: None, threads: engine::default_threads(), iters: 10, batches: vec![1, 8] };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" => o.model = args.next().expect("--model BUNDLE").into(),
             "--int8" => o.int8 = Some(args.next().expect("--int8 BUNDLE").into()),
+            "--fp16" => o.fp16 = Some(args.next().expect("--fp16 BUNDLE").into()),
             "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--iters" => o.iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
             "--batches" => {
@@ -143,6 +149,10 @@ fn main() {
         let c = Clip::load(p).expect("int8 bundle loads");
         time_owlet(&c, &o)
     });
+    let fp16 = o.fp16.as_ref().map(|p| {
+        let c = Clip::load(p).expect("fp16 bundle loads");
+        time_owlet(&c, &o)
+    });
     let (ort, ort32) = time_ort(&o, side, ctx, &[]);
     let ort8 = o.int8.as_ref().map(|p| {
         let cache = format!("{}-ort-int8", o.model.display());
@@ -163,6 +173,14 @@ fn main() {
         for (graph, b, ms) in &i8s {
             let (r, f32_owlet, f32_ort) = (lookup(&o8, graph, *b), lookup(&owlet, graph, *b), lookup(&ort32, graph, *b));
             println!("{graph:<8} {b:>5} {ms:>12.1} {r:>12.1} {:>13.2}x {:>15.2}x {:>13.2}x", ms / r, ms / f32_owlet, r / f32_ort);
+        }
+    }
+    if let Some(f16s) = fp16 {
+        println!("fp16 bundle (weights stored in fp16) vs fp32, owlet");
+        println!("{:<8} {:>5} {:>12} {:>12} {:>16}", "graph", "batch", "owlet fp16", "owlet fp32", "owlet fp16/fp32");
+        for (graph, b, ms) in &f16s {
+            let f32_owlet = lookup(&owlet, graph, *b);
+            println!("{graph:<8} {b:>5} {ms:>12.1} {f32_owlet:>12.1} {:>15.2}x", ms / f32_owlet);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! - `x86_64_avx2_qgemm_i8_4x16`: full 8-bit W; the sign of x moves onto W
 //!   (`vpsignb`) and |x| is the unsigned side (pairs at most 2 · 127 · 127). Three
 //!   more instructions per row and step: 47-54 GMAC/s on one thread against the
-//!   u8i7 kernel's 69-74 on ViT-B/32's layers (`--bench int8`, BENCHMARKS.md); kept
+//!   u8i7 kernel's 61-74 on ViT-B/32's layers (`--bench int8`, BENCHMARKS.md); kept
 //!   as the 8-bit-weight reference point for that benchmark.
 
 use std::arch::x86_64::*;
