@@ -17,14 +17,14 @@ use super::{Operands, QGemmKernel};
 pub fn kernels() -> Vec<QGemmKernel> {
     if is_x86_feature_detected!("avx2") {
         vec![
-            QGemmKernel { name: "x86_64_avx2_qgemm_i8_4x16", mr: 4, nr: 16, k_align: 4, operands: Operands::Signed, micro: micro_4x16 },
+            QGemmKernel { name: "x86_64_avx2_qgemm_i8_4x16", mr: 4, nr: 16, k_align: 4, operands: Operands::Signed, micro: micro_4x16::<true> },
             QGemmKernel {
                 name: "x86_64_avx2_qgemm_u8i7_4x16",
                 mr: 4,
                 nr: 16,
                 k_align: 4,
                 operands: Operands::UnsignedX { w_max: 64 },
-                micro: micro_u8i7_4x16,
+                micro: micro_4x16::<false>,
             },
         ]
     } else {
@@ -32,43 +32,15 @@ pub fn kernels() -> Vec<QGemmKernel> {
     }
 }
 
-/// # Safety
-/// As `MicroKernel`, on a CPU with AVX2.
-#[target_feature(enable = "avx2")]
-unsafe fn micro_4x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
-    const MR: usize = 4;
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    for s in 0..k4 {
-        // SAFETY: the panel has k4 steps of 16 x 4 bytes; rows have >= 4 * k4 bytes.
-        unsafe {
-            let w0 = _mm256_loadu_si256(b.add(s * 64) as *const __m256i);
-            let w1 = _mm256_loadu_si256(b.add(s * 64 + 32) as *const __m256i);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_set1_epi32((a.add(r * lda + s * 4) as *const i32).read_unaligned());
-                let x_abs = _mm256_sign_epi8(x, x);
-                let p0 = _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w0, x));
-                let p1 = _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w1, x));
-                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
-                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        // SAFETY: c holds MR x 16 i32.
-        unsafe {
-            _mm256_storeu_si256(c.add(r * 16) as *mut __m256i, acc[0]);
-            _mm256_storeu_si256(c.add(r * 16 + 8) as *mut __m256i, acc[1]);
-        }
-    }
-}
-
-/// x as u8 (x + 128), W within ±64: `vpmaddubsw` straight, no sign moves.
+/// `SIGN_MOVES`: x and W as int8 (`Operands::Signed`); `vpmaddubsw` wants one side
+/// unsigned, so |x| is that side and x's sign moves onto W (`vpsignb`, three more
+/// instructions per row and step). Without: x + 128 as u8 against W within ±64
+/// (`Operands::UnsignedX { w_max: 64 }`), multiplied straight.
 ///
 /// # Safety
-/// As `MicroKernel`, on a CPU with AVX2, with every W in [-64, 64].
+/// As `MicroKernel`, on a CPU with AVX2; without `SIGN_MOVES`, every W in [-64, 64].
 #[target_feature(enable = "avx2")]
-unsafe fn micro_u8i7_4x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
+unsafe fn micro_4x16<const SIGN_MOVES: bool>(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
     const MR: usize = 4;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
@@ -79,8 +51,12 @@ unsafe fn micro_u8i7_4x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: 
             let w1 = _mm256_loadu_si256(b.add(s * 64 + 32) as *const __m256i);
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_set1_epi32((a.add(r * lda + s * 4) as *const i32).read_unaligned());
-                let p0 = _mm256_maddubs_epi16(x, w0);
-                let p1 = _mm256_maddubs_epi16(x, w1);
+                let (p0, p1) = if SIGN_MOVES {
+                    let x_abs = _mm256_sign_epi8(x, x);
+                    (_mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w0, x)), _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w1, x)))
+                } else {
+                    (_mm256_maddubs_epi16(x, w0), _mm256_maddubs_epi16(x, w1))
+                };
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
                 acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
             }
