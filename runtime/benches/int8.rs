@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use owlet_runtime::engine;
-use owlet_runtime::kernels::int8::{candidates, qmatmul, quantize_weights, PackedWeights};
+use owlet_runtime::kernels::int8::{candidates, qmatmul, quantize_rows, quantize_weights, PackedWeights};
 
 fn main() {
     let mut threads = engine::default_threads();
@@ -18,6 +18,17 @@ fn main() {
     }
     // (rows, K, N): ViT-B/32 vision, 50 tokens per image: qkv/out, fc1, fc2.
     let shapes = [(50, 768, 768), (50, 768, 3072), (50, 3072, 768), (400, 768, 768), (400, 768, 3072), (400, 3072, 768)];
+    // The activations' quantization alone (every product pays it, serially).
+    for &(m, k) in &[(400, 768), (400, 3072)] {
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let iters = 200;
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(quantize_rows(&x, m, k, k, 8, 128));
+        }
+        let s = start.elapsed().as_secs_f64() / iters as f64;
+        println!("quantize_rows m {m:>4} k {k:>5}: {:8.3} ms {:6.2} ns/element", s * 1e3, s * 1e9 / (m * k) as f64);
+    }
     for t in [1, threads] {
         engine::set_threads(t);
         println!("{t} thread(s)");

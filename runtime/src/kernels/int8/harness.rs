@@ -128,9 +128,49 @@ fn quantize_rows_keeps_zero_and_extremes() {
     assert_eq!(q.mp, 4, "rows padded to mr");
     assert_eq!(&q.data[12..16], &[0, 0, 0, 0], "padding rows are zero");
     assert!((q.scales[0] - 1.0 / 127.0).abs() < 1e-9);
+    assert_eq!(&q.data[8..12], &[0, 127, 0, 0], "NaN quantizes to 0, not to an extreme");
     // As u8 for Operands::UnsignedX: + 128, K padding still 0.
     let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 255, 1, 192, 0, 0, 0, 0]);
+    // A row of zeros and one with an infinity are 0 (+ 128) too, not skipped.
+    let q = quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128);
+    assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 128, 128, 128]);
+}
+
+#[test]
+fn quantize_rows_rounds_to_nearest_ties_to_even_like_onnx() {
+    // Scale 1 (max 127): the values are the quantized ones before rounding.
+    let x = [127.0, -127.0, 2.5, 3.5, -2.5, -0.5, 0.49, 126.51, -126.5, 1.5, 0.0, -1.49];
+    // Four times over: the first 32 go through the SIMD path where there is one.
+    let x: Vec<f32> = x.iter().copied().cycle().take(48).collect();
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0);
+    let want = [127, -127, 2, 4, -2, 0, 0, 127, -126, 2, 0, -1];
+    assert_eq!(q.data, want.iter().copied().cycle().take(48).collect::<Vec<i8>>());
+    // Against the library's own rounding on many random values.
+    let x = random_f32(4096, 7);
+    let inv = 127.0 / x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0);
+    for (&v, &got) in x.iter().zip(&q.data) {
+        assert_eq!(got as f32, (v * inv).round_ties_even(), "x {v}");
+    }
+}
+
+#[test]
+fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
+    // quantize_rows takes AVX2's row quantizer where the CPU has it.
+    for k in [1, 7, 16, 31, 32, 33, 64, 100, 768] {
+        for x_offset in [0, 128] {
+            let m = 3;
+            let mut x = random_f32(m * k, k as u64);
+            x[k / 2] = f32::NAN; // row 0
+            x[k + k / 3] *= 1e6; // row 1: one outlier
+            let kp = k.next_multiple_of(4);
+            let q = quantize_rows(&x, m, k, kp, 1, x_offset);
+            let (mut data, mut scales) = (vec![0i8; m * kp], vec![0f32; m]);
+            quantize_into(&x, k, &mut data, kp, &mut scales, x_offset);
+            assert_eq!((&q.data, &q.scales), (&data, &scales), "k {k} offset {x_offset}");
+        }
+    }
 }
 
 #[test]

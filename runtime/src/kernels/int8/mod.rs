@@ -221,17 +221,56 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offs
     let mp = round_up(m.max(1), mr);
     let mut data = vec![0i8; mp * kp];
     let mut scales = vec![0f32; m];
-    for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(&mut scales) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { quantize_into_avx2(x, k, &mut data, kp, &mut scales, x_offset) };
+        return QuantizedRows { data, scales, m, mp, kp };
+    }
+    quantize_into(x, k, &mut data, kp, &mut scales, x_offset);
+    QuantizedRows { data, scales, m, mp, kp }
+}
+
+/// `quantize_rows`' work, compiled for the target's baseline (SSE2 on x86-64,
+/// NEON on aarch64). Visible to the tests, which check the AVX2 code against it.
+pub(crate) fn quantize_into(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32) {
+    for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales) {
         let inv;
         (*scale, inv) = row_scale(row);
+        // inv is 0 for a row of zeros or one with an infinity: every value then
+        // becomes 0 (inf * 0 is NaN, which rounds to 0) plus the offset.
         for (q, &v) in q.iter_mut().zip(row) {
-            // Round half away from zero, written so that it vectorises on baseline
-            // x86-64 (SSE2 has no round instruction). |v * inv| <= 127 by construction.
-            let s = v * inv;
-            *q = ((s + 0.5f32.copysign(s)) as i32 + x_offset) as u8 as i8;
+            *q = (round_to_int(v * inv) + x_offset) as u8 as i8;
         }
     }
-    QuantizedRows { data, scales, m, mp, kp }
+}
+
+/// `quantize_into` with the AVX2 row quantizer (x86_64_avx2.rs).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_into_avx2(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32) {
+    for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales) {
+        // SAFETY: the caller checked AVX2; q has kp >= k bytes.
+        *scale = unsafe { x86_64_avx2::quantize_row(row, q, x_offset) };
+    }
+}
+
+/// `s` (within ±127 here: |x| <= max |x|) rounded to the nearest integer, ties to
+/// even; NaN gives 0. Adding 1.5 · 2^23 moves the float into the binade where its
+/// unit is 1, so the FPU's own rounding leaves the integer in the low mantissa bits:
+/// a float add and integer ops, which every target vectorises (a float-to-int `as`
+/// does not: Rust's saturating cast stays scalar on x86-64, and quantizing the
+/// activations took more time than the int8 products themselves).
+#[inline(always)]
+fn round_to_int(s: f32) -> i32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
+    const SHIFT_BITS: i32 = 0x4B40_0000;
+    let r = (s + SHIFT).to_bits() as i32 - SHIFT_BITS;
+    if r.unsigned_abs() <= 127 {
+        r
+    } else {
+        0 // NaN (out-of-range values cannot occur)
+    }
 }
 
 /// A raw pointer that tiles of one product write through from several threads;
@@ -274,16 +313,21 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
 
 /// A row's scale (max |x| / 127) and its inverse. A row of zeros (or one that is
 /// not finite) gets scale 1 and quantizes to zeros.
+#[inline(always)]
 fn row_scale(row: &[f32]) -> (f32, f32) {
-    // Eight running maxima: a plain fold is one serial chain that does not vectorise.
-    let mut m = [0f32; 8];
-    let chunks = row.chunks_exact(8);
+    // Sixteen running maxima: a plain fold is one serial chain that does not
+    // vectorise. `if a > m` rather than `f32::max`: a compare and a select (maxps),
+    // where max's NaN rules cost a blend per step; a NaN is passed over either way.
+    let mut m = [0f32; 16];
+    let chunks = row.chunks_exact(16);
     for &v in chunks.remainder() {
-        m[0] = m[0].max(v.abs());
+        let a = v.abs();
+        m[0] = if a > m[0] { a } else { m[0] };
     }
     for c in chunks {
-        for i in 0..8 {
-            m[i] = m[i].max(c[i].abs());
+        for i in 0..16 {
+            let a = c[i].abs();
+            m[i] = if a > m[i] { a } else { m[i] };
         }
     }
     let max = m.iter().fold(0f32, |a, &b| a.max(b));
@@ -311,14 +355,18 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
     use tract_linalg::multithread::{current_tract_executor, Executor};
     match current_tract_executor() {
         Executor::MultiThread(pool) if panels > 1 => {
-            // A few tasks per thread: even shares when panels don't divide evenly.
-            let tasks = (pool.current_num_threads() * 4).min(panels);
+            // One share per thread, the first on this thread: `pool.scope` would
+            // move the whole product into the pool and leave this thread waiting,
+            // a wake-up each way per product (measured: 2 threads were 1.15x one
+            // on ViT-B/32's layers; now see BENCHMARKS.md).
+            let tasks = pool.current_num_threads().min(panels);
             let xq = &xq;
-            pool.scope(|s| {
-                for t in 0..tasks {
+            pool.in_place_scope(|s| {
+                for t in 1..tasks {
                     let range = panels * t / tasks..panels * (t + 1) / tasks;
                     s.spawn(move |_| run_panels(kernel, xq, w, range, out));
                 }
+                run_panels(kernel, xq, w, 0..panels / tasks, out);
             });
         }
         _ => run_panels(kernel, &xq, w, 0..panels, out),
