@@ -212,6 +212,17 @@ impl Graph {
         names.into_iter().collect()
     }
 
+    /// How many nodes of each op the plan runs, by op name (tract's `Add`/`Mul` on
+    /// their generic path, `OptAddUnicast`, `OwletBroadcastBinary`, ...). For tests
+    /// that pin which paths a graph takes.
+    pub fn op_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for node in &self.plan.model().nodes {
+            *counts.entry(node.op.name().to_string()).or_default() += 1;
+        }
+        counts
+    }
+
     /// Size of the output's last axis, when the graph fixes it.
     pub fn output_width(&self) -> Option<usize> {
         let fact = self.plan.model().output_fact(0).ok()?;

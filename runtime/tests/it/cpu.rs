@@ -30,3 +30,26 @@ fn tract_runs_clip_matmuls_on_simd_kernels_not_generic_code() {
         assert!(isa.to_lowercase().contains(&feature.to_lowercase()), "expected {feature} in {isa}");
     }
 }
+
+/// tract's element-wise ops have SIMD paths for operands of one shape and for
+/// per-row constants, and a generic broadcasting path ~10x slower. With the batch
+/// axis asserted non-empty (engine.rs), CLIP's residual adds and quick-GELU take
+/// the SIMD ones; the text encoder's attention mask, broadcast over the heads,
+/// takes owlet's `OwletBroadcastBinary` (ops/broadcast.rs). No f32 Add or Mul of
+/// real size is left on the generic path (the few left work on shapes, in TDim,
+/// or on a layer norm's [batch, tokens, 1] means).
+#[test]
+fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
+    let clip = owlet_runtime::models::clip::Clip::load(clip_bundle()).unwrap();
+    let vision = clip.vision.graph().op_counts();
+    let text = clip.text.graph().op_counts();
+    eprintln!("vision ops: {vision:?}\ntext ops: {text:?}");
+    let layers = 2; // clip-test: num_hidden_layers in models/export.py
+    for (role, counts) in [("vision", &vision), ("text", &text)] {
+        let simd = counts.get("OptAddUnicast").copied().unwrap_or(0);
+        assert!(simd >= 2 * layers, "{role}: residual adds not on the unicast path: {counts:?}");
+    }
+    // One per layer (the mask) and the position embeddings' add over the batch.
+    assert!(text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers), "text: the mask adds: {text:?}");
+    assert!(vision.get("OptMulUnicast").is_some(), "vision: quick-GELU's x * sigmoid(1.702 x): {vision:?}");
+}
