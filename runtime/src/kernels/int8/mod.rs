@@ -355,18 +355,19 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
     use tract_linalg::multithread::{current_tract_executor, Executor};
     match current_tract_executor() {
         Executor::MultiThread(pool) if panels > 1 => {
-            // One share per thread, the first on this thread: `pool.scope` would
-            // move the whole product into the pool and leave this thread waiting,
-            // a wake-up each way per product (measured: 2 threads were 1.15x one
-            // on ViT-B/32's layers; now see BENCHMARKS.md).
-            let tasks = pool.current_num_threads().min(panels);
+            // A few tasks per thread: even shares when panels don't divide evenly.
+            let tasks = (pool.current_num_threads() * 4).min(panels);
             let xq = &xq;
+            // in_place_scope: this thread spawns the tasks straight into the pool
+            // and waits; `pool.scope` would first move the spawning itself into a
+            // worker (one more wake-up per product). Measured on the int8 ViT-B/32,
+            // 2 threads: 5-15% faster than `scope`, and than this thread running
+            // one of two equal shares itself (no balancing then).
             pool.in_place_scope(|s| {
-                for t in 1..tasks {
+                for t in 0..tasks {
                     let range = panels * t / tasks..panels * (t + 1) / tasks;
                     s.spawn(move |_| run_panels(kernel, xq, w, range, out));
                 }
-                run_panels(kernel, xq, w, 0..panels / tasks, out);
             });
         }
         _ => run_panels(kernel, &xq, w, 0..panels, out),
