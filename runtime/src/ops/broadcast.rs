@@ -115,7 +115,7 @@ pub fn apply(arith: Arith, c: &mut [f32], shape: &[usize], b: &[f32], b_shape: &
 
 /// The broadcast that `node` does, if it is one for this op: f32 Add or Mul, the
 /// output shaped like one input (`a`, returned first) and the other broadcast to
-/// it, with a run of at least `MIN_RUN` agreeing trailing elements.
+/// it, with a run of agreeing trailing elements not known to be under `MIN_RUN`.
 fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith, [OutletId; 2])>> {
     let Some(op) = node.op_as::<TypedBinOp>() else { return Ok(None) };
     let arith = match op.0.name().as_ref() {
@@ -141,7 +141,8 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith,
         return Ok(None);
     }
     let run = sa.iter().rev().zip(sb.iter().rev()).take_while(|(x, y)| x == y).map(|(x, _)| x.clone()).product::<TDim>();
-    if run.to_i64().map_or(true, |r| r < MIN_RUN) {
+    // A symbolic run (the decoder's `total`) is taken: short ones cost little.
+    if run.to_i64().is_ok_and(|r| r < MIN_RUN) {
         return Ok(None);
     }
     Ok(Some((arith, [node.inputs[a], node.inputs[b]])))

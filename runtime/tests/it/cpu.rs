@@ -53,3 +53,14 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
     assert!(text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers), "text: the mask adds: {text:?}");
     assert!(vision.get("OptMulUnicast").is_some(), "vision: quick-GELU's x * sigmoid(1.702 x): {vision:?}");
 }
+
+/// The same for OPT's attention mask in the BLIP-2 decoder step, where the mask's
+/// run (the cache plus the new tokens) is symbolic.
+#[test]
+fn blip2_decoder_mask_add_takes_owlets_broadcast() {
+    let blip2 = owlet_runtime::models::blip2::Blip2::load(repo().join("models/blip2-test")).unwrap();
+    let graphs = blip2.graphs();
+    let decoder = graphs.iter().find(|(role, _)| *role == "decoder").expect("a decoder graph").1.op_counts();
+    eprintln!("decoder ops: {decoder:?}");
+    assert!(decoder.get("OwletBroadcastBinary").is_some(), "decoder: the mask adds: {decoder:?}");
+}
