@@ -233,6 +233,43 @@ impl Graph {
         Ok(self.run_all(graph, inputs)?.remove(0))
     }
 
+    /// As `run`, for a graph whose inputs and output all have the batch on axis 0
+    /// and whose rows are independent (CLIP's encoders): on a CPU plan with a
+    /// thread pool, a batch of several is cut into one part per thread, and the
+    /// parts run side by side, each on one thread. tract threads only its larger
+    /// matmuls, and runs layer norms, softmax and attention's many small matmuls on
+    /// one thread; whole parts of a batch keep every thread busy with all of them
+    /// (BENCHMARKS.md). A batch of one, a GPU plan or a single thread: `run`.
+    pub fn run_batch_split(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Tensor> {
+        use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
+        let batch = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
+        let pool = match current_tract_executor() {
+            Executor::MultiThread(pool) if self.device == Device::Cpu && batch > 1 => pool,
+            _ => return self.run(graph, inputs),
+        };
+        if inputs.iter().any(|t| t.shape().first() != Some(&batch)) {
+            return self.run(graph, inputs);
+        }
+        let parts = pool.current_num_threads().min(batch);
+        let fail = |e: TractError| Error::Inference { graph, reason: format!("{e:#}") };
+        let mut chunks = Vec::with_capacity(parts);
+        for p in 0..parts {
+            let (start, end) = (batch * p / parts, batch * (p + 1) / parts);
+            let part: TVec<TValue> =
+                inputs.iter().map(|t| t.slice(0, start, end).map(|t| t.into_tvalue())).collect::<TractResult<_>>().map_err(fail)?;
+            chunks.push(part);
+        }
+        let mut outs: Vec<Option<Result<Tensor>>> = (0..parts).map(|_| None).collect();
+        pool.in_place_scope(|s| {
+            for (part, out) in chunks.into_iter().zip(outs.iter_mut()) {
+                // Each part on one thread: no nested use of the pool.
+                s.spawn(move |_| *out = Some(multithread_tract_scope(Executor::SingleThread, || self.run(graph, part))));
+            }
+        });
+        let outs: Vec<Tensor> = outs.into_iter().map(|o| o.expect("every part ran")).collect::<Result<_>>()?;
+        Tensor::stack_tensors(0, &outs).map_err(fail)
+    }
+
     /// Run and return every output. Float inputs are cast to the plan's float type
     /// and float outputs come back as f32, so an fp16 GPU plan (crate::device) is
     /// used exactly like an fp32 one.

@@ -72,7 +72,7 @@ impl TextEncoder {
         let (ids, mask) = ids
             .and_then(|i| Ok((i, mask?)))
             .map_err(|e| Error::Inference { graph: "text", reason: format!("{e:#}") })?;
-        let out = self.graph.run("text", tvec!(ids.into(), mask.into()))?;
+        let out = self.graph.run_batch_split("text", tvec!(ids.into(), mask.into()))?;
         check_output("text", &out, enc.batch, self.dim)
     }
 }

@@ -75,7 +75,7 @@ impl VisionEncoder {
         let side = self.spec.crop_size as usize;
         let input = Tensor::from_shape(&[batch, 3, side, side], &pixels)
             .map_err(|e| Error::Inference { graph: "vision", reason: format!("{e:#}") })?;
-        let out = self.graph.run("vision", tvec!(input.into()))?;
+        let out = self.graph.run_batch_split("vision", tvec!(input.into()))?;
         check_output("vision", &out, batch, self.dim)
     }
 }
