@@ -3,8 +3,8 @@
 //! nearest even) and turned back into f32 by a Cast node in front of the graph.
 //! The file halves; owlet-runtime folds the Casts at load (tract alone leaves the
 //! large ones in the plan: `f16_compute::widen_f16_constants`), so the CPU computes
-//! in f32 at fp32's speed, a CPU with f16 arithmetic in f16, and an fp16 GPU plan (owlet-runtime's device module) computes in
-//! f16 from it. Small tensors (biases, LayerNorm scales) stay f32: they cost
+//! in f32 at fp32's speed; a CPU with f16 arithmetic and an fp16 GPU plan
+//! (owlet-runtime's device module) compute in f16 from it. Small tensors (biases, LayerNorm scales) stay f32: they cost
 //! nothing and are the ones fp16 hurts most.
 
 use std::collections::HashSet;

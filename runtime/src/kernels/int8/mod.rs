@@ -223,36 +223,35 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offs
     let mut scales = vec![0f32; m];
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        unsafe { quantize_into_avx2(x, k, &mut data, kp, &mut scales, x_offset) };
+        // SAFETY: the CPU has AVX2; each q has kp >= k bytes.
+        quantize_each_row(x, k, &mut data, kp, &mut scales, |row, q| unsafe { x86_64_avx2::quantize_row(row, q, x_offset) });
         return QuantizedRows { data, scales, m, mp, kp };
     }
     quantize_into(x, k, &mut data, kp, &mut scales, x_offset);
     QuantizedRows { data, scales, m, mp, kp }
 }
 
-/// `quantize_rows`' work, compiled for the target's baseline (SSE2 on x86-64,
-/// NEON on aarch64). Visible to the tests, which check the AVX2 code against it.
-pub(crate) fn quantize_into(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32) {
+/// Rows of `x` ([.., k]) into rows of `data` (`kp` bytes each) by `quantize_row`,
+/// which writes one row's values and returns its scale.
+fn quantize_each_row(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], mut quantize_row: impl FnMut(&[f32], &mut [i8]) -> f32) {
     for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales) {
-        let inv;
-        (*scale, inv) = row_scale(row);
+        *scale = quantize_row(row, q);
+    }
+}
+
+/// `quantize_rows`' work in portable code (what the compiler makes of it for the
+/// target's baseline: SSE2 on x86-64, NEON on aarch64). Visible to the tests, which
+/// check the AVX2 row quantizer against it.
+pub(crate) fn quantize_into(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32) {
+    quantize_each_row(x, k, data, kp, scales, |row, q| {
+        let (scale, inv) = row_scale(row);
         // inv is 0 for a row of zeros or one with an infinity: every value then
         // becomes 0 (inf * 0 is NaN, which rounds to 0) plus the offset.
         for (q, &v) in q.iter_mut().zip(row) {
             *q = (round_to_int(v * inv) + x_offset) as u8 as i8;
         }
-    }
-}
-
-/// `quantize_into` with the AVX2 row quantizer (x86_64_avx2.rs).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn quantize_into_avx2(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32) {
-    for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales) {
-        // SAFETY: the caller checked AVX2; q has kp >= k bytes.
-        *scale = unsafe { x86_64_avx2::quantize_row(row, q, x_offset) };
-    }
+        scale
+    });
 }
 
 /// `s` (within ±127 here: |x| <= max |x|) rounded to the nearest integer, ties to
@@ -330,7 +329,14 @@ fn row_scale(row: &[f32]) -> (f32, f32) {
             m[i] = if a > m[i] { a } else { m[i] };
         }
     }
-    let max = m.iter().fold(0f32, |a, &b| a.max(b));
+    scale_for_max(m.iter().fold(0f32, |a, &b| a.max(b)))
+}
+
+/// A row's scale and its inverse from its max |x|: (max / 127, 127 / max), or
+/// (1, 0) for a row of zeros or one that is not finite, which then quantizes to
+/// zeros.
+#[inline(always)]
+fn scale_for_max(max: f32) -> (f32, f32) {
     if max > 0.0 && max.is_finite() {
         (max / 127.0, 127.0 / max)
     } else {

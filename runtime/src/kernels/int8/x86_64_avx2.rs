@@ -101,7 +101,7 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32) -> f
         let a = v.abs();
         max = if a > max { a } else { max };
     }
-    let (scale, inv) = if max > 0.0 && max.is_finite() { (max / 127.0, 127.0 / max) } else { (1.0, 0.0) };
+    let (scale, inv) = super::scale_for_max(max);
 
     let vinv = _mm256_set1_ps(inv);
     let off = _mm256_set1_epi32(x_offset);
