@@ -207,6 +207,10 @@ pub enum Command {
         /// Decoder steps timed per run (after a prefill of the image queries and a prompt).
         #[arg(long, default_value_t = 16)]
         steps: usize,
+        /// Also show where each figure's time went: time per kind of op (tract's
+        /// and owlet's), per run, heaviest first. Timing each op costs a little.
+        #[arg(long)]
+        profile: bool,
     },
     /// Write the model's view of an image (resized and cropped) as PNG.
     Preprocess {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use owlet_runtime::bundle::{Bundle, ModelKind};
+use owlet_runtime::engine::profile;
 use owlet_runtime::generate::StepDecoder;
 use serde_json::json;
 
@@ -15,6 +16,7 @@ use crate::args::Common;
 
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?; // warm-up: first-run allocations, GPU uploads
+    profile::take(); // the profile covers the timed runs only
     let mut t = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let s = Instant::now();
@@ -29,7 +31,20 @@ fn pixels(n: usize) -> Vec<f32> {
     (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
 }
 
-pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> Result<ExitCode> {
+/// The op times recorded since the last take, per run, heaviest first.
+fn op_times(runs: usize) -> serde_json::Value {
+    let mut ops: Vec<_> = profile::take().into_iter().collect();
+    ops.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let per_run = runs.max(1) as f64;
+    ops.iter()
+        .map(|((role, op), (took, n))| {
+            json!({"graph": role, "op": op, "ms": took.as_secs_f64() * 1e3 / per_run, "calls": *n as f64 / per_run})
+        })
+        .collect()
+}
+
+pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize, profiled: bool) -> Result<ExitCode> {
+    profile::enable(profiled);
     let manifest = Bundle::open(&common.model)?.manifest;
     let kind = manifest.kind;
     let mut rows = Vec::new();
@@ -43,9 +58,9 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
             for &b in batches {
                 let px = pixels(b * 3 * side * side);
                 let ms = median_ms(runs, || Ok(clip.vision.run_pixels(px.clone(), b).map(|_| ())?))?;
-                rows.push(json!({"graph": "clip vision", "batch": b, "ms": ms}));
+                rows.push(json!({"graph": "clip vision", "batch": b, "ms": ms, "ops": op_times(runs)}));
                 let ms = median_ms(runs, || Ok(clip.embed_texts(&texts[..b]).map(|_| ())?))?;
-                rows.push(json!({"graph": "clip text", "batch": b, "ms": ms}));
+                rows.push(json!({"graph": "clip text", "batch": b, "ms": ms, "ops": op_times(runs)}));
             }
         }
         ModelKind::Blip2 => {
@@ -54,7 +69,7 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
             let side = m.bundle.manifest.vision.preprocess.crop_size as usize;
             let px = pixels(3 * side * side);
             let ms = median_ms(runs, || Ok(m.encode_pixels(px.clone()).map(|_| ())?))?;
-            rows.push(json!({"graph": "blip2 vision", "batch": 1, "ms": ms}));
+            rows.push(json!({"graph": "blip2 vision", "batch": 1, "ms": ms, "ops": op_times(runs)}));
             let q = m.encode_pixels(px)?;
             let ids = m.prompt_ids("Question: what colour is the car? Answer:")?;
             let prefix = m.prefix(&q, &ids);
@@ -62,15 +77,20 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
             for &b in batches {
                 // A prefill, the cache copied to b rows (as beam search does), then
                 // `steps` steps of b tokens; the figure is one step.
-                let run = || -> Result<f64> {
+                // The profile is of the last run's steps, per step.
+                let mut ops = serde_json::Value::Null;
+                let mut run = || -> Result<f64> {
                     let mut s = m.session();
                     s.prefill(&prefix, len)?;
                     s.reorder(&vec![0; b])?;
+                    profile::take();
                     let t = Instant::now();
                     for k in 0..steps {
                         s.step(&vec![ids[k % ids.len()]; b])?;
                     }
-                    Ok(t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
+                    let ms = t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
+                    ops = op_times(steps);
+                    Ok(ms)
                 };
                 run()?; // warm-up
                 let mut step_ms = Vec::new();
@@ -79,7 +99,7 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
                 }
                 step_ms.sort_by(f64::total_cmp);
                 rows.push(json!({"graph": "blip2 decoder step", "batch": b, "prefix": len, "steps": steps,
-                                 "ms": step_ms[step_ms.len() / 2]}));
+                                 "ms": step_ms[step_ms.len() / 2], "ops": ops}));
             }
         }
     }
@@ -98,6 +118,10 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize) -> R
         println!("{} on {device} ({precision}), median of {runs} runs", common.model.display());
         for r in &rows {
             println!("  {:<20} batch {:>2}  {:>9.3} ms", r["graph"].as_str().unwrap_or(""), r["batch"], r["ms"].as_f64().unwrap_or(0.0));
+            for op in r["ops"].as_array().into_iter().flatten() {
+                // Op time is summed over threads (split batches), so it can exceed the wall time.
+                println!("      {:>9.3} ms  {:>5} x  {}", op["ms"].as_f64().unwrap_or(0.0), op["calls"], op["op"].as_str().unwrap_or(""));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -68,7 +68,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cluster { common, index, k, keywords, sheet, seed } => {
             index_cmds::cluster(&common, &index, k, keywords.as_deref(), sheet.as_deref(), seed)
         }
-        Command::Bench { common, batch, runs, steps } => bench_cmd::bench(&common, &batch, runs, steps),
+        Command::Bench { common, batch, runs, steps, profile } => bench_cmd::bench(&common, &batch, runs, steps, profile),
         Command::Doctor { models, warm, gpu_precision, json } => doctor_cmd::doctor(&models, warm, gpu_precision, json),
     }
 }
