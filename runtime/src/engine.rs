@@ -137,7 +137,7 @@ impl Graph {
                 typed
                     .into_optimized()
                     .and_then(|mut m| {
-                        crate::ops::broadcast::rewrite(&mut m)?;
+                        crate::ops::rewrite_plan(&mut m)?;
                         m.into_runnable()
                     })
                     .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?
@@ -353,9 +353,11 @@ pub mod profile {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    static ON: AtomicBool = AtomicBool::new(false);
     /// (graph role, op name) -> (time, evaluations).
-    static TIMES: Mutex<BTreeMap<(&'static str, String), (Duration, u64)>> = Mutex::new(BTreeMap::new());
+    pub type OpTimes = BTreeMap<(&'static str, String), (Duration, u64)>;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    static TIMES: Mutex<OpTimes> = Mutex::new(BTreeMap::new());
 
     pub fn enable(on: bool) {
         ON.store(on, Ordering::Relaxed);
@@ -373,7 +375,7 @@ pub mod profile {
     }
 
     /// Everything recorded since the last call, and start afresh.
-    pub fn take() -> BTreeMap<(&'static str, String), (Duration, u64)> {
+    pub fn take() -> OpTimes {
         std::mem::take(&mut *TIMES.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

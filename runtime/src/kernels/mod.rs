@@ -1,5 +1,6 @@
-//! owlet's own SIMD kernels, for what tract does not do: embedding arithmetic
-//! (similarity, search) and int8 matrix products for quantized graphs (`int8`).
+//! owlet's own SIMD kernels, for what tract does not do (or does slowly):
+//! embedding arithmetic (similarity, search), int8 matrix products for quantized
+//! graphs (`int8`) and softmax over short rows (`softmax`).
 //!
 //! Every op has a scalar reference (`scalar.rs`); each architecture module plugs
 //! faster versions into the table behind run-time CPU feature detection, once, at
@@ -13,6 +14,7 @@ mod aarch64_neon;
 mod harness;
 pub mod int8;
 pub mod scalar;
+pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx2;
 #[cfg(target_arch = "x86_64")]

@@ -1,5 +1,6 @@
 //! owlet's own graph ops: `qmatmul`, registered into tract's ONNX loader, and
-//! `broadcast`, swapped into optimised plans for a slow path of tract's.
+//! `broadcast` and `softmax`, swapped into optimised CPU plans for slow paths of
+//! tract's (`rewrite_plan`).
 //!
 //! tract looks ONNX ops up by `op_type` alone (the domain is ignored), so owlet's
 //! ops carry an `Owlet` prefix in the type as well as the `owlet` domain that
@@ -7,6 +8,7 @@
 
 pub mod broadcast;
 pub mod qmatmul;
+pub mod softmax;
 
 /// The ONNX domain owlet's ops are written under.
 pub const DOMAIN: &str = "owlet";
@@ -17,4 +19,12 @@ pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(qmatmul::OP_TYPE, qmatmul::onnx_builder);
     onnx
+}
+
+/// owlet's rewrites of an optimised CPU plan: tract's slow paths swapped for
+/// owlet's ops. Values stay the same to float rounding (each op's tests).
+pub fn rewrite_plan(model: &mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<()> {
+    broadcast::rewrite(model)?;
+    softmax::rewrite(model)?;
+    Ok(())
 }

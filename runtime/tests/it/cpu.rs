@@ -51,7 +51,12 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
     }
     // One per layer (the mask) and the position embeddings' add over the batch.
     assert!(text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers), "text: the mask adds: {text:?}");
-    assert!(vision.get("OptMulUnicast").is_some(), "vision: quick-GELU's x * sigmoid(1.702 x): {vision:?}");
+    assert!(vision.contains_key("OptMulUnicast"), "vision: quick-GELU's x * sigmoid(1.702 x): {vision:?}");
+    // Attention's softmax, one per layer, on owlet's rows kernel, none left to tract.
+    for (role, counts) in [("vision", &vision), ("text", &text)] {
+        assert_eq!(counts.get("OwletSoftmax"), Some(&layers), "{role}: attention softmax: {counts:?}");
+        assert_eq!(counts.get("Softmax"), None, "{role}: a softmax left to tract: {counts:?}");
+    }
 }
 
 /// The same for OPT's attention mask in the BLIP-2 decoder step, where the mask's
@@ -62,7 +67,8 @@ fn blip2_decoder_mask_add_takes_owlets_broadcast() {
     let graphs = blip2.graphs();
     let decoder = graphs.iter().find(|(role, _)| *role == "decoder").expect("a decoder graph").1.op_counts();
     eprintln!("decoder ops: {decoder:?}");
-    assert!(decoder.get("OwletBroadcastBinary").is_some(), "decoder: the mask adds: {decoder:?}");
+    assert!(decoder.contains_key("OwletBroadcastBinary"), "decoder: the mask adds: {decoder:?}");
+    assert!(decoder.contains_key("OwletSoftmax"), "decoder: attention softmax: {decoder:?}");
 }
 
 /// A batch that `Graph::run_batch_split` cuts into one part per thread gives the
