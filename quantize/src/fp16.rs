@@ -94,7 +94,7 @@ pub fn cast_node(input: String, output: String, to: i32) -> NodeProto {
 pub(crate) fn float_values(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
     let n: i64 = t.dims.iter().product();
     let values: Vec<f32> = if !t.raw_data.is_empty() {
-        if t.raw_data.len() % 4 != 0 {
+        if !t.raw_data.len().is_multiple_of(4) {
             return Err(format!("{} raw bytes is not a whole number of f32", t.raw_data.len()));
         }
         t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()

@@ -118,7 +118,7 @@ pub fn apply(arith: Arith, c: &mut [f32], shape: &[usize], b: &[f32], b_shape: &
 /// it, with a run of agreeing trailing elements not known to be under `MIN_RUN`.
 fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith, [OutletId; 2])>> {
     let Some(op) = node.op_as::<TypedBinOp>() else { return Ok(None) };
-    let arith = match op.0.name().as_ref() {
+    let arith = match op.0.name() {
         "Add" => Arith::Add,
         "Mul" => Arith::Mul,
         _ => return Ok(None),

@@ -34,7 +34,7 @@ fn pixels(n: usize) -> Vec<f32> {
 /// The op times recorded since the last take, per run, heaviest first.
 fn op_times(runs: usize) -> serde_json::Value {
     let mut ops: Vec<_> = profile::take().into_iter().collect();
-    ops.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    ops.sort_by_key(|(_, (took, _))| std::cmp::Reverse(*took));
     let per_run = runs.max(1) as f64;
     ops.iter()
         .map(|((role, op), (took, n))| {

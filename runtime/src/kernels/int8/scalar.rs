@@ -2,7 +2,7 @@
 
 use super::{Operands, QGemmKernel};
 
-pub const KERNEL: QGemmKernel = QGemmKernel { name: "scalar_qgemm_i8", mr: 1, nr: 4, k_align: 4, operands: Operands::Signed, micro: micro };
+pub const KERNEL: QGemmKernel = QGemmKernel { name: "scalar_qgemm_i8", mr: 1, nr: 4, k_align: 4, operands: Operands::Signed, micro };
 
 /// One 1 x 4 tile (see `MicroKernel`).
 ///

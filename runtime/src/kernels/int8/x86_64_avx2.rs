@@ -122,8 +122,8 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32) -> f
         _mm256_storeu_si256(out.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
         i += 32;
     }
-    for j in i..n {
-        *out.add(j) = (super::round_to_int(row[j] * inv) + x_offset) as u8 as i8;
+    for (j, &x) in row.iter().enumerate().take(n).skip(i) {
+        *out.add(j) = (super::round_to_int(x * inv) + x_offset) as u8 as i8;
     }
     scale
 }
