@@ -290,20 +290,8 @@ impl Graph {
                 *value = value.cast_to_dt(want).map_err(fail)?.into_owned().into_tvalue();
             }
         }
-        use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
-        let exec = current_tract_executor();
-        let out = match &exec {
-            // Run the whole plan on one of the pool's threads rather than this one.
-            // A thread outside the pool that hands work to it sleeps until the pool
-            // is done, and wakes by a futex: twice per int8 product. A pool thread
-            // works on its own tasks while it waits. Measured, int8 ViT-B/32 at
-            // batch 1, 2 threads: text 13.2 -> 10.6 ms, vision 16.0 -> 13.0 ms.
-            Executor::MultiThread(pool) if self.device == Device::Cpu && pool.current_thread_index().is_none() => {
-                pool.install(|| multithread_tract_scope(exec.clone(), || self.run_plan(inputs)))
-            }
-            _ => self.run_plan(inputs),
-        }
-        .map_err(fail)?;
+        let out = if self.device == Device::Cpu { on_pool(|| self.run_plan(inputs)) } else { self.run_plan(inputs) };
+        let out = out.map_err(fail)?;
         Ok(out.into_iter().map(|v| v.into_tensor()).collect())
     }
 
@@ -337,6 +325,24 @@ pub fn set_threads(n: usize) {
     use tract_linalg::multithread::{set_default_executor, Executor};
     let n = n.max(1);
     set_default_executor(if n == 1 { Executor::SingleThread } else { Executor::multithread(n) });
+}
+
+/// Run `f` on one of the thread pool's threads (with the pool as tract's executor
+/// there), or here when there is no pool or this is one of its threads.
+///
+/// A thread outside the pool that hands work to it sleeps until the pool is done
+/// and wakes by a futex: twice per int8 product. A pool thread works on its own
+/// tasks while it waits. Measured, int8 ViT-B/32 at batch 1, 2 threads, whole
+/// plans run here: text 13.2 -> 10.6 ms, vision 16.0 -> 13.0 ms.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
+    let exec = current_tract_executor();
+    match &exec {
+        Executor::MultiThread(pool) if pool.current_thread_index().is_none() => {
+            pool.install(|| multithread_tract_scope(exec.clone(), f))
+        }
+        _ => f(),
+    }
 }
 
 /// The default thread count: every core the process may use.
