@@ -79,7 +79,7 @@ impl Graph {
         let err = |reason: String| Error::Graph { path: path.to_path_buf(), reason };
         // Intermediate value_info from exporters pins shapes that clash with the
         // symbolic batch ("Impossible to unify Sym(batch) with Val(1)").
-        let model = crate::ops::onnx()
+        let model = crate::ops::onnx(on)
             .with_ignore_value_info(true)
             .model_for_path(path)
             .map_err(|e| err(format!("not a loadable ONNX graph: {e:#}")))?;

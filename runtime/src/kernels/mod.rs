@@ -1,6 +1,7 @@
 //! owlet's own SIMD kernels, for what tract does not do (or does slowly):
 //! embedding arithmetic (similarity, search), int8 matrix products for quantized
-//! graphs (`int8`) and softmax over short rows (`softmax`).
+//! graphs (`int8`), softmax over short rows (`softmax`) and layer norms
+//! (`layer_norm`).
 //!
 //! Every op has a scalar reference (`scalar.rs`); each architecture module plugs
 //! faster versions into the table behind run-time CPU feature detection, once, at
@@ -13,6 +14,7 @@ mod aarch64_neon;
 #[cfg(test)]
 mod harness;
 pub mod int8;
+pub mod layer_norm;
 pub mod scalar;
 pub mod softmax;
 #[cfg(target_arch = "x86_64")]

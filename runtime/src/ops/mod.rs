@@ -1,12 +1,13 @@
-//! owlet's own graph ops: `qmatmul`, registered into tract's ONNX loader, and
-//! `broadcast` and `softmax`, swapped into optimised CPU plans for slow paths of
-//! tract's (`rewrite_plan`).
+//! owlet's own graph ops: `qmatmul` and `layer_norm`, registered into tract's
+//! ONNX loader, and `broadcast` and `softmax`, swapped into optimised CPU plans
+//! for slow paths of tract's (`rewrite_plan`).
 //!
 //! tract looks ONNX ops up by `op_type` alone (the domain is ignored), so owlet's
 //! ops carry an `Owlet` prefix in the type as well as the `owlet` domain that
 //! owlet-quantize writes; no standard ONNX op can clash with them.
 
 pub mod broadcast;
+pub mod layer_norm;
 pub mod qmatmul;
 pub mod softmax;
 
@@ -14,10 +15,14 @@ pub mod softmax;
 pub const DOMAIN: &str = "owlet";
 
 /// tract's ONNX loader with owlet's ops registered: what every bundle graph is
-/// loaded with.
-pub fn onnx() -> tract_onnx::Onnx {
+/// loaded with. Plans computed in f32 on the CPU also get owlet's layer norm; GPU
+/// and f16 plans keep tract's, which their translators know.
+pub fn onnx(on: crate::device::Placement) -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(qmatmul::OP_TYPE, qmatmul::onnx_builder);
+    if on.device == crate::device::Device::Cpu && on.precision == crate::device::GpuPrecision::F32 {
+        onnx.op_register.insert(layer_norm::OP_TYPE, layer_norm::onnx_builder);
+    }
     onnx
 }
 

@@ -52,6 +52,12 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
     // One per layer (the mask) and the position embeddings' add over the batch.
     assert!(text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers), "text: the mask adds: {text:?}");
     assert!(vision.contains_key("OptMulUnicast"), "vision: quick-GELU's x * sigmoid(1.702 x): {vision:?}");
+    // Two layer norms per layer and the final one (vision: also the pre-norm),
+    // all owlet's; tract's expansion (its RmsNorm among them) gone.
+    for (role, counts) in [("vision", &vision), ("text", &text)] {
+        assert!(counts.get("OwletLayerNorm").is_some_and(|&n| n > 2 * layers), "{role}: layer norms: {counts:?}");
+        assert_eq!(counts.get("RmsNorm"), None, "{role}: a layer norm left to tract: {counts:?}");
+    }
     // Attention's softmax, one per layer, on owlet's rows kernel, none left to tract.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
         assert_eq!(counts.get("OwletSoftmax"), Some(&layers), "{role}: attention softmax: {counts:?}");
