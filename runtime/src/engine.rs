@@ -132,7 +132,9 @@ impl Graph {
                     let mut typed = typed;
                     crate::device::f16_compute::widen_f16_constants(&mut typed)
                         .map_err(|e| err(format!("tract could not widen the fp16 weights: {e:#}")))?;
-                    typed
+                    let mut m = typed.into_decluttered().map_err(|e| err(format!("{e:#}")))?;
+                    crate::ops::rewrite_decluttered(&mut m).map_err(|e| err(format!("owlet's rewrite failed: {e:#}")))?;
+                    m
                 };
                 typed
                     .into_optimized()

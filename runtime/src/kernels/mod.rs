@@ -1,7 +1,8 @@
 //! owlet's own SIMD kernels, for what tract does not do (or does slowly):
 //! embedding arithmetic (similarity, search), int8 matrix products for quantized
-//! graphs (`int8`), softmax over short rows (`softmax`) and layer norms
-//! (`layer_norm`).
+//! graphs (`int8`), softmax over short rows (`softmax`), layer norms
+//! (`layer_norm`) and attention's activation-by-activation products
+//! (`small_gemm`).
 //!
 //! Every op has a scalar reference (`scalar.rs`); each architecture module plugs
 //! faster versions into the table behind run-time CPU feature detection, once, at
@@ -16,6 +17,7 @@ mod harness;
 pub mod int8;
 pub mod layer_norm;
 pub mod scalar;
+pub mod small_gemm;
 pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx2;

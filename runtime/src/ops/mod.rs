@@ -1,11 +1,13 @@
 //! owlet's own graph ops: `qmatmul` and `layer_norm`, registered into tract's
-//! ONNX loader, and `broadcast` and `softmax`, swapped into optimised CPU plans
-//! for slow paths of tract's (`rewrite_plan`).
+//! ONNX loader; `batched_matmul`, swapped into decluttered f32 CPU models
+//! (`rewrite_decluttered`); `broadcast` and `softmax`, swapped into optimised
+//! CPU plans (`rewrite_plan`). Each replaces a slow path of tract's.
 //!
 //! tract looks ONNX ops up by `op_type` alone (the domain is ignored), so owlet's
 //! ops carry an `Owlet` prefix in the type as well as the `owlet` domain that
 //! owlet-quantize writes; no standard ONNX op can clash with them.
 
+pub mod batched_matmul;
 pub mod broadcast;
 pub mod layer_norm;
 pub mod qmatmul;
@@ -24,6 +26,13 @@ pub fn onnx(on: crate::device::Placement) -> tract_onnx::Onnx {
         onnx.op_register.insert(layer_norm::OP_TYPE, layer_norm::onnx_builder);
     }
     onnx
+}
+
+/// owlet's rewrites of a decluttered f32 CPU model, before tract optimises it
+/// (after, its einsums are packing and matmul ops).
+pub fn rewrite_decluttered(model: &mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<()> {
+    batched_matmul::rewrite(model)?;
+    Ok(())
 }
 
 /// owlet's rewrites of an optimised CPU plan: tract's slow paths swapped for
