@@ -34,10 +34,12 @@ struct Opts {
     threads: usize,
     iters: usize,
     batches: Vec<usize>,
+    /// Time `model` alone and print the medians as JSON (`time_owlet_fresh`).
+    owlet_only: bool,
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { model: PathBuf::new(), int8: None, fp16: None, threads: engine::default_threads(), iters: 10, batches: vec![1, 8] };
+    let mut o = Opts { model: PathBuf::new(), int8: None, fp16: None, threads: engine::default_threads(), iters: 10, batches: vec![1, 8], owlet_only: false };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -49,6 +51,7 @@ fn parse() -> Opts {
             "--batches" => {
                 o.batches = args.next().expect("--batches 1,8").split(',').map(|b| b.parse().expect("batch")).collect()
             }
+            "--owlet-only" => o.owlet_only = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -135,30 +138,52 @@ fn lookup(v: &[(String, usize, f64)], graph: &str, b: usize) -> f64 {
     v.iter().find(|(g, bb, _)| g == graph && *bb == b).map(|x| x.2).expect("timed")
 }
 
+/// owlet's medians for `bundle`, timed in a fresh process (this bench, run with
+/// `--owlet-only`), as onnxruntime's are in a fresh python. Timed in one process
+/// one after another, a bundle loaded after another was run ran 6-35% slower
+/// (measured: int8 text batch 1 6.9 -> 9.3 ms), whatever the allocator and the
+/// page mapping were left like; each side gets a clean start instead.
+fn time_owlet_fresh(bundle: &std::path::Path, o: &Opts) -> (f64, Vec<(String, usize, f64)>) {
+    let batches = o.batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new(std::env::current_exe().expect("this bench's path"))
+        .args(["--model", &bundle.display().to_string(), "--owlet-only"])
+        .args(["--threads", &o.threads.to_string(), "--iters", &o.iters.to_string(), "--batches", &batches])
+        .output()
+        .expect("the bench runs itself");
+    if !out.status.success() {
+        panic!("timing {} failed: {}", bundle.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).expect("--owlet-only prints JSON")
+}
+
 fn main() {
     let o = parse();
     engine::set_threads(o.threads);
-    let t = Instant::now();
+    if o.owlet_only {
+        let t = Instant::now();
+        let clip = Clip::load(&o.model).expect("bundle loads");
+        let load_s = t.elapsed().as_secs_f64();
+        println!("{}", serde_json::to_string(&(load_s, time_owlet(&clip, &o))).expect("JSON"));
+        return;
+    }
     let clip = Clip::load(&o.model).expect("bundle loads");
-    let load_s = t.elapsed().as_secs_f64();
     let side = clip.vision.preprocess_spec().crop_size as usize;
     let ctx = clip.text.tokenizer().context_length();
-    let owlet = time_owlet(&clip, &o);
     drop(clip);
-    let int8 = o.int8.as_ref().map(|p| {
-        let c = Clip::load(p).expect("int8 bundle loads");
-        time_owlet(&c, &o)
-    });
-    let fp16 = o.fp16.as_ref().map(|p| {
-        let c = Clip::load(p).expect("fp16 bundle loads");
-        time_owlet(&c, &o)
-    });
+    // Each comparison's two sides back to back (the machine's speed drifts over
+    // minutes); the int8 pair first.
+    let (int8, ort8) = match &o.int8 {
+        Some(p) => {
+            let cache = format!("{}-ort-int8", o.model.display());
+            eprintln!("onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}", o.model.display(), p.display());
+            let owlet8 = time_owlet_fresh(p, &o).1;
+            (Some(owlet8), Some(time_ort(&o, side, ctx, &["--int8".to_string(), cache]).1))
+        }
+        None => (None, None),
+    };
+    let (load_s, owlet) = time_owlet_fresh(&o.model, &o);
     let (ort, ort32) = time_ort(&o, side, ctx, &[]);
-    let ort8 = o.int8.as_ref().map(|p| {
-        let cache = format!("{}-ort-int8", o.model.display());
-        eprintln!("onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}", o.model.display(), p.display());
-        time_ort(&o, side, ctx, &["--int8".to_string(), cache]).1
-    });
+    let fp16 = o.fp16.as_ref().map(|p| time_owlet_fresh(p, &o).1);
 
     println!("CLIP benchmark: bundle {}, {} thread(s), {} iterations, medians in ms", o.model.display(), o.threads, o.iters);
     println!("owlet load + plan: {load_s:.2} s; onnxruntime {}", ort["onnxruntime"].as_str().unwrap_or("?"));
