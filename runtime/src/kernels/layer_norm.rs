@@ -100,6 +100,7 @@ fn avx512_rows(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 /// Every rows kernel this CPU can run, reference first, best last.
 pub fn candidates() -> Vec<(&'static str, LayerNormRows)> {
+    #[allow(unused_mut)] // only x86-64 adds kernels
     let mut v: Vec<(&'static str, LayerNormRows)> =
         vec![("reference_layer_norm_rows", reference_rows), ("portable_layer_norm_rows", portable_rows)];
     #[cfg(target_arch = "x86_64")]

@@ -153,6 +153,7 @@ fn avx512(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
 
 /// Every kernel this CPU can run, reference first, best last.
 pub fn candidates() -> Vec<(&'static str, SmallGemm)> {
+    #[allow(unused_mut)] // only x86-64 adds kernels
     let mut v: Vec<(&'static str, SmallGemm)> = vec![("reference_small_gemm", reference), ("portable_small_gemm", portable)];
     #[cfg(target_arch = "x86_64")]
     {

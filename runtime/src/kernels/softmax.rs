@@ -228,6 +228,7 @@ fn avx512_rows(data: &mut [f32], row_len: usize) {
 
 /// Every rows kernel this CPU can run, reference first, best last.
 pub fn candidates() -> Vec<(&'static str, SoftmaxRows)> {
+    #[allow(unused_mut)] // only x86-64 adds kernels
     let mut v: Vec<(&'static str, SoftmaxRows)> =
         vec![("reference_softmax_rows", reference_rows), ("portable_softmax_rows", portable_rows)];
     #[cfg(target_arch = "x86_64")]
