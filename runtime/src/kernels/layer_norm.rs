@@ -100,32 +100,21 @@ fn avx512_rows(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 /// Every rows kernel this CPU can run, reference first, best last.
 pub fn candidates() -> Vec<(&'static str, LayerNormRows)> {
-    #[allow(unused_mut)] // only x86-64 adds kernels
-    let mut v: Vec<(&'static str, LayerNormRows)> =
-        vec![("reference_layer_norm_rows", reference_rows), ("portable_layer_norm_rows", portable_rows)];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            v.push(("x86_64_avx2_layer_norm_rows", avx2_rows));
-        }
-        if is_x86_feature_detected!("avx512f") {
-            v.push(("x86_64_avx512_layer_norm_rows", avx512_rows));
-        }
-    }
-    v
+    use super::Needs;
+    super::runnable(&[
+        ("reference_layer_norm_rows", reference_rows as LayerNormRows, Needs::Nothing),
+        ("portable_layer_norm_rows", portable_rows, Needs::Nothing),
+        #[cfg(target_arch = "x86_64")]
+        ("x86_64_avx2_layer_norm_rows", avx2_rows, Needs::Avx2Fma),
+        #[cfg(target_arch = "x86_64")]
+        ("x86_64_avx512_layer_norm_rows", avx512_rows, Needs::Avx512),
+    ])
 }
 
 /// The fastest rows kernel here (the reference under `OWLET_KERNELS=scalar`).
 pub fn best() -> (&'static str, LayerNormRows) {
     static BEST: std::sync::OnceLock<(&'static str, LayerNormRows)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| {
-        let all = candidates();
-        if std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar") {
-            all[0]
-        } else {
-            *all.last().expect("the portable kernel is always there")
-        }
-    })
+    *BEST.get_or_init(|| super::pick(candidates()))
 }
 
 #[cfg(test)]

@@ -104,3 +104,40 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot_f32 on slices of different lengths");
     (kernels().dot_f32)(a, b)
 }
+
+/// What a compiled variant of a float kernel needs of the CPU (the softmax,
+/// layer-norm and small-GEMM modules compile one source several times).
+#[derive(Clone, Copy)]
+pub(crate) enum Needs {
+    /// The baseline: the reference and the portable build (NEON on aarch64).
+    Nothing,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Needs {
+    fn here(self) -> bool {
+        match self {
+            Needs::Nothing => true,
+            #[cfg(target_arch = "x86_64")]
+            Needs::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Needs::Avx512 => is_x86_feature_detected!("avx512f"),
+        }
+    }
+}
+
+/// The variants this CPU can run, in the order given (reference first, best last).
+pub(crate) fn runnable<F: Copy>(all: &[(&'static str, F, Needs)]) -> Vec<(&'static str, F)> {
+    all.iter().filter(|(_, _, needs)| needs.here()).map(|&(name, f, _)| (name, f)).collect()
+}
+
+/// The last of `candidates` (the best), or the first (the reference) under
+/// `OWLET_KERNELS=scalar`.
+pub(crate) fn pick<F: Copy>(candidates: Vec<(&'static str, F)>) -> (&'static str, F) {
+    let scalar = std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar");
+    let pick = if scalar { candidates.first() } else { candidates.last() };
+    *pick.expect("the reference is always there")
+}

@@ -153,18 +153,15 @@ fn avx512(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
 
 /// Every kernel this CPU can run, reference first, best last.
 pub fn candidates() -> Vec<(&'static str, SmallGemm)> {
-    #[allow(unused_mut)] // only x86-64 adds kernels
-    let mut v: Vec<(&'static str, SmallGemm)> = vec![("reference_small_gemm", reference), ("portable_small_gemm", portable)];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            v.push(("x86_64_avx2_small_gemm", avx2));
-        }
-        if is_x86_feature_detected!("avx512f") {
-            v.push(("x86_64_avx512_small_gemm", avx512));
-        }
-    }
-    v
+    use super::Needs;
+    super::runnable(&[
+        ("reference_small_gemm", reference as SmallGemm, Needs::Nothing),
+        ("portable_small_gemm", portable, Needs::Nothing),
+        #[cfg(target_arch = "x86_64")]
+        ("x86_64_avx2_small_gemm", avx2, Needs::Avx2Fma),
+        #[cfg(target_arch = "x86_64")]
+        ("x86_64_avx512_small_gemm", avx512, Needs::Avx512),
+    ])
 }
 
 /// Whether this CPU has a kernel that beats tract's own path for these products
@@ -178,14 +175,7 @@ pub fn beats_tract() -> bool {
 /// The fastest kernel here (the reference under `OWLET_KERNELS=scalar`).
 pub fn best() -> (&'static str, SmallGemm) {
     static BEST: std::sync::OnceLock<(&'static str, SmallGemm)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| {
-        let all = candidates();
-        if std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar") {
-            all[0]
-        } else {
-            *all.last().expect("the portable kernel is always there")
-        }
-    })
+    *BEST.get_or_init(|| super::pick(candidates()))
 }
 
 #[cfg(test)]

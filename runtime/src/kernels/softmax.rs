@@ -208,7 +208,7 @@ fn avx2_rows_inner(data: &mut [f32], row_len: usize) {
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_rows(data: &mut [f32], row_len: usize) {
-    // SAFETY: chosen only where avx2 and fma were detected (`best`).
+    // SAFETY: chosen only where avx2 and fma were detected (`candidates`).
     unsafe { avx2_rows_inner(data, row_len) }
 }
 
@@ -222,38 +222,27 @@ fn avx512_rows_inner(data: &mut [f32], row_len: usize) {
 
 #[cfg(target_arch = "x86_64")]
 fn avx512_rows(data: &mut [f32], row_len: usize) {
-    // SAFETY: chosen only where avx512f was detected (`best`).
+    // SAFETY: chosen only where avx512f was detected (`candidates`).
     unsafe { avx512_rows_inner(data, row_len) }
 }
 
 /// Every rows kernel this CPU can run, reference first, best last.
 pub fn candidates() -> Vec<(&'static str, SoftmaxRows)> {
-    #[allow(unused_mut)] // only x86-64 adds kernels
-    let mut v: Vec<(&'static str, SoftmaxRows)> =
-        vec![("reference_softmax_rows", reference_rows), ("portable_softmax_rows", portable_rows)];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            v.push(("x86_64_avx2_softmax_rows", avx2_rows));
-        }
-        if is_x86_feature_detected!("avx512f") {
-            v.push(("x86_64_avx512_softmax_rows", avx512_rows));
-        }
-    }
-    v
+    use super::Needs;
+    super::runnable(&[
+        ("reference_softmax_rows", reference_rows as SoftmaxRows, Needs::Nothing),
+        ("portable_softmax_rows", portable_rows, Needs::Nothing),
+        #[cfg(target_arch = "x86_64")]
+        ("x86_64_avx2_softmax_rows", avx2_rows, Needs::Avx2Fma),
+        #[cfg(target_arch = "x86_64")]
+        ("x86_64_avx512_softmax_rows", avx512_rows, Needs::Avx512),
+    ])
 }
 
 /// The fastest rows kernel here (the reference under `OWLET_KERNELS=scalar`).
 pub fn best() -> (&'static str, SoftmaxRows) {
     static BEST: std::sync::OnceLock<(&'static str, SoftmaxRows)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| {
-        let all = candidates();
-        if std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar") {
-            all[0]
-        } else {
-            *all.last().expect("the portable kernel is always there")
-        }
-    })
+    *BEST.get_or_init(|| super::pick(candidates()))
 }
 
 #[cfg(test)]
