@@ -10,7 +10,7 @@
 //! head's operands into small dense blocks and runs owlet's small-GEMM kernel
 //! (crate::kernels::small_gemm).
 //!
-//! The rewrite happens only where that kernel is hand-written (AVX-512;
+//! The rewrite happens only where that kernel is hand-written (AVX-512 or AVX2;
 //! `small_gemm::beats_tract`). It takes any `EinSum` of two non-constant f32
 //! inputs whose axes are: one `m` (in A and C), one `n` (in B and C), one
 //! contracted `k` (in A and B), and any number of batch axes in all three with

@@ -58,7 +58,7 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
         assert!(counts.get("OwletLayerNorm").is_some_and(|&n| n > 2 * layers), "{role}: layer norms: {counts:?}");
         assert_eq!(counts.get("RmsNorm"), None, "{role}: a layer norm left to tract: {counts:?}");
     }
-    // Attention's two products per layer, owlet's where its AVX-512 kernel is.
+    // Attention's two products per layer, owlet's where its hand-written kernel is.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
         let want = if owlet_runtime::kernels::small_gemm::beats_tract() { Some(&(2 * layers)) } else { None };
         assert_eq!(counts.get("OwletBatchedMatMul"), want, "{role}: attention products: {counts:?}");
