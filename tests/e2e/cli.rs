@@ -363,9 +363,18 @@ fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
     let v = json_of(&out);
     assert_eq!(v["results"][0]["top_label"], "bird", "{v}");
     assert_eq!(v["results"][1]["top_label"], "car", "{v}");
-    let out = run("owlet", &["bench", "-m", &clip8, "--batch", "1", "--runs", "1", "--json"]);
+    let out = run("owlet", &["bench", "-m", &clip8, "--batch", "1", "--runs", "1", "--json", "--profile"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(json_of(&out)["precision"], "int8");
+    let v = json_of(&out);
+    assert_eq!(v["precision"], "int8");
+    // --profile: each figure's time per kind of op; the products are owlet's int8
+    // op, 24 of them per run in each encoder.
+    for row in v["results"].as_array().unwrap() {
+        let ops = row["ops"].as_array().unwrap_or_else(|| panic!("no op times: {row}"));
+        let int8 = ops.iter().find(|o| o["op"] == "OwletMatMulInt8").unwrap_or_else(|| panic!("{row}"));
+        assert_eq!(int8["calls"], 24.0, "{row}");
+        assert!(int8["ms"].as_f64().unwrap() > 0.0, "{row}");
+    }
 
     let blip8 = tmp.path().join("blip2-int8").display().to_string();
     let out = run("owlet-quantize", &[&repo().join("models/blip2-demo").display().to_string(), &blip8, "--to", "int8"]);
