@@ -22,7 +22,8 @@ pub const DOMAIN: &str = "owlet";
 pub fn onnx(on: crate::device::Placement) -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(qmatmul::OP_TYPE, qmatmul::onnx_builder);
-    if on.device == crate::device::Device::Cpu && on.precision == crate::device::GpuPrecision::F32 {
+    let cpu_f32 = on.device == crate::device::Device::Cpu && on.precision == crate::device::GpuPrecision::F32;
+    if cpu_f32 && rewrites_on() {
         onnx.op_register.insert(layer_norm::OP_TYPE, layer_norm::onnx_builder);
     }
     onnx
@@ -31,6 +32,9 @@ pub fn onnx(on: crate::device::Placement) -> tract_onnx::Onnx {
 /// owlet's rewrites of a decluttered f32 CPU model, before tract optimises it
 /// (after, its einsums are packing and matmul ops).
 pub fn rewrite_decluttered(model: &mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<()> {
+    if !rewrites_on() {
+        return Ok(());
+    }
     batched_matmul::rewrite(model)?;
     Ok(())
 }
@@ -38,7 +42,19 @@ pub fn rewrite_decluttered(model: &mut tract_onnx::prelude::TypedModel) -> tract
 /// owlet's rewrites of an optimised CPU plan: tract's slow paths swapped for
 /// owlet's ops. Values stay the same to float rounding (each op's tests).
 pub fn rewrite_plan(model: &mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<()> {
+    if !rewrites_on() {
+        return Ok(());
+    }
     broadcast::rewrite(model)?;
     softmax::rewrite(model)?;
     Ok(())
+}
+
+/// Whether owlet swaps its ops in for tract's (layer norm, attention products,
+/// softmax, broadcast): yes, unless `OWLET_REWRITES=off`, which leaves plans to
+/// tract alone (owlet's int8 op stays: tract has no fast equivalent), to A/B them
+/// or to rule one out.
+pub fn rewrites_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("OWLET_REWRITES").as_deref() != Ok("off"))
 }
