@@ -383,3 +383,41 @@ fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("a blue bird"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// `OWLET_REWRITES=off` leaves the plans to tract: owlet's softmax and layer norm
+/// are gone from the profile, tract's own ops are there instead; by default it is
+/// the other way round. Embeddings agree either way (to float rounding).
+#[test]
+fn owlet_rewrites_off_leaves_the_plans_to_tract() {
+    let b = clip_bundle();
+    let profile = |rewrites: &str| -> Vec<String> {
+        let out = std::process::Command::new(bin("owlet"))
+            .args(["bench", "-m", &b, "--batch", "1", "--runs", "1", "--json", "--profile"])
+            .env("OWLET_REWRITES", rewrites)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v = json_of(&out);
+        v["results"][0]["ops"].as_array().unwrap().iter().map(|o| o["op"].as_str().unwrap().to_string()).collect()
+    };
+    let (on, off) = (profile("on"), profile("off"));
+    for op in ["OwletSoftmax", "OwletLayerNorm"] {
+        assert!(on.iter().any(|o| o == op), "{op} missing by default: {on:?}");
+        assert!(!off.iter().any(|o| o == op), "{op} with OWLET_REWRITES=off: {off:?}");
+    }
+    assert!(off.iter().any(|o| o == "Softmax"), "tract's softmax with OWLET_REWRITES=off: {off:?}");
+    let embed = |rewrites: &str| -> Vec<f64> {
+        let out = std::process::Command::new(bin("owlet"))
+            .args(["embed", "-m", &b, "--json", &reference_image("rocket.jpg")])
+            .env("OWLET_REWRITES", rewrites)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_of(&out)["embeddings"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (a, z) = (embed("on"), embed("off"));
+    assert_eq!(a.len(), z.len());
+    for (x, y) in a.iter().zip(&z) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+}
