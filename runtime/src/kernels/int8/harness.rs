@@ -193,6 +193,8 @@ fn the_best_int8_kernel_uses_simd_where_the_cpu_has_it() {
         let best = candidates().last().unwrap().name;
         if has!("avx512f") && has!("avx512vnni") {
             assert_eq!(best, "x86_64_avx512vnni_qgemm_u8i8_8x32");
+        } else if has!("avx2") && has!("avxvnni") {
+            assert_eq!(best, "x86_64_avxvnni_qgemm_u8i8_6x16");
         } else if has!("avx2") {
             assert_eq!(best, "x86_64_avx2_qgemm_u8i7_4x16");
         }

@@ -30,6 +30,8 @@ pub mod scalar;
 mod x86_64_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx512;
+#[cfg(target_arch = "x86_64")]
+mod x86_64_avxvnni;
 
 use std::sync::OnceLock;
 
@@ -123,6 +125,8 @@ pub fn candidates() -> Vec<QGemmKernel> {
     let mut v = vec![scalar::KERNEL];
     #[cfg(target_arch = "x86_64")]
     v.extend(x86_64_avx2::kernels());
+    #[cfg(target_arch = "x86_64")]
+    v.extend(x86_64_avxvnni::kernels());
     #[cfg(target_arch = "x86_64")]
     v.extend(x86_64_avx512::kernels());
     #[cfg(target_arch = "aarch64")]
