@@ -124,7 +124,9 @@ impl Graph {
         let plan = match on.device {
             Device::Cpu => {
                 let typed = if on.precision == crate::device::GpuPrecision::F16 {
-                    let mut m = typed.into_decluttered().map_err(|e| err(format!("{e:#}")))?;
+                    // owlet's einsum rewrite needs the decluttered form (after
+                    // optimisation the einsums are packing and matmul ops).
+                    let mut m = typed.into_decluttered().map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
                     crate::device::f16_compute::translate(&mut m)
                         .map_err(|e| err(format!("tract could not turn the graph into f16: {e:#}")))?;
                     m
@@ -132,7 +134,9 @@ impl Graph {
                     let mut typed = typed;
                     crate::device::f16_compute::widen_f16_constants(&mut typed)
                         .map_err(|e| err(format!("tract could not widen the fp16 weights: {e:#}")))?;
-                    let mut m = typed.into_decluttered().map_err(|e| err(format!("{e:#}")))?;
+                    // owlet's einsum rewrite needs the decluttered form (after
+                    // optimisation the einsums are packing and matmul ops).
+                    let mut m = typed.into_decluttered().map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
                     crate::ops::rewrite_decluttered(&mut m).map_err(|e| err(format!("owlet's rewrite failed: {e:#}")))?;
                     m
                 };
