@@ -131,21 +131,26 @@ impl EvalOp for LayerNorm {
         if gamma.len() != d || beta.len() != d {
             bail!("{OP_NAME}: scale and bias must hold {d} values, found {} and {}", gamma.len(), beta.len());
         }
-        // In place: into_tensor copies only when another node still needs x (a
-        // pre-norm layer's residual branch does); a fresh output would be a new
-        // allocation, page faults included, on every call.
-        let mut y = inputs.swap_remove(0).into_tensor();
-        if d == 0 || y.len() == 0 {
+        // A new output rather than in place: x is usually still needed (a pre-norm
+        // layer's residual), and making it ours would be a copy first.
+        let x = inputs.swap_remove(0);
+        let xv = x.to_plain_array_view::<f32>()?;
+        let xs = xv.as_slice().context("a plan's tensors are contiguous")?;
+        // SAFETY: f32 has no invalid values, and the kernel writes every row of y
+        // (the chunks below cover it) before anything reads it.
+        let mut y = unsafe { Tensor::uninitialized::<f32>(x.shape())? };
+        if d == 0 || xs.is_empty() {
             return Ok(tvec!(y.into_tvalue()));
         }
         let kernel = best().1;
         {
             let mut yv = y.to_plain_array_view_mut::<f32>()?;
-            let ys = yv.as_slice_mut().context("a plan's tensors are contiguous")?;
+            let ys = yv.as_slice_mut().context("a new tensor is contiguous")?;
             let total = ys.len();
             // Rows in chunks over tract's pool (inline when small or single-threaded).
-            tract_linalg::multithread::par_chunks_mut(ys, d, total, |_, rows| {
-                kernel(rows, &gamma, &beta, self.epsilon);
+            tract_linalg::multithread::par_chunks_mut(ys, d, total, |first_row, rows| {
+                let start = first_row * d;
+                kernel(&xs[start..start + rows.len()], &gamma, &beta, self.epsilon, rows);
                 Ok(())
             })?;
         }
