@@ -124,8 +124,6 @@ impl Graph {
         let plan = match on.device {
             Device::Cpu => {
                 let typed = if on.precision == crate::device::GpuPrecision::F16 {
-                    // owlet's einsum rewrite needs the decluttered form (after
-                    // optimisation the einsums are packing and matmul ops).
                     let mut m = typed.into_decluttered().map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
                     crate::device::f16_compute::translate(&mut m)
                         .map_err(|e| err(format!("tract could not turn the graph into f16: {e:#}")))?;

@@ -4,11 +4,11 @@
 //! (`layer_norm`) and attention's activation-by-activation products
 //! (`small_gemm`).
 //!
-//! Every op has a scalar reference (`scalar.rs`); each architecture module plugs
-//! faster versions into the table behind run-time CPU feature detection, once, at
-//! first use. `OWLET_KERNELS=scalar` forces the reference (to A/B or to rule a
-//! kernel out). Every kernel is compared with the reference on random inputs of
-//! ragged lengths at misaligned offsets (`harness.rs`).
+//! Every op has a scalar reference (`scalar.rs`, or `reference` in the softmax,
+//! layer-norm and small-GEMM modules); faster versions are picked behind run-time
+//! CPU feature detection, once, at first use. `OWLET_KERNELS=scalar` forces the
+//! references (to A/B or to rule a kernel out). Every kernel is compared with its
+//! reference on random inputs of ragged lengths (`harness.rs`, each module's tests).
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
@@ -79,7 +79,7 @@ fn plugs() -> Vec<fn(&mut Kernels)> {
 /// The best table for this CPU (or the scalar one under `OWLET_KERNELS=scalar`).
 pub fn best() -> Kernels {
     let mut k = scalar();
-    if std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar") {
+    if scalar_forced() {
         return k;
     }
     for plug in plugs() {
@@ -137,7 +137,12 @@ pub(crate) fn runnable<F: Copy>(all: &[(&'static str, F, Needs)]) -> Vec<(&'stat
 /// The last of `candidates` (the best), or the first (the reference) under
 /// `OWLET_KERNELS=scalar`.
 pub(crate) fn pick<F: Copy>(candidates: Vec<(&'static str, F)>) -> (&'static str, F) {
-    let scalar = std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar");
-    let pick = if scalar { candidates.first() } else { candidates.last() };
+    let pick = if scalar_forced() { candidates.first() } else { candidates.last() };
     *pick.expect("the reference is always there")
+}
+
+/// `OWLET_KERNELS=scalar`: every kernel family runs its reference (to A/B a
+/// kernel or rule one out).
+pub(crate) fn scalar_forced() -> bool {
+    std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar")
 }

@@ -273,19 +273,7 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
 }
 
 fn rewrite_always(model: &mut TypedModel) -> TractResult<usize> {
-    let mut ids = Vec::new();
-    for node in &model.nodes {
-        if candidate(model, node)?.is_some() {
-            ids.push(node.id);
-        }
-    }
-    for &id in &ids {
-        let node = &model.nodes[id];
-        let op = candidate(model, node)?.context("a candidate stays one")?;
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
-        patch.apply(model)?;
-    }
-    Ok(ids.len())
+    super::replace_each(model, |model, node| Ok(candidate(model, node)?.map(|op| (op, node.inputs.iter().copied().collect()))))
 }
 
 #[cfg(test)]

@@ -151,19 +151,9 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith,
 /// Replace every generic f32 broadcasting Add and Mul left in an optimised model
 /// by `BroadcastBinary`. Returns how many were replaced.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
-    let mut ids = Vec::new();
-    for node in &model.nodes {
-        if candidate(model, node)?.is_some() {
-            ids.push(node.id);
-        }
-    }
-    for &id in &ids {
-        // Looked at again: an earlier patch may have rewired this node's inputs.
-        let (arith, inputs) = candidate(model, &model.nodes[id])?.context("a candidate stays one")?;
-        let patch = TypedModelPatch::replace_single_op(model, &model.nodes[id], &inputs, BroadcastBinary { arith })?;
-        patch.apply(model)?;
-    }
-    Ok(ids.len())
+    super::replace_each(model, |model, node| {
+        Ok(candidate(model, node)?.map(|(arith, inputs)| (BroadcastBinary { arith }, inputs.into_iter().collect())))
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ pub mod layer_norm;
 pub mod qmatmul;
 pub mod softmax;
 
+use tract_onnx::tract_hir::internal::*;
+
 /// The ONNX domain owlet's ops are written under.
 pub const DOMAIN: &str = "owlet";
 
@@ -31,7 +33,7 @@ pub fn onnx(on: crate::device::Placement) -> tract_onnx::Onnx {
 
 /// owlet's rewrites of a decluttered f32 CPU model, before tract optimises it
 /// (after, its einsums are packing and matmul ops).
-pub fn rewrite_decluttered(model: &mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<()> {
+pub fn rewrite_decluttered(model: &mut TypedModel) -> TractResult<()> {
     if !rewrites_on() {
         return Ok(());
     }
@@ -41,13 +43,37 @@ pub fn rewrite_decluttered(model: &mut tract_onnx::prelude::TypedModel) -> tract
 
 /// owlet's rewrites of an optimised CPU plan: tract's slow paths swapped for
 /// owlet's ops. Values stay the same to float rounding (each op's tests).
-pub fn rewrite_plan(model: &mut tract_onnx::prelude::TypedModel) -> tract_onnx::prelude::TractResult<()> {
+pub fn rewrite_plan(model: &mut TypedModel) -> TractResult<()> {
     if !rewrites_on() {
         return Ok(());
     }
     broadcast::rewrite(model)?;
     softmax::rewrite(model)?;
     Ok(())
+}
+
+/// Replace, one by one, every node of `model` for which `swap` gives an op and
+/// the inputs to wire it to (tract's node keeps its outputs' consumers). Each
+/// node is asked again just before its patch, since an earlier patch may have
+/// rewired its inputs. Returns how many were replaced. The loop every plan
+/// rewrite here shares.
+pub(crate) fn replace_each<O, F>(model: &mut TypedModel, swap: F) -> TractResult<usize>
+where
+    O: TypedOp,
+    F: Fn(&TypedModel, &TypedNode) -> TractResult<Option<(O, TVec<OutletId>)>>,
+{
+    let mut ids = Vec::new();
+    for node in &model.nodes {
+        if swap(model, node)?.is_some() {
+            ids.push(node.id);
+        }
+    }
+    for &id in &ids {
+        let (op, inputs) = swap(model, &model.nodes[id])?.context("a candidate stays one")?;
+        let patch = TypedModelPatch::replace_single_op(model, &model.nodes[id], &inputs, op)?;
+        patch.apply(model)?;
+    }
+    Ok(ids.len())
 }
 
 /// Whether owlet swaps its ops in for tract's (layer norm, attention products,

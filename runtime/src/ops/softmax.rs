@@ -86,18 +86,9 @@ fn is_candidate(model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
 /// Replace every such `Softmax` of an optimised model by `LastAxisSoftmax`.
 /// Returns how many were replaced.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
-    let mut ids = Vec::new();
-    for node in &model.nodes {
-        if is_candidate(model, node)? {
-            ids.push(node.id);
-        }
-    }
-    for &id in &ids {
-        let node = &model.nodes[id];
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, LastAxisSoftmax)?;
-        patch.apply(model)?;
-    }
-    Ok(ids.len())
+    super::replace_each(model, |model, node| {
+        Ok(is_candidate(model, node)?.then(|| (LastAxisSoftmax, node.inputs.iter().copied().collect())))
+    })
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub fn candidates() -> Vec<QGemmKernel> {
 pub fn best() -> QGemmKernel {
     static K: OnceLock<QGemmKernel> = OnceLock::new();
     *K.get_or_init(|| {
-        let k = if std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar") {
+        let k = if super::scalar_forced() {
             scalar::KERNEL
         } else {
             *candidates().last().expect("the scalar kernel is always there")
