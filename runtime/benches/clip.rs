@@ -182,9 +182,10 @@ fn main() {
         }
         None => (None, None),
     };
+    // owlet fp16, then fp32 between its two comparisons (fp16 / fp32, owlet / ort).
+    let fp16 = o.fp16.as_ref().map(|p| time_owlet_fresh(p, &o).1);
     let (load_s, owlet) = time_owlet_fresh(&o.model, &o);
     let (ort, ort32) = time_ort(&o, side, ctx, &[]);
-    let fp16 = o.fp16.as_ref().map(|p| time_owlet_fresh(p, &o).1);
 
     println!("CLIP benchmark: bundle {}, {} thread(s), {} iterations, medians in ms", o.model.display(), o.threads, o.iters);
     println!("owlet load + plan: {load_s:.2} s; onnxruntime {}", ort["onnxruntime"].as_str().unwrap_or("?"));
