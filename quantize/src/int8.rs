@@ -3,7 +3,8 @@
 //! - Every `MatMul(X, W)` with a constant float W [K, N] (a linear layer) becomes
 //!   `owlet.OwletMatMulInt8(X, Wq, W_scale[, B])` (runtime/src/ops/qmatmul.rs): Wq is
 //!   Wᵀ in int8, symmetric, one scale per output channel; a following `Add` of a
-//!   constant [N] bias is folded in. X is quantized per row at run time.
+//!   constant [N] bias is folded in. X is quantized per row at run time, or with
+//!   the `x_scale` attribute static calibration found (calibrate.rs).
 //! - Every `Gather` from a large constant table (token embeddings) gathers int8
 //!   rows and their per-row scales instead: `Cast(Gather(Tq, ids)) * Gather(S, ids)`,
 //!   plain ONNX ops.
@@ -15,8 +16,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use owlet_runtime::kernels::int8::quantize_weights;
-use owlet_runtime::ops::qmatmul::OP_TYPE;
-use tract_onnx::pb::{NodeProto, OperatorSetIdProto, TensorProto};
+use owlet_runtime::ops::qmatmul::{OP_TYPE, X_SCALE_ATTR};
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
+
+use crate::calibrate::ActivationMax;
 
 use crate::fp16::{self, float_values, FLOAT};
 use crate::{Error, Result};
@@ -43,6 +47,8 @@ pub struct Int8Stats {
     pub with_bias: usize,
     /// Embedding tables now int8.
     pub tables: usize,
+    /// Of those, how many take a static activation scale (`x_scale`).
+    pub static_scales: usize,
     /// Linear layers kept in float by name, by node name.
     pub kept_float: Vec<String>,
     /// Other float weights stored in fp16.
@@ -69,9 +75,93 @@ fn tensor_i8(name: String, dims: Vec<i64>, values: &[i8]) -> TensorProto {
     TensorProto { name, dims, data_type: INT8, raw_data: values.iter().map(|v| *v as u8).collect(), ..Default::default() }
 }
 
-/// Read `input`, quantize it as above, write `output`. `on_tensor` ticks once per
-/// node looked at.
-pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tensor: &mut dyn FnMut()) -> Result<Int8Stats> {
+/// The graph's initializers by name.
+struct Initializers<'g> {
+    graph: &'g GraphProto,
+    index: HashMap<String, usize>,
+    /// Exporters dedupe equal constants (all-zero biases of a fresh model) behind
+    /// Identity nodes: output -> input, followed to the initializer.
+    identity: HashMap<&'g str, &'g str>,
+}
+
+/// What int8 does with a `MatMul`.
+enum Linear<'g> {
+    /// Not a linear layer (no constant 2-D float weight, or a tiny one).
+    No,
+    /// A linear layer that `keep_float` names.
+    KeptFloat,
+    /// A linear layer to quantize, and its weight [K, N].
+    Int8(&'g TensorProto),
+}
+
+impl<'g> Initializers<'g> {
+    fn of(graph: &'g GraphProto) -> Initializers<'g> {
+        let index = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let identity = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Identity" && n.input.len() == 1 && n.output.len() == 1)
+            .map(|n| (n.output[0].as_str(), n.input[0].as_str()))
+            .collect();
+        Initializers { graph, index, identity }
+    }
+
+    /// The float initializer `name` stands for, through Identity nodes.
+    fn float(&self, name: &str) -> Option<&'g TensorProto> {
+        let mut name = name;
+        for _ in 0..8 {
+            match self.identity.get(name) {
+                Some(src) => name = src,
+                None => break,
+            }
+        }
+        let graph = self.graph;
+        self.index.get(name).map(|&i| &graph.initializer[i]).filter(|t| t.data_type == FLOAT)
+    }
+
+    fn linear_weight(&self, node: &NodeProto, keep_float: &[String]) -> Linear<'g> {
+        if node.op_type != "MatMul" || node.input.len() != 2 {
+            return Linear::No;
+        }
+        match self.float(&node.input[1]) {
+            Some(w) if w.dims.len() == 2 && w.dims[0] * w.dims[1] >= MIN_MATMUL_ELEMENTS as i64 => {
+                if matches_any(&[&node.name, &node.input[1]], keep_float) {
+                    Linear::KeptFloat
+                } else {
+                    Linear::Int8(w)
+                }
+            }
+            _ => Linear::No,
+        }
+    }
+}
+
+/// The inputs X of the linear layers `convert_file` quantizes (same `keep_float`):
+/// what static calibration measures.
+pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> {
+    let (model, _) = crate::read_model(path)?;
+    let graph = model.graph.as_ref().expect("read_model checked the graph");
+    let inits = Initializers::of(graph);
+    let mut names: Vec<String> = graph
+        .node
+        .iter()
+        .filter(|n| matches!(inits.linear_weight(n, keep_float), Linear::Int8(_)))
+        .map(|n| n.input[0].clone())
+        .collect();
+    names.dedup();
+    Ok(names)
+}
+
+/// Read `input`, quantize it as above, write `output`. `x_max` (static
+/// calibration, calibrate.rs): the largest |X| of each layer's input by name, which
+/// becomes its `x_scale`. `on_tensor` ticks once per node looked at.
+pub fn convert_file(
+    input: &Path,
+    output: &Path,
+    keep_float: &[String],
+    x_max: Option<&ActivationMax>,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<Int8Stats> {
     let bad = |why: String| Error::Graph(input.to_path_buf(), why);
     let (mut model, bytes_before) = crate::read_model(input)?;
     let graph = model.graph.as_mut().expect("read_model checked the graph");
@@ -80,7 +170,6 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
     }
     let mut stats = Int8Stats { bytes_before, ..Default::default() };
 
-    let init_ix: HashMap<String, usize> = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
     let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
     for (ix, n) in graph.node.iter().enumerate() {
         for i in &n.input {
@@ -88,24 +177,8 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
         }
     }
     let graph_outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-    // Exporters dedupe equal constants (all-zero biases of a fresh model) behind
-    // Identity nodes: follow those to the initializer.
-    let identity: HashMap<&str, &str> = graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Identity" && n.input.len() == 1 && n.output.len() == 1)
-        .map(|n| (n.output[0].as_str(), n.input[0].as_str()))
-        .collect();
-    let float_init = |name: &str| -> Option<&TensorProto> {
-        let mut name = name;
-        for _ in 0..8 {
-            match identity.get(name) {
-                Some(src) => name = src,
-                None => break,
-            }
-        }
-        init_ix.get(name).map(|&i| &graph.initializer[i]).filter(|t| t.data_type == FLOAT)
-    };
+    let inits = Initializers::of(&*graph);
+    let float_init = |name: &str| inits.float(name);
 
     let mut new_inits: Vec<TensorProto> = Vec::new();
     let mut removed_nodes = vec![false; graph.node.len()];
@@ -117,15 +190,15 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
     for (ix, node) in graph.node.iter().enumerate() {
         on_tensor();
         match node.op_type.as_str() {
-            "MatMul" if node.input.len() == 2 => {
-                let Some(w) = float_init(&node.input[1]) else { continue };
-                if w.dims.len() != 2 || (w.dims[0] * w.dims[1]) < MIN_MATMUL_ELEMENTS as i64 {
-                    continue;
-                }
-                if matches_any(&[&node.name, &node.input[1]], keep_float) {
-                    stats.kept_float.push(node.name.clone());
-                    continue;
-                }
+            "MatMul" => {
+                let w = match inits.linear_weight(node, keep_float) {
+                    Linear::No => continue,
+                    Linear::KeptFloat => {
+                        stats.kept_float.push(node.name.clone());
+                        continue;
+                    }
+                    Linear::Int8(w) => w,
+                };
                 let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
                 let (wq_name, scale_name) = match done_weights.get(&w.name) {
                     Some(names) => names.clone(),
@@ -164,6 +237,19 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
                         }
                     }
                 }
+                // A static scale where calibration saw this input non-zero; else
+                // the layer keeps per-row scales.
+                let x_max = x_max.and_then(|m| m.get(&node.input[0])).copied().filter(|m| *m > 0.0 && m.is_finite());
+                let attribute = x_max
+                    .map(|max| AttributeProto {
+                        name: X_SCALE_ATTR.into(),
+                        r#type: AttributeType::Float as i32,
+                        f: max / 127.0,
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .collect();
+                stats.static_scales += x_max.is_some() as usize;
                 replaced.push((
                     ix,
                     vec![NodeProto {
@@ -172,6 +258,7 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
                         domain: owlet_runtime::ops::DOMAIN.into(),
                         input: inputs,
                         output: vec![output],
+                        attribute,
                         ..Default::default()
                     }],
                 ));
@@ -230,6 +317,7 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
         }
     }
 
+    let init_names: std::collections::HashSet<String> = inits.index.keys().cloned().collect();
     // Rebuild the node list in order: replacements in place, folded Adds dropped.
     let mut replacements: HashMap<usize, Vec<NodeProto>> = replaced.into_iter().collect();
     let old = std::mem::take(&mut graph.node);
@@ -246,7 +334,7 @@ pub fn convert_file(input: &Path, output: &Path, keep_float: &[String], on_tenso
     let used: std::collections::HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
     let outputs: std::collections::HashSet<&String> = graph_outputs.iter().collect();
     graph.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name));
-    graph.input.retain(|i| !init_ix.contains_key(&i.name) || used.contains(&i.name));
+    graph.input.retain(|i| !init_names.contains(&i.name) || used.contains(&i.name));
     graph.initializer.extend(new_inits);
     if !model.opset_import.iter().any(|o| o.domain == owlet_runtime::ops::DOMAIN) {
         model.opset_import.push(OperatorSetIdProto { domain: owlet_runtime::ops::DOMAIN.into(), version: 1 });

@@ -5,8 +5,10 @@
 //!   speed, half the file) and in f16 on an fp16 GPU plan.
 //! - int8 (`int8.rs`): linear layers in int8 per output channel, run by owlet's own
 //!   op and kernels (owlet-runtime: ops/qmatmul.rs, kernels/int8), activations
-//!   quantized per row at run time; embedding tables int8 per row; the rest fp16.
+//!   quantized per row at run time (or with static scales from a calibration set,
+//!   `calibrate.rs`); embedding tables int8 per row; the rest fp16.
 
+pub mod calibrate;
 pub mod fp16;
 pub mod int8;
 pub mod report;
@@ -59,11 +61,14 @@ pub struct Options {
     /// int8: linear layers whose node or weight name contains one of these stay in
     /// float (fp16 storage). Defaults to `int8::DEFAULT_KEEP_FLOAT`.
     pub keep_float: Vec<String>,
+    /// int8: static activation scales measured on this set (calibrate.rs); None:
+    /// dynamic, per row (the default).
+    pub static_activations: Option<calibrate::CalibrationSet>,
 }
 
 impl Options {
     pub fn new(to: Target) -> Options {
-        Options { to, keep_float: int8::DEFAULT_KEEP_FLOAT.iter().map(|s| s.to_string()).collect() }
+        Options { to, keep_float: int8::DEFAULT_KEEP_FLOAT.iter().map(|s| s.to_string()).collect(), static_activations: None }
     }
 }
 
@@ -90,15 +95,33 @@ pub fn quantize_bundle(input: &Path, output: &Path, opts: &Options, on_tensor: &
     if output.exists() && std::fs::read_dir(output).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(Error::Invalid(format!("{}: exists and is not empty; give a new folder", output.display())));
     }
+    // Calibrate before anything is written: a set that cannot be used is an error
+    // that leaves no folder behind.
+    let x_max = match &opts.static_activations {
+        Some(_) if opts.to != Target::Int8 => {
+            return Err(Error::Invalid("static activation scales are for --to int8 (fp16 has no activation scales)".into()))
+        }
+        Some(set) => {
+            let keep = &opts.keep_float;
+            Some(calibrate::clip_activation_max(&bundle, set, &|path| int8::linear_inputs(path, keep))?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(output).map_err(|e| Error::Io(output.to_path_buf(), e))?;
-    let written = write_converted(&bundle, output, opts, on_tensor);
+    let written = write_converted(&bundle, output, opts, x_max.as_ref(), on_tensor);
     if written.is_err() {
         let _ = std::fs::remove_dir_all(output); // no half-written bundle left behind
     }
     written
 }
 
-fn write_converted(bundle: &Bundle, output: &Path, opts: &Options, on_tensor: &mut dyn FnMut()) -> Result<Vec<(String, GraphSummary)>> {
+fn write_converted(
+    bundle: &Bundle,
+    output: &Path,
+    opts: &Options,
+    x_max: Option<&std::collections::HashMap<&'static str, calibrate::ActivationMax>>,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<Vec<(String, GraphSummary)>> {
     let input = bundle.dir.as_path();
     let m = &bundle.manifest;
 
@@ -120,11 +143,12 @@ fn write_converted(bundle: &Bundle, output: &Path, opts: &Options, on_tensor: &m
                 GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
             }
             Target::Int8 => {
-                let s = int8::convert_file(&from, &to, &opts.keep_float, on_tensor)?;
+                let s = int8::convert_file(&from, &to, &opts.keep_float, x_max.and_then(|m| m.get(section)), on_tensor)?;
                 let detail = format!(
-                    "{} linear layers to int8 ({} with their bias), {} embedding tables to int8, {} kept float{}, {} other tensors to fp16",
+                    "{} linear layers to int8 ({} with their bias, {}), {} embedding tables to int8, {} kept float{}, {} other tensors to fp16",
                     s.quantized,
                     s.with_bias,
+                    if x_max.is_some() { format!("{} with static activation scales", s.static_scales) } else { "activations per row".into() },
                     s.tables,
                     s.kept_float.len(),
                     if s.kept_float.is_empty() { String::new() } else { format!(" ({})", s.kept_float.join(", ")) },

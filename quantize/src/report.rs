@@ -45,6 +45,10 @@ pub struct Report {
     pub peak_rss_mb: (f64, f64),
 }
 
+/// The prompt each label becomes for the zero-shot agreement (and for static
+/// calibration of the text graph).
+pub const LABEL_TEMPLATE: &str = "a photo of a {}";
+
 /// Top-1 lead over the runner-up (probability) that makes an fp32 label decided.
 pub const DECIDED_MARGIN: f32 = 0.1;
 
@@ -117,7 +121,7 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
     let mut cosines = Vec::new();
     match kind {
         ModelKind::Clip => {
-            let t = vec!["a photo of a {}".to_string()];
+            let t = vec![LABEL_TEMPLATE.to_string()];
             // One untimed round first: thread pools and allocator arenas are made
             // once per process and would count against whichever bundle came first.
             Clip::load(original)?.embed_images(&imgs[..1])?;

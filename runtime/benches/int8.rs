@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use owlet_runtime::engine;
-use owlet_runtime::kernels::int8::{candidates, qmatmul, quantize_rows, quantize_weights, PackedWeights};
+use owlet_runtime::kernels::int8::{candidates, qmatmul, quantize_rows, quantize_weights, PackedWeights, XScale};
 
 fn main() {
     let mut threads = engine::default_threads();
@@ -27,7 +27,7 @@ fn main() {
         let iters = 200;
         let start = Instant::now();
         for _ in 0..iters {
-            std::hint::black_box(quantize_rows(&x, m, k, k, 8, 128));
+            std::hint::black_box(quantize_rows(&x, m, k, k, 8, 128, XScale::PerRow));
         }
         let s = start.elapsed().as_secs_f64() / iters as f64;
         println!("quantize_rows m {m:>4} k {k:>5}: {:8.3} ms {:6.2} ns/element", s * 1e3, s * 1e9 / (m * k) as f64);
@@ -45,10 +45,10 @@ fn main() {
                 let iters = (2e9 / (m * k * n) as f64).clamp(3.0, 200.0) as usize;
                 // On a pool thread, as graphs run (engine::on_pool).
                 let s = engine::on_pool(|| {
-                    qmatmul(kernel, &x, m, &packed, &mut y);
+                    qmatmul(kernel, &x, m, &packed, XScale::PerRow, &mut y);
                     let start = Instant::now();
                     for _ in 0..iters {
-                        qmatmul(kernel, &x, m, &packed, &mut y);
+                        qmatmul(kernel, &x, m, &packed, XScale::PerRow, &mut y);
                     }
                     start.elapsed().as_secs_f64() / iters as f64
                 });

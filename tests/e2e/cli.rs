@@ -384,6 +384,27 @@ fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("a blue bird"), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+#[test]
+fn owlet_quantize_static_activations_need_a_calibration_set_and_then_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = repo().join("models/clip-demo").display().to_string();
+    let out_dir = tmp.path().join("clip-int8-static").display().to_string();
+    let out = run("owlet-quantize", &[&clip, &out_dir, "--to", "int8", "--static-activations"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--calibrate"), "{}", String::from_utf8_lossy(&out.stderr));
+    let heldout = repo().join("models/scenes/heldout").display().to_string();
+    let out = run(
+        "owlet-quantize",
+        &[&clip, &out_dir, "--to", "int8", "--static-activations", "--calibrate", &heldout, "--labels", "car,person,dog,bird,bicycle,package"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("24 with static activation scales"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("clip-int8-static/quantize-report.json")).unwrap()).unwrap();
+    assert!(report["image_cosine_mean"].as_f64().unwrap() >= 0.999, "{report}");
+}
+
 /// `OWLET_REWRITES=off` leaves the plans to tract: owlet's softmax and layer norm
 /// are gone from the profile, tract's own ops are there instead; by default it is
 /// the other way round. Embeddings agree either way (to float rounding).

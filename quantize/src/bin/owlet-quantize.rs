@@ -1,5 +1,5 @@
 //! `owlet-quantize IN OUT --to int8|fp16 [--keep-float NAME]... [--calibrate DIR]
-//! [--labels a,b,c]`: write a
+//! [--labels a,b,c] [--static-activations]`: write a
 //! converted copy of an owlet bundle and report, against the original, what it cost
 //! and bought. The report is printed and saved as OUT/quantize-report.json.
 
@@ -30,6 +30,11 @@ struct Args {
     /// CLIP: labels for the zero-shot agreement, comma-separated.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
+    /// int8, CLIP: quantize activations with one scale per layer, the largest
+    /// |x| each layer saw on the --calibrate images and the --labels' prompts,
+    /// instead of each row's own maximum at run time (the default).
+    #[arg(long, requires = "calibrate")]
+    static_activations: bool,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,10 @@ fn run(a: Args) -> anyhow::Result<()> {
     let mut opts = Options::new(a.to);
     if !a.keep_float.is_empty() {
         opts.keep_float = a.keep_float.iter().filter(|n| n.as_str() != "none").cloned().collect();
+    }
+    if a.static_activations {
+        let images = images.clone().expect("clap: --static-activations requires --calibrate");
+        opts.static_activations = Some(owlet_quantize::calibrate::CalibrationSet::new(images, &a.labels));
     }
     let stats = quantize_bundle(&a.input, &a.output, &opts, &mut || bar.inc(1))?;
     bar.finish_and_clear();

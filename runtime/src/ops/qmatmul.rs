@@ -4,13 +4,18 @@
 //! ONNX form (written by owlet-quantize, domain `owlet`):
 //!
 //! ```text
-//! Y = OwletMatMulInt8(X, W, W_scale[, B])
+//! Y = OwletMatMulInt8(X, W, W_scale[, B])   attribute x_scale: float, optional
 //!   X        float32 [..., K]   activations
 //!   W        int8    [N, K]     weights, one row per output channel (an initializer)
 //!   W_scale  float32 [N]        per-channel scale: W_float ≈ W * W_scale
 //!   B        float32 [N]        optional bias
 //!   Y        float32 [..., N] = X · (W * W_scale)ᵀ + B
 //! ```
+//!
+//! Without `x_scale`, each row of X is quantized with its own scale (max |x| /
+//! 127, dynamic). With it (owlet-quantize `--static-activations`: max |x| over a
+//! calibration set / 127), every row takes that scale and values past ±127 steps
+//! clamp.
 //!
 //! It replaces `MatMul(X, Wᵀ)` (+ `Add(B)`) with a constant weight. tract's own
 //! int8 route is slow for this (a per-run re-sum of the constant weights and a
@@ -24,22 +29,40 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::kernels::int8::{self, PackedWeights, QGemmKernel};
+use crate::kernels::int8::{self, PackedWeights, QGemmKernel, XScale};
 
 pub const OP_TYPE: &str = "OwletMatMulInt8";
 
-/// The ONNX loader's builder for `OwletMatMulInt8` (no attributes).
+/// The ONNX attribute that holds a static activation scale.
+pub const X_SCALE_ATTR: &str = "x_scale";
+
+/// The ONNX loader's builder for `OwletMatMulInt8`.
 pub fn onnx_builder(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     if !(3..=4).contains(&node.input.len()) {
         bail!("{OP_TYPE} `{}` needs 3 or 4 inputs (X, W, W_scale[, B]), found {}", node.name, node.input.len());
     }
-    Ok((expand(MatMulInt8Inference), vec![]))
+    let x_scale = node.get_attr_opt::<f32>(X_SCALE_ATTR)?;
+    if let Some(s) = x_scale {
+        if !(s > 0.0 && s.is_finite()) {
+            bail!("{OP_TYPE} `{}`: {X_SCALE_ATTR} must be a positive finite number, found {s}", node.name);
+        }
+    }
+    Ok((expand(MatMulInt8Inference { x_scale_bits: x_scale.map(f32::to_bits) }), vec![]))
 }
 
 /// The op as the ONNX loader sees it: checks types, infers shapes, and when the
 /// graph is typed, packs the constant weights into a `MatMulInt8`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
-struct MatMulInt8Inference;
+struct MatMulInt8Inference {
+    /// The static activation scale's bits (f32 is neither Hash nor Eq).
+    x_scale_bits: Option<u32>,
+}
+
+impl MatMulInt8Inference {
+    fn x_scale(&self) -> XScale {
+        self.x_scale_bits.map_or(XScale::PerRow, |b| XScale::Static(f32::from_bits(b)))
+    }
+}
 
 impl Expansion for MatMulInt8Inference {
     fn name(&self) -> StaticName {
@@ -106,7 +129,7 @@ impl Expansion for MatMulInt8Inference {
         let w: Vec<i8> = w.to_plain_array_view::<i8>()?.iter().copied().collect();
         let scales: Vec<f32> = scales.to_plain_array_view::<f32>()?.iter().copied().collect();
         let packed = PackedWeights::pack(&kernel, &w, n, k, scales, bias);
-        model.wire_node(prefix, MatMulInt8 { kernel, weights: Arc::new(packed) }, &inputs[..1])
+        model.wire_node(prefix, MatMulInt8 { kernel, weights: Arc::new(packed), x_scale: self.x_scale() }, &inputs[..1])
     }
 }
 
@@ -115,17 +138,18 @@ impl Expansion for MatMulInt8Inference {
 pub struct MatMulInt8 {
     kernel: QGemmKernel,
     weights: Arc<PackedWeights>,
+    x_scale: XScale,
 }
 
 impl std::fmt::Debug for MatMulInt8 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MatMulInt8({}x{}, {})", self.weights.n, self.weights.k, self.kernel.name)
+        write!(f, "MatMulInt8({}x{}, {}, {:?})", self.weights.n, self.weights.k, self.kernel.name, self.x_scale)
     }
 }
 
 impl PartialEq for MatMulInt8 {
     fn eq(&self, other: &Self) -> bool {
-        self.kernel.name == other.kernel.name && Arc::ptr_eq(&self.weights, &other.weights)
+        self.kernel.name == other.kernel.name && Arc::ptr_eq(&self.weights, &other.weights) && self.x_scale == other.x_scale
     }
 }
 impl Eq for MatMulInt8 {}
@@ -136,7 +160,7 @@ impl Op for MatMulInt8 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{} x {} int8, kernel {:?}", self.weights.n, self.weights.k, self.kernel)])
+        Ok(vec![format!("{} x {} int8, kernel {:?}, activations {:?}", self.weights.n, self.weights.k, self.kernel, self.x_scale)])
     }
 
     op_as_typed_op!();
@@ -161,7 +185,7 @@ impl EvalOp for MatMulInt8 {
         let mut y = unsafe { Tensor::uninitialized::<f32>(&y_shape)? };
         let mut y_view = y.to_plain_array_view_mut::<f32>()?;
         let y_slice = y_view.as_slice_mut().context("a new tensor is contiguous")?;
-        int8::qmatmul(&self.kernel, x.as_slice().context("standard layout")?, m, &self.weights, y_slice);
+        int8::qmatmul(&self.kernel, x.as_slice().context("standard layout")?, m, &self.weights, self.x_scale, y_slice);
         Ok(tvec!(y.into_tvalue()))
     }
 }

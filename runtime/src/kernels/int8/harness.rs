@@ -97,10 +97,12 @@ proptest! {
         let wf = random_f32(n * k, seed ^ 0x5555);
         let bias = random_f32(n, seed ^ 0xaaaa);
         let (wq, scales) = quantize_weights(&wf, n, k);
-        for kernel in candidates() {
+        // Per row, and with a static scale that covers |x| <= 2 (as calibration
+        // would find it): both within half a step of 2 / 127.
+        for (kernel, xs) in candidates().into_iter().flat_map(|k| [(k, XScale::PerRow), (k, XScale::Static(2.0 / 127.0))]) {
             let packed = PackedWeights::pack(&kernel, &wq, n, k, scales.clone(), Some(bias.clone()));
             let mut y = vec![f32::NAN; m * n];
-            qmatmul(&kernel, &x, m, &packed, &mut y);
+            qmatmul(&kernel, &x, m, &packed, xs, &mut y);
             for r in 0..m {
                 for c in 0..n {
                     let exact: f32 = (0..k).map(|t| x[r * k + t] * wf[c * k + t]).sum::<f32>() + bias[c];
@@ -112,7 +114,7 @@ proptest! {
                     let w_err = 2.0 / 254.0 + if kernel.operands.w_max() < 127 { 2.0 / (2.0 * kernel.operands.w_max() as f32) } else { 0.0 };
                     let bound = k as f32 * 2.0 * (x_err + w_err) + 1e-4;
                     prop_assert!((y[r * n + c] - exact).abs() <= bound,
-                        "{}: y[{r},{c}] {} vs {exact} (m {m} n {n} k {k})", kernel.name, y[r * n + c]);
+                        "{} {xs:?}: y[{r},{c}] {} vs {exact} (m {m} n {n} k {k})", kernel.name, y[r * n + c]);
                 }
             }
         }
@@ -122,7 +124,7 @@ proptest! {
 #[test]
 fn quantize_rows_keeps_zero_and_extremes() {
     let x = [0.0, 1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, f32::NAN, 3.0, 0.0, 0.0];
-    let q = quantize_rows(&x, 3, 4, 4, 2, 0);
+    let q = quantize_rows(&x, 3, 4, 4, 2, 0, XScale::PerRow);
     assert_eq!(&q.data[0..4], &[0, 127, -127, 64]);
     assert_eq!(&q.data[4..8], &[0, 0, 0, 0], "a row of zeros stays zeros");
     assert_eq!(q.mp, 4, "rows padded to mr");
@@ -130,10 +132,10 @@ fn quantize_rows_keeps_zero_and_extremes() {
     assert!((q.scales[0] - 1.0 / 127.0).abs() < 1e-9);
     assert_eq!(&q.data[8..12], &[0, 127, 0, 0], "NaN quantizes to 0, not to an extreme");
     // As u8 for Operands::UnsignedX: + 128, K padding still 0.
-    let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128);
+    let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128, XScale::PerRow);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 255, 1, 192, 0, 0, 0, 0]);
     // A row of zeros and one with an infinity are 0 (+ 128) too, not skipped.
-    let q = quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128);
+    let q = quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128, XScale::PerRow);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 128, 128, 128]);
 }
 
@@ -143,13 +145,13 @@ fn quantize_rows_rounds_to_nearest_ties_to_even_like_onnx() {
     let x = [127.0, -127.0, 2.5, 3.5, -2.5, -0.5, 0.49, 126.51, -126.5, 1.5, 0.0, -1.49];
     // Four times over: the first 32 go through the SIMD path where there is one.
     let x: Vec<f32> = x.iter().copied().cycle().take(48).collect();
-    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0);
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::PerRow);
     let want = [127, -127, 2, 4, -2, 0, 0, 127, -126, 2, 0, -1];
     assert_eq!(q.data, want.iter().copied().cycle().take(48).collect::<Vec<i8>>());
     // Against the library's own rounding on many random values.
     let x = random_f32(4096, 7);
     let inv = 127.0 / x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0);
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::PerRow);
     for (&v, &got) in x.iter().zip(&q.data) {
         assert_eq!(got as f32, (v * inv).round_ties_even(), "x {v}");
     }
@@ -157,20 +159,42 @@ fn quantize_rows_rounds_to_nearest_ties_to_even_like_onnx() {
 
 #[test]
 fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
-    // quantize_rows takes AVX2's row quantizer where the CPU has it.
-    for k in [1, 7, 16, 31, 32, 33, 64, 100, 768] {
-        for x_offset in [0, 128] {
-            let m = 3;
-            let mut x = random_f32(m * k, k as u64);
-            x[k / 2] = f32::NAN; // row 0
-            x[k + k / 3] *= 1e6; // row 1: one outlier
-            let kp = k.next_multiple_of(4);
-            let q = quantize_rows(&x, m, k, kp, 1, x_offset);
-            let (mut data, mut scales) = (vec![0i8; m * kp], vec![0f32; m]);
-            quantize_into(&x, k, &mut data, kp, &mut scales, x_offset);
-            assert_eq!((&q.data, &q.scales), (&data, &scales), "k {k} offset {x_offset}");
+    // quantize_rows takes AVX2's row quantizer where the CPU has it. Static scales:
+    // one that fits (max |x| is 2), one that clamps about half the values.
+    for xs in [XScale::PerRow, XScale::Static(2.5 / 127.0), XScale::Static(1.0 / 127.0)] {
+        for k in [1, 7, 16, 31, 32, 33, 64, 100, 768] {
+            for x_offset in [0, 128] {
+                let m = 3;
+                let mut x = random_f32(m * k, k as u64);
+                x[k / 2] = f32::NAN; // row 0
+                x[k + k / 3] *= 1e6; // row 1: one outlier
+                x[2 * k + k / 4] = f32::NEG_INFINITY; // row 2
+                let kp = k.next_multiple_of(4);
+                let q = quantize_rows(&x, m, k, kp, 1, x_offset, xs);
+                let (mut data, mut scales) = (vec![0i8; m * kp], vec![0f32; m]);
+                quantize_into(&x, k, &mut data, kp, &mut scales, x_offset, xs);
+                assert_eq!((&q.data, &q.scales), (&data, &scales), "k {k} offset {x_offset} {xs:?}");
+            }
         }
     }
+}
+
+#[test]
+fn a_static_scale_clamps_to_127_steps_and_never_gives_minus_128() {
+    let x = [0.5, -0.5, 1.0, -1.0, 3.0, -3.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.25];
+    // Forty of them: the first 32 go through the SIMD path where there is one.
+    let x: Vec<f32> = x.iter().copied().cycle().take(40).collect();
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::Static(1.0 / 127.0));
+    let want = [64, -64, 127, -127, 127, -127, 127, -127, 0, 32];
+    assert_eq!(q.data, want.iter().copied().cycle().take(40).collect::<Vec<i8>>());
+    assert_eq!(q.scales, [1.0 / 127.0], "the row keeps the static scale");
+    // As u8 (+ 128): 1..=255, never 0.
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 128, XScale::Static(1.0 / 127.0));
+    assert!(q.data.iter().all(|&v| v as u8 >= 1), "{:?}", q.data);
+    // Every row gets the same scale, whatever its own range.
+    let q = quantize_rows(&[0.1, 0.2, 10.0, 20.0], 2, 2, 4, 1, 0, XScale::Static(0.1));
+    assert_eq!(&q.data[..2], &[1, 2]);
+    assert_eq!(&q.data[4..6], &[100, 127]);
 }
 
 #[test]

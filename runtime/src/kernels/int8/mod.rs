@@ -7,7 +7,9 @@
 //!   panel, each step of 4 along K stores `nr` x 4 bytes, column after column, which
 //!   is the operand shape of `vpmaddubsw`/`vpmaddwd` (x86) and `sdot` (ARM).
 //! - `quantize_rows`: each row of x gets its own scale (max |x| / 127) and becomes
-//!   int8, rows padded to the kernel's `mr` and K to its `k_align` with zeros.
+//!   int8, rows padded to the kernel's `mr` and K to its `k_align` with zeros. Or,
+//!   for a graph calibrated by owlet-quantize (`XScale::Static`), every row takes
+//!   the one scale found on the calibration set, and values beyond it clamp.
 //! - the micro-kernel: one `mr` x `nr` tile of int8 x int8 -> i32 sums over all of K.
 //! - the epilogue: `y = acc * row_scale * channel_scale + bias`, straight into the
 //!   output, so no i32 matrix is ever stored.
@@ -204,6 +206,16 @@ impl PackedWeights {
     }
 }
 
+/// Where the activations' int8 scale comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum XScale {
+    /// Each row its own, max |x| / 127, found as the product runs (dynamic).
+    PerRow,
+    /// One scale for every row, found on a calibration set (static): saves the
+    /// pass over each row for its maximum; values past ±127 steps clamp.
+    Static(f32),
+}
+
 /// x ([m, k] f32) quantized per row: int8 values in `[-127, 127]`, rows of `kp`
 /// bytes (zero padded), `mp` rows (zero rows up to a multiple of `mr`), and each
 /// row's scale (x ≈ q * scale).
@@ -216,10 +228,11 @@ pub struct QuantizedRows {
     pub kp: usize,
 }
 
-/// Quantize each row of `x` ([m, k]) symmetrically to int8 with its own scale, and
-/// add `x_offset` (0, or 128 for kernels that take x as u8: the i8 buffer then holds
-/// u8 bits). K padding stays 0 either way: it meets zero weights.
-pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offset: i32) -> QuantizedRows {
+/// Quantize each row of `x` ([m, k]) symmetrically to int8, with its own scale or
+/// the static one (`xs`), and add `x_offset` (0, or 128 for kernels that take x as
+/// u8: the i8 buffer then holds u8 bits). K padding stays 0 either way: it meets
+/// zero weights.
+pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offset: i32, xs: XScale) -> QuantizedRows {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert!(kp >= k, "rows padded to less than k");
     let mp = round_up(m.max(1), mr);
@@ -228,10 +241,11 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offs
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2; each q has kp >= k bytes.
-        quantize_each_row(x, k, &mut data, kp, &mut scales, |row, q| unsafe { x86_64_avx2::quantize_row(row, q, x_offset) });
+        let fixed = static_scale(xs);
+        quantize_each_row(x, k, &mut data, kp, &mut scales, |row, q| unsafe { x86_64_avx2::quantize_row(row, q, x_offset, fixed) });
         return QuantizedRows { data, scales, m, mp, kp };
     }
-    quantize_into(x, k, &mut data, kp, &mut scales, x_offset);
+    quantize_into(x, k, &mut data, kp, &mut scales, x_offset, xs);
     QuantizedRows { data, scales, m, mp, kp }
 }
 
@@ -246,16 +260,29 @@ fn quantize_each_row(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &m
 /// `quantize_rows`' work in portable code (what the compiler makes of it for the
 /// target's baseline: SSE2 on x86-64, NEON on aarch64). Visible to the tests, which
 /// check the AVX2 row quantizer against it.
-pub(crate) fn quantize_into(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32) {
+pub(crate) fn quantize_into(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32, xs: XScale) {
+    let fixed = static_scale(xs);
     quantize_each_row(x, k, data, kp, scales, |row, q| {
-        let (scale, inv) = row_scale(row);
+        let (scale, inv) = fixed.unwrap_or_else(|| row_scale(row));
         // inv is 0 for a row of zeros or one with an infinity: every value then
-        // becomes 0 (inf * 0 is NaN, which rounds to 0) plus the offset.
+        // becomes 0 (inf * 0 is NaN, which rounds to 0) plus the offset. The clamp
+        // only bites under a static scale (a value past the calibrated range); it
+        // keeps -128 out, which AVX2's sign-moving kernel could not negate.
         for (q, &v) in q.iter_mut().zip(row) {
-            *q = (round_to_int(v * inv) + x_offset) as u8 as i8;
+            *q = (round_to_int((v * inv).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
         }
         scale
     });
+}
+
+/// A static scale and its inverse (None for per-row scales). A scale that is not
+/// positive and finite (the loader refuses those) quantizes everything to 0.
+fn static_scale(xs: XScale) -> Option<(f32, f32)> {
+    match xs {
+        XScale::PerRow => None,
+        XScale::Static(s) if s > 0.0 && s.is_finite() => Some((s, 1.0 / s)),
+        XScale::Static(_) => Some((1.0, 0.0)),
+    }
 }
 
 /// `s` (within ±127 here: |x| <= max |x|) rounded to the nearest integer, ties to
@@ -348,9 +375,10 @@ fn scale_for_max(max: f32) -> (f32, f32) {
     }
 }
 
-/// `y = x · Wᵀ + bias` for `x` [m, k] f32 and packed int8 `w`; `y` is [m, n].
+/// `y = x · Wᵀ + bias` for `x` [m, k] f32 (quantized with `xs`) and packed int8
+/// `w`; `y` is [m, n].
 /// Splits the output channels over tract's thread pool (`engine::set_threads`).
-pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: &mut [f32]) {
+pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, y: &mut [f32]) {
     assert_eq!(w.nr, kernel.nr, "weights were packed for another kernel");
     assert_eq!(x.len(), m * w.k, "x is not [m, k]");
     assert_eq!(y.len(), m * w.n, "y is not [m, n]");
@@ -359,7 +387,7 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
     }
     // Rows are quantized serially: it is ~1/n of the product's work, and waking the
     // pool a second time per product cost more than it saved (measured).
-    let xq = quantize_rows(x, m, w.k, w.kp, kernel.mr, kernel.operands.x_offset());
+    let xq = quantize_rows(x, m, w.k, w.kp, kernel.mr, kernel.operands.x_offset(), xs);
     let out = SharedOut(y.as_mut_ptr());
     let panels = w.n.div_ceil(kernel.nr);
     use tract_linalg::multithread::{current_tract_executor, Executor};
@@ -387,7 +415,7 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, y: 
 /// Symmetric per-row int8 quantization of a weight matrix ([n, k] f32): the int8
 /// values and one scale per row. What owlet-quantize stores for each channel.
 pub fn quantize_weights(w: &[f32], n: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
-    let xq = quantize_rows(w, n, k, k.max(1), 1, 0);
+    let xq = quantize_rows(w, n, k, k.max(1), 1, 0, XScale::PerRow);
     let mut q = Vec::with_capacity(n * k);
     for r in 0..n {
         q.extend_from_slice(&xq.data[r * xq.kp..r * xq.kp + k]);

@@ -73,16 +73,58 @@ unsafe fn micro_4x16<const SIGN_MOVES: bool>(k4: usize, a: *const i8, lda: usize
 
 /// One row of activations to int8 (`super::quantize_rows`): returns the row's
 /// scale and writes `q[..row.len()]`. The same numbers as the portable code
-/// (`super::quantize_into`): max |x| passing over NaN, round to nearest with ties
-/// to even (`vcvtps2dq` under Rust's default rounding mode), NaN to 0, then the
-/// offset. Written out because the compiler's vectorisation of the portable loop
-/// was 0.2 ns per element, as much as a small product's int8 multiplies.
+/// (`super::quantize_into`): max |x| passing over NaN (or the static `fixed`
+/// scale and inverse), round to nearest with ties to even (`vcvtps2dq` under
+/// Rust's default rounding mode), NaN to 0, clamp to ±127, then the offset.
+/// Written out because the compiler's vectorisation of the portable loop was 0.2
+/// ns per element, as much as a small product's int8 multiplies.
 ///
 /// # Safety
 /// The CPU must have AVX2; `q` must be at least as long as `row`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32) -> f32 {
+pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, fixed: Option<(f32, f32)>) -> f32 {
     assert!(q.len() >= row.len());
+    let n = row.len();
+    let p = row.as_ptr();
+    let (scale, inv) = match fixed {
+        Some(si) => si,
+        None => row_max_scale(row),
+    };
+
+    let vinv = _mm256_set1_ps(inv);
+    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+    let off = _mm256_set1_epi32(x_offset);
+    // packs/packus work within 128-bit lanes: this puts the 8 dwords back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let to_i32 = |ix: usize| {
+        let s = _mm256_mul_ps(_mm256_loadu_ps(p.add(ix)), vinv);
+        let s = _mm256_and_ps(s, _mm256_cmp_ps::<_CMP_ORD_Q>(s, s)); // NaN -> 0
+        let s = _mm256_min_ps(_mm256_max_ps(s, lo), hi); // only a static scale needs it
+        _mm256_add_epi32(_mm256_cvtps_epi32(s), off)
+    };
+    let out = q.as_mut_ptr();
+    let mut i = 0;
+    while i + 32 <= n {
+        let a = _mm256_packs_epi32(to_i32(i), to_i32(i + 8));
+        let b = _mm256_packs_epi32(to_i32(i + 16), to_i32(i + 24));
+        // With the offset, values are 1..=255 (u8 bits); without, -127..=127.
+        let bytes = if x_offset == 0 { _mm256_packs_epi16(a, b) } else { _mm256_packus_epi16(a, b) };
+        _mm256_storeu_si256(out.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
+        i += 32;
+    }
+    for (j, &x) in row.iter().enumerate().take(n).skip(i) {
+        *out.add(j) = (super::round_to_int((x * inv).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
+    }
+    scale
+}
+
+/// A row's scale and inverse from its max |x| (passing over NaN), as
+/// `super::row_scale`.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn row_max_scale(row: &[f32]) -> (f32, f32) {
     let n = row.len();
     let p = row.as_ptr();
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
@@ -101,29 +143,5 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32) -> f
         let a = v.abs();
         max = if a > max { a } else { max };
     }
-    let (scale, inv) = super::scale_for_max(max);
-
-    let vinv = _mm256_set1_ps(inv);
-    let off = _mm256_set1_epi32(x_offset);
-    // packs/packus work within 128-bit lanes: this puts the 8 dwords back in order.
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    let to_i32 = |ix: usize| {
-        let s = _mm256_mul_ps(_mm256_loadu_ps(p.add(ix)), vinv);
-        let s = _mm256_and_ps(s, _mm256_cmp_ps::<_CMP_ORD_Q>(s, s)); // NaN -> 0
-        _mm256_add_epi32(_mm256_cvtps_epi32(s), off)
-    };
-    let out = q.as_mut_ptr();
-    let mut i = 0;
-    while i + 32 <= n {
-        let a = _mm256_packs_epi32(to_i32(i), to_i32(i + 8));
-        let b = _mm256_packs_epi32(to_i32(i + 16), to_i32(i + 24));
-        // With the offset, values are 1..=255 (u8 bits); without, -127..=127.
-        let bytes = if x_offset == 0 { _mm256_packs_epi16(a, b) } else { _mm256_packus_epi16(a, b) };
-        _mm256_storeu_si256(out.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
-        i += 32;
-    }
-    for (j, &x) in row.iter().enumerate().take(n).skip(i) {
-        *out.add(j) = (super::round_to_int(x * inv) + x_offset) as u8 as i8;
-    }
-    scale
+    super::scale_for_max(max)
 }
