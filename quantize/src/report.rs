@@ -34,6 +34,10 @@ pub struct Report {
     /// the next by at least `DECIDED_MARGIN` probability), and how many those are.
     /// A frame that fp32 splits evenly between two things flips with any change.
     pub zero_shot_decided: Option<(f64, usize)>,
+    /// CLIP: over the images where the top labels differ, fp32's largest lead
+    /// (top minus runner-up probability); None where none differ. Says whether the
+    /// disagreements are real or ties that any rounding tips over.
+    pub zero_shot_largest_flipped_lead: Option<f64>,
     /// BLIP-2: share of caption tokens equal to fp32's, and the first position
     /// where a caption differs (None: all identical).
     pub caption_token_agreement: Option<f64>,
@@ -113,6 +117,7 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
         text_cosine_worst: None,
         zero_shot_agreement: None,
         zero_shot_decided: None,
+        zero_shot_largest_flipped_lead: None,
         caption_token_agreement: None,
         first_divergence: None,
         vision_ms: (0.0, 0.0),
@@ -142,6 +147,12 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
                 let (ca, cb) = (a.classify_embeddings(&ea, &sa), b.classify_embeddings(&eb, &sb));
                 let same = ca.iter().zip(&cb).filter(|(x, y)| x.top().0 == y.top().0).count();
                 r.zero_shot_agreement = Some(same as f64 / imgs.len() as f64);
+                let lead = |c: &owlet_runtime::models::clip::Classification| {
+                    let ranked = c.ranked();
+                    if ranked.len() < 2 { 1.0 } else { (ranked[0].1 - ranked[1].1) as f64 }
+                };
+                r.zero_shot_largest_flipped_lead =
+                    ca.iter().zip(&cb).filter(|(x, y)| x.top().0 != y.top().0).map(|(x, _)| lead(x)).reduce(f64::max);
                 let decided: Vec<bool> = ca
                     .iter()
                     .zip(&cb)
@@ -207,6 +218,9 @@ impl std::fmt::Display for Report {
         }
         if let Some((z, n)) = self.zero_shot_decided {
             writeln!(f, "               {:.1}% of the {n} where fp32 leads by >= {DECIDED_MARGIN}", z * 100.0)?;
+        }
+        if let Some(l) = self.zero_shot_largest_flipped_lead {
+            writeln!(f, "               where they differ, fp32's top label led by at most {l:.4}")?;
         }
         if let Some(c) = self.caption_token_agreement {
             writeln!(f, "  captions     tokens equal to fp32's: {:.1}%", c * 100.0)?;
