@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """onnxruntime side of the BLIP-2 benchmark: the same bundle graphs and the same
 loop as owlet's (vision -> prefill -> one greedy token per decoder call with the
-KV cache), same threads. Prints JSON: ttft_ms (list), step_ms (list)."""
+KV cache), same threads. Prints JSON: ttft_ms (list), step_ms (list).
+
+With --int8 DIR it times onnxruntime's own int8 form of the same fp32 graphs:
+quantize_dynamic (int8 weights per output channel, activations quantized at run
+time), cached in DIR."""
 import argparse
 import json
 import time
@@ -24,9 +28,20 @@ def main():
     p.add_argument("--prompt-ids", required=True, help="comma-separated prompt ids")
     p.add_argument("--new-tokens", type=int, default=20)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--int8", metavar="DIR", help="time onnxruntime's int8 (quantize_dynamic) graphs, cached in DIR")
     a = p.parse_args()
-    vis = session(f"{a.model}/vision.onnx", a.threads)
-    dec = session(f"{a.model}/decoder.onnx", a.threads)
+    paths = {g: f"{a.model}/{g}.onnx" for g in ("vision", "decoder")}
+    if a.int8:
+        from pathlib import Path
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        Path(a.int8).mkdir(parents=True, exist_ok=True)
+        for g, src in list(paths.items()):
+            dst = f"{a.int8}/{g}.onnx"
+            if not Path(dst).exists():
+                quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
+            paths[g] = dst
+    vis = session(paths["vision"], a.threads)
+    dec = session(paths["decoder"], a.threads)
     table = np.load(f"{a.model}/embed_tokens.npy")
     ids = [int(x) for x in a.prompt_ids.split(",")]
     side = vis.get_inputs()[0].shape[2]

@@ -73,6 +73,9 @@ fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
 fn blip2_int8_captions_as_fp32_does() {
     let (_tmp, out, before, after) = convert("blip2-demo", &Options::new(Target::Int8));
     assert!((after as f64) < 0.35 * before as f64, "{before} -> {after} bytes");
+    // 3 layers x (q, k, v, out, fc1, fc2) + the LM head, which is int8 by default.
+    let ops = graph_ops(&out.join("decoder.onnx"));
+    assert_eq!(ops.iter().filter(|o| *o == "OwletMatMulInt8").count(), 19, "{ops:?}");
     let frames = calibration_images(&repo().join("models/scenes/demo")).unwrap();
     let r = report::compare(&repo().join("models/blip2-demo"), &out, Target::Int8, &frames, &[], (before, after)).unwrap();
     eprintln!("{r}");

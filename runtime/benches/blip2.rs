@@ -4,9 +4,13 @@
 //!
 //!     benches/blip2.sh           (exports a random-weight OPT-125m-sized bundle first)
 //!
-//! or `cargo bench -p owlet-runtime --bench blip2 -- --model B [--threads N]`.
+//! or `cargo bench -p owlet-runtime --bench blip2 -- --model B [--int8 B8] [--threads N]`.
+//!
+//! With `--int8 B8` (B8 = `owlet-quantize B B8 --to int8`) it also times owlet on B8
+//! and onnxruntime on its own int8 form of B's graphs (quantize_dynamic, per
+//! channel; benches/ort_blip2.py --int8), int8 pair first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -18,37 +22,31 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
-    let mut model = PathBuf::new();
-    let mut threads = engine::default_threads();
-    let (mut new_tokens, mut runs) = (20usize, 3usize);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--model" => model = args.next().expect("--model B").into(),
-            "--threads" => threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
-            "--new-tokens" => new_tokens = args.next().and_then(|v| v.parse().ok()).expect("--new-tokens N"),
-            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    engine::set_threads(threads);
-    let m = Blip2::load(&model).expect("bundle loads");
-    let prompt = "Question: what colour is the car? Answer:";
-    let ids = m.prompt_ids(prompt).expect("prompt tokenizes");
+const PROMPT: &str = "Question: what colour is the car? Answer:";
+
+struct Opts {
+    model: PathBuf,
+    int8: Option<PathBuf>,
+    threads: usize,
+    new_tokens: usize,
+    runs: usize,
+}
+
+/// owlet's medians on `bundle`: (time to first token, decode step), ms.
+fn time_owlet(bundle: &Path, o: &Opts) -> (f64, f64) {
+    let m = Blip2::load(bundle).expect("bundle loads");
     let side = m.bundle.manifest.vision.preprocess.crop_size as usize;
     let pixels: Vec<f32> = (0..3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let mut cfg = m.default_config();
-    cfg.max_new_tokens = new_tokens;
+    cfg.max_new_tokens = o.new_tokens;
     cfg.eos_token_id = u32::MAX; // never stop early: time every step
 
     let (mut ttft, mut steps) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
+    for _ in 0..o.runs {
         let t0 = Instant::now();
         let q = m.encode_pixels(pixels.clone()).expect("vision runs");
         let mut last = None::<Instant>;
-        m.generate(&q, prompt, &cfg, &mut |_| {
+        m.generate(&q, PROMPT, &cfg, &mut |_| {
             let now = Instant::now();
             match last {
                 None => ttft.push((now - t0).as_secs_f64() * 1e3),
@@ -58,13 +56,18 @@ fn main() {
         })
         .expect("generation runs");
     }
+    (median(ttft), median(steps))
+}
 
+/// onnxruntime's medians from benches/ort_blip2.py (`extra`: e.g. `--int8 DIR`).
+fn time_ort(o: &Opts, ids: &[u32], extra: &[String]) -> (f64, f64, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/ort_blip2.py");
     let id_list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     let out = Command::new("python3")
         .arg(&script)
-        .args(["--model", &model.display().to_string(), "--threads", &threads.to_string()])
-        .args(["--prompt-ids", &id_list, "--new-tokens", &new_tokens.to_string(), "--runs", &runs.to_string()])
+        .args(["--model", &o.model.display().to_string(), "--threads", &o.threads.to_string()])
+        .args(["--prompt-ids", &id_list, "--new-tokens", &o.new_tokens.to_string(), "--runs", &o.runs.to_string()])
+        .args(extra)
         .output()
         .expect("python3 runs benches/ort_blip2.py");
     if !out.status.success() {
@@ -72,14 +75,60 @@ fn main() {
     }
     let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let list = |k: &str| ort[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
-    let (o_ttft, o_step) = (median(list("ttft_ms")), median(list("step_ms")));
-    let (w_ttft, w_step) = (median(ttft), median(steps));
+    (median(list("ttft_ms")), median(list("step_ms")), ort["onnxruntime"].as_str().unwrap_or("?").to_string())
+}
+
+fn rows(label: &str, (w_ttft, w_step): (f64, f64), (o_ttft, o_step): (f64, f64)) {
+    println!("{:<34} {w_ttft:>10.1} {o_ttft:>12.1} {:>11.2}x", format!("{label} time to first token (ms)"), w_ttft / o_ttft);
+    println!("{:<34} {w_step:>10.2} {o_step:>12.2} {:>11.2}x", format!("{label} decode step (ms)"), w_step / o_step);
+    println!("{:<34} {:>10.1} {:>12.1} {:>11.2}x", format!("{label} tokens/s"), 1e3 / w_step, 1e3 / o_step, o_step / w_step);
+}
+
+fn main() {
+    let mut o = Opts { model: PathBuf::new(), int8: None, threads: engine::default_threads(), new_tokens: 20, runs: 3 };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--model" => o.model = args.next().expect("--model B").into(),
+            "--int8" => o.int8 = Some(args.next().expect("--int8 B8").into()),
+            "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            "--new-tokens" => o.new_tokens = args.next().and_then(|v| v.parse().ok()).expect("--new-tokens N"),
+            "--runs" => o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    engine::set_threads(o.threads);
+    let m = Blip2::load(&o.model).expect("bundle loads");
+    let ids = m.prompt_ids(PROMPT).expect("prompt tokenizes");
     let q = m.generation_spec().num_query_tokens;
-    println!("BLIP-2 benchmark: bundle {} ({}), {threads} thread(s), prefix {} positions ({q} queries + {} prompt tokens), {new_tokens} new tokens x {runs} runs, medians",
-        model.display(), m.bundle.manifest.source, q + ids.len(), ids.len());
-    println!("onnxruntime {}", ort["onnxruntime"].as_str().unwrap_or("?"));
-    println!("{:<28} {:>10} {:>12} {:>12}", "", "owlet", "onnxruntime", "owlet / ort");
-    println!("{:<28} {w_ttft:>10.1} {o_ttft:>12.1} {:>11.2}x", "time to first token (ms)", w_ttft / o_ttft);
-    println!("{:<28} {w_step:>10.2} {o_step:>12.2} {:>11.2}x", "decode step (ms)", w_step / o_step);
-    println!("{:<28} {:>10.1} {:>12.1} {:>11.2}x", "tokens/s", 1e3 / w_step, 1e3 / o_step, o_step / w_step);
+    let source = m.bundle.manifest.source.clone();
+    drop(m);
+
+    let int8 = o.int8.as_ref().map(|b8| {
+        let cache = format!("{}-ort-int8", o.model.display());
+        eprintln!("onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}", o.model.display(), b8.display());
+        let owlet = time_owlet(b8, &o);
+        let (t, s, _) = time_ort(&o, &ids, &["--int8".to_string(), cache]);
+        (owlet, (t, s))
+    });
+    let fp32 = time_owlet(&o.model, &o);
+    let (t, s, version) = time_ort(&o, &ids, &[]);
+
+    println!(
+        "BLIP-2 benchmark: bundle {} ({source}), {} thread(s), prefix {} positions ({q} queries + {} prompt tokens), {} new tokens x {} runs, medians",
+        o.model.display(),
+        o.threads,
+        q + ids.len(),
+        ids.len(),
+        o.new_tokens,
+        o.runs
+    );
+    println!("onnxruntime {version}");
+    println!("{:<34} {:>10} {:>12} {:>12}", "", "owlet", "onnxruntime", "owlet / ort");
+    rows("fp32", fp32, (t, s));
+    if let Some((owlet, ort)) = int8 {
+        rows("int8", owlet, ort);
+        println!("int8 / fp32 decode step: owlet {:.2}x, onnxruntime {:.2}x", owlet.1 / fp32.1, ort.1 / s);
+    }
 }

@@ -20,8 +20,8 @@ struct Args {
     to: Target,
     /// int8: keep linear layers whose node or weight name contains NAME in float
     /// (repeatable; `none` quantizes every one). Default: the final projections
-    /// and the LM head (visual_projection, text_projection, language_projection,
-    /// lm_head).
+    /// (visual_projection, text_projection, language_projection); `lm_head`
+    /// keeps a BLIP-2 decoder's LM head float too.
     #[arg(long, value_name = "NAME")]
     keep_float: Vec<String>,
     /// Images to compare the two bundles on (the accuracy report).
