@@ -49,10 +49,10 @@ pub struct Int8Stats {
     pub quantized: usize,
     /// Of those, how many took their bias along.
     pub with_bias: usize,
-    /// Embedding tables now int8.
-    pub tables: usize,
     /// Of those, how many take a static activation scale (`x_scale`).
     pub static_scales: usize,
+    /// Embedding tables now int8.
+    pub tables: usize,
     /// Linear layers kept in float by name, by node name.
     pub kept_float: Vec<String>,
     /// Other float weights stored in fp16.
@@ -146,14 +146,15 @@ pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> 
     let (model, _) = crate::read_model(path)?;
     let graph = model.graph.as_ref().expect("read_model checked the graph");
     let inits = Initializers::of(graph);
-    let mut names: Vec<String> = graph
+    // Once each: q, k and v read the same X.
+    let mut seen = std::collections::HashSet::new();
+    Ok(graph
         .node
         .iter()
         .filter(|n| matches!(inits.linear_weight(n, keep_float), Linear::Int8(_)))
         .map(|n| n.input[0].clone())
-        .collect();
-    names.dedup();
-    Ok(names)
+        .filter(|x| seen.insert(x.clone()))
+        .collect())
 }
 
 /// Read `input`, quantize it as above, write `output`. `x_max` (static
