@@ -422,7 +422,7 @@ fn owlet_rewrites_off_leaves_the_plans_to_tract() {
         v["results"][0]["ops"].as_array().unwrap().iter().map(|o| o["op"].as_str().unwrap().to_string()).collect()
     };
     let (on, off) = (profile("on"), profile("off"));
-    for op in ["OwletSoftmax", "OwletLayerNorm"] {
+    for op in ["OwletSoftmax", "OwletLayerNorm", "OwletQuickGelu"] {
         assert!(on.iter().any(|o| o == op), "{op} missing by default: {on:?}");
         assert!(!off.iter().any(|o| o == op), "{op} with OWLET_REWRITES=off: {off:?}");
     }

@@ -1,11 +1,11 @@
 //! owlet's own SIMD kernels, for what tract does not do (or does slowly):
 //! embedding arithmetic (similarity, search), int8 matrix products for quantized
 //! graphs (`int8`), softmax over short rows (`softmax`), layer norms
-//! (`layer_norm`) and attention's activation-by-activation products
-//! (`small_gemm`).
+//! (`layer_norm`), CLIP's quick-GELU (`quick_gelu`) and attention's
+//! activation-by-activation products (`small_gemm`).
 //!
 //! Every op has a scalar reference (`scalar.rs`, or `reference` in the softmax,
-//! layer-norm and small-GEMM modules); faster versions are picked behind run-time
+//! layer-norm, quick-GELU and small-GEMM modules); faster versions are picked behind run-time
 //! CPU feature detection, once, at first use. `OWLET_KERNELS=scalar` forces the
 //! references (to A/B or to rule a kernel out). Every kernel is compared with its
 //! reference on random inputs of ragged lengths (`harness.rs`, each module's tests).
@@ -16,6 +16,7 @@ mod aarch64_neon;
 mod harness;
 pub mod int8;
 pub mod layer_norm;
+pub mod quick_gelu;
 pub mod scalar;
 pub mod small_gemm;
 pub mod softmax;

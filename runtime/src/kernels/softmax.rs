@@ -20,7 +20,7 @@ const LANES: usize = 16;
 /// exp(x) for x <= 0 (a softmax's `x - max`), within 2 ulp of libm's for
 /// x >= -87.3, 0 below it (where f32's normal range ends), NaN for NaN.
 #[inline(always)]
-fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
+pub(super) fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
     let fma = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts, the first exact in few bits, so x - n·ln2 stays exact.
@@ -190,7 +190,7 @@ pub type SoftmaxRows = fn(&mut [f32], usize);
 
 /// Fused multiply-add where the baseline has it in hardware (aarch64); on
 /// x86-64 `mul_add` without the `fma` feature would be a libm call.
-const BASELINE_FMA: bool = cfg!(target_arch = "aarch64");
+pub(super) const BASELINE_FMA: bool = cfg!(target_arch = "aarch64");
 
 fn portable_rows(data: &mut [f32], row_len: usize) {
     for row in data.chunks_mut(row_len.max(1)) {

@@ -1,6 +1,6 @@
 //! owlet's own graph ops: `qmatmul` and `layer_norm`, registered into tract's
-//! ONNX loader; `batched_matmul`, swapped into decluttered f32 CPU models
-//! (`rewrite_decluttered`); `broadcast` and `softmax`, swapped into optimised
+//! ONNX loader; `batched_matmul` and `quick_gelu`, swapped into decluttered f32
+//! CPU models (`rewrite_decluttered`); `broadcast` and `softmax`, swapped into optimised
 //! CPU plans (`rewrite_plan`). Each replaces a slow path of tract's.
 //!
 //! tract looks ONNX ops up by `op_type` alone (the domain is ignored), so owlet's
@@ -11,6 +11,7 @@ pub mod batched_matmul;
 pub mod broadcast;
 pub mod layer_norm;
 pub mod qmatmul;
+pub mod quick_gelu;
 pub mod softmax;
 
 use tract_onnx::tract_hir::internal::*;
@@ -38,6 +39,7 @@ pub fn rewrite_decluttered(model: &mut TypedModel) -> TractResult<()> {
         return Ok(());
     }
     batched_matmul::rewrite(model)?;
+    quick_gelu::rewrite(model)?;
     Ok(())
 }
 

@@ -33,8 +33,8 @@ fn tract_runs_clip_matmuls_on_simd_kernels_not_generic_code() {
 
 /// tract's element-wise ops have SIMD paths for operands of one shape and for
 /// per-row constants, and a generic broadcasting path ~10x slower. With the batch
-/// axis asserted non-empty (engine.rs), CLIP's residual adds and quick-GELU take
-/// the SIMD ones; the text encoder's attention mask, broadcast over the heads,
+/// axis asserted non-empty (engine.rs), CLIP's residual adds take the SIMD ones;
+/// quick-GELU is owlet's one op (ops/quick_gelu.rs); the text encoder's attention mask, broadcast over the heads,
 /// takes owlet's `OwletBroadcastBinary` (ops/broadcast.rs). No f32 Add or Mul of
 /// real size is left on the generic path (the few left work on shapes, in TDim,
 /// or on a layer norm's [batch, tokens, 1] means).
@@ -51,7 +51,11 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
     }
     // One per layer (the mask) and the position embeddings' add over the batch.
     assert!(text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers), "text: the mask adds: {text:?}");
-    assert!(vision.contains_key("OptMulUnicast"), "vision: quick-GELU's x * sigmoid(1.702 x): {vision:?}");
+    // quick-GELU, x * sigmoid(1.702 x): one owlet op per layer, tract's three gone.
+    for (role, counts) in [("vision", &vision), ("text", &text)] {
+        assert_eq!(counts.get("OwletQuickGelu"), Some(&layers), "{role}: quick-GELU: {counts:?}");
+        assert_eq!(counts.get("Sigmoid"), None, "{role}: a sigmoid left to tract: {counts:?}");
+    }
     // Two layer norms per layer and the final one (vision: also the pre-norm),
     // all owlet's; tract's expansion (its RmsNorm among them) gone.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
