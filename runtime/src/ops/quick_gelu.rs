@@ -75,7 +75,7 @@ impl TypedOp for QuickGelu {
 }
 
 /// The `Mul` (TypedBinOp) node behind `outlet`, if it is one.
-fn mul_node<'m>(model: &'m TypedModel, outlet: OutletId) -> Option<&'m TypedNode> {
+fn mul_node(model: &TypedModel, outlet: OutletId) -> Option<&TypedNode> {
     let node = &model.nodes[outlet.node];
     node.op_as::<TypedBinOp>().filter(|op| op.0.name() == "Mul").map(|_| node)
 }
