@@ -20,7 +20,9 @@ pub type QuickGeluFn = fn(&mut [f32], f32);
 fn one<const FMA: bool>(x: f32, alpha: f32) -> f32 {
     let z = alpha * x;
     let e = exp_nonpositive::<FMA>(-z.abs());
-    let s = if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+    // One division for both signs: both sides of the select are computed.
+    let r = 1.0 / (1.0 + e);
+    let s = if z >= 0.0 { r } else { e * r };
     x * s
 }
 
