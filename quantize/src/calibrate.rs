@@ -41,6 +41,53 @@ impl CalibrationSet {
 /// Images per run of the vision graph while calibrating.
 const BATCH: usize = 8;
 
+/// A CLIP bundle's two graphs, each with the inputs of every calibration run.
+struct ClipRuns {
+    graphs: Vec<(&'static str, std::path::PathBuf, Vec<TVec<TValue>>)>,
+}
+
+/// The calibration set as graph inputs: the images through the bundle's
+/// preprocessing for the vision graph, the prompts through its tokenizer for the
+/// text graph, in batches of `BATCH`. CLIP only; the prompts must not be empty.
+fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<ClipRuns> {
+    if bundle.manifest.kind != ModelKind::Clip {
+        return Err(Error::Invalid(format!(
+            "{what}: only CLIP bundles can be calibrated (BLIP-2's decoder runs token by token \
+             against a KV cache, which calibration does not run yet)"
+        )));
+    }
+    if set.prompts.is_empty() {
+        return Err(Error::Invalid(format!("{what} needs --labels: their prompts calibrate the text graph")));
+    }
+    let v = &bundle.manifest.vision;
+    let vision_path = bundle.path_of(&v.file);
+    let side = v.preprocess.crop_size as usize;
+    let mut vision = Vec::new();
+    for chunk in set.images.chunks(BATCH) {
+        let mut pixels = Vec::with_capacity(chunk.len() * 3 * side * side);
+        for p in chunk {
+            let img = load_rgb(p, DecodeLimits::default())?;
+            owlet_runtime::preprocess::pixel_values_into(&v.preprocess, &img, &mut pixels);
+        }
+        let t = Tensor::from_shape(&[chunk.len(), 3, side, side], &pixels).map_err(|e| graph_error(&vision_path, e))?;
+        vision.push(tvec!(t.into()));
+    }
+
+    let t = bundle.text();
+    let text_path = bundle.path_of(&t.file);
+    let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+    let mut text = Vec::new();
+    for chunk in set.prompts.chunks(BATCH) {
+        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let enc = tokenizer.encode_batch(&texts)?;
+        let shape = [enc.batch, enc.context_length];
+        let ids = Tensor::from_shape(&shape, &enc.input_ids).map_err(|e| graph_error(&text_path, e))?;
+        let mask = Tensor::from_shape(&shape, &enc.attention_mask).map_err(|e| graph_error(&text_path, e))?;
+        text.push(tvec!(ids.into(), mask.into()));
+    }
+    Ok(ClipRuns { graphs: vec![("vision", vision_path, vision), ("text", text_path, text)] })
+}
+
 /// The activation maxima of both CLIP graphs, by manifest section ("vision",
 /// "text"). `inputs_of` gives, per graph file, the tensors to measure.
 pub fn clip_activation_max(
@@ -48,46 +95,75 @@ pub fn clip_activation_max(
     set: &CalibrationSet,
     inputs_of: &dyn Fn(&Path) -> Result<Vec<String>>,
 ) -> Result<HashMap<&'static str, ActivationMax>> {
-    if bundle.manifest.kind != ModelKind::Clip {
-        return Err(Error::Invalid(
-            "--static-activations: only CLIP bundles can be calibrated (BLIP-2's decoder runs token by token \
-             against a KV cache, which calibration does not run yet); leave it out for dynamic per-row scales"
-                .into(),
-        ));
-    }
-    if set.prompts.is_empty() {
-        return Err(Error::Invalid("--static-activations needs --labels: their prompts calibrate the text graph".into()));
-    }
     let mut out = HashMap::new();
+    for (section, path, runs) in clip_runs(bundle, set, "--static-activations")?.graphs {
+        let names = inputs_of(&path)?;
+        let mut max = vec![0f32; names.len()];
+        run_with_outputs(&path, &names, runs, &mut |outs| {
+            for (m, t) in max.iter_mut().zip(outs) {
+                let view = t.to_plain_array_view::<f32>().map_err(|e| graph_error(&path, e))?;
+                *m = view.iter().filter(|v| v.is_finite()).fold(*m, |m, v| m.max(v.abs()));
+            }
+            Ok(())
+        })?;
+        out.insert(section, names.into_iter().zip(max).collect());
+    }
+    Ok(out)
+}
 
-    let v = &bundle.manifest.vision;
-    let path = bundle.path_of(&v.file);
-    let side = v.preprocess.crop_size as usize;
-    let mut batches = Vec::new();
-    for chunk in set.images.chunks(BATCH) {
-        let mut pixels = Vec::with_capacity(chunk.len() * 3 * side * side);
-        for p in chunk {
-            let img = load_rgb(p, DecodeLimits::default())?;
-            owlet_runtime::preprocess::pixel_values_into(&v.preprocess, &img, &mut pixels);
+/// One int8 layer's error on the calibration set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerError {
+    /// "vision" or "text".
+    pub graph: &'static str,
+    /// The layer's ONNX node name.
+    pub layer: String,
+    /// ‖X·W_int8 − X·W‖ / ‖X·W‖ over every row the set produced, with X the fp32
+    /// graph's own input to the layer, quantized as the runtime does (this CPU's
+    /// kernel, per-row scales): the layer's error alone, not what reaches it.
+    pub relative_error: f64,
+}
+
+/// Every int8 layer's own error (`LayerError`), worst first: where keeping a layer
+/// in float (`--keep-float`) would matter most. CLIP only.
+pub fn clip_layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]) -> Result<Vec<LayerError>> {
+    use owlet_runtime::kernels::int8::{self, PackedWeights, XScale};
+    let kernel = int8::best();
+    let mut out = Vec::new();
+    for (section, path, runs) in clip_runs(bundle, set, "layer errors")?.graphs {
+        let layers = crate::int8::linear_layers(&path, keep_float)?;
+        let names: Vec<String> = layers.iter().map(|l| l.input.clone()).collect();
+        // Per layer: Wᵀ packed for the kernel, and the running sums of squares.
+        let packed: Vec<PackedWeights> = layers
+            .iter()
+            .map(|l| {
+                let (q, scales) = int8::quantize_weights(&l.weight_nk, l.n, l.k);
+                PackedWeights::pack(&kernel, &q, l.n, l.k, scales, None)
+            })
+            .collect();
+        let mut sums = vec![(0f64, 0f64); layers.len()];
+        run_with_outputs(&path, &names, runs, &mut |outs| {
+            for (((l, w), sum), x) in layers.iter().zip(&packed).zip(sums.iter_mut()).zip(outs) {
+                let x = x.to_plain_array_view::<f32>().map_err(|e| graph_error(&path, e))?;
+                let x: Vec<f32> = x.iter().copied().collect();
+                let m = x.len() / l.k.max(1);
+                let mut y8 = vec![0f32; m * l.n];
+                int8::qmatmul(&kernel, &x, m, w, XScale::PerRow, &mut y8);
+                let xa = ndarray::ArrayView2::from_shape((m, l.k), &x).map_err(|e| graph_error(&path, e))?;
+                let wa = ndarray::ArrayView2::from_shape((l.n, l.k), &l.weight_nk).map_err(|e| graph_error(&path, e))?;
+                let y32 = xa.dot(&wa.t());
+                for (a, b) in y8.iter().zip(y32.iter()) {
+                    sum.0 += ((a - b) as f64).powi(2);
+                    sum.1 += (*b as f64).powi(2);
+                }
+            }
+            Ok(())
+        })?;
+        for (l, (err, norm)) in layers.into_iter().zip(sums) {
+            out.push(LayerError { graph: section, layer: l.node, relative_error: (err / norm.max(1e-30)).sqrt() });
         }
-        let t = Tensor::from_shape(&[chunk.len(), 3, side, side], &pixels).map_err(|e| graph_error(&path, e))?;
-        batches.push(tvec!(t.into()));
     }
-    out.insert("vision", max_abs(&path, &inputs_of(&path)?, batches)?);
-
-    let t = bundle.text();
-    let path = bundle.path_of(&t.file);
-    let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
-    let mut batches = Vec::new();
-    for chunk in set.prompts.chunks(BATCH) {
-        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let enc = tokenizer.encode_batch(&texts)?;
-        let shape = [enc.batch, enc.context_length];
-        let ids = Tensor::from_shape(&shape, &enc.input_ids).map_err(|e| graph_error(&path, e))?;
-        let mask = Tensor::from_shape(&shape, &enc.attention_mask).map_err(|e| graph_error(&path, e))?;
-        batches.push(tvec!(ids.into(), mask.into()));
-    }
-    out.insert("text", max_abs(&path, &inputs_of(&path)?, batches)?);
+    out.sort_by(|a, b| b.relative_error.total_cmp(&a.relative_error));
     Ok(out)
 }
 
@@ -96,10 +172,15 @@ fn graph_error(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// Run the fp32 graph at `path` on each of `runs` with the tensors `names` as its
-/// outputs, and return the largest finite |x| of each.
-fn max_abs(path: &Path, names: &[String], runs: Vec<TVec<TValue>>) -> Result<ActivationMax> {
+/// outputs (in that order), handing each run's outputs to `visit`.
+fn run_with_outputs(
+    path: &Path,
+    names: &[String],
+    runs: Vec<TVec<TValue>>,
+    visit: &mut dyn FnMut(&TVec<TValue>) -> Result<()>,
+) -> Result<()> {
     if names.is_empty() {
-        return Ok(ActivationMax::new());
+        return Ok(());
     }
     let mut model = owlet_runtime::ops::onnx(Placement::CPU)
         .with_ignore_value_info(true)
@@ -110,13 +191,8 @@ fn max_abs(path: &Path, names: &[String], runs: Vec<TVec<TValue>>) -> Result<Act
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(|e| graph_error(path, e))?;
-    let mut max = vec![0f32; names.len()];
     for inputs in runs {
-        let outs = plan.run(inputs).map_err(|e| graph_error(path, e))?;
-        for (m, t) in max.iter_mut().zip(&outs) {
-            let view = t.to_plain_array_view::<f32>().map_err(|e| graph_error(path, e))?;
-            *m = view.iter().filter(|v| v.is_finite()).fold(*m, |m, v| m.max(v.abs()));
-        }
+        visit(&plan.run(inputs).map_err(|e| graph_error(path, e))?)?;
     }
-    Ok(names.iter().cloned().zip(max).collect())
+    Ok(())
 }

@@ -140,21 +140,52 @@ impl<'g> Initializers<'g> {
     }
 }
 
-/// The inputs X of the linear layers `convert_file` quantizes (same `keep_float`):
-/// what static calibration measures.
+/// The inputs X of the linear layers `convert_file` quantizes (same `keep_float`),
+/// once each (q, k and v read the same X): what static calibration measures.
 pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    Ok(linear_layers(path, keep_float)?.into_iter().map(|l| l.input).filter(|x| seen.insert(x.clone())).collect())
+}
+
+/// A linear layer `convert_file` quantizes, as the fp32 graph has it.
+#[derive(Debug, Clone)]
+pub struct LinearLayer {
+    /// The MatMul node's name.
+    pub node: String,
+    /// The name of its input X.
+    pub input: String,
+    /// W transposed to [N, K] (one row per output channel), f32.
+    pub weight_nk: Vec<f32>,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// The linear layers `convert_file` quantizes (same `keep_float`), in graph order.
+pub fn linear_layers(path: &Path, keep_float: &[String]) -> Result<Vec<LinearLayer>> {
+    let bad = |why: String| Error::Graph(path.to_path_buf(), why);
     let (model, _) = crate::read_model(path)?;
     let graph = model.graph.as_ref().expect("read_model checked the graph");
     let inits = Initializers::of(graph);
-    // Once each: q, k and v read the same X.
-    let mut seen = std::collections::HashSet::new();
-    Ok(graph
-        .node
-        .iter()
-        .filter(|n| matches!(inits.linear_weight(n, keep_float), Linear::Int8(_)))
-        .map(|n| n.input[0].clone())
-        .filter(|x| seen.insert(x.clone()))
-        .collect())
+    let mut layers = Vec::new();
+    for node in &graph.node {
+        if let Linear::Int8(w) = inits.linear_weight(node, keep_float) {
+            let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
+            let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
+            layers.push(LinearLayer { node: node.name.clone(), input: node.input[0].clone(), weight_nk: transpose_kn(&values, k, n), k, n });
+        }
+    }
+    Ok(layers)
+}
+
+/// [K, N] -> [N, K]: one row per output channel.
+fn transpose_kn(values: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let mut wt = vec![0f32; n * k];
+    for kk in 0..k {
+        for nn in 0..n {
+            wt[nn * k + kk] = values[kk * n + nn];
+        }
+    }
+    wt
 }
 
 /// Read `input`, quantize it as above, write `output`. `x_max` (static
@@ -209,14 +240,7 @@ pub fn convert_file(
                     Some(names) => names.clone(),
                     None => {
                         let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
-                        // [K, N] -> [N, K]: one row per output channel.
-                        let mut wt = vec![0f32; n * k];
-                        for kk in 0..k {
-                            for nn in 0..n {
-                                wt[nn * k + kk] = values[kk * n + nn];
-                            }
-                        }
-                        let (q, scales) = quantize_weights(&wt, n, k);
+                        let (q, scales) = quantize_weights(&transpose_kn(&values, k, n), n, k);
                         // `_nk`: transposed, so never the same tensor as a Gather table's `.int8`.
                         let names = (format!("{}.int8_nk", w.name), format!("{}.scale_n", w.name));
                         new_inits.push(tensor_i8(names.0.clone(), vec![n as i64, k as i64], &q));

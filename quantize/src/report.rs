@@ -11,6 +11,7 @@ use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::Clip;
 use serde::Serialize;
 
+use crate::calibrate::{CalibrationSet, LayerError};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +48,17 @@ pub struct Report {
     /// Peak resident memory that loading each bundle and running the whole
     /// calibration set added, MB, before and after (0 where the OS doesn't say).
     pub peak_rss_mb: (f64, f64),
+    /// int8 CLIP: each int8 layer's own error on (the first `LAYER_ERROR_IMAGES`
+    /// of) the set, worst first (`add_layer_errors`); empty where not measured.
+    pub layer_errors: Vec<LayerError>,
 }
+
+/// Images the per-layer errors are measured on (each layer's inputs are kept and
+/// multiplied in f32 and int8: more images cost time and say little more).
+pub const LAYER_ERROR_IMAGES: usize = 16;
+
+/// Layers the printed report names (the JSON has all).
+const LAYER_ERRORS_SHOWN: usize = 5;
 
 /// The prompt each label becomes for the zero-shot agreement (and for static
 /// calibration of the text graph).
@@ -122,6 +133,7 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
         first_divergence: None,
         vision_ms: (0.0, 0.0),
         peak_rss_mb: (0.0, 0.0),
+        layer_errors: Vec::new(),
     };
     let mut cosines = Vec::new();
     match kind {
@@ -203,6 +215,21 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
     Ok(r)
 }
 
+impl Report {
+    /// Measure each int8 layer's own error (crate::calibrate::clip_layer_errors) on
+    /// the first `LAYER_ERROR_IMAGES` images and the labels' prompts: which layers
+    /// `--keep-float` would help most. CLIP int8 only; elsewhere nothing is added.
+    pub fn add_layer_errors(&mut self, images: &[PathBuf], labels: &[String], keep_float: &[String]) -> Result<()> {
+        let bundle = Bundle::open(&self.original)?;
+        if bundle.manifest.kind != ModelKind::Clip || self.precision != "int8" || labels.is_empty() {
+            return Ok(());
+        }
+        let set = CalibrationSet::new(images.iter().take(LAYER_ERROR_IMAGES).cloned().collect(), labels);
+        self.layer_errors = crate::calibrate::clip_layer_errors(&bundle, &set, keep_float)?;
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mb = |b: u64| b as f64 / 1e6;
@@ -227,6 +254,12 @@ impl std::fmt::Display for Report {
             match &self.first_divergence {
                 None => writeln!(f, "               every caption identical")?,
                 Some((img, k)) => writeln!(f, "               first divergence: {img}, token {k}")?,
+            }
+        }
+        if !self.layer_errors.is_empty() {
+            writeln!(f, "  int8 layers  own error (|X·Wq - X·W| / |X·W|), worst {LAYER_ERRORS_SHOWN} of {}:", self.layer_errors.len())?;
+            for e in self.layer_errors.iter().take(LAYER_ERRORS_SHOWN) {
+                writeln!(f, "               {:.4}  {} {}", e.relative_error, e.graph, e.layer)?;
             }
         }
         writeln!(f, "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)", self.peak_rss_mb.0, self.peak_rss_mb.1)?;

@@ -67,6 +67,17 @@ fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
     assert!(r.zero_shot_largest_flipped_lead.is_none_or(|l| l < report::DECIDED_MARGIN as f64), "{r}");
     assert!(r.zero_shot_agreement.unwrap() >= 0.9, "{r}");
     assert!(r.peak_rss_mb.1 > 0.0, "{r}");
+
+    // Each int8 layer's own error: all 48 (24 a graph), worst first, small but not
+    // zero, named as the int8 graphs name their nodes.
+    let mut r = r;
+    r.add_layer_errors(&heldout(), &labels, &Options::new(Target::Int8).keep_float).unwrap();
+    eprintln!("{r}");
+    assert_eq!(r.layer_errors.len(), 48, "{r}");
+    assert!(r.layer_errors.windows(2).all(|w| w[0].relative_error >= w[1].relative_error), "{r}");
+    assert!(r.layer_errors.iter().all(|e| e.relative_error > 0.0 && e.relative_error < 0.05), "{r}");
+    let int8_nodes: Vec<String> = ["vision.onnx", "text.onnx"].iter().flat_map(|g| x_scales(&out.join(g))).map(|(n, _)| n).collect();
+    assert!(r.layer_errors.iter().all(|e| int8_nodes.contains(&e.layer)), "{r}");
 }
 
 #[test]
@@ -81,6 +92,10 @@ fn blip2_int8_captions_as_fp32_does() {
     eprintln!("{r}");
     assert!(r.image_cosine_mean >= 0.999, "{r}");
     assert!(r.caption_token_agreement.unwrap() >= 0.9, "{r}");
+    // Per-layer errors are measured for CLIP only: nothing added, no error.
+    let mut r = r;
+    r.add_layer_errors(&frames, &[], &Options::new(Target::Int8).keep_float).unwrap();
+    assert!(r.layer_errors.is_empty());
 }
 
 #[test]

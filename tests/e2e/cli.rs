@@ -403,6 +403,9 @@ fn owlet_quantize_static_activations_need_a_calibration_set_and_then_report() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("clip-int8-static/quantize-report.json")).unwrap()).unwrap();
     assert!(report["image_cosine_mean"].as_f64().unwrap() >= 0.999, "{report}");
+    // The report's per-layer errors: every int8 layer of both graphs.
+    assert_eq!(report["layer_errors"].as_array().map(Vec::len), Some(48), "{report}");
+    assert!(stderr.contains("int8 layers") || String::from_utf8_lossy(&out.stdout).contains("int8 layers"), "{stderr}");
 }
 
 /// `OWLET_REWRITES=off` leaves the plans to tract: owlet's softmax and layer norm

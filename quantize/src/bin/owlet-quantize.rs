@@ -71,7 +71,8 @@ fn run(a: Args) -> anyhow::Result<()> {
         println!("wrote {} (graphs {before} -> {after} bytes); no --calibrate folder: accuracy not measured", a.output.display());
         return Ok(());
     };
-    let r = report::compare(&a.input, &a.output, a.to, &images, &a.labels, (before, after))?;
+    let mut r = report::compare(&a.input, &a.output, a.to, &images, &a.labels, (before, after))?;
+    r.add_layer_errors(&images, &a.labels, &opts.keep_float)?;
     println!("{r}");
     std::fs::write(a.output.join("quantize-report.json"), serde_json::to_string_pretty(&r)?)?;
     Ok(())
