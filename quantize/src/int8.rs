@@ -3,7 +3,8 @@
 //! - Every `MatMul(X, W)` with a constant float W [K, N] (a linear layer) becomes
 //!   `owlet.OwletMatMulInt8(X, Wq, W_scale[, B])` (runtime/src/ops/qmatmul.rs): Wq is
 //!   Wᵀ in int8, symmetric, one scale per output channel; a following `Add` of a
-//!   constant [N] bias is folded in. X is quantized per row at run time, or with
+//!   constant [N] bias is folded in. X is quantized per row at run time (scale and
+//!   zero point from the row's range), or with
 //!   the `x_scale` attribute static calibration found (calibrate.rs).
 //! - Every `Gather` from a large constant table (token embeddings) gathers int8
 //!   rows and their per-row scales instead: `Cast(Gather(Tq, ids)) * Gather(S, ids)`,

@@ -5,7 +5,7 @@
 //!   speed, half the file) and in f16 on an fp16 GPU plan.
 //! - int8 (`int8.rs`): linear layers in int8 per output channel, run by owlet's own
 //!   op and kernels (owlet-runtime: ops/qmatmul.rs, kernels/int8), activations
-//!   quantized per row at run time (or with static scales from a calibration set,
+//!   quantized per row at run time, with a zero point (or with static scales from a calibration set,
 //!   `calibrate.rs`); embedding tables int8 per row; the rest fp16.
 
 pub mod calibrate;

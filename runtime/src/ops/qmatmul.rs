@@ -12,8 +12,9 @@
 //!   Y        float32 [..., N] = X · (W * W_scale)ᵀ + B
 //! ```
 //!
-//! Without `x_scale`, each row of X is quantized with its own scale (max |x| /
-//! 127, dynamic). With it (owlet-quantize `--static-activations`: max |x| over a
+//! Without `x_scale`, each row of X is quantized with its own scale and zero
+//! point (its range, 0 included, over 254 steps: dynamic, as onnxruntime's
+//! DynamicQuantizeLinear). With it (owlet-quantize `--static-activations`: max |x| over a
 //! calibration set / 127), every row takes that scale and values past ±127 steps
 //! clamp.
 //!

@@ -50,7 +50,7 @@ fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<
             unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
             for r in 0..mr.min(xq.m - r0) {
                 for j in 0..nr.min(w.n - p * nr) {
-                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j] - w.offsets[p * nr + j];
+                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j] - xq.zeros[r0 + r] * w.colsums[p * nr + j];
                 }
             }
         }
@@ -68,7 +68,7 @@ fn rows_for(kernel: &QGemmKernel, x: &[i8], m: usize, k: usize) -> QuantizedRows
             *d = (v as i32 + kernel.operands.x_offset()) as u8 as i8;
         }
     }
-    QuantizedRows { data, scales: vec![1.0; m], m, mp, kp }
+    QuantizedRows { data, scales: vec![1.0; m], zeros: vec![kernel.operands.x_offset(); m], m, mp, kp }
 }
 
 proptest! {
@@ -99,7 +99,10 @@ proptest! {
         let (wq, scales) = quantize_weights(&wf, n, k);
         // Per row, and with a static scale that covers |x| <= 2 (as calibration
         // would find it): both within half a step of 2 / 127.
-        for (kernel, xs) in candidates().into_iter().flat_map(|k| [(k, XScale::PerRow), (k, XScale::Static(2.0 / 127.0))]) {
+        for (kernel, xs) in candidates()
+            .into_iter()
+            .flat_map(|k| [(k, XScale::PerRow), (k, XScale::PerRowSymmetric), (k, XScale::Static(2.0 / 127.0))])
+        {
             let packed = PackedWeights::pack(&kernel, &wq, n, k, scales.clone(), Some(bias.clone()));
             let mut y = vec![f32::NAN; m * n];
             qmatmul(&kernel, &x, m, &packed, xs, &mut y);
@@ -124,7 +127,7 @@ proptest! {
 #[test]
 fn quantize_rows_keeps_zero_and_extremes() {
     let x = [0.0, 1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, f32::NAN, 3.0, 0.0, 0.0];
-    let q = quantize_rows(&x, 3, 4, 4, 2, 0, XScale::PerRow);
+    let q = quantize_rows(&x, 3, 4, 4, 2, 0, XScale::PerRowSymmetric);
     assert_eq!(&q.data[0..4], &[0, 127, -127, 64]);
     assert_eq!(&q.data[4..8], &[0, 0, 0, 0], "a row of zeros stays zeros");
     assert_eq!(q.mp, 4, "rows padded to mr");
@@ -132,10 +135,10 @@ fn quantize_rows_keeps_zero_and_extremes() {
     assert!((q.scales[0] - 1.0 / 127.0).abs() < 1e-9);
     assert_eq!(&q.data[8..12], &[0, 127, 0, 0], "NaN quantizes to 0, not to an extreme");
     // As u8 for Operands::UnsignedX: + 128, K padding still 0.
-    let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128, XScale::PerRow);
+    let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128, XScale::PerRowSymmetric);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 255, 1, 192, 0, 0, 0, 0]);
     // A row of zeros and one with an infinity are 0 (+ 128) too, not skipped.
-    let q = quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128, XScale::PerRow);
+    let q = quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128, XScale::PerRowSymmetric);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 128, 128, 128]);
 }
 
@@ -145,13 +148,13 @@ fn quantize_rows_rounds_to_nearest_ties_to_even_like_onnx() {
     let x = [127.0, -127.0, 2.5, 3.5, -2.5, -0.5, 0.49, 126.51, -126.5, 1.5, 0.0, -1.49];
     // Four times over: the first 32 go through the SIMD path where there is one.
     let x: Vec<f32> = x.iter().copied().cycle().take(48).collect();
-    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::PerRow);
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::PerRowSymmetric);
     let want = [127, -127, 2, 4, -2, 0, 0, 127, -126, 2, 0, -1];
     assert_eq!(q.data, want.iter().copied().cycle().take(48).collect::<Vec<i8>>());
     // Against the library's own rounding on many random values.
     let x = random_f32(4096, 7);
     let inv = 127.0 / x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::PerRow);
+    let q = quantize_rows(&x, 1, x.len(), x.len(), 1, 0, XScale::PerRowSymmetric);
     for (&v, &got) in x.iter().zip(&q.data) {
         assert_eq!(got as f32, (v * inv).round_ties_even(), "x {v}");
     }
@@ -161,7 +164,7 @@ fn quantize_rows_rounds_to_nearest_ties_to_even_like_onnx() {
 fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
     // quantize_rows takes AVX2's row quantizer where the CPU has it. Static scales:
     // one that fits (max |x| is 2), one that clamps about half the values.
-    for xs in [XScale::PerRow, XScale::Static(2.5 / 127.0), XScale::Static(1.0 / 127.0)] {
+    for xs in [XScale::PerRow, XScale::PerRowSymmetric, XScale::Static(2.5 / 127.0), XScale::Static(1.0 / 127.0)] {
         for k in [1, 7, 16, 31, 32, 33, 64, 100, 768] {
             for x_offset in [0, 128] {
                 let m = 3;
@@ -171,12 +174,51 @@ fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
                 x[2 * k + k / 4] = f32::NEG_INFINITY; // row 2
                 let kp = k.next_multiple_of(4);
                 let q = quantize_rows(&x, m, k, kp, 1, x_offset, xs);
-                let (mut data, mut scales) = (vec![0i8; m * kp], vec![0f32; m]);
-                quantize_into(&x, k, &mut data, kp, &mut scales, x_offset, xs);
-                assert_eq!((&q.data, &q.scales), (&data, &scales), "k {k} offset {x_offset} {xs:?}");
+                let (mut data, mut scales, mut zeros) = (vec![0i8; m * kp], vec![0f32; m], vec![0i32; m]);
+                quantize_into(&x, k, &mut data, kp, &mut scales, &mut zeros, x_offset, xs);
+                assert_eq!((&q.data, &q.scales, &q.zeros), (&data, &scales, &zeros), "k {k} offset {x_offset} {xs:?}");
             }
         }
     }
+}
+
+#[test]
+fn asymmetric_rows_spend_their_steps_on_the_range_the_row_has() {
+    // A GELU output's row: down to about -0.17, up to 5.
+    let k = 100;
+    let mut x: Vec<f32> = (0..k).map(|i| -0.17 + 5.17 * ((i * 37 % k) as f32 / (k - 1) as f32)).collect();
+    x[3] = 0.0;
+    x[7] = f32::NAN;
+    for x_offset in [0, 128] {
+        let q = quantize_rows(&x, 1, k, k, 1, x_offset, XScale::PerRow);
+        let sym = quantize_rows(&x, 1, k, k, 1, x_offset, XScale::PerRowSymmetric);
+        // 254 steps over [-0.17, 5] instead of over [-5, 5].
+        assert!((q.scales[0] - 5.17 / 254.0).abs() < 1e-6, "{}", q.scales[0]);
+        assert!(q.scales[0] < 0.52 * sym.scales[0]);
+        let zero = q.zeros[0];
+        for (i, (&v, &b)) in x.iter().zip(&q.data).enumerate() {
+            let stored = if x_offset == 0 { b as i32 } else { b as u8 as i32 };
+            assert!((-127 + x_offset..=127 + x_offset).contains(&stored), "{stored}");
+            let back = (stored - zero) as f32 * q.scales[0];
+            if v.is_nan() {
+                assert_eq!(back, 0.0, "NaN becomes 0");
+            } else {
+                assert!((back - v).abs() <= q.scales[0] / 2.0 + 1e-6, "x[{i}] {v} -> {back}");
+            }
+        }
+        let stored0 = if x_offset == 0 { q.data[3] as i32 } else { q.data[3] as u8 as i32 };
+        assert_eq!(stored0, zero, "an exact 0 stays exactly 0");
+    }
+    // All positive: 0 is in the range, on -127.
+    let q = quantize_rows(&[1.0, 2.0, 3.0, 4.0], 1, 4, 4, 1, 0, XScale::PerRow);
+    assert_eq!(q.zeros[0], -127);
+    // Range [0, 4] over 254 steps: x · 63.5 - 127, ties to even.
+    assert_eq!(q.data, [-64, 0, 64, 127]);
+    let back: Vec<f32> = q.data.iter().map(|&b| (b as i32 - q.zeros[0]) as f32 * q.scales[0]).collect();
+    for (b, v) in back.iter().zip([1.0, 2.0, 3.0, 4.0]) {
+        assert!((b - v).abs() <= q.scales[0] / 2.0 + 1e-6, "{b} vs {v}");
+    }
+    assert_eq!(*q.data.last().unwrap(), 127, "the row's max on the top step");
 }
 
 #[test]

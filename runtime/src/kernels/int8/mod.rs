@@ -6,17 +6,21 @@
 //!   of W = per output channel) is cut into panels of `nr` output channels; inside a
 //!   panel, each step of 4 along K stores `nr` x 4 bytes, column after column, which
 //!   is the operand shape of `vpmaddubsw`/`vpmaddwd` (x86) and `sdot` (ARM).
-//! - `quantize_rows`: each row of x gets its own scale (max |x| / 127) and becomes
-//!   int8, rows padded to the kernel's `mr` and K to its `k_align` with zeros. Or,
-//!   for a graph calibrated by owlet-quantize (`XScale::Static`), every row takes
-//!   the one scale found on the calibration set, and values beyond it clamp.
+//! - `quantize_rows`: each row of x gets its own scale and zero point from its
+//!   range (min and max, 0 included: 255 steps over what the row holds, where a
+//!   symmetric scale spends half of them on values a GELU's output never takes)
+//!   and becomes int8, rows padded to the kernel's `mr` and K to its `k_align` with
+//!   zeros. Or, for a graph calibrated by owlet-quantize (`XScale::Static`), every
+//!   row takes the one symmetric scale found on the calibration set, and values
+//!   beyond it clamp.
 //! - the micro-kernel: one `mr` x `nr` tile of int8 x int8 -> i32 sums over all of K.
-//! - the epilogue: `y = acc * row_scale * channel_scale + bias`, straight into the
-//!   output, so no i32 matrix is ever stored.
+//! - the epilogue: `y = (acc - row_zero * Σ_k W) * row_scale * channel_scale +
+//!   bias` (the zero point's part in float), straight into the output, so no i32
+//!   matrix is ever stored.
 //!
 //! Kernels whose multiply wants an unsigned operand (x86's `vpmaddubsw`, AVX-512's
-//! `vpdpbusd`) take x + 128 as u8 (`Operands::UnsignedX`); the epilogue takes the
-//! 128 · Σ W back off, so their sums are exact too. Without VNNI, W is requantized
+//! `vpdpbusd`) take x + 128 as u8 (`Operands::UnsignedX`); the 128 joins the row's
+//! zero point, which the epilogue takes back off, so their sums are exact too. Without VNNI, W is requantized
 //! to 7 bits for them.
 //!
 //! Ragged shapes are handled by the zero padding: kernels only see whole tiles and
@@ -167,9 +171,12 @@ pub struct PackedWeights {
     data: Vec<i8>,
     scales: Vec<f32>,
     bias: Option<Vec<f32>>,
-    /// Per channel, x_offset · Σ_k W: what the kernel's sums carry beyond Σ x · W
-    /// (zeros for `Operands::Signed`).
-    offsets: Vec<i32>,
+    /// Per channel, Σ_k W (as the kernel takes W): a row's zero point times this is
+    /// what the kernel's sums carry beyond Σ (x / scale) · W.
+    colsums: Vec<i32>,
+    /// Per channel, scale · Σ_k W: the epilogue takes zero point · row scale times
+    /// this off in float, where an i32 multiply per output cost 3-6% of a graph.
+    scaled_colsums: Vec<f32>,
 }
 
 impl PackedWeights {
@@ -188,8 +195,8 @@ impl PackedWeights {
         assert_eq!(scales.len(), n, "one scale per output channel");
         assert!(bias.as_ref().is_none_or(|b| b.len() == n), "one bias per output channel");
         let (w, scales) = kernel.operands.weights(w, &scales);
-        let x_offset = kernel.operands.x_offset();
-        let offsets = (0..n).map(|j| x_offset * w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>()).collect();
+        let colsums: Vec<i32> = (0..n).map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>()).collect();
+        let scaled_colsums = colsums.iter().zip(&scales).map(|(&c, &s)| c as f32 * s).collect();
         let (nr, kp) = (kernel.nr, round_up(k.max(1), kernel.k_align));
         let panels = n.div_ceil(nr);
         let mut data = vec![0i8; panels * kp * nr];
@@ -202,86 +209,167 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { n, k, kp, nr, data, scales, bias, offsets }
+        PackedWeights { n, k, kp, nr, data, scales, bias, colsums, scaled_colsums }
     }
 }
 
-/// Where the activations' int8 scale comes from.
+/// Where the activations' int8 scale (and zero point) comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum XScale {
-    /// Each row its own, max |x| / 127, found as the product runs (dynamic).
+    /// Each row its own, found as the product runs (dynamic): the row's range
+    /// [min(x, 0), max(x, 0)] over 254 steps, with the zero point that puts min on
+    /// -127. The default for activations.
     PerRow,
+    /// Each row its own, symmetric: max |x| / 127, zero point 0. Weights (one row
+    /// per output channel) are quantized so.
+    PerRowSymmetric,
     /// One scale for every row, found on a calibration set (static): saves the
     /// pass over each row for its maximum; values past ±127 steps clamp.
     Static(f32),
 }
 
-/// x ([m, k] f32) quantized per row: int8 values in `[-127, 127]`, rows of `kp`
-/// bytes (zero padded), `mp` rows (zero rows up to a multiple of `mr`), and each
-/// row's scale (x ≈ q * scale).
+/// x ([m, k] f32) quantized per row: int8 values in `[-127, 127]` (plus the
+/// kernel's x offset), rows of `kp` bytes (zero padded), `mp` rows (zero rows up to
+/// a multiple of `mr`), and each row's scale and zero point: x ≈ (q - zero) * scale,
+/// with q the stored value (u8 bits where the offset is 128).
 #[derive(Debug, Clone)]
 pub struct QuantizedRows {
     pub data: Vec<i8>,
     pub scales: Vec<f32>,
+    pub zeros: Vec<i32>,
     pub m: usize,
     pub mp: usize,
     pub kp: usize,
 }
 
-/// Quantize each row of `x` ([m, k]) symmetrically to int8, with its own scale or
-/// the static one (`xs`), and add `x_offset` (0, or 128 for kernels that take x as
-/// u8: the i8 buffer then holds u8 bits). K padding stays 0 either way: it meets
-/// zero weights.
+/// Quantize each row of `x` ([m, k]) to int8 as `xs` says, and add `x_offset` (0,
+/// or 128 for kernels that take x as u8: the i8 buffer then holds u8 bits). K
+/// padding stays 0 either way: it meets zero weights.
 pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offset: i32, xs: XScale) -> QuantizedRows {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert!(kp >= k, "rows padded to less than k");
     let mp = round_up(m.max(1), mr);
     let mut data = vec![0i8; mp * kp];
     let mut scales = vec![0f32; m];
+    let mut zeros = vec![0i32; m];
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2; each q has kp >= k bytes.
-        let fixed = static_scale(xs);
-        quantize_each_row(x, k, &mut data, kp, &mut scales, |row, q| unsafe { x86_64_avx2::quantize_row(row, q, x_offset, fixed) });
-        return QuantizedRows { data, scales, m, mp, kp };
+        quantize_each_row(x, k, &mut data, kp, &mut scales, &mut zeros, |row, q| unsafe {
+            x86_64_avx2::quantize_row(row, q, x_offset, xs)
+        });
+        return QuantizedRows { data, scales, zeros, m, mp, kp };
     }
-    quantize_into(x, k, &mut data, kp, &mut scales, x_offset, xs);
-    QuantizedRows { data, scales, m, mp, kp }
+    quantize_into(x, k, &mut data, kp, &mut scales, &mut zeros, x_offset, xs);
+    QuantizedRows { data, scales, zeros, m, mp, kp }
 }
 
 /// Rows of `x` ([.., k]) into rows of `data` (`kp` bytes each) by `quantize_row`,
-/// which writes one row's values and returns its scale.
-fn quantize_each_row(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], mut quantize_row: impl FnMut(&[f32], &mut [i8]) -> f32) {
-    for ((row, q), scale) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales) {
-        *scale = quantize_row(row, q);
+/// which writes one row's values and returns its scale and zero point.
+fn quantize_each_row(
+    x: &[f32],
+    k: usize,
+    data: &mut [i8],
+    kp: usize,
+    scales: &mut [f32],
+    zeros: &mut [i32],
+    mut quantize_row: impl FnMut(&[f32], &mut [i8]) -> (f32, i32),
+) {
+    for (((row, q), scale), zero) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales).zip(zeros) {
+        (*scale, *zero) = quantize_row(row, q);
+    }
+}
+
+/// How one row is quantized: x ≈ (q - zero) · scale, q = round(x · inv) + zero
+/// clamped to ±127 (before the kernel's offset).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RowParams {
+    pub scale: f32,
+    pub inv: f32,
+    pub zero: i32,
+}
+
+impl RowParams {
+    /// A row that quantizes to zeros: all zeros, or not finite.
+    const ZEROS: RowParams = RowParams { scale: 1.0, inv: 0.0, zero: 0 };
+
+    /// Symmetric, from max |x|: (max / 127, 127 / max, 0).
+    #[inline(always)]
+    pub fn symmetric(max: f32) -> RowParams {
+        if max > 0.0 && max.is_finite() {
+            RowParams { scale: max / 127.0, inv: 127.0 / max, zero: 0 }
+        } else {
+            RowParams::ZEROS
+        }
+    }
+
+    /// From the row's min and max: the range with 0 in it over 254 steps, min on
+    /// -127. Including 0 keeps the zero point within ±127 (and exact zeros exact).
+    #[inline(always)]
+    pub fn asymmetric(min: f32, max: f32) -> RowParams {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        let range = hi - lo;
+        if !(range > 0.0 && range.is_finite()) {
+            return RowParams::ZEROS;
+        }
+        let inv = 254.0 / range;
+        // lo · inv is in [-254, 0]; a few per row, so the plain cast is fine here.
+        let zero = -127 - (lo * inv).round_ties_even() as i32;
+        RowParams { scale: range / 254.0, inv, zero: zero.clamp(-127, 127) }
+    }
+
+    /// A static scale (`XScale::Static`): symmetric, the same for every row.
+    pub fn fixed(s: f32) -> RowParams {
+        if s > 0.0 && s.is_finite() {
+            RowParams { scale: s, inv: 1.0 / s, zero: 0 }
+        } else {
+            RowParams::ZEROS
+        }
     }
 }
 
 /// `quantize_rows`' work in portable code (what the compiler makes of it for the
 /// target's baseline: SSE2 on x86-64, NEON on aarch64). Visible to the tests, which
 /// check the AVX2 row quantizer against it.
-pub(crate) fn quantize_into(x: &[f32], k: usize, data: &mut [i8], kp: usize, scales: &mut [f32], x_offset: i32, xs: XScale) {
-    let fixed = static_scale(xs);
-    quantize_each_row(x, k, data, kp, scales, |row, q| {
-        let (scale, inv) = fixed.unwrap_or_else(|| row_scale(row));
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quantize_into(
+    x: &[f32],
+    k: usize,
+    data: &mut [i8],
+    kp: usize,
+    scales: &mut [f32],
+    zeros: &mut [i32],
+    x_offset: i32,
+    xs: XScale,
+) {
+    quantize_each_row(x, k, data, kp, scales, zeros, |row, q| {
+        let p = row_params(row, xs);
+        let zero = p.zero as f32;
         // inv is 0 for a row of zeros or one with an infinity: every value then
-        // becomes 0 (inf * 0 is NaN, which rounds to 0) plus the offset. The clamp
-        // only bites under a static scale (a value past the calibrated range); it
-        // keeps -128 out, which AVX2's sign-moving kernel could not negate.
+        // becomes 0 (inf * 0 is NaN, taken as 0) plus the offset. The clamp
+        // bites under a static scale (a value past the calibrated range) and on a
+        // row's max rounding up to 128; it keeps -128 out, which AVX2's sign-moving
+        // kernel could not negate.
         for (q, &v) in q.iter_mut().zip(row) {
-            *q = (round_to_int((v * inv).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
+            let t = v * p.inv;
+            let t = if t.is_nan() { 0.0 } else { t }; // NaN: the row's zero, as 0 would be
+            *q = (round_to_int((t + zero).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
         }
-        scale
+        (p.scale, p.zero + x_offset)
     });
 }
 
-/// A static scale and its inverse (None for per-row scales). A scale that is not
-/// positive and finite (the loader refuses those) quantizes everything to 0.
-fn static_scale(xs: XScale) -> Option<(f32, f32)> {
+/// One row's parameters as `xs` says (portable code; the AVX2 quantizer finds the
+/// same min and max its own way and then calls the same constructors).
+#[inline(always)]
+fn row_params(row: &[f32], xs: XScale) -> RowParams {
     match xs {
-        XScale::PerRow => None,
-        XScale::Static(s) if s > 0.0 && s.is_finite() => Some((s, 1.0 / s)),
-        XScale::Static(_) => Some((1.0, 0.0)),
+        XScale::PerRow => {
+            let (min, max) = row_min_max(row);
+            RowParams::asymmetric(min, max)
+        }
+        XScale::PerRowSymmetric => RowParams::symmetric(row_max_abs(row)),
+        XScale::Static(s) => RowParams::fixed(s),
     }
 }
 
@@ -321,7 +409,7 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
         let (c0, cols) = (p * nr, nr.min(w.n - p * nr));
         let scales = &w.scales[c0..c0 + cols];
         let bias = w.bias.as_ref().map_or(&zeros[..cols], |b| &b[c0..c0 + cols]);
-        let offsets = &w.offsets[c0..c0 + cols];
+        let scaled_colsums = &w.scaled_colsums[c0..c0 + cols];
         for r0 in (0..xq.m).step_by(mr) {
             // SAFETY: xq has mp >= r0 + mr rows of kp bytes, b is one whole panel of kp
             // * nr bytes, tile holds mr * nr; `best`/`candidates` only offer kernels
@@ -329,22 +417,25 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
             unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
             for r in 0..mr.min(xq.m - r0) {
                 let row_scale = xq.scales[r0 + r];
+                let row_zero = row_scale * xq.zeros[r0 + r] as f32;
                 // SAFETY: row r0 + r, columns c0..c0 + cols are inside y ([m, n]) and
                 // only this panel's task writes them.
                 let out = unsafe { std::slice::from_raw_parts_mut(y.0.add((r0 + r) * w.n + c0), cols) };
                 let acc = &tile[r * nr..r * nr + cols];
-                for ((((o, &a), &off), &s), &b) in out.iter_mut().zip(acc).zip(offsets).zip(scales).zip(bias) {
-                    *o = (a - off) as f32 * (row_scale * s) + b;
+                // (a - zero · Σ W) · row_scale · s + b, the zero's part in float: both
+                // parts are within a few 1e5 of the sums' units, far inside f32's
+                // precision next to the quantization's own error.
+                for ((((o, &a), &cs), &s), &b) in out.iter_mut().zip(acc).zip(scaled_colsums).zip(scales).zip(bias) {
+                    *o = a as f32 * (row_scale * s) - row_zero * cs + b;
                 }
             }
         }
     }
 }
 
-/// A row's scale (max |x| / 127) and its inverse. A row of zeros (or one that is
-/// not finite) gets scale 1 and quantizes to zeros.
+/// A row's max |x|, passing over NaN (0 for an empty row).
 #[inline(always)]
-fn row_scale(row: &[f32]) -> (f32, f32) {
+fn row_max_abs(row: &[f32]) -> f32 {
     // Sixteen running maxima: a plain fold is one serial chain that does not
     // vectorise. `if a > m` rather than `f32::max`: a compare and a select (maxps),
     // where max's NaN rules cost a blend per step; a NaN is passed over either way.
@@ -360,19 +451,26 @@ fn row_scale(row: &[f32]) -> (f32, f32) {
             m[i] = if a > m[i] { a } else { m[i] };
         }
     }
-    scale_for_max(m.iter().fold(0f32, |a, &b| a.max(b)))
+    m.iter().fold(0f32, |a, &b| a.max(b))
 }
 
-/// A row's scale and its inverse from its max |x|: (max / 127, 127 / max), or
-/// (1, 0) for a row of zeros or one that is not finite, which then quantizes to
-/// zeros.
+/// A row's min and max, passing over NaN, with 0 in the range ((0, 0) for an
+/// empty row), as `row_max_abs` does it.
 #[inline(always)]
-fn scale_for_max(max: f32) -> (f32, f32) {
-    if max > 0.0 && max.is_finite() {
-        (max / 127.0, 127.0 / max)
-    } else {
-        (1.0, 0.0)
+fn row_min_max(row: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+    let chunks = row.chunks_exact(16);
+    for &v in chunks.remainder() {
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
     }
+    for c in chunks {
+        for i in 0..16 {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+    }
+    (lo.iter().fold(0f32, |a, &b| a.min(b)), hi.iter().fold(0f32, |a, &b| a.max(b)))
 }
 
 /// `y = x · Wᵀ + bias` for `x` [m, k] f32 (quantized with `xs`) and packed int8
@@ -415,7 +513,7 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs:
 /// Symmetric per-row int8 quantization of a weight matrix ([n, k] f32): the int8
 /// values and one scale per row. What owlet-quantize stores for each channel.
 pub fn quantize_weights(w: &[f32], n: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
-    let xq = quantize_rows(w, n, k, k.max(1), 1, 0, XScale::PerRow);
+    let xq = quantize_rows(w, n, k, k.max(1), 1, 0, XScale::PerRowSymmetric);
     let mut q = Vec::with_capacity(n * k);
     for r in 0..n {
         q.extend_from_slice(&xq.data[r * xq.kp..r * xq.kp + k]);

@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Operands, QGemmKernel};
+use super::{Operands, QGemmKernel, RowParams, XScale};
 
 pub fn kernels() -> Vec<QGemmKernel> {
     if is_x86_feature_detected!("avx2") {
@@ -72,26 +72,32 @@ unsafe fn micro_4x16<const SIGN_MOVES: bool>(k4: usize, a: *const i8, lda: usize
 }
 
 /// One row of activations to int8 (`super::quantize_rows`): returns the row's
-/// scale and writes `q[..row.len()]`. The same numbers as the portable code
-/// (`super::quantize_into`): max |x| passing over NaN (or the static `fixed`
-/// scale and inverse), round to nearest with ties to even (`vcvtps2dq` under
-/// Rust's default rounding mode), NaN to 0, clamp to ±127, then the offset.
-/// Written out because the compiler's vectorisation of the portable loop was 0.2
-/// ns per element, as much as a small product's int8 multiplies.
+/// scale and zero point (with the offset) and writes `q[..row.len()]`. The same
+/// numbers as the portable code (`super::quantize_into`): the row's min and max (or
+/// max |x|, or the static scale) passing over NaN, the same `RowParams`, then per
+/// value `x · inv` (NaN as 0) plus the zero point, clamped to ±127, rounded to
+/// nearest with ties to even (`vcvtps2dq` under Rust's default rounding mode), plus
+/// the offset. Written out because the compiler's vectorisation of the portable
+/// loop was 0.2 ns per element, as much as a small product's int8 multiplies.
 ///
 /// # Safety
 /// The CPU must have AVX2; `q` must be at least as long as `row`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, fixed: Option<(f32, f32)>) -> f32 {
+pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, xs: XScale) -> (f32, i32) {
     assert!(q.len() >= row.len());
     let n = row.len();
     let p = row.as_ptr();
-    let (scale, inv) = match fixed {
-        Some(si) => si,
-        None => row_max_scale(row),
+    let params = match xs {
+        XScale::PerRow => {
+            let (min, max) = row_min_max(row);
+            RowParams::asymmetric(min, max)
+        }
+        XScale::PerRowSymmetric => RowParams::symmetric(row_max_abs(row)),
+        XScale::Static(s) => RowParams::fixed(s),
     };
 
-    let vinv = _mm256_set1_ps(inv);
+    let vinv = _mm256_set1_ps(params.inv);
+    let vzero = _mm256_set1_ps(params.zero as f32);
     let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
     let off = _mm256_set1_epi32(x_offset);
     // packs/packus work within 128-bit lanes: this puts the 8 dwords back in order.
@@ -99,7 +105,8 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, fixe
     let to_i32 = |ix: usize| {
         let s = _mm256_mul_ps(_mm256_loadu_ps(p.add(ix)), vinv);
         let s = _mm256_and_ps(s, _mm256_cmp_ps::<_CMP_ORD_Q>(s, s)); // NaN -> 0
-        let s = _mm256_min_ps(_mm256_max_ps(s, lo), hi); // only a static scale needs it
+        let s = _mm256_add_ps(s, vzero);
+        let s = _mm256_min_ps(_mm256_max_ps(s, lo), hi);
         _mm256_add_epi32(_mm256_cvtps_epi32(s), off)
     };
     let out = q.as_mut_ptr();
@@ -112,19 +119,21 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, fixe
         _mm256_storeu_si256(out.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
         i += 32;
     }
+    let zero = params.zero as f32;
     for (j, &x) in row.iter().enumerate().take(n).skip(i) {
-        *out.add(j) = (super::round_to_int((x * inv).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
+        let t = x * params.inv;
+        let t = if t.is_nan() { 0.0 } else { t };
+        *out.add(j) = (super::round_to_int((t + zero).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
     }
-    scale
+    (params.scale, params.zero + x_offset)
 }
 
-/// A row's scale and inverse from its max |x| (passing over NaN), as
-/// `super::row_scale`.
+/// A row's max |x|, passing over NaN, as `super::row_max_abs`.
 ///
 /// # Safety
 /// The CPU must have AVX2.
 #[target_feature(enable = "avx2")]
-unsafe fn row_max_scale(row: &[f32]) -> (f32, f32) {
+unsafe fn row_max_abs(row: &[f32]) -> f32 {
     let n = row.len();
     let p = row.as_ptr();
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
@@ -143,5 +152,36 @@ unsafe fn row_max_scale(row: &[f32]) -> (f32, f32) {
         let a = v.abs();
         max = if a > max { a } else { max };
     }
-    super::scale_for_max(max)
+    max
+}
+
+/// A row's min and max with 0 in the range, passing over NaN, as
+/// `super::row_min_max`.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn row_min_max(row: &[f32]) -> (f32, f32) {
+    let n = row.len();
+    let p = row.as_ptr();
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + 8 <= n {
+        // min_ps / max_ps return their second operand when either is NaN.
+        let v = _mm256_loadu_ps(p.add(i));
+        lo = _mm256_min_ps(v, lo);
+        hi = _mm256_max_ps(v, hi);
+        i += 8;
+    }
+    let (mut l, mut h) = ([0f32; 8], [0f32; 8]);
+    _mm256_storeu_ps(l.as_mut_ptr(), lo);
+    _mm256_storeu_ps(h.as_mut_ptr(), hi);
+    let (mut min, mut max) = (0f32, 0f32);
+    for &v in l.iter().chain(&row[i..]) {
+        min = if v < min { v } else { min };
+    }
+    for &v in h.iter().chain(&row[i..]) {
+        max = if v > max { v } else { max };
+    }
+    (min, max)
 }
