@@ -408,6 +408,33 @@ fn owlet_quantize_static_activations_need_a_calibration_set_and_then_report() {
     assert!(stderr.contains("int8 layers") || String::from_utf8_lossy(&out.stdout).contains("int8 layers"), "{stderr}");
 }
 
+/// `OWLET_INT8_KERNEL` picks the int8 kernel by name (to measure another one on
+/// this CPU); a name this CPU cannot run is a warning, and the best one runs.
+#[test]
+fn owlet_int8_kernel_names_the_kernel_int8_graphs_run_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip8 = tmp.path().join("clip-int8").display().to_string();
+    let out = run("owlet-quantize", &[&repo().join("models/clip-demo").display().to_string(), &clip8, "--to", "int8"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let car = repo().join("models/scenes/demo/demo-00117.jpg").display().to_string();
+    let classify = |kernel: &str| {
+        let out = std::process::Command::new(bin("owlet"))
+            .args(["classify", "-m", &clip8, "--labels", "car,person,dog,bird,bicycle,package", "--json", &car])
+            .env("OWLET_INT8_KERNEL", kernel)
+            .env("RUST_LOG", "owlet_runtime::kernels::int8=info")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (json_of(&out)["results"][0]["top_label"].as_str().unwrap().to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (label, log) = classify("scalar_qgemm_i8");
+    assert_eq!(label, "car");
+    assert!(log.contains("owlet int8 kernel: scalar_qgemm_i8"), "{log}");
+    let (label, log) = classify("no_such_kernel");
+    assert_eq!(label, "car");
+    assert!(log.contains("OWLET_INT8_KERNEL=no_such_kernel") && log.contains("not a kernel this CPU runs"), "{log}");
+}
+
 /// `OWLET_REWRITES=off` leaves the plans to tract: owlet's softmax and layer norm
 /// are gone from the profile, tract's own ops are there instead; by default it is
 /// the other way round. Embeddings agree either way (to float rounding).
