@@ -7,7 +7,7 @@
 //!   panel, each step of 4 along K stores `nr` x 4 bytes, column after column, which
 //!   is the operand shape of `vpmaddubsw`/`vpmaddwd` (x86) and `sdot` (ARM).
 //! - `quantize_rows`: each row of x gets its own scale and zero point from its
-//!   range (min and max, 0 included: 255 steps over what the row holds, where a
+//!   range (min and max, 0 included: 255 levels over what the row holds, where a
 //!   symmetric scale spends half of them on values a GELU's output never takes)
 //!   and becomes int8, rows padded to the kernel's `mr` and K to its `k_align` with
 //!   zeros. Or, for a graph calibrated by owlet-quantize (`XScale::Static`), every
@@ -20,8 +20,8 @@
 //!
 //! Kernels whose multiply wants an unsigned operand (x86's `vpmaddubsw`, AVX-512's
 //! `vpdpbusd`) take x + 128 as u8 (`Operands::UnsignedX`); the 128 joins the row's
-//! zero point, which the epilogue takes back off, so their sums are exact too. Without VNNI, W is requantized
-//! to 7 bits for them.
+//! zero point, which the epilogue takes back off. Every kernel's i32 sums are exact
+//! either way. Without VNNI, W is requantized to 7 bits for them.
 //!
 //! Ragged shapes are handled by the zero padding: kernels only see whole tiles and
 //! the epilogue writes only the real rows and columns. Every kernel must give the
@@ -233,8 +233,8 @@ pub enum XScale {
     /// Each row its own, symmetric: max |x| / 127, zero point 0. Weights (one row
     /// per output channel) are quantized so.
     PerRowSymmetric,
-    /// One scale for every row, found on a calibration set (static): saves the
-    /// pass over each row for its maximum; values past ±127 steps clamp.
+    /// One symmetric scale for every row, found on a calibration set (static):
+    /// saves the pass over each row for its range; values past ±127 steps clamp.
     Static(f32),
 }
 
