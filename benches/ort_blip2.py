@@ -13,6 +13,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from ort_int8 import int8_graphs
+
 
 def session(path, threads):
     so = ort.SessionOptions()
@@ -30,16 +32,8 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--int8", metavar="DIR", help="time onnxruntime's int8 (quantize_dynamic) graphs, cached in DIR")
     a = p.parse_args()
-    paths = {g: f"{a.model}/{g}.onnx" for g in ("vision", "decoder")}
-    if a.int8:
-        from pathlib import Path
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        Path(a.int8).mkdir(parents=True, exist_ok=True)
-        for g, src in list(paths.items()):
-            dst = f"{a.int8}/{g}.onnx"
-            if not Path(dst).exists():
-                quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
-            paths[g] = dst
+    graphs = ("vision", "decoder")
+    paths = int8_graphs(a.model, graphs, a.int8) if a.int8 else {g: f"{a.model}/{g}.onnx" for g in graphs}
     vis = session(paths["vision"], a.threads)
     dec = session(paths["decoder"], a.threads)
     table = np.load(f"{a.model}/embed_tokens.npy")

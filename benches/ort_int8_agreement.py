@@ -8,11 +8,9 @@ import glob, tempfile
 import numpy as np, onnxruntime as ort
 from PIL import Image
 from tokenizers import Tokenizer
-from onnxruntime.quantization import quantize_dynamic, QuantType
+from ort_int8 import int8_graphs
 B = "models/clip-demo"
-Q = tempfile.mkdtemp()
-for g in ("vision", "text"):
-    quantize_dynamic(f"{B}/{g}.onnx", f"{Q}/{g}.onnx", per_channel=True, weight_type=QuantType.QInt8)
+Q = int8_graphs(B, ("vision", "text"), tempfile.mkdtemp())
 mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32); std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 def prep(p):  # the bundle's preprocessing: shortest edge 96, bicubic, centre crop
     im = Image.open(p).convert("RGB"); w, h = im.size; s = 96 / min(w, h)
@@ -35,7 +33,7 @@ def top(vis, txt):  # label probabilities and image embeddings
     logits = 25.93 * v @ t.T; p = np.exp(logits - logits.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
     return p, v
 p32, v32 = top(f"{B}/vision.onnx", f"{B}/text.onnx")
-p8, v8 = top(f"{Q}/vision.onnx", f"{Q}/text.onnx")
+p8, v8 = top(Q["vision"], Q["text"])
 a, b = p32.argmax(1), p8.argmax(1)
 srt = np.sort(p32, 1); lead = srt[:, -1] - srt[:, -2]
 cos = (v32 * v8).sum(1)

@@ -363,9 +363,11 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 }
                 // Wait (without taking jobs, so the helpers land on the other
                 // threads) until they run: one wake-up per plan instead of one per
-                // product. Bounded: a busy pool only costs the spinning.
+                // product. Bounded, since this runs once per plan call (per token
+                // in a decoder): a worker wakes in 10-50 µs; one that takes longer
+                // (a CPU busy elsewhere) is not waited for past HELPER_WAIT_US.
                 let t0 = std::time::Instant::now();
-                while started.load(std::sync::atomic::Ordering::Acquire) < helpers && t0.elapsed().as_micros() < 2000 {
+                while started.load(std::sync::atomic::Ordering::Acquire) < helpers && t0.elapsed().as_micros() < HELPER_WAIT_US {
                     std::hint::spin_loop();
                 }
                 let r = multithread_tract_scope(exec.clone(), f);
@@ -376,6 +378,9 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         _ => f(),
     }
 }
+
+/// How long `on_pool` waits for its helpers to start before running the plan.
+const HELPER_WAIT_US: u128 = 250;
 
 /// A pool thread that runs the pool's jobs as they come, spinning in between,
 /// until `done`. On the thread that runs the plan itself (`owner`: a helper that

@@ -37,20 +37,22 @@ fn reference_i32(x: &[i8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
     out
 }
 
-/// The i32 sums alone (`xq · Wᵀ` before scales, the x offset taken off as the
-/// epilogue does), for testing kernels exactly.
+/// The i32 sums alone (`xq · Wᵀ` before scales, each row's zero point times the
+/// packed column's sum taken off, in integers), for testing kernels exactly.
 fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<i32> {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let mut out = vec![0i32; xq.m * w.n];
     let mut tile = vec![0i32; mr * nr];
     for p in 0..w.n.div_ceil(nr) {
         let b = &w.data[p * w.kp * nr..(p + 1) * w.kp * nr];
+        // Panel layout [k4][nr][4]: column j's bytes are at (s * nr + j) * 4 + 0..4.
+        let colsum = |j: usize| (0..w.kp / 4).flat_map(|s| &b[(s * nr + j) * 4..(s * nr + j) * 4 + 4]).map(|&v| v as i32).sum::<i32>();
         for r0 in (0..xq.m).step_by(mr) {
             // SAFETY: as in run_panels (mod.rs).
             unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
             for r in 0..mr.min(xq.m - r0) {
                 for j in 0..nr.min(w.n - p * nr) {
-                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j] - xq.zeros[r0 + r] * w.colsums[p * nr + j];
+                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j] - xq.zeros[r0 + r] * colsum(j);
                 }
             }
         }

@@ -181,11 +181,10 @@ pub struct PackedWeights {
     data: Vec<i8>,
     scales: Vec<f32>,
     bias: Option<Vec<f32>>,
-    /// Per channel, Σ_k W (as the kernel takes W): a row's zero point times this is
-    /// what the kernel's sums carry beyond Σ (x / scale) · W.
-    colsums: Vec<i32>,
-    /// Per channel, scale · Σ_k W: the epilogue takes zero point · row scale times
-    /// this off in float, where an i32 multiply per output cost 3-6% of a graph.
+    /// Per channel, scale · Σ_k W (W as the kernel takes it): a row's zero point
+    /// times Σ_k W is what the kernel's sums carry beyond Σ (x / row scale) · W,
+    /// and the epilogue takes it off in float, scaled (an i32 multiply per output
+    /// cost 3-6% of a graph).
     scaled_colsums: Vec<f32>,
 }
 
@@ -205,8 +204,8 @@ impl PackedWeights {
         assert_eq!(scales.len(), n, "one scale per output channel");
         assert!(bias.as_ref().is_none_or(|b| b.len() == n), "one bias per output channel");
         let (w, scales) = kernel.operands.weights(w, &scales);
-        let colsums: Vec<i32> = (0..n).map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>()).collect();
-        let scaled_colsums = colsums.iter().zip(&scales).map(|(&c, &s)| c as f32 * s).collect();
+        let scaled_colsums =
+            (0..n).map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>() as f32 * scales[j]).collect();
         let (nr, kp) = (kernel.nr, round_up(k.max(1), kernel.k_align));
         let panels = n.div_ceil(nr);
         let mut data = vec![0i8; panels * kp * nr];
@@ -219,7 +218,7 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { n, k, kp, nr, data, scales, bias, colsums, scaled_colsums }
+        PackedWeights { n, k, kp, nr, data, scales, bias, scaled_colsums }
     }
 }
 
@@ -328,6 +327,34 @@ impl RowParams {
         RowParams { scale: range / 254.0, inv, zero: zero.clamp(-127, 127) }
     }
 
+    /// The parameters `xs` gives a row whose range and max |x| `min_max` and
+    /// `max_abs` find (portable or SIMD code: only what `xs` needs is called).
+    #[inline(always)]
+    pub fn of(xs: XScale, min_max: impl FnOnce() -> (f32, f32), max_abs: impl FnOnce() -> f32) -> RowParams {
+        match xs {
+            XScale::PerRow => {
+                let (min, max) = min_max();
+                RowParams::asymmetric(min, max)
+            }
+            XScale::PerRowSymmetric => RowParams::symmetric(max_abs()),
+            XScale::Static(s) => RowParams::fixed(s),
+        }
+    }
+
+    /// One value: `x · inv` (NaN taken as 0, so it lands on the zero point) plus
+    /// the zero point, clamped to ±127, rounded, plus the kernel's `x_offset`, as
+    /// the stored byte. inv is 0 for a row of zeros or one with an infinity: every
+    /// value then becomes the zero point. The clamp bites under a static scale (a
+    /// value past the calibrated range) and on a row's max rounding up to 128; it
+    /// keeps -128 out, which AVX2's sign-moving kernel could not negate. The AVX2
+    /// quantizer does the same operations in the same order, 8 lanes at a time.
+    #[inline(always)]
+    pub fn quantize(self, v: f32, x_offset: i32) -> i8 {
+        let t = v * self.inv;
+        let t = if t.is_nan() { 0.0 } else { t };
+        (round_to_int((t + self.zero as f32).clamp(-127.0, 127.0)) + x_offset) as u8 as i8
+    }
+
     /// A static scale (`XScale::Static`): symmetric, the same for every row.
     pub fn fixed(s: f32) -> RowParams {
         if s > 0.0 && s.is_finite() {
@@ -353,34 +380,12 @@ pub(crate) fn quantize_into(
     xs: XScale,
 ) {
     quantize_each_row(x, k, data, kp, scales, zeros, |row, q| {
-        let p = row_params(row, xs);
-        let zero = p.zero as f32;
-        // inv is 0 for a row of zeros or one with an infinity: every value then
-        // becomes 0 (inf * 0 is NaN, taken as 0) plus the offset. The clamp
-        // bites under a static scale (a value past the calibrated range) and on a
-        // row's max rounding up to 128; it keeps -128 out, which AVX2's sign-moving
-        // kernel could not negate.
+        let p = RowParams::of(xs, || row_min_max(row), || row_max_abs(row));
         for (q, &v) in q.iter_mut().zip(row) {
-            let t = v * p.inv;
-            let t = if t.is_nan() { 0.0 } else { t }; // NaN: the row's zero, as 0 would be
-            *q = (round_to_int((t + zero).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
+            *q = p.quantize(v, x_offset);
         }
         (p.scale, p.zero + x_offset)
     });
-}
-
-/// One row's parameters as `xs` says (portable code; the AVX2 quantizer finds the
-/// same min and max its own way and then calls the same constructors).
-#[inline(always)]
-fn row_params(row: &[f32], xs: XScale) -> RowParams {
-    match xs {
-        XScale::PerRow => {
-            let (min, max) = row_min_max(row);
-            RowParams::asymmetric(min, max)
-        }
-        XScale::PerRowSymmetric => RowParams::symmetric(row_max_abs(row)),
-        XScale::Static(s) => RowParams::fixed(s),
-    }
 }
 
 /// `s` (within ±127 here: |x| <= max |x|) rounded to the nearest integer, ties to

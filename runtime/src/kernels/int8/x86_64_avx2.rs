@@ -87,14 +87,7 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, xs: 
     assert!(q.len() >= row.len());
     let n = row.len();
     let p = row.as_ptr();
-    let params = match xs {
-        XScale::PerRow => {
-            let (min, max) = row_min_max(row);
-            RowParams::asymmetric(min, max)
-        }
-        XScale::PerRowSymmetric => RowParams::symmetric(row_max_abs(row)),
-        XScale::Static(s) => RowParams::fixed(s),
-    };
+    let params = RowParams::of(xs, || row_min_max(row), || row_max_abs(row));
 
     let vinv = _mm256_set1_ps(params.inv);
     let vzero = _mm256_set1_ps(params.zero as f32);
@@ -119,11 +112,8 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, xs: 
         _mm256_storeu_si256(out.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
         i += 32;
     }
-    let zero = params.zero as f32;
     for (j, &x) in row.iter().enumerate().take(n).skip(i) {
-        let t = x * params.inv;
-        let t = if t.is_nan() { 0.0 } else { t };
-        *out.add(j) = (super::round_to_int((t + zero).clamp(-127.0, 127.0)) + x_offset) as u8 as i8;
+        *out.add(j) = params.quantize(x, x_offset);
     }
     (params.scale, params.zero + x_offset)
 }
