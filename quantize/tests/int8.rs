@@ -53,6 +53,11 @@ fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
         assert_eq!(ops.iter().filter(|o| *o == "OwletMatMulInt8").count(), 24, "{g}: every encoder linear layer is int8");
         assert!(ops.iter().filter(|o| *o == "MatMul").count() >= 1, "{g}: the projection stays float by default");
     }
+    // When loaded, each layer's Q, K and V (one input) run as one int8 product.
+    let clip = owlet_runtime::models::clip::Clip::load(&out).unwrap();
+    for (role, counts) in [("vision", clip.vision.graph().op_counts()), ("text", clip.text.graph().op_counts())] {
+        assert_eq!(counts.get("OwletMatMulInt8"), Some(&16), "{role}: 4 layers x (qkv, out, fc1, fc2): {counts:?}");
+    }
     let labels: Vec<String> = LABELS.map(String::from).to_vec();
     let r = report::compare(&repo().join("models/clip-demo"), &out, Target::Int8, &heldout(), &labels, (before, after)).unwrap();
     eprintln!("{r}");
@@ -87,6 +92,10 @@ fn blip2_int8_captions_as_fp32_does() {
     // 3 layers x (q, k, v, out, fc1, fc2) + the LM head, which is int8 by default.
     let ops = graph_ops(&out.join("decoder.onnx"));
     assert_eq!(ops.iter().filter(|o| *o == "OwletMatMulInt8").count(), 19, "{ops:?}");
+    // Loaded, q, k and v (one input) are one product: 3 x 4 + the head.
+    let blip2 = owlet_runtime::models::blip2::Blip2::load(&out).unwrap();
+    let decoder = blip2.graphs().into_iter().find(|(role, _)| role.contains("decoder")).expect("a decoder graph").1.op_counts();
+    assert_eq!(decoder.get("OwletMatMulInt8"), Some(&13), "{decoder:?}");
     let frames = calibration_images(&repo().join("models/scenes/demo")).unwrap();
     let r = report::compare(&repo().join("models/blip2-demo"), &out, Target::Int8, &frames, &[], (before, after)).unwrap();
     eprintln!("{r}");

@@ -1,6 +1,7 @@
 //! owlet's own graph ops: `qmatmul` and `layer_norm`, registered into tract's
 //! ONNX loader; `batched_matmul` and `quick_gelu`, swapped into decluttered f32
-//! CPU models (`rewrite_decluttered`); `broadcast` and `softmax`, swapped into optimised
+//! CPU models (`rewrite_decluttered`, which also joins int8 layers that share an
+//! input: `qmatmul::fuse_siblings`); `broadcast` and `softmax`, swapped into optimised
 //! CPU plans (`rewrite_plan`). Each replaces a slow path of tract's.
 //!
 //! tract looks ONNX ops up by `op_type` alone (the domain is ignored), so owlet's
@@ -40,6 +41,7 @@ pub fn rewrite_decluttered(model: &mut TypedModel) -> TractResult<()> {
     }
     batched_matmul::rewrite(model)?;
     quick_gelu::rewrite(model)?;
+    qmatmul::fuse_siblings(model)?;
     Ok(())
 }
 

@@ -180,14 +180,24 @@ impl EvalOp for MatMulInt8 {
         }
         let m = shape.iter().product::<usize>() / k.max(1);
         let x = x.as_standard_layout();
-        let mut y_shape = shape;
-        *y_shape.last_mut().unwrap() = self.weights.n;
-        // SAFETY: qmatmul writes every element of y.
-        let mut y = unsafe { Tensor::uninitialized::<f32>(&y_shape)? };
-        let mut y_view = y.to_plain_array_view_mut::<f32>()?;
-        let y_slice = y_view.as_slice_mut().context("a new tensor is contiguous")?;
-        int8::qmatmul(&self.kernel, x.as_slice().context("standard layout")?, m, &self.weights, self.x_scale, y_slice);
-        Ok(tvec!(y.into_tvalue()))
+        // One output per layer (several where fuse_siblings joined layers).
+        let mut ys = self
+            .weights
+            .parts()
+            .iter()
+            .map(|&n| {
+                let mut y_shape = shape.clone();
+                *y_shape.last_mut().unwrap() = n;
+                // SAFETY: qmatmul_parts writes every element of every output.
+                unsafe { Tensor::uninitialized::<f32>(&y_shape) }
+            })
+            .collect::<TractResult<TVec<Tensor>>>()?;
+        let mut slices = ys
+            .iter_mut()
+            .map(|y| y.to_plain_array_view_mut::<f32>()?.into_slice().context("a new tensor is contiguous"))
+            .collect::<TractResult<Vec<&mut [f32]>>>()?;
+        int8::qmatmul_parts(&self.kernel, x.as_slice().context("standard layout")?, m, &self.weights, self.x_scale, &mut slices);
+        Ok(ys.into_iter().map(Tensor::into_tvalue).collect())
     }
 }
 
@@ -195,9 +205,131 @@ impl TypedOp for MatMulInt8 {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
-        let last = shape.last_mut().context("OwletMatMulInt8 on a scalar")?;
-        *last = self.weights.n.into();
-        Ok(tvec!(f32::fact(shape)))
+        let shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        shape.last().context("OwletMatMulInt8 on a scalar")?;
+        Ok(self
+            .weights
+            .parts()
+            .iter()
+            .map(|&n| {
+                let mut shape = shape.clone();
+                *shape.last_mut().unwrap() = n.into();
+                f32::fact(shape)
+            })
+            .collect())
+    }
+}
+
+/// Join the int8 layers that read the same tensor (attention's Q, K and V; the
+/// Q-Former's cross-attention K and V) into one `MatMulInt8` with an output per
+/// layer: x is quantized once instead of three times, and the pool forks and
+/// joins once, which at batch 1 (77 text tokens, one decoder token) is a
+/// noticeable part of each product. Outputs are bit-identical to the separate
+/// layers'. Returns how many groups were joined.
+pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    let outlets: Vec<OutletId> =
+        model.nodes.iter().flat_map(|n| (0..n.outputs.len()).map(move |slot| OutletId::new(n.id, slot))).collect();
+    for outlet in outlets {
+        // An earlier patch may have emptied this node (replaced layers lose their
+        // outputs).
+        if outlet.slot >= model.nodes[outlet.node].outputs.len() {
+            continue;
+        }
+        // Single-layer int8 nodes fed by this outlet, grouped by activation scale;
+        // whole-panel layers first, so that at most one ragged one can end a group.
+        let mut groups: Vec<(XScale, Vec<usize>)> = Vec::new();
+        for inlet in model.outlet_successors(outlet) {
+            let node = &model.nodes[inlet.node];
+            let Some(op) = node.op_as::<MatMulInt8>() else { continue };
+            if inlet.slot != 0 || op.weights.parts().len() != 1 {
+                continue;
+            }
+            match groups.iter_mut().find(|(xs, _)| *xs == op.x_scale) {
+                Some((_, ids)) => ids.push(node.id),
+                None => groups.push((op.x_scale, vec![node.id])),
+            }
+        }
+        for (_, mut ids) in groups {
+            let op = |id: usize| model.nodes[id].op_as::<MatMulInt8>().expect("collected as MatMulInt8");
+            ids.sort_by_key(|&id| op(id).weights.n % op(id).kernel.nr != 0);
+            // Keep one ragged layer at most, at the end.
+            while ids.len() > 1 && ids[ids.len() - 2..].iter().all(|&id| op(id).weights.n % op(id).kernel.nr != 0) {
+                ids.pop();
+            }
+            if ids.len() < 2 {
+                continue;
+            }
+            let first = op(ids[0]);
+            let parts: Vec<&PackedWeights> = ids.iter().map(|&id| &*op(id).weights).collect();
+            if ids.iter().any(|&id| op(id).kernel.name != first.kernel.name) {
+                continue;
+            }
+            let Some(weights) = PackedWeights::concat(&parts) else { continue };
+            let joined = MatMulInt8 { kernel: first.kernel, weights: Arc::new(weights), x_scale: first.x_scale };
+            let name = format!("{}.fused_with_{}", model.nodes[ids[0]].name, ids.len() - 1);
+            let mut patch = TypedModelPatch::new("owlet: int8 layers on one input, fused");
+            let x = patch.tap_model(model, outlet)?;
+            let outs = patch.wire_node(name, joined, &[x])?;
+            for (&id, &out) in ids.iter().zip(&outs) {
+                patch.shunt_outside(model, OutletId::new(id, 0), out)?;
+                patch.obliterate(id)?;
+            }
+            patch.apply(model)?;
+            fused += 1;
+        }
+    }
+    Ok(fused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(kernel: &QGemmKernel, n: usize, k: usize, seed: usize, x_scale: XScale) -> MatMulInt8 {
+        let w: Vec<f32> = (0..n * k).map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let (wq, scales) = int8::quantize_weights(&w, n, k);
+        let bias = (seed & 1 == 0).then(|| (0..n).map(|i| i as f32 / 10.0).collect());
+        MatMulInt8 { kernel: *kernel, weights: Arc::new(PackedWeights::pack(kernel, &wq, n, k, scales, bias)), x_scale }
+    }
+
+    fn run(model: &TypedModel, x: &Tensor) -> Vec<Tensor> {
+        let plan = model.clone().into_optimized().unwrap().into_runnable().unwrap();
+        plan.run(tvec!(x.clone().into_tvalue())).unwrap().into_iter().map(|t| t.into_tensor()).collect()
+    }
+
+    fn int8_nodes(model: &TypedModel) -> usize {
+        model.clone().into_optimized().unwrap().nodes.iter().filter(|n| n.op_is::<MatMulInt8>()).count()
+    }
+
+    #[test]
+    fn layers_reading_one_tensor_become_one_node_with_the_same_outputs() {
+        let kernel = int8::best();
+        let (k, nr) = (40, kernel.nr);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 5, k])).unwrap();
+        // Q, K, V-like layers (one ragged), and one with a static scale: a group of
+        // its own, left alone.
+        let mut outs = vec![];
+        for (i, (n, xs)) in
+            [(nr, XScale::PerRow), (nr + 3, XScale::PerRow), (2 * nr, XScale::PerRow), (nr, XScale::Static(0.02))].into_iter().enumerate()
+        {
+            outs.push(model.wire_node(format!("l{i}"), layer(&kernel, n, k, i, xs), &[x]).unwrap()[0]);
+        }
+        model.select_output_outlets(&outs).unwrap();
+        let data: Vec<f32> = (0..2 * 5 * k).map(|i| ((i * 104729 % 1000) as f32 / 250.0) - 2.0).collect();
+        let input = Tensor::from_shape(&[2, 5, k], &data).unwrap();
+        let want = run(&model, &input);
+        assert_eq!(int8_nodes(&model), 4);
+
+        assert_eq!(fuse_siblings(&mut model).unwrap(), 1);
+        assert_eq!(int8_nodes(&model), 2, "the three per-row layers joined, the static one alone");
+        let got = run(&model, &input);
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.shape(), w.shape(), "output {i}");
+            let bits = |t: &Tensor| t.to_plain_array_view::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(g), bits(w), "output {i}");
+        }
     }
 }

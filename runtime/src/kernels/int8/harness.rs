@@ -126,6 +126,57 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn layers_fused_by_concat_give_each_layer_its_own_product_exactly(
+        m in 1usize..20, k in 1usize..100, panels in proptest::collection::vec(0usize..3, 1..4), ragged in 0usize..40,
+        seed in any::<u64>(),
+    ) {
+        let x = random_f32(m * k, seed);
+        for kernel in candidates() {
+            // Whole panels for all but the last layer, which may be ragged.
+            let mut widths: Vec<usize> = panels.iter().map(|p| p * kernel.nr).collect();
+            widths.push(ragged);
+            let layers: Vec<PackedWeights> = widths
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let (wq, scales) = quantize_weights(&random_f32(n * k, seed ^ ((i as u64 + 1) * 0x9e37)), n, k);
+                    let bias = (i % 2 == 0).then(|| random_f32(n, seed ^ 0xb1a5 ^ i as u64));
+                    PackedWeights::pack(&kernel, &wq, n, k, scales, bias)
+                })
+                .collect();
+            let fused = PackedWeights::concat(&layers.iter().collect::<Vec<_>>()).expect("whole panels fuse");
+            prop_assert_eq!(fused.parts(), &widths[..]);
+            let mut got: Vec<Vec<f32>> = widths.iter().map(|n| vec![f32::NAN; m * n]).collect();
+            qmatmul_parts(&kernel, &x, m, &fused, XScale::PerRow, &mut got.iter_mut().map(|y| &mut y[..]).collect::<Vec<_>>());
+            for (layer, got) in layers.iter().zip(&got) {
+                let mut want = vec![f32::NAN; m * layer.n];
+                qmatmul(&kernel, &x, m, layer, XScale::PerRow, &mut want);
+                // Same sums, same epilogue: bit for bit.
+                prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{} widths {:?} m {} k {}", kernel.name, &widths, m, k);
+            }
+        }
+    }
+}
+
+#[test]
+fn concat_refuses_layers_that_would_share_a_panel_or_differ_in_k() {
+    let kernel = best();
+    let layer = |n: usize, k: usize| {
+        let (wq, scales) = quantize_weights(&random_f32(n * k, 7), n, k);
+        PackedWeights::pack(&kernel, &wq, n, k, scales, None)
+    };
+    let (whole, ragged) = (layer(kernel.nr, 16), layer(kernel.nr + 1, 16));
+    assert!(PackedWeights::concat(&[&whole, &ragged]).is_some(), "a ragged last layer fuses");
+    assert!(PackedWeights::concat(&[&ragged, &whole]).is_none(), "a ragged layer before another would straddle a panel");
+    assert!(PackedWeights::concat(&[&whole, &layer(kernel.nr, 20)]).is_none(), "different K");
+    assert!(PackedWeights::concat(&[]).is_none());
+}
+
 #[test]
 fn quantize_rows_keeps_zero_and_extremes() {
     let x = [0.0, 1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, f32::NAN, 3.0, 0.0, 0.0];

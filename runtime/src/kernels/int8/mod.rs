@@ -186,6 +186,9 @@ pub struct PackedWeights {
     /// and the epilogue takes it off in float, scaled (an i32 multiply per output
     /// cost 3-6% of a graph).
     scaled_colsums: Vec<f32>,
+    /// The output channels' split into separate outputs (`concat`): one entry, n,
+    /// for a single layer.
+    parts: Vec<usize>,
 }
 
 impl PackedWeights {
@@ -218,7 +221,44 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { n, k, kp, nr, data, scales, bias, scaled_colsums }
+        PackedWeights { n, k, kp, nr, data, scales, bias, scaled_colsums, parts: vec![n] }
+    }
+
+    /// Several layers that read the same x, as one: their output channels side by
+    /// side, so one product (one pass of x's quantization, one fork-join) computes
+    /// them all, each into its own output (`qmatmul_parts`). Attention's Q, K and V
+    /// are the case. None where the parts differ in K or kernel, or where one but
+    /// the last does not fill whole panels (a panel then would straddle two
+    /// outputs).
+    pub fn concat(parts: &[&PackedWeights]) -> Option<PackedWeights> {
+        let (first, last) = (parts.first()?, parts.last()?);
+        if parts.iter().any(|p| p.k != first.k || p.kp != first.kp || p.nr != first.nr)
+            || parts[..parts.len() - 1].iter().any(|p| p.n % p.nr != 0)
+        {
+            return None;
+        }
+        let n = parts.iter().map(|p| p.n).sum();
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        let (mut scales, mut scaled_colsums) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let any_bias = parts.iter().any(|p| p.bias.is_some());
+        let mut bias = Vec::with_capacity(if any_bias { n } else { 0 });
+        let mut split = Vec::with_capacity(parts.len());
+        for p in parts {
+            data.extend_from_slice(&p.data);
+            scales.extend_from_slice(&p.scales);
+            scaled_colsums.extend_from_slice(&p.scaled_colsums);
+            if any_bias {
+                bias.extend(p.bias.as_ref().map_or(vec![0.0; p.n], Clone::clone));
+            }
+            split.extend_from_slice(&p.parts);
+        }
+        let bias = any_bias.then_some(bias);
+        Some(PackedWeights { n, k: first.k, kp: first.kp, nr: last.nr, data, scales, bias, scaled_colsums, parts: split })
+    }
+
+    /// The widths of the outputs `qmatmul_parts` writes (`[n]` unless `concat`).
+    pub fn parts(&self) -> &[usize] {
+        &self.parts
     }
 }
 
@@ -414,14 +454,27 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// `y[m, n] = dequant(xq · Wᵀ) + bias`: every tile of panels `panels`, all rows.
-fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panels: std::ops::Range<usize>, y: SharedOut) {
+/// One output of a product: `[m, width]`, holding the product's columns `start..start
+/// + width`.
+#[derive(Clone, Copy)]
+struct Segment {
+    out: SharedOut,
+    start: usize,
+    width: usize,
+}
+
+/// `y[m, n] = dequant(xq · Wᵀ) + bias`: every tile of panels `panels`, all rows,
+/// each panel's columns into the segment that holds them (whole panels only, as
+/// `PackedWeights::concat` ensures).
+fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panels: std::ops::Range<usize>, segments: &[Segment]) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let mut tile = vec![0i32; mr * nr];
     let zeros = vec![0f32; nr];
     for p in panels {
         let b = &w.data[p * w.kp * nr..(p + 1) * w.kp * nr];
         let (c0, cols) = (p * nr, nr.min(w.n - p * nr));
+        let seg = segments.iter().find(|s| (s.start..s.start + s.width).contains(&c0)).expect("segments cover every column");
+        debug_assert!(c0 + cols <= seg.start + seg.width, "a panel straddles two outputs");
         let scales = &w.scales[c0..c0 + cols];
         let bias = w.bias.as_ref().map_or(&zeros[..cols], |b| &b[c0..c0 + cols]);
         let scaled_colsums = &w.scaled_colsums[c0..c0 + cols];
@@ -433,9 +486,9 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
             for r in 0..mr.min(xq.m - r0) {
                 let row_scale = xq.scales[r0 + r];
                 let row_zero = row_scale * xq.zeros[r0 + r] as f32;
-                // SAFETY: row r0 + r, columns c0..c0 + cols are inside y ([m, n]) and
-                // only this panel's task writes them.
-                let out = unsafe { std::slice::from_raw_parts_mut(y.0.add((r0 + r) * w.n + c0), cols) };
+                // SAFETY: row r0 + r, columns c0 - start.. + cols are inside the
+                // segment's output ([m, width]) and only this panel's task writes them.
+                let out = unsafe { std::slice::from_raw_parts_mut(seg.out.0.add((r0 + r) * seg.width + c0 - seg.start), cols) };
                 let acc = &tile[r * nr..r * nr + cols];
                 // (a - zero · Σ W) · row_scale · s + b, the zero's part in float: both
                 // parts are within a few 1e5 of the sums' units, far inside f32's
@@ -492,16 +545,39 @@ fn row_min_max(row: &[f32]) -> (f32, f32) {
 /// `w`; `y` is [m, n].
 /// Splits the output channels over tract's thread pool (`engine::set_threads`).
 pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, y: &mut [f32]) {
+    qmatmul_into(kernel, x, m, w, xs, &mut [y], &[w.n]);
+}
+
+/// `qmatmul` for weights made by `PackedWeights::concat`: `ys[i]` is [m, parts[i]],
+/// the i-th layer's output.
+pub fn qmatmul_parts(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, ys: &mut [&mut [f32]]) {
+    qmatmul_into(kernel, x, m, w, xs, ys, &w.parts);
+}
+
+fn qmatmul_into(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, ys: &mut [&mut [f32]], widths: &[usize]) {
     assert_eq!(w.nr, kernel.nr, "weights were packed for another kernel");
     assert_eq!(x.len(), m * w.k, "x is not [m, k]");
-    assert_eq!(y.len(), m * w.n, "y is not [m, n]");
+    assert_eq!(ys.len(), widths.len(), "one output per part");
+    assert_eq!(widths.iter().sum::<usize>(), w.n, "the parts are not n wide");
+    let mut start = 0;
+    let segments: Vec<Segment> = ys
+        .iter_mut()
+        .zip(widths)
+        .map(|(y, &width)| {
+            assert_eq!(y.len(), m * width, "an output is not [m, its part's width]");
+            assert!(start % kernel.nr == 0, "an output does not start on a panel");
+            let seg = Segment { out: SharedOut(y.as_mut_ptr()), start, width };
+            start += width;
+            seg
+        })
+        .collect();
     if m == 0 || w.n == 0 {
         return;
     }
     // Rows are quantized serially: it is ~1/n of the product's work, and waking the
     // pool a second time per product cost more than it saved (measured).
     let xq = quantize_rows(x, m, w.k, w.kp, kernel.mr, kernel.operands.x_offset(), xs);
-    let out = SharedOut(y.as_mut_ptr());
+    let segments = &segments[..];
     let panels = w.n.div_ceil(kernel.nr);
     use tract_linalg::multithread::{current_tract_executor, Executor};
     match current_tract_executor() {
@@ -517,11 +593,11 @@ pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs:
             pool.in_place_scope(|s| {
                 for t in 0..tasks {
                     let range = panels * t / tasks..panels * (t + 1) / tasks;
-                    s.spawn(move |_| run_panels(kernel, xq, w, range, out));
+                    s.spawn(move |_| run_panels(kernel, xq, w, range, segments));
                 }
             });
         }
-        _ => run_panels(kernel, &xq, w, 0..panels, out),
+        _ => run_panels(kernel, &xq, w, 0..panels, segments),
     }
 }
 
