@@ -225,9 +225,13 @@ impl TypedOp for MatMulInt8 {
 /// layer: x is quantized once instead of three times, and the pool forks and
 /// joins once, which at batch 1 (77 text tokens, one decoder token) is a
 /// noticeable part of each product. Outputs are bit-identical to the separate
-/// layers'. Returns how many groups were joined.
+/// layers'. Returns how many groups were joined. `OWLET_INT8_FUSE=off` leaves
+/// them apart (to A/B it).
 pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
     let mut fused = 0;
+    if std::env::var("OWLET_INT8_FUSE").as_deref() == Ok("off") {
+        return Ok(fused);
+    }
     let outlets: Vec<OutletId> =
         model.nodes.iter().flat_map(|n| (0..n.outputs.len()).map(move |slot| OutletId::new(n.id, slot))).collect();
     for outlet in outlets {
