@@ -118,6 +118,8 @@ pub struct LayerError {
     pub graph: &'static str,
     /// The layer's ONNX node name.
     pub layer: String,
+    /// Its weight's name.
+    pub weight: String,
     /// ‖X·W_int8 − X·W‖ / ‖X·W‖ over every row the set produced, with X the fp32
     /// graph's own input to the layer, quantized as the runtime does (this CPU's
     /// kernel, per-row scales): the layer's error alone, not what reaches it.
@@ -160,7 +162,7 @@ pub fn clip_layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[St
             Ok(())
         })?;
         for (l, (err, norm)) in layers.into_iter().zip(sums) {
-            out.push(LayerError { graph: section, layer: l.node, relative_error: (err / norm.max(1e-30)).sqrt() });
+            out.push(LayerError { graph: section, layer: l.node, weight: l.weight, relative_error: (err / norm.max(1e-30)).sqrt() });
         }
     }
     out.sort_by(|a, b| b.relative_error.total_cmp(&a.relative_error));

@@ -153,6 +153,8 @@ pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> 
 pub struct LinearLayer {
     /// The MatMul node's name.
     pub node: String,
+    /// The name of its weight (an initializer).
+    pub weight: String,
     /// The name of its input X.
     pub input: String,
     /// W transposed to [N, K] (one row per output channel), f32.
@@ -172,7 +174,7 @@ pub fn linear_layers(path: &Path, keep_float: &[String]) -> Result<Vec<LinearLay
         if let Linear::Int8(w) = inits.linear_weight(node, keep_float) {
             let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
             let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
-            layers.push(LinearLayer { node: node.name.clone(), input: node.input[0].clone(), weight_nk: transpose_kn(&values, k, n), k, n });
+            layers.push(LinearLayer { node: node.name.clone(), weight: w.name.clone(), input: node.input[0].clone(), weight_nk: transpose_kn(&values, k, n), k, n });
         }
     }
     Ok(layers)

@@ -11,7 +11,7 @@ use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::Clip;
 use serde::Serialize;
 
-use crate::calibrate::{CalibrationSet, LayerError};
+use crate::calibrate::LayerError;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +51,11 @@ pub struct Report {
     /// int8 CLIP: each int8 layer's own error on (the first `LAYER_ERROR_IMAGES`
     /// of) the set, worst first (`add_layer_errors`); empty where not measured.
     pub layer_errors: Vec<LayerError>,
+    /// int8: the layers kept float because their own error was above
+    /// `max_layer_error` (owlet-quantize `--max-layer-error`), and that limit
+    /// (None: not applied).
+    pub kept_float_for_error: Vec<String>,
+    pub max_layer_error: Option<f64>,
 }
 
 /// Images the per-layer errors are measured on (each layer's inputs are kept and
@@ -134,6 +139,8 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
         vision_ms: (0.0, 0.0),
         peak_rss_mb: (0.0, 0.0),
         layer_errors: Vec::new(),
+        kept_float_for_error: Vec::new(),
+        max_layer_error: None,
     };
     let mut cosines = Vec::new();
     match kind {
@@ -220,12 +227,10 @@ impl Report {
     /// the first `LAYER_ERROR_IMAGES` images and the labels' prompts: which layers
     /// `--keep-float` would help most. CLIP int8 only; elsewhere nothing is added.
     pub fn add_layer_errors(&mut self, images: &[PathBuf], labels: &[String], keep_float: &[String]) -> Result<()> {
-        let bundle = Bundle::open(&self.original)?;
-        if bundle.manifest.kind != ModelKind::Clip || self.precision != "int8" || labels.is_empty() {
+        if self.precision != "int8" {
             return Ok(());
         }
-        let set = CalibrationSet::new(images.iter().take(LAYER_ERROR_IMAGES).cloned().collect(), labels);
-        self.layer_errors = crate::calibrate::clip_layer_errors(&bundle, &set, keep_float)?;
+        self.layer_errors = crate::layer_errors(&self.original, images, labels, keep_float)?;
         Ok(())
     }
 }
@@ -259,7 +264,14 @@ impl std::fmt::Display for Report {
         if !self.layer_errors.is_empty() {
             writeln!(f, "  int8 layers  own error (|X·Wq - X·W| / |X·W|), worst {LAYER_ERRORS_SHOWN} of {}:", self.layer_errors.len())?;
             for e in self.layer_errors.iter().take(LAYER_ERRORS_SHOWN) {
-                writeln!(f, "               {:.4}  {} {}", e.relative_error, e.graph, e.layer)?;
+                let kept = if self.kept_float_for_error.contains(&e.layer) { "  (kept float)" } else { "" };
+                writeln!(f, "               {:.4}  {} {}{kept}", e.relative_error, e.graph, e.layer)?;
+            }
+        }
+        if let Some(limit) = self.max_layer_error {
+            match self.kept_float_for_error.len() {
+                0 => writeln!(f, "               none above {:.1}%: every linear layer int8", limit * 100.0)?,
+                n => writeln!(f, "               {n} above {:.1}% kept float", limit * 100.0)?,
             }
         }
         writeln!(f, "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)", self.peak_rss_mb.0, self.peak_rss_mb.1)?;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use owlet_quantize::{calibration_images, quantize_bundle, report, Options, Target};
+use owlet_quantize::{calibration_images, layer_errors, quantize_bundle, report, sensitive_layers, Options, Target, DEFAULT_MAX_LAYER_ERROR};
 use owlet_runtime::bundle::{Bundle, Precision};
 
 fn repo() -> PathBuf {
@@ -105,6 +105,37 @@ fn blip2_int8_captions_as_fp32_does() {
     let mut r = r;
     r.add_layer_errors(&frames, &[], &Options::new(Target::Int8).keep_float).unwrap();
     assert!(r.layer_errors.is_empty());
+}
+
+/// (op type, node name) of every node.
+fn graph_nodes(path: &Path) -> Vec<(String, String)> {
+    use prost::Message;
+    let m = tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    m.graph.unwrap().node.into_iter().map(|n| (n.op_type, n.name)).collect()
+}
+
+#[test]
+fn layers_whose_own_error_is_above_the_limit_stay_float() {
+    let labels: Vec<String> = LABELS.map(String::from).to_vec();
+    let mut opts = Options::new(Target::Int8);
+    let errors = layer_errors(&repo().join("models/clip-demo"), &heldout(), &labels, &opts.keep_float).unwrap();
+    assert_eq!(errors.len(), 48);
+    // The demo's layers are all well-behaved: the default limit keeps none.
+    assert!(sensitive_layers(&errors, DEFAULT_MAX_LAYER_ERROR).is_empty(), "{errors:?}");
+    // A limit between the third and fourth worst keeps exactly the three worst.
+    assert!(errors[2].relative_error > errors[3].relative_error, "{errors:?}");
+    let kept = sensitive_layers(&errors, (errors[2].relative_error + errors[3].relative_error) / 2.0);
+    assert_eq!(kept, errors[..3].iter().map(|e| e.layer.clone()).collect::<Vec<_>>());
+    opts.keep_float.extend(kept.iter().cloned());
+    let (_tmp, out, _, _) = convert("clip-demo", &opts);
+    let nodes: Vec<(String, String)> = ["vision.onnx", "text.onnx"].iter().flat_map(|g| graph_nodes(&out.join(g))).collect();
+    assert_eq!(nodes.iter().filter(|(op, _)| op == "OwletMatMulInt8").count(), 45);
+    for name in &kept {
+        assert!(nodes.contains(&("MatMul".to_string(), name.clone())), "{name} is not a float MatMul in {nodes:?}");
+    }
+    // BLIP-2 is not measured (its decoder runs token by token): nothing to keep.
+    let frames = calibration_images(&repo().join("models/scenes/demo")).unwrap();
+    assert!(layer_errors(&repo().join("models/blip2-demo"), &frames, &labels, &[]).unwrap().is_empty());
 }
 
 #[test]

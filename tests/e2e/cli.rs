@@ -409,6 +409,44 @@ fn owlet_quantize_static_activations_need_a_calibration_set_and_then_report() {
     assert!(stderr.contains("int8 layers") || String::from_utf8_lossy(&out.stdout).contains("int8 layers"), "{stderr}");
 }
 
+#[test]
+fn owlet_quantize_keeps_float_the_layers_whose_error_is_above_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = repo().join("models/clip-demo").display().to_string();
+    let heldout = repo().join("models/scenes/heldout").display().to_string();
+    let labels = "car,person,dog,bird,bicycle,package";
+    let out = run("owlet-quantize", &[&clip, &tmp.path().join("a").display().to_string(), "--to", "int8", "--max-layer-error", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("percentage above 0"), "{}", String::from_utf8_lossy(&out.stderr));
+    // 0.5%: below the demo's worst layers (~1%) on every kernel, above most.
+    let dir = tmp.path().join("clip-int8");
+    let out = run("owlet-quantize", &[&clip, &dir.display().to_string(), "--to", "int8", "--calibrate", &heldout, "--labels", labels, "--max-layer-error", "0.5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("quantize-report.json")).unwrap()).unwrap();
+    assert_eq!(report["max_layer_error"].as_f64(), Some(0.005), "{report}");
+    let kept: Vec<&str> = report["kept_float_for_error"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(!kept.is_empty(), "{report}");
+    // Exactly the layers above the limit, each said on stderr; the rest int8.
+    let errors = report["layer_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 48, "{report}");
+    for e in errors {
+        let (layer, err) = (e["layer"].as_str().unwrap(), e["relative_error"].as_f64().unwrap());
+        assert_eq!(kept.contains(&layer), err > 0.005, "{layer} {err}: {report}");
+    }
+    for name in &kept {
+        assert!(stderr.contains(&format!("keeping {name} float")), "{stderr}");
+    }
+    let int8_layers = 48 - kept.len();
+    assert!(stderr.matches("linear layers to int8").count() == 2, "{stderr}");
+    let said: usize = stderr
+        .lines()
+        .filter(|l| l.contains("linear layers to int8"))
+        .filter_map(|l| l.split_once(": ")?.1.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(said, int8_layers, "{stderr}");
+}
+
 /// `OWLET_INT8_KERNEL` picks the int8 kernel by name (to measure another one on
 /// this CPU); a name this CPU cannot run is a warning, and the best one runs.
 #[test]

@@ -1,5 +1,5 @@
 //! `owlet-quantize IN OUT --to int8|fp16 [--keep-float NAME]... [--calibrate DIR]
-//! [--labels a,b,c] [--static-activations]`: write a
+//! [--labels a,b,c] [--max-layer-error PCT|off] [--static-activations]`: write a
 //! converted copy of an owlet bundle and report, against the original, what it cost
 //! and bought. The report is printed and saved as OUT/quantize-report.json.
 
@@ -35,6 +35,26 @@ struct Args {
     /// instead of each row's own maximum at run time (the default).
     #[arg(long, requires = "calibrate")]
     static_activations: bool,
+    /// int8, CLIP, with --calibrate and --labels: also keep float every linear
+    /// layer whose own int8 error on the set (|X·Wq - X·W| / |X·W|, X the fp32
+    /// graph's input to it) is above PCT percent; `off`: none
+    #[arg(long, value_name = "PCT", default_value = "3", value_parser = parse_limit)]
+    max_layer_error: Limit,
+}
+
+/// `--max-layer-error`: a fraction, or None for `off`.
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<f64>);
+
+/// A percentage in (0, 100], as a fraction; `off` is none.
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s == "off" {
+        return Ok(Limit(None));
+    }
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(Limit(Some(p / 100.0))),
+        _ => Err(format!("`{s}`: give a percentage above 0 and at most 100, or `off`")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -56,6 +76,21 @@ fn run(a: Args) -> anyhow::Result<()> {
     if !a.keep_float.is_empty() {
         opts.keep_float = a.keep_float.iter().filter(|n| n.as_str() != "none").cloned().collect();
     }
+    // Layers whose own int8 error on the set is above the limit stay float. Measured
+    // before anything is converted (from the fp32 graphs alone), and kept for the
+    // report.
+    let measured = match (&images, a.max_layer_error.0) {
+        (Some(images), Some(limit)) if a.to == Target::Int8 => {
+            let errors = owlet_quantize::layer_errors(&a.input, images, &a.labels, &opts.keep_float)?;
+            let kept = owlet_quantize::sensitive_layers(&errors, limit);
+            for name in &kept {
+                eprintln!("keeping {name} float: its own int8 error is above {:.1}%", limit * 100.0);
+            }
+            opts.keep_float.extend(kept.iter().cloned());
+            Some((errors, kept, limit))
+        }
+        _ => None,
+    };
     if a.static_activations {
         let images = images.clone().expect("clap: --static-activations requires --calibrate");
         opts.static_activations = Some(owlet_quantize::calibrate::CalibrationSet::new(images, &a.labels));
@@ -72,7 +107,13 @@ fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut r = report::compare(&a.input, &a.output, a.to, &images, &a.labels, (before, after))?;
-    r.add_layer_errors(&images, &a.labels, &opts.keep_float)?;
+    match measured {
+        // Not measured for BLIP-2 or without labels: the report says nothing then.
+        Some((errors, kept, limit)) if !errors.is_empty() => {
+            (r.layer_errors, r.kept_float_for_error, r.max_layer_error) = (errors, kept, Some(limit));
+        }
+        _ => r.add_layer_errors(&images, &a.labels, &opts.keep_float)?,
+    }
     println!("{r}");
     std::fs::write(a.output.join("quantize-report.json"), serde_json::to_string_pretty(&r)?)?;
     Ok(())
