@@ -4,9 +4,12 @@
 //! layer's `x_scale`, and the runtime then quantizes with it instead of finding
 //! each row's maximum as the graph runs (runtime/src/kernels/int8: `XScale`).
 //!
-//! CLIP only: its two graphs run once per image and per prompt. BLIP-2's decoder
-//! runs once per generated token against a growing KV cache; calibrating it would
-//! mean running the captioner's loop here, which is not built.
+//! CLIP's two graphs run once per image and once per prompt. BLIP-2's vision graph
+//! runs once per image; its decoder, which the captioner runs token by token
+//! against a KV cache, runs here once per image on the whole sequence: the image's
+//! queries, the caption prompt and the caption fp32 generates for that image. With
+//! an empty cache that call computes, at every position, what the token-by-token
+//! loop computes there, so its linear layers see what they see in use.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +17,7 @@ use std::path::Path;
 use owlet_runtime::bundle::{Bundle, ModelKind};
 use owlet_runtime::device::Placement;
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
+use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::tokenize::TextTokenizer;
 use tract_onnx::prelude::*;
 
@@ -41,21 +45,65 @@ impl CalibrationSet {
 /// Images per run of the vision graph while calibrating.
 const BATCH: usize = 8;
 
-/// A CLIP bundle's two graphs, each with the inputs of every calibration run.
-struct ClipRuns {
-    graphs: Vec<(&'static str, std::path::PathBuf, Vec<TVec<TValue>>)>,
+/// A bundle's two graphs (by manifest section), each with the inputs of every
+/// calibration run.
+type Runs = Vec<(&'static str, std::path::PathBuf, Vec<TVec<TValue>>)>;
+
+/// The calibration set as the inputs of the bundle's graphs (`clip_runs`,
+/// `blip2_runs`).
+fn runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<Runs> {
+    match bundle.manifest.kind {
+        ModelKind::Clip => clip_runs(bundle, set, what),
+        ModelKind::Blip2 => blip2_runs(bundle, set),
+    }
 }
 
-/// The calibration set as graph inputs: the images through the bundle's
-/// preprocessing for the vision graph, the prompts through its tokenizer for the
-/// text graph, in batches of `BATCH`. CLIP only; the prompts must not be empty.
-fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<ClipRuns> {
-    if bundle.manifest.kind != ModelKind::Clip {
-        return Err(Error::Invalid(format!(
-            "{what}: only CLIP bundles can be calibrated (BLIP-2's decoder runs token by token \
-             against a KV cache, which calibration does not run yet)"
-        )));
+/// The images through the bundle's preprocessing, [1, 3, S, S] each.
+fn pixel_values(bundle: &Bundle, path: &Path) -> Result<Vec<f32>> {
+    let img = load_rgb(path, DecodeLimits::default())?;
+    let mut pixels = Vec::new();
+    owlet_runtime::preprocess::pixel_values_into(&bundle.manifest.vision.preprocess, &img, &mut pixels);
+    Ok(pixels)
+}
+
+/// BLIP-2: each image for the vision graph; for the decoder, one call per image
+/// on [its queries, the caption prompt, the caption fp32 generates] (greedy, the
+/// bundle's defaults) with an empty KV cache.
+fn blip2_runs(bundle: &Bundle, set: &CalibrationSet) -> Result<Runs> {
+    let blip2 = Blip2::load(&bundle.dir)?;
+    let cfg = blip2.default_config();
+    let prompt = bundle.manifest.generation.as_ref().map(|g| g.caption_prompt.clone()).unwrap_or_default();
+    let (vision_path, d) = (bundle.path_of(&bundle.manifest.vision.file), bundle.decoder());
+    let decoder_path = bundle.path_of(&d.file);
+    let side = bundle.manifest.vision.preprocess.crop_size as usize;
+    let (mut vision, mut decoder) = (Vec::new(), Vec::new());
+    for path in &set.images {
+        let pixels = pixel_values(bundle, path)?;
+        let t = Tensor::from_shape(&[1, 3, side, side], &pixels).map_err(|e| graph_error(&vision_path, e))?;
+        vision.push(tvec!(t.into()));
+        let queries = blip2.encode_pixels(pixels)?;
+        let caption = blip2.caption(&queries, &cfg, &mut |_| {})?;
+        let mut ids = blip2.prompt_ids(&prompt)?;
+        ids.extend(&caption.ids);
+        let embeds = blip2.prefix(&queries, &ids);
+        let len = queries.len + ids.len();
+        let bad = |e: TractError| graph_error(&decoder_path, e);
+        let mut inputs: TVec<TValue> = tvec!(
+            Tensor::from_shape(&[1, len, embeds.len() / len.max(1)], &embeds).map_err(bad)?.into(),
+            Tensor::from_shape(&[1, len], &vec![1i64; len]).map_err(bad)?.into()
+        );
+        for _ in 0..2 * d.layers {
+            inputs.push(Tensor::zero::<f32>(&[1, d.heads, 0, d.head_dim]).map_err(bad)?.into());
+        }
+        decoder.push(inputs);
     }
+    Ok(vec![("vision", vision_path, vision), ("decoder", decoder_path, decoder)])
+}
+
+/// CLIP: the images through the bundle's preprocessing for the vision graph, the
+/// prompts through its tokenizer for the text graph, in batches of `BATCH`. The
+/// prompts must not be empty.
+fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<Runs> {
     if set.prompts.is_empty() {
         return Err(Error::Invalid(format!("{what} needs --labels: their prompts calibrate the text graph")));
     }
@@ -66,8 +114,7 @@ fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<ClipRu
     for chunk in set.images.chunks(BATCH) {
         let mut pixels = Vec::with_capacity(chunk.len() * 3 * side * side);
         for p in chunk {
-            let img = load_rgb(p, DecodeLimits::default())?;
-            owlet_runtime::preprocess::pixel_values_into(&v.preprocess, &img, &mut pixels);
+            pixels.extend(pixel_values(bundle, p)?);
         }
         let t = Tensor::from_shape(&[chunk.len(), 3, side, side], &pixels).map_err(|e| graph_error(&vision_path, e))?;
         vision.push(tvec!(t.into()));
@@ -85,19 +132,19 @@ fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<ClipRu
         let mask = Tensor::from_shape(&shape, &enc.attention_mask).map_err(|e| graph_error(&text_path, e))?;
         text.push(tvec!(ids.into(), mask.into()));
     }
-    Ok(ClipRuns { graphs: vec![("vision", vision_path, vision), ("text", text_path, text)] })
+    Ok(vec![("vision", vision_path, vision), ("text", text_path, text)])
 }
 
-/// The activation maxima of both CLIP graphs, by manifest section ("vision",
-/// "text"). `inputs_of` gives, per graph file, the tensors to measure.
-pub fn clip_activation_max(
+/// The activation maxima of both graphs, by manifest section ("vision" and
+/// "text" or "decoder"). `inputs_of` gives, per graph file, the tensors to measure.
+pub fn activation_max(
     bundle: &Bundle,
     set: &CalibrationSet,
-    inputs_of: &dyn Fn(&Path) -> Result<Vec<String>>,
+    inputs_of: &dyn Fn(&str, &Path) -> Result<Vec<String>>,
 ) -> Result<HashMap<&'static str, ActivationMax>> {
     let mut out = HashMap::new();
-    for (section, path, runs) in clip_runs(bundle, set, "--static-activations")?.graphs {
-        let names = inputs_of(&path)?;
+    for (section, path, runs) in runs(bundle, set, "--static-activations")? {
+        let names = inputs_of(section, &path)?;
         let mut max = vec![0f32; names.len()];
         run_with_outputs(&path, &names, runs, &mut |outs| {
             for (m, t) in max.iter_mut().zip(outs) {
@@ -114,7 +161,7 @@ pub fn clip_activation_max(
 /// One int8 layer's error on the calibration set.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerError {
-    /// "vision" or "text".
+    /// The graph's manifest section: "vision", "text" or "decoder".
     pub graph: &'static str,
     /// The layer's ONNX node name.
     pub layer: String,
@@ -127,13 +174,13 @@ pub struct LayerError {
 }
 
 /// Every int8 layer's own error (`LayerError`), worst first: where keeping a layer
-/// in float (`--keep-float`) would matter most. CLIP only.
-pub fn clip_layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]) -> Result<Vec<LayerError>> {
+/// in float (`--keep-float`) would matter most.
+pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]) -> Result<Vec<LayerError>> {
     use owlet_runtime::kernels::int8::{self, PackedWeights, XScale};
     let kernel = int8::best();
     let mut out = Vec::new();
-    for (section, path, runs) in clip_runs(bundle, set, "layer errors")?.graphs {
-        let layers = crate::int8::linear_layers(&path, keep_float)?;
+    for (section, path, runs) in runs(bundle, set, "layer errors")? {
+        let layers = crate::int8::linear_layers(&path, &crate::int8::keep_float_for(section, keep_float))?;
         let names: Vec<String> = layers.iter().map(|l| l.input.clone()).collect();
         // Per layer: Wᵀ packed for the kernel, and the running sums of squares.
         let packed: Vec<PackedWeights> = layers

@@ -62,6 +62,24 @@ pub struct Int8Stats {
     pub bytes_after: u64,
 }
 
+/// The `keep_float` patterns that apply to the graph of manifest section `section`:
+/// `NAME` applies to every graph, `SECTION:NAME` (SECTION one of vision, text,
+/// decoder) only to that one, as NAME. The layers owlet-quantize keeps for their
+/// error are named so: node names repeat across graphs (a decoder's `/fc1/MatMul`
+/// is part of every vision layer's name).
+pub fn keep_float_for(section: &str, patterns: &[String]) -> Vec<String> {
+    patterns
+        .iter()
+        .filter_map(|p| match p.split_once(':') {
+            Some((s, name)) if GRAPH_SECTIONS.contains(&s) => (s == section).then(|| name.to_string()),
+            _ => Some(p.clone()),
+        })
+        .collect()
+}
+
+/// The manifest sections that name graphs.
+const GRAPH_SECTIONS: [&str; 3] = ["vision", "text", "decoder"];
+
 fn matches_any(names: &[&str], patterns: &[String]) -> bool {
     names.iter().any(|n| patterns.iter().any(|p| !p.is_empty() && n.contains(p.as_str())))
 }
@@ -385,4 +403,17 @@ pub fn convert_file(
 
     stats.bytes_after = crate::write_model(&model, output)?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod keep_float_tests {
+    use super::keep_float_for;
+
+    #[test]
+    fn a_graph_prefix_confines_a_pattern_to_that_graph() {
+        let p: Vec<String> = ["lm_head", "decoder:/fc1/MatMul", "vision:/q_proj", "weird:name", ""].map(String::from).to_vec();
+        assert_eq!(keep_float_for("decoder", &p), ["lm_head", "/fc1/MatMul", "weird:name", ""]);
+        assert_eq!(keep_float_for("vision", &p), ["lm_head", "/q_proj", "weird:name", ""]);
+        assert_eq!(keep_float_for("text", &p), ["lm_head", "weird:name", ""]);
+    }
 }

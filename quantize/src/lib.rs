@@ -79,27 +79,28 @@ impl Options {
 /// have), not the ordinary worst one.
 pub const DEFAULT_MAX_LAYER_ERROR: f64 = 0.03;
 
-/// int8, CLIP: each linear layer's own int8 error (`calibrate::LayerError`) on the
-/// first `report::LAYER_ERROR_IMAGES` of `images` and the prompts of `labels`,
-/// worst first, for the layers `keep_float` leaves int8. Empty where it is not
-/// measured: BLIP-2 (its decoder runs token by token, which calibration does not
-/// run yet) or no labels.
+/// int8: each linear layer's own int8 error (`calibrate::LayerError`) on the
+/// first `report::LAYER_ERROR_IMAGES` of `images` (and, CLIP, the prompts of
+/// `labels`; BLIP-2: the captions fp32 writes for them), worst first, for the
+/// layers `keep_float` leaves int8. Empty for a CLIP bundle without labels (its
+/// text graph would go unmeasured).
 pub fn layer_errors(input: &Path, images: &[PathBuf], labels: &[String], keep_float: &[String]) -> Result<Vec<calibrate::LayerError>> {
     let bundle = Bundle::open(input)?;
-    if bundle.manifest.kind != ModelKind::Clip || labels.is_empty() {
+    if bundle.manifest.kind == ModelKind::Clip && labels.is_empty() {
         return Ok(Vec::new());
     }
     let set = calibrate::CalibrationSet::new(images.iter().take(report::LAYER_ERROR_IMAGES).cloned().collect(), labels);
-    calibrate::clip_layer_errors(&bundle, &set, keep_float)
+    calibrate::layer_errors(&bundle, &set, keep_float)
 }
 
-/// The layers of `errors` above `limit`, as `--keep-float` names (the node's name,
-/// or its weight's where the node has none).
+/// The layers of `errors` above `limit`, as `--keep-float` names of their graph
+/// only (`GRAPH:NAME`, `int8::keep_float_for`; NAME the node's name, or its
+/// weight's where the node has none).
 pub fn sensitive_layers(errors: &[calibrate::LayerError], limit: f64) -> Vec<String> {
     errors
         .iter()
         .filter(|e| e.relative_error > limit)
-        .map(|e| if e.layer.is_empty() { e.weight.clone() } else { e.layer.clone() })
+        .map(|e| format!("{}:{}", e.graph, if e.layer.is_empty() { &e.weight } else { &e.layer }))
         .collect()
 }
 
@@ -134,7 +135,7 @@ pub fn quantize_bundle(input: &Path, output: &Path, opts: &Options, on_tensor: &
         }
         Some(set) => {
             let keep = &opts.keep_float;
-            Some(calibrate::clip_activation_max(&bundle, set, &|path| int8::linear_inputs(path, keep))?)
+            Some(calibrate::activation_max(&bundle, set, &|section, path| int8::linear_inputs(path, &int8::keep_float_for(section, keep)))?)
         }
         None => None,
     };
@@ -174,7 +175,8 @@ fn write_converted(
                 GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
             }
             Target::Int8 => {
-                let s = int8::convert_file(&from, &to, &opts.keep_float, x_max.and_then(|m| m.get(section)), on_tensor)?;
+                let keep = int8::keep_float_for(section, &opts.keep_float);
+                let s = int8::convert_file(&from, &to, &keep, x_max.and_then(|m| m.get(section)), on_tensor)?;
                 let detail = format!(
                     "{} linear layers to int8 ({} with their bias, {}), {} embedding tables to int8, {} kept float{}, {} other tensors to fp16",
                     s.quantized,

@@ -48,10 +48,10 @@ pub struct Report {
     /// Peak resident memory that loading each bundle and running the whole
     /// calibration set added, MB, before and after (0 where the OS doesn't say).
     pub peak_rss_mb: (f64, f64),
-    /// int8 CLIP: each int8 layer's own error on (the first `LAYER_ERROR_IMAGES`
+    /// int8: each int8 layer's own error on (the first `LAYER_ERROR_IMAGES`
     /// of) the set, worst first (`add_layer_errors`); empty where not measured.
     pub layer_errors: Vec<LayerError>,
-    /// int8: the layers kept float because their own error was above
+    /// int8: the layers kept float (as `GRAPH:NODE`) because their own error was above
     /// `max_layer_error` (owlet-quantize `--max-layer-error`), and that limit
     /// (None: not applied).
     pub kept_float_for_error: Vec<String>,
@@ -223,9 +223,10 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
 }
 
 impl Report {
-    /// Measure each int8 layer's own error (crate::calibrate::clip_layer_errors) on
-    /// the first `LAYER_ERROR_IMAGES` images and the labels' prompts: which layers
-    /// `--keep-float` would help most. CLIP int8 only; elsewhere nothing is added.
+    /// Measure each int8 layer's own error (crate::layer_errors) on the first
+    /// `LAYER_ERROR_IMAGES` images (and the labels' prompts, or the captions):
+    /// which layers `--keep-float` would help most. int8 only; nothing is added
+    /// for fp16, or for CLIP without labels.
     pub fn add_layer_errors(&mut self, images: &[PathBuf], labels: &[String], keep_float: &[String]) -> Result<()> {
         if self.precision != "int8" {
             return Ok(());
@@ -264,7 +265,7 @@ impl std::fmt::Display for Report {
         if !self.layer_errors.is_empty() {
             writeln!(f, "  int8 layers  own error (|X·Wq - X·W| / |X·W|), worst {LAYER_ERRORS_SHOWN} of {}:", self.layer_errors.len())?;
             for e in self.layer_errors.iter().take(LAYER_ERRORS_SHOWN) {
-                let kept = if self.kept_float_for_error.contains(&e.layer) { "  (kept float)" } else { "" };
+                let kept = if self.kept_float_for_error.contains(&format!("{}:{}", e.graph, e.layer)) { "  (kept float)" } else { "" };
                 writeln!(f, "               {:.4}  {} {}{kept}", e.relative_error, e.graph, e.layer)?;
             }
         }

@@ -431,8 +431,9 @@ fn owlet_quantize_keeps_float_the_layers_whose_error_is_above_the_limit() {
     let errors = report["layer_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 48, "{report}");
     for e in errors {
-        let (layer, err) = (e["layer"].as_str().unwrap(), e["relative_error"].as_f64().unwrap());
-        assert_eq!(kept.contains(&layer), err > 0.005, "{layer} {err}: {report}");
+        let layer = format!("{}:{}", e["graph"].as_str().unwrap(), e["layer"].as_str().unwrap());
+        let err = e["relative_error"].as_f64().unwrap();
+        assert_eq!(kept.contains(&layer.as_str()), err > 0.005, "{layer} {err}: {report}");
     }
     for name in &kept {
         assert!(stderr.contains(&format!("keeping {name} float")), "{stderr}");

@@ -19,7 +19,8 @@ struct Args {
     #[arg(long, value_enum)]
     to: Target,
     /// int8: keep linear layers whose node or weight name contains NAME in float
-    /// (repeatable; `none` quantizes every one). Default: the final projections
+    /// (repeatable; `vision:NAME`, `text:NAME`, `decoder:NAME` in that graph only;
+    /// `none` quantizes every one). Default: the final projections
     /// (visual_projection, text_projection, language_projection); `lm_head`
     /// keeps a BLIP-2 decoder's LM head float too.
     #[arg(long, value_name = "NAME")]
@@ -30,12 +31,13 @@ struct Args {
     /// CLIP: labels for the zero-shot agreement, comma-separated.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
-    /// int8, CLIP: quantize activations with one scale per layer, the largest
-    /// |x| each layer saw on the --calibrate images and the --labels' prompts,
-    /// instead of each row's own maximum at run time (the default).
+    /// int8: quantize activations with one scale per layer, the largest |x| each
+    /// layer saw on the --calibrate images (CLIP: and the --labels' prompts;
+    /// BLIP-2: and the captions fp32 writes for them), instead of each row's own
+    /// range at run time (the default).
     #[arg(long, requires = "calibrate")]
     static_activations: bool,
-    /// int8, CLIP, with --calibrate and --labels: also keep float every linear
+    /// int8, with --calibrate (CLIP: and --labels): also keep float every linear
     /// layer whose own int8 error on the set (|X·Wq - X·W| / |X·W|, X the fp32
     /// graph's input to it) is above PCT percent; `off`: none
     #[arg(long, value_name = "PCT", default_value = "3", value_parser = parse_limit)]
