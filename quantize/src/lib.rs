@@ -104,6 +104,9 @@ pub fn sensitive_layers(errors: &[calibrate::LayerError], limit: f64) -> Vec<Str
         .collect()
 }
 
+/// Float layers a graph's summary line names.
+const KEPT_NAMES_SHOWN: usize = 4;
+
 /// What the conversion of one graph did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GraphSummary {
@@ -184,7 +187,12 @@ fn write_converted(
                     if x_max.is_some() { format!("{} with static activation scales", s.static_scales) } else { "activations per row".into() },
                     s.tables,
                     s.kept_float.len(),
-                    if s.kept_float.is_empty() { String::new() } else { format!(" ({})", s.kept_float.join(", ")) },
+                    match s.kept_float.len() {
+                        0 => String::new(),
+                        // A whole tower kept float would be a screenful of names.
+                        n if n > KEPT_NAMES_SHOWN => format!(" ({}, and {} more)", s.kept_float[..KEPT_NAMES_SHOWN].join(", "), n - KEPT_NAMES_SHOWN),
+                        _ => format!(" ({})", s.kept_float.join(", ")),
+                    },
                     s.fp16
                 );
                 GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
