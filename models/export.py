@@ -199,7 +199,10 @@ def strip_value_info(path: Path):
     except ImportError:
         print(f"note: no onnx package: {path.name} keeps its value_info (owlet ignores it)")
         return
-    m = onnx.load(str(path))
+    # Past 2 GB (OPT-2.7B's decoder) the exporter keeps the weights in external
+    # files: load the graph without them, so that saving it leaves them in place
+    # (a loaded 10 GB model would not fit one protobuf message again).
+    m = onnx.load(str(path), load_external_data=False)
     del m.graph.value_info[:]
     onnx.save(m, str(path))
 

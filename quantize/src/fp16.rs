@@ -54,9 +54,6 @@ pub fn convert_model(model: &mut ModelProto, path: &Path, keep: &HashSet<String>
         if t.data_type != FLOAT || keep.contains(&t.name) {
             continue;
         }
-        if t.data_location == Some(1) || !t.external_data.is_empty() {
-            return Err(Error::Graph(path.to_path_buf(), format!("initializer {} keeps its data in an external file: not supported", t.name)));
-        }
         let values = float_values(t).map_err(|why| Error::Graph(path.to_path_buf(), format!("initializer {}: {why}", t.name)))?;
         if values.len() < MIN_ELEMENTS {
             stats.kept_f32 += 1;

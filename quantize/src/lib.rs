@@ -9,6 +9,7 @@
 //!   `calibrate.rs`); embedding tables int8 per row; the rest fp16.
 
 pub mod calibrate;
+pub mod onnx_file;
 pub mod fp16;
 pub mod int8;
 pub mod report;
@@ -16,6 +17,7 @@ pub mod report;
 use std::path::{Path, PathBuf};
 
 use owlet_runtime::bundle::{Bundle, ModelKind, Precision};
+pub(crate) use onnx_file::{read_model, write_model};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -164,7 +166,8 @@ fn write_converted(
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::Io(manifest_path.clone(), e))?;
     let mut manifest: toml::Table = text.parse().map_err(|e| Error::Graph(manifest_path.clone(), format!("{e}")))?;
     let mut stats = Vec::new();
-    let mut graph_files = Vec::new();
+    // The graphs and the external data files they read (converted, not copied).
+    let mut graph_files = std::collections::BTreeSet::new();
     for section in graph_sections(m.kind) {
         let table = manifest.get_mut(section).and_then(|v| v.as_table_mut()).ok_or_else(|| {
             Error::Graph(manifest_path.clone(), format!("no [{section}] section"))
@@ -199,13 +202,14 @@ fn write_converted(
             }
         };
         table.insert("precision".into(), opts.to.name().into());
-        graph_files.push(file);
+        graph_files.extend(onnx_file::external_files(&from)?);
+        graph_files.insert(file);
         stats.push((section.to_string(), s));
     }
     // Everything else (tokenizers, the token embedding table) as it is.
     for entry in std::fs::read_dir(input).map_err(|e| Error::Io(input.to_path_buf(), e))?.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if entry.path().is_file() && name != "owlet.toml" && !graph_files.contains(&name) {
+        if entry.path().is_file() && name != "owlet.toml" && !graph_files.contains(&name) && !output.join(&name).exists() {
             std::fs::copy(entry.path(), output.join(&name)).map_err(|e| Error::Io(entry.path(), e))?;
         }
     }
@@ -218,28 +222,6 @@ fn write_converted(
     // The result must load: a bundle owlet cannot open is not written silently.
     Bundle::open(output)?;
     Ok(stats)
-}
-
-/// Read and decode an ONNX file, which must have a graph with nodes. Also returns
-/// its size in bytes.
-pub(crate) fn read_model(path: &Path) -> Result<(tract_onnx::pb::ModelProto, u64)> {
-    use prost::Message;
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
-    let model = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
-    match model.graph.as_ref() {
-        None => Err(Error::Graph(path.to_path_buf(), "the ONNX model has no graph".into())),
-        Some(g) if g.node.is_empty() => Err(Error::Graph(path.to_path_buf(), "the ONNX graph has no nodes".into())),
-        Some(_) => Ok((model, bytes.len() as u64)),
-    }
-}
-
-/// Encode and write an ONNX model; returns its size in bytes.
-pub(crate) fn write_model(model: &tract_onnx::pb::ModelProto, path: &Path) -> Result<u64> {
-    use prost::Message;
-    let out = model.encode_to_vec();
-    std::fs::write(path, &out).map_err(|e| Error::Io(path.to_path_buf(), e))?;
-    Ok(out.len() as u64)
 }
 
 /// Image files of a calibration folder; an empty or missing folder is an error.

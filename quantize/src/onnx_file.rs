@@ -1,0 +1,156 @@
+//! ONNX files in and out, with external data: protobuf caps a message at 2 GB, so
+//! a graph with more weights than that (BLIP-2's OPT-2.7B decoder: 10.6 GB in
+//! fp32, 2.7 GB in int8) keeps them in side files that its tensors point to
+//! (`data_location = EXTERNAL`, with `location`, `offset` and `length`), as
+//! torch.onnx.export writes it. `read_model` reads such weights into the model,
+//! so the conversions see every tensor's bytes; `write_model` moves the large ones
+//! out again into one `<file>.data` beside the graph when the graph would pass
+//! `INLINE_LIMIT`. tract reads that form itself (owlet's runtime needs nothing).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb::{ModelProto, StringStringEntryProto, TensorProto};
+
+use crate::{Error, Result};
+
+/// ONNX's `TensorProto.DataLocation.EXTERNAL`.
+const EXTERNAL: i32 = 1;
+
+/// Encoded graphs up to this size are written as one file; larger ones keep their
+/// large tensors in `<file>.data` (protobuf's limit is 2 GiB; this leaves room).
+pub const INLINE_LIMIT: u64 = 1 << 30;
+
+/// Tensors smaller than this stay in the graph file when the rest moves out.
+const MIN_EXTERNAL_BYTES: usize = 1024;
+
+/// Read and decode an ONNX file, which must have a graph with nodes, with the
+/// data of any tensor kept in an external file read in. Also returns its size in
+/// bytes: the graph file and the external files it reads.
+pub fn read_model(path: &Path) -> Result<(ModelProto, u64)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
+    let mut model =
+        ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
+    match model.graph.as_ref() {
+        None => return Err(Error::Graph(path.to_path_buf(), "the ONNX model has no graph".into())),
+        Some(g) if g.node.is_empty() => return Err(Error::Graph(path.to_path_buf(), "the ONNX graph has no nodes".into())),
+        Some(_) => {}
+    }
+    let mut size = bytes.len() as u64;
+    for file in inline_external_data(&mut model, path)? {
+        size += std::fs::metadata(&file).map_err(|e| Error::Io(file.clone(), e))?.len();
+    }
+    Ok((model, size))
+}
+
+/// The files, relative to the graph's folder, that `path`'s tensors keep their
+/// data in (empty for a self-contained graph).
+pub fn external_files(path: &Path) -> Result<BTreeSet<String>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
+    let model =
+        ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
+    let mut files = BTreeSet::new();
+    for t in tensors(&model) {
+        if is_external(t) {
+            files.insert(entry(t, "location").unwrap_or_default().to_string());
+        }
+    }
+    Ok(files)
+}
+
+/// Encode and write `model` to `path` (large tensors to `<file>.data` past
+/// `INLINE_LIMIT`); returns the bytes written, both files together.
+pub fn write_model(model: &ModelProto, path: &Path) -> Result<u64> {
+    write_model_with_limit(model, path, INLINE_LIMIT)
+}
+
+/// `write_model` with the size past which tensors move out (`0`: every tensor of
+/// `MIN_EXTERNAL_BYTES` or more), for tests.
+pub fn write_model_with_limit(model: &ModelProto, path: &Path, inline_limit: u64) -> Result<u64> {
+    let io = |e| Error::Io(path.to_path_buf(), e);
+    if (model.encoded_len() as u64) <= inline_limit {
+        let out = model.encode_to_vec();
+        std::fs::write(path, &out).map_err(io)?;
+        return Ok(out.len() as u64);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
+    let data_name = format!("{name}.data");
+    let data_path = path.with_file_name(&data_name);
+    let mut data = std::io::BufWriter::new(std::fs::File::create(&data_path).map_err(|e| Error::Io(data_path.clone(), e))?);
+    let mut model = model.clone();
+    let mut offset = 0u64;
+    for t in model.graph.iter_mut().flat_map(|g| g.initializer.iter_mut()) {
+        if t.raw_data.len() < MIN_EXTERNAL_BYTES {
+            continue;
+        }
+        let raw = std::mem::take(&mut t.raw_data);
+        data.write_all(&raw).map_err(|e| Error::Io(data_path.clone(), e))?;
+        t.data_location = Some(EXTERNAL);
+        t.external_data = [("location", data_name.clone()), ("offset", offset.to_string()), ("length", raw.len().to_string())]
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key: key.into(), value })
+            .collect();
+        offset += raw.len() as u64;
+    }
+    data.flush().map_err(|e| Error::Io(data_path.clone(), e))?;
+    let out = model.encode_to_vec();
+    if out.len() as u64 > (2u64 << 30) - 1 {
+        return Err(Error::Graph(path.to_path_buf(), format!("{} bytes without its weights: past protobuf's 2 GB", out.len())));
+    }
+    std::fs::write(path, &out).map_err(io)?;
+    Ok(out.len() as u64 + offset)
+}
+
+/// Every tensor of the model's graph: initializers and node attributes.
+fn tensors(model: &ModelProto) -> impl Iterator<Item = &TensorProto> {
+    let graph = model.graph.iter();
+    graph.flat_map(|g| g.initializer.iter().chain(g.node.iter().flat_map(|n| n.attribute.iter().flat_map(|a| a.t.iter().chain(&a.tensors)))))
+}
+
+fn is_external(t: &TensorProto) -> bool {
+    t.data_location == Some(EXTERNAL) || !t.external_data.is_empty()
+}
+
+fn entry<'t>(t: &'t TensorProto, key: &str) -> Option<&'t str> {
+    t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str())
+}
+
+/// Read every external tensor's bytes into its `raw_data`. Returns the files read.
+fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<BTreeSet<PathBuf>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut files = BTreeSet::new();
+    let Some(graph) = model.graph.as_mut() else { return Ok(files) };
+    let attribute_tensors = graph.node.iter_mut().flat_map(|n| n.attribute.iter_mut().flat_map(|a| a.t.iter_mut().chain(a.tensors.iter_mut())));
+    for t in graph.initializer.iter_mut().chain(attribute_tensors) {
+        if !is_external(t) {
+            continue;
+        }
+        let bad = |why: String| Error::Graph(path.to_path_buf(), format!("tensor {}: external data: {why}", t.name));
+        let location = entry(t, "location").ok_or_else(|| bad("no location".into()))?;
+        // Only files inside the graph's folder: a graph names what it reads.
+        let relative = Path::new(location);
+        if location.is_empty() || relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(bad(format!("location `{location}` is not a file in the graph's folder")));
+        }
+        let number = |key: &str| -> Result<Option<u64>> {
+            entry(t, key).map(|v| v.parse::<u64>().map_err(|_| bad(format!("{key} `{v}` is not a number")))).transpose()
+        };
+        let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+        let file = dir.join(relative);
+        let mut f = std::fs::File::open(&file).map_err(|e| Error::Io(file.clone(), e))?;
+        let size = f.metadata().map_err(|e| Error::Io(file.clone(), e))?.len();
+        let length = length.unwrap_or(size.saturating_sub(offset));
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(bad(format!("bytes {offset}..+{length} are past the end of {location} ({size} bytes)")));
+        }
+        let mut raw = vec![0u8; length as usize];
+        f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut raw)).map_err(|e| Error::Io(file.clone(), e))?;
+        t.raw_data = raw;
+        t.data_location = None;
+        t.external_data.clear();
+        files.insert(file);
+    }
+    Ok(files)
+}
