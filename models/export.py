@@ -392,7 +392,7 @@ def main(argv=None):
     b.add_argument("out", help="bundle folder to write")
     bsrc = b.add_mutually_exclusive_group(required=True)
     bsrc.add_argument("--from", dest="source", help="checkpoint folder or model id")
-    bsrc.add_argument("--random", choices=["tiny", "opt-125m"], help="random weights of a config")
+    bsrc.add_argument("--random", choices=["tiny", "opt-125m", "opt-1.3b"], help="random weights of a config")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--describe", help="the manifest's `source` (default: the checkpoint or config)")
     b.add_argument("--reference", action="store_true",

@@ -1,4 +1,4 @@
-"""BLIP-2 bundles: `python models/export.py blip2 OUT (--from ID | --random tiny|opt-125m)`.
+"""BLIP-2 bundles: `python models/export.py blip2 OUT (--from ID | --random tiny|opt-125m|opt-1.3b)`.
 
 Graphs:
 - vision.onnx: pixel_values [B,3,S,S] -> query_embeds [B,Q,H]: the frozen ViT, the
@@ -50,6 +50,19 @@ BLIP2_RANDOM = {
                   word_embed_proj_dim=768, max_position_embeddings=2048, vocab_size=50272),
         num_query_tokens=32,
         query_init_std=0.02,  # HF initialises the query tokens to zeros: 32 identical queries
+    ),
+    # The same, with the decoder at facebook/opt-1.3b's dimensions: 5.3 GB of fp32
+    # weights, past protobuf's 2 GB, so the exporter writes them as external data
+    # (what a real OPT-2.7B export is; owlet-quantize and the runtime read it).
+    "opt-1.3b": dict(
+        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                    image_size=224, patch_size=14, initializer_range=0.02),
+        qformer=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     encoder_hidden_size=768),
+        text=dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=24, num_attention_heads=32,
+                  word_embed_proj_dim=2048, max_position_embeddings=2048, vocab_size=50272),
+        num_query_tokens=32,
+        query_init_std=0.02,
     ),
 }
 
@@ -268,7 +281,10 @@ def check_step_against_hf(step, lm, tok_dim: int):
     pre = step(e[:, :6], torch.ones(1, 6, dtype=torch.long), *past)
     inc = step(e[:, 6:], torch.ones(1, 7, dtype=torch.long), *pre[1:])[0]
     d2 = (hf - inc).abs().max().item()
-    assert d1 < 1e-4 and d2 < 1e-4, f"OptStep differs from HF OPT: {d1}, {d2}"
+    # Relative to the logits' size: a 24-layer decoder's logits run to the
+    # hundreds, where f32 rounding alone is past 1e-4.
+    tol = 1e-4 * max(1.0, hf.abs().max().item() / 10)
+    assert d1 < tol and d2 < tol, f"OptStep differs from HF OPT: {d1}, {d2} (logits up to {hf.abs().max().item():.1f})"
     return max(d1, d2)
 
 
