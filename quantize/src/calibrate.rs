@@ -180,27 +180,28 @@ pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]
     let kernel = int8::best();
     let mut out = Vec::new();
     for (section, path, runs) in runs(bundle, set, "layer errors")? {
-        let layers = crate::int8::linear_layers(&path, &crate::int8::keep_float_for(section, keep_float))?;
-        let names: Vec<String> = layers.iter().map(|l| l.input.clone()).collect();
-        // Per layer: Wᵀ packed for the kernel, and the running sums of squares.
-        let packed: Vec<PackedWeights> = layers
-            .iter()
-            .map(|l| {
-                let (q, scales) = int8::quantize_weights(&l.weight_nk, l.n, l.k);
-                PackedWeights::pack(&kernel, &q, l.n, l.k, scales, None)
-            })
-            .collect();
-        let mut sums = vec![(0f64, 0f64); layers.len()];
+        // Per layer: W quantized and packed for the kernel (int8 only is kept), and
+        // the running sums of squares.
+        let layers = crate::int8::linear_layers(&path, &crate::int8::keep_float_for(section, keep_float), |l, w_nk| {
+            let (q, scales) = int8::quantize_weights(&w_nk, l.n, l.k);
+            PackedWeights::pack(&kernel, &q, l.n, l.k, scales, None)
+        })?;
+        // The fp32 graph's own X and X·W of every layer: X for the int8 product,
+        // X·W the reference it is measured against.
+        let n = layers.len();
+        let names: Vec<String> = layers.iter().map(|(l, _)| l.input.clone()).chain(layers.iter().map(|(l, _)| l.output.clone())).collect();
+        let mut sums = vec![(0f64, 0f64); n];
         run_with_outputs(&path, &names, runs, &mut |outs| {
-            for (((l, w), sum), x) in layers.iter().zip(&packed).zip(sums.iter_mut()).zip(outs) {
+            for (((l, w), sum), (x, y32)) in layers.iter().zip(sums.iter_mut()).zip(outs[..n].iter().zip(&outs[n..])) {
                 let x = x.to_plain_array_view::<f32>().map_err(|e| graph_error(&path, e))?;
                 let x: Vec<f32> = x.iter().copied().collect();
                 let m = x.len() / l.k.max(1);
                 let mut y8 = vec![0f32; m * l.n];
                 int8::qmatmul(&kernel, &x, m, w, XScale::PerRow, &mut y8);
-                let xa = ndarray::ArrayView2::from_shape((m, l.k), &x).map_err(|e| graph_error(&path, e))?;
-                let wa = ndarray::ArrayView2::from_shape((l.n, l.k), &l.weight_nk).map_err(|e| graph_error(&path, e))?;
-                let y32 = xa.dot(&wa.t());
+                let y32 = y32.to_plain_array_view::<f32>().map_err(|e| graph_error(&path, e))?;
+                if y32.len() != y8.len() {
+                    return Err(graph_error(&path, format!("{}: X·W has {} values, expected {}", l.node, y32.len(), y8.len())));
+                }
                 for (a, b) in y8.iter().zip(y32.iter()) {
                     sum.0 += ((a - b) as f64).powi(2);
                     sum.1 += (*b as f64).powi(2);
@@ -208,7 +209,7 @@ pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]
             }
             Ok(())
         })?;
-        for (l, (err, norm)) in layers.into_iter().zip(sums) {
+        for ((l, _), (err, norm)) in layers.into_iter().zip(sums) {
             out.push(LayerError { graph: section, layer: l.node, weight: l.weight, relative_error: (err / norm.max(1e-30)).sqrt() });
         }
     }

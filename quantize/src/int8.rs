@@ -163,7 +163,7 @@ impl<'g> Initializers<'g> {
 /// once each (q, k and v read the same X): what static calibration measures.
 pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> {
     let mut seen = std::collections::HashSet::new();
-    Ok(linear_layers(path, keep_float)?.into_iter().map(|l| l.input).filter(|x| seen.insert(x.clone())).collect())
+    Ok(linear_layers(path, keep_float, |_, _| ())?.into_iter().map(|(l, ())| l.input).filter(|x| seen.insert(x.clone())).collect())
 }
 
 /// A linear layer `convert_file` quantizes, as the fp32 graph has it.
@@ -175,14 +175,17 @@ pub struct LinearLayer {
     pub weight: String,
     /// The name of its input X.
     pub input: String,
-    /// W transposed to [N, K] (one row per output channel), f32.
-    pub weight_nk: Vec<f32>,
+    /// The name of its output, X·W (the bias, if any, is added after).
+    pub output: String,
     pub k: usize,
     pub n: usize,
 }
 
-/// The linear layers `convert_file` quantizes (same `keep_float`), in graph order.
-pub fn linear_layers(path: &Path, keep_float: &[String]) -> Result<Vec<LinearLayer>> {
+/// The linear layers `convert_file` quantizes (same `keep_float`), in graph order,
+/// each with what `weights` makes of its W (transposed to [N, K], one row per
+/// output channel, f32): one layer's f32 weights at a time, so that a decoder of
+/// billions of weights is never held in f32 twice.
+pub fn linear_layers<T>(path: &Path, keep_float: &[String], mut weights: impl FnMut(&LinearLayer, Vec<f32>) -> T) -> Result<Vec<(LinearLayer, T)>> {
     let bad = |why: String| Error::Graph(path.to_path_buf(), why);
     let (model, _) = crate::read_model(path)?;
     let graph = model.graph.as_ref().expect("read_model checked the graph");
@@ -192,7 +195,16 @@ pub fn linear_layers(path: &Path, keep_float: &[String]) -> Result<Vec<LinearLay
         if let Linear::Int8(w) = inits.linear_weight(node, keep_float) {
             let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
             let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
-            layers.push(LinearLayer { node: node.name.clone(), weight: w.name.clone(), input: node.input[0].clone(), weight_nk: transpose_kn(&values, k, n), k, n });
+            let layer = LinearLayer {
+                node: node.name.clone(),
+                weight: w.name.clone(),
+                input: node.input[0].clone(),
+                output: node.output[0].clone(),
+                k,
+                n,
+            };
+            let t = weights(&layer, transpose_kn(&values, k, n));
+            layers.push((layer, t));
         }
     }
     Ok(layers)
