@@ -162,8 +162,17 @@ impl<'g> Initializers<'g> {
 /// The inputs X of the linear layers `convert_file` quantizes (same `keep_float`),
 /// once each (q, k and v read the same X): what static calibration measures.
 pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> {
+    let (model, _) = crate::read_model(path)?;
+    let graph = model.graph.as_ref().expect("read_model checked the graph");
+    let inits = Initializers::of(graph);
     let mut seen = std::collections::HashSet::new();
-    Ok(linear_layers(path, keep_float, |_, _| ())?.into_iter().map(|(l, ())| l.input).filter(|x| seen.insert(x.clone())).collect())
+    Ok(graph
+        .node
+        .iter()
+        .filter(|node| matches!(inits.linear_weight(node, keep_float), Linear::Int8(_)))
+        .map(|node| node.input[0].clone())
+        .filter(|x| seen.insert(x.clone()))
+        .collect())
 }
 
 /// A linear layer `convert_file` quantizes, as the fp32 graph has it.
