@@ -25,7 +25,9 @@ struct Args {
     /// keeps a BLIP-2 decoder's LM head float too.
     #[arg(long, value_name = "NAME")]
     keep_float: Vec<String>,
-    /// Images to compare the two bundles on (the accuracy report).
+    /// Images to measure on: the accuracy report (the new bundle against the
+    /// original), each layer's own int8 error (--max-layer-error) and, with
+    /// --static-activations, the activation scales.
     #[arg(long, value_name = "DIR")]
     calibrate: Option<PathBuf>,
     /// CLIP: labels for the zero-shot agreement, comma-separated.
