@@ -29,14 +29,16 @@ pub struct GraphStats {
     pub kept_f32: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// The external data files the input graph read (`onnx_file`).
+    pub external_files: std::collections::BTreeSet<String>,
 }
 
 /// Read `input`, store its large float weights in fp16, write `output`.
 /// `on_tensor` is called once per initializer (a progress bar's tick).
 pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) -> Result<GraphStats> {
-    let (mut model, bytes_before) = crate::read_model(input)?;
+    let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_and_files(input)?;
     let mut stats = convert_model(&mut model, input, &HashSet::new(), on_tensor)?;
-    stats.bytes_before = bytes_before;
+    (stats.bytes_before, stats.external_files) = (bytes_before, external_files);
     stats.bytes_after = crate::write_model(&model, output)?;
     Ok(stats)
 }

@@ -60,6 +60,8 @@ pub struct Int8Stats {
     pub fp16: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// The external data files the input graph read (`onnx_file`).
+    pub external_files: std::collections::BTreeSet<String>,
 }
 
 /// The `keep_float` patterns that apply to the graph of manifest section `section`:
@@ -241,12 +243,12 @@ pub fn convert_file(
     on_tensor: &mut dyn FnMut(),
 ) -> Result<Int8Stats> {
     let bad = |why: String| Error::Graph(input.to_path_buf(), why);
-    let (mut model, bytes_before) = crate::read_model(input)?;
+    let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_and_files(input)?;
     let graph = model.graph.as_mut().expect("read_model checked the graph");
     if graph.node.iter().any(|n| n.op_type == OP_TYPE) {
         return Err(bad("this graph is already int8 (it has OwletMatMulInt8 nodes)".into()));
     }
-    let mut stats = Int8Stats { bytes_before, ..Default::default() };
+    let mut stats = Int8Stats { bytes_before, external_files, ..Default::default() };
 
     let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
     for (ix, n) in graph.node.iter().enumerate() {

@@ -178,6 +178,7 @@ fn write_converted(
             Target::Fp16 => {
                 let s = fp16::convert_file(&from, &to, on_tensor)?;
                 let detail = format!("{} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
+                graph_files.extend(s.external_files);
                 GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
             }
             Target::Int8 => {
@@ -198,11 +199,11 @@ fn write_converted(
                     },
                     s.fp16
                 );
+                graph_files.extend(s.external_files);
                 GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
             }
         };
         table.insert("precision".into(), opts.to.name().into());
-        graph_files.extend(onnx_file::external_files(&from)?);
         graph_files.insert(file);
         stats.push((section.to_string(), s));
     }

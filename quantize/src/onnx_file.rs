@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use prost::Message;
 use tract_onnx::pb::{ModelProto, StringStringEntryProto, TensorProto};
@@ -30,6 +30,13 @@ const MIN_EXTERNAL_BYTES: usize = 1024;
 /// data of any tensor kept in an external file read in. Also returns its size in
 /// bytes: the graph file and the external files it reads.
 pub fn read_model(path: &Path) -> Result<(ModelProto, u64)> {
+    read_model_and_files(path).map(|(model, size, _)| (model, size))
+}
+
+/// `read_model`, and the external files it read (names relative to the graph's
+/// folder; empty for a self-contained graph): what a copy of the bundle must not
+/// copy again.
+pub fn read_model_and_files(path: &Path) -> Result<(ModelProto, u64, BTreeSet<String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
     let mut model =
         ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
@@ -38,26 +45,14 @@ pub fn read_model(path: &Path) -> Result<(ModelProto, u64)> {
         Some(g) if g.node.is_empty() => return Err(Error::Graph(path.to_path_buf(), "the ONNX graph has no nodes".into())),
         Some(_) => {}
     }
+    let files = inline_external_data(&mut model, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
     let mut size = bytes.len() as u64;
-    for file in inline_external_data(&mut model, path)? {
+    for name in &files {
+        let file = dir.join(name);
         size += std::fs::metadata(&file).map_err(|e| Error::Io(file.clone(), e))?.len();
     }
-    Ok((model, size))
-}
-
-/// The files, relative to the graph's folder, that `path`'s tensors keep their
-/// data in (empty for a self-contained graph).
-pub fn external_files(path: &Path) -> Result<BTreeSet<String>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
-    let model =
-        ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
-    let mut files = BTreeSet::new();
-    for t in tensors(&model) {
-        if is_external(t) {
-            files.insert(entry(t, "location").unwrap_or_default().to_string());
-        }
-    }
-    Ok(files)
+    Ok((model, size, files))
 }
 
 /// Encode and write `model` to `path` (large tensors to `<file>.data` past
@@ -103,12 +98,6 @@ pub fn write_model_with_limit(model: &ModelProto, path: &Path, inline_limit: u64
     Ok(out.len() as u64 + offset)
 }
 
-/// Every tensor of the model's graph: initializers and node attributes.
-fn tensors(model: &ModelProto) -> impl Iterator<Item = &TensorProto> {
-    let graph = model.graph.iter();
-    graph.flat_map(|g| g.initializer.iter().chain(g.node.iter().flat_map(|n| n.attribute.iter().flat_map(|a| a.t.iter().chain(&a.tensors)))))
-}
-
 fn is_external(t: &TensorProto) -> bool {
     t.data_location == Some(EXTERNAL) || !t.external_data.is_empty()
 }
@@ -117,8 +106,9 @@ fn entry<'t>(t: &'t TensorProto, key: &str) -> Option<&'t str> {
     t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str())
 }
 
-/// Read every external tensor's bytes into its `raw_data`. Returns the files read.
-fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<BTreeSet<PathBuf>> {
+/// Read every external tensor's bytes into its `raw_data`. Returns the files read,
+/// by their locations (relative to the graph's folder).
+fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<BTreeSet<String>> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut files = BTreeSet::new();
     let Some(graph) = model.graph.as_mut() else { return Ok(files) };
@@ -147,10 +137,10 @@ fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<BTreeSet<
         }
         let mut raw = vec![0u8; length as usize];
         f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut raw)).map_err(|e| Error::Io(file.clone(), e))?;
+        files.insert(location.to_string());
         t.raw_data = raw;
         t.data_location = None;
         t.external_data.clear();
-        files.insert(file);
     }
     Ok(files)
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use owlet_quantize::onnx_file::{external_files, read_model, write_model_with_limit};
+use owlet_quantize::onnx_file::{read_model, read_model_and_files, write_model_with_limit};
 use owlet_quantize::{quantize_bundle, Options, Target};
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
 use owlet_runtime::models::clip::Clip;
@@ -50,7 +50,7 @@ fn a_bundle_with_external_data_runs_and_converts_as_the_self_contained_one() {
     for g in ["vision.onnx", "text.onnx"] {
         let (graph, data) = (std::fs::metadata(ext.join(g)).unwrap().len(), std::fs::metadata(ext.join(format!("{g}.data"))).unwrap().len());
         assert!(graph * 20 < data, "{g}: {graph} bytes left in the graph, {data} in its data file");
-        assert_eq!(external_files(&ext.join(g)).unwrap().into_iter().collect::<Vec<_>>(), vec![format!("{g}.data")]);
+        assert_eq!(read_model_and_files(&ext.join(g)).unwrap().2.into_iter().collect::<Vec<_>>(), vec![format!("{g}.data")]);
         // Read back, the model is the original one, every byte.
         let ((a, size_a), (b, size_b)) = (read_model(&original.join(g)).unwrap(), read_model(&ext.join(g)).unwrap());
         assert!(a == b, "{g}: the tensors read back differ");

@@ -112,7 +112,7 @@ fn run(a: Args) -> anyhow::Result<()> {
     };
     let mut r = report::compare(&a.input, &a.output, a.to, &images, &a.labels, (before, after))?;
     match measured {
-        // Not measured for BLIP-2 or without labels: the report says nothing then.
+        // Not measured (CLIP without labels): nothing to report.
         Some((errors, kept, limit)) if !errors.is_empty() => {
             (r.layer_errors, r.kept_float_for_error, r.max_layer_error) = (errors, kept, Some(limit));
         }
