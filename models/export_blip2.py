@@ -51,20 +51,14 @@ BLIP2_RANDOM = {
         num_query_tokens=32,
         query_init_std=0.02,  # HF initialises the query tokens to zeros: 32 identical queries
     ),
-    # The same, with the decoder at facebook/opt-1.3b's dimensions: 5.3 GB of fp32
-    # weights, past protobuf's 2 GB, so the exporter writes them as external data
-    # (what a real OPT-2.7B export is; owlet-quantize and the runtime read it).
-    "opt-1.3b": dict(
-        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                    image_size=224, patch_size=14, initializer_range=0.02),
-        qformer=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                     encoder_hidden_size=768),
-        text=dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=24, num_attention_heads=32,
-                  word_embed_proj_dim=2048, max_position_embeddings=2048, vocab_size=50272),
-        num_query_tokens=32,
-        query_init_std=0.02,
-    ),
 }
+# The same, with the decoder at facebook/opt-1.3b's dimensions: 5.3 GB of fp32
+# weights, past protobuf's 2 GB, so the exporter writes them as external data (what
+# a real OPT-2.7B export is; owlet-quantize and the runtime read it).
+BLIP2_RANDOM["opt-1.3b"] = BLIP2_RANDOM["opt-125m"] | dict(
+    text=dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=24, num_attention_heads=32,
+              word_embed_proj_dim=2048, max_position_embeddings=2048, vocab_size=50272),
+)
 
 # Corpus for the test tokenizer (no GPT-2 vocabulary can be downloaded here): camera
 # captions and VQA phrasing, so that prompts tokenize to sensible pieces.
