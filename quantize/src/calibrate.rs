@@ -173,6 +173,15 @@ pub struct LayerError {
     pub relative_error: f64,
 }
 
+impl LayerError {
+    /// The `--keep-float` name that keeps this layer, and no other, float:
+    /// `GRAPH:NAME` (`int8::keep_float_for`), NAME the node's name, or its
+    /// weight's where the node has none.
+    pub fn keep_float_name(&self) -> String {
+        format!("{}:{}", self.graph, if self.layer.is_empty() { &self.weight } else { &self.layer })
+    }
+}
+
 /// Every int8 layer's own error (`LayerError`), worst first: where keeping a layer
 /// in float (`--keep-float`) would matter most.
 pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]) -> Result<Vec<LayerError>> {

@@ -96,14 +96,9 @@ pub fn layer_errors(input: &Path, images: &[PathBuf], labels: &[String], keep_fl
 }
 
 /// The layers of `errors` above `limit`, as `--keep-float` names of their graph
-/// only (`GRAPH:NAME`, `int8::keep_float_for`; NAME the node's name, or its
-/// weight's where the node has none).
+/// only (`LayerError::keep_float_name`).
 pub fn sensitive_layers(errors: &[calibrate::LayerError], limit: f64) -> Vec<String> {
-    errors
-        .iter()
-        .filter(|e| e.relative_error > limit)
-        .map(|e| format!("{}:{}", e.graph, if e.layer.is_empty() { &e.weight } else { &e.layer }))
-        .collect()
+    errors.iter().filter(|e| e.relative_error > limit).map(calibrate::LayerError::keep_float_name).collect()
 }
 
 /// Float layers a graph's summary line names.

@@ -58,8 +58,8 @@ pub struct Report {
     pub max_layer_error: Option<f64>,
 }
 
-/// Images the per-layer errors are measured on (each layer's inputs are kept and
-/// multiplied in f32 and int8: more images cost time and say little more).
+/// Images the per-layer errors are measured on (each layer's input is multiplied
+/// again in int8: more images cost time and say little more).
 pub const LAYER_ERROR_IMAGES: usize = 16;
 
 /// Layers the printed report names (the JSON has all).
@@ -175,10 +175,7 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
                 let decided: Vec<bool> = ca
                     .iter()
                     .zip(&cb)
-                    .filter(|(x, _)| {
-                        let ranked = x.ranked();
-                        ranked.len() < 2 || ranked[0].1 - ranked[1].1 >= DECIDED_MARGIN
-                    })
+                    .filter(|(x, _)| lead(x) >= DECIDED_MARGIN as f64)
                     .map(|(x, y)| x.top().0 == y.top().0)
                     .collect();
                 let n = decided.len();
@@ -265,7 +262,7 @@ impl std::fmt::Display for Report {
         if !self.layer_errors.is_empty() {
             writeln!(f, "  int8 layers  own error (|X·Wq - X·W| / |X·W|), worst {LAYER_ERRORS_SHOWN} of {}:", self.layer_errors.len())?;
             for e in self.layer_errors.iter().take(LAYER_ERRORS_SHOWN) {
-                let kept = if self.kept_float_for_error.contains(&format!("{}:{}", e.graph, e.layer)) { "  (kept float)" } else { "" };
+                let kept = if self.kept_float_for_error.contains(&e.keep_float_name()) { "  (kept float)" } else { "" };
                 writeln!(f, "               {:.4}  {} {}{kept}", e.relative_error, e.graph, e.layer)?;
             }
         }
