@@ -265,10 +265,10 @@ pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
                 continue;
             }
             let first = op(ids[0]);
-            let parts: Vec<&PackedWeights> = ids.iter().map(|&id| &*op(id).weights).collect();
             if ids.iter().any(|&id| op(id).kernel.name != first.kernel.name) {
                 continue;
             }
+            let parts: Vec<&PackedWeights> = ids.iter().map(|&id| &*op(id).weights).collect();
             let Some(weights) = PackedWeights::concat(&parts) else { continue };
             let joined = MatMulInt8 { kernel: first.kernel, weights: Arc::new(weights), x_scale: first.x_scale };
             let name = format!("{}.fused_with_{}", model.nodes[ids[0]].name, ids.len() - 1);

@@ -231,7 +231,7 @@ impl PackedWeights {
     /// the last does not fill whole panels (a panel then would straddle two
     /// outputs).
     pub fn concat(parts: &[&PackedWeights]) -> Option<PackedWeights> {
-        let (first, last) = (parts.first()?, parts.last()?);
+        let first = parts.first()?;
         if parts.iter().any(|p| p.k != first.k || p.kp != first.kp || p.nr != first.nr)
             || parts[..parts.len() - 1].iter().any(|p| p.n % p.nr != 0)
         {
@@ -253,7 +253,7 @@ impl PackedWeights {
             split.extend_from_slice(&p.parts);
         }
         let bias = any_bias.then_some(bias);
-        Some(PackedWeights { n, k: first.k, kp: first.kp, nr: last.nr, data, scales, bias, scaled_colsums, parts: split })
+        Some(PackedWeights { n, k: first.k, kp: first.kp, nr: first.nr, data, scales, bias, scaled_colsums, parts: split })
     }
 
     /// The widths of the outputs `qmatmul_parts` writes (`[n]` unless `concat`).
