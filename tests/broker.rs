@@ -50,7 +50,13 @@ impl Broker {
     /// `global` goes before the first listener (mosquitto wants
     /// `per_listener_settings` there), `extra` after the plain listener.
     pub fn start_with(dir: &Path, global: &str, extra: &str) -> Broker {
-        let mut b = Broker { port: free_port(), dir: dir.to_path_buf(), global: global.to_string(), extra: extra.to_string(), child: None };
+        let mut b = Broker {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            global: global.to_string(),
+            extra: extra.to_string(),
+            child: None,
+        };
         b.spawn();
         b
     }
@@ -59,7 +65,11 @@ impl Broker {
         let conf = self.dir.join("mosquitto.conf");
         // Started as root, mosquitto switches to the `mosquitto` user, which cannot
         // write in a private temp dir: tell it to stay who we are.
-        let me = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let me = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
         let text = format!(
             "user {me}\n{}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest file {}/mosquitto.log\nlog_type all\n\
              max_queued_messages 100000\nlistener {} 127.0.0.1\nallow_anonymous true\n{}\n",
@@ -70,7 +80,13 @@ impl Broker {
             self.extra
         );
         std::fs::write(&conf, text).unwrap();
-        let child = Command::new(program("mosquitto")).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = Command::new(program("mosquitto"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10));
     }
@@ -116,7 +132,13 @@ pub struct Received {
 
 impl Received {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload).unwrap_or_else(|e| panic!("{} payload is not JSON ({e}): {:?}", self.topic, String::from_utf8_lossy(&self.payload)))
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| {
+            panic!(
+                "{} payload is not JSON ({e}): {:?}",
+                self.topic,
+                String::from_utf8_lossy(&self.payload)
+            )
+        })
     }
 
     pub fn text(&self) -> String {
@@ -134,7 +156,21 @@ pub struct Subscriber {
 impl Subscriber {
     pub fn start(port: u16, filter: &str, id: &str) -> Subscriber {
         let mut child = Command::new(program("mosquitto_sub"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", filter, "-q", "1", "-c", "-i", id, "-F", "%r %t %x"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                filter,
+                "-q",
+                "1",
+                "-c",
+                "-i",
+                id,
+                "-F",
+                "%r %t %x",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -145,9 +181,19 @@ impl Subscriber {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 let mut parts = line.splitn(3, ' ');
-                let (Some(r), Some(t), x) = (parts.next(), parts.next(), parts.next().unwrap_or("")) else { continue };
-                let payload = (0..x.len() / 2).map(|i| u8::from_str_radix(&x[2 * i..2 * i + 2], 16).unwrap()).collect();
-                g.lock().unwrap().push(Received { topic: t.to_string(), payload, retained: r == "1" });
+                let (Some(r), Some(t), x) =
+                    (parts.next(), parts.next(), parts.next().unwrap_or(""))
+                else {
+                    continue;
+                };
+                let payload = (0..x.len() / 2)
+                    .map(|i| u8::from_str_radix(&x[2 * i..2 * i + 2], 16).unwrap())
+                    .collect();
+                g.lock().unwrap().push(Received {
+                    topic: t.to_string(),
+                    payload,
+                    retained: r == "1",
+                });
             }
         });
         // mosquitto_sub prints nothing when subscribed; the broker's port is up, so
@@ -165,7 +211,12 @@ impl Subscriber {
     }
 
     /// Wait until `pred` holds over everything received so far.
-    pub fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let end = Instant::now() + timeout;
         loop {
             let all = self.all();
@@ -191,11 +242,22 @@ impl Drop for Subscriber {
 /// mosquitto_pub: one message (payload from stdin, so any bytes and any size).
 pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
     use std::io::Write;
-    let mut args = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-t".into(), topic.into(), "-q".into(), "1".into(), "-s".into()];
+    let mut args = vec![
+        "-h".to_string(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-t".into(),
+        topic.into(),
+        "-q".into(),
+        "1".into(),
+        "-s".into(),
+    ];
     if retain {
         args.push("-r".into());
     }
-    let mut c = Command::new(program("mosquitto_pub")).args(&args).stdin(Stdio::piped()).spawn().unwrap();
+    let mut c =
+        Command::new(program("mosquitto_pub")).args(&args).stdin(Stdio::piped()).spawn().unwrap();
     c.stdin.take().unwrap().write_all(payload).unwrap();
     assert!(c.wait().unwrap().success(), "mosquitto_pub {topic}");
 }
@@ -227,7 +289,11 @@ impl Daemon {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some((t, payload)) = line.split_once(' ') {
-                    p.lock().unwrap().push(Received { topic: t.to_string(), payload: payload.as_bytes().to_vec(), retained: false });
+                    p.lock().unwrap().push(Received {
+                        topic: t.to_string(),
+                        payload: payload.as_bytes().to_vec(),
+                        retained: false,
+                    });
                 }
             }
         });
@@ -239,7 +305,12 @@ impl Daemon {
     }
 
     /// Wait until `pred` holds over what it printed.
-    pub fn wait_printed(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub fn wait_printed(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let end = Instant::now() + timeout;
         loop {
             let all = self.printed.lock().unwrap().clone();
@@ -247,7 +318,11 @@ impl Daemon {
                 return all;
             }
             if Instant::now() > end {
-                panic!("timed out after {timeout:?} waiting for {what}; printed {} line(s); log:\n{}", all.len(), self.log());
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; printed {} line(s); log:\n{}",
+                    all.len(),
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -291,7 +366,9 @@ impl Drop for Daemon {
 
 /// ffmpeg's argv for a live MJPEG test pattern on stdout (`lavfi` source `src`).
 pub fn ffmpeg_mjpeg(src: &str, rate: u32, frames: Option<u32>) -> Vec<String> {
-    let mut v: Vec<String> = ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"].map(String::from).to_vec();
+    let mut v: Vec<String> = ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"]
+        .map(String::from)
+        .to_vec();
     v.insert(0, program("ffmpeg").display().to_string());
     v.push(format!("{src}:rate={rate}"));
     if let Some(n) = frames {

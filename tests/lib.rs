@@ -33,7 +33,8 @@ pub fn reference_image(name: &str) -> String {
 
 pub fn reference() -> serde_json::Value {
     let p = repo().join("models/clip-test/reference/reference.json");
-    serde_json::from_str(&std::fs::read_to_string(p).expect("reference.json")).expect("reference.json parses")
+    serde_json::from_str(&std::fs::read_to_string(p).expect("reference.json"))
+        .expect("reference.json parses")
 }
 
 pub mod broker;
@@ -63,14 +64,20 @@ pub fn demo_scenes_dir() -> std::path::PathBuf {
 }
 
 pub fn demo_scenes() -> Vec<DemoScene> {
-    let text = std::fs::read_to_string(demo_scenes_dir().join("scenes.jsonl")).expect("scenes.jsonl");
+    let text =
+        std::fs::read_to_string(demo_scenes_dir().join("scenes.jsonl")).expect("scenes.jsonl");
     text.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a scene");
             DemoScene {
                 file: demo_scenes_dir().join(v["file"].as_str().unwrap()),
                 caption: v["caption"].as_str().unwrap().to_string(),
-                kinds: v["objects"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap().to_string()).collect(),
+                kinds: v["objects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o["kind"].as_str().unwrap().to_string())
+                    .collect(),
             }
         })
         .collect()
@@ -79,5 +86,8 @@ pub fn demo_scenes() -> Vec<DemoScene> {
 /// The demo scene a published `frame` path names.
 pub fn demo_scene_of(frame: &str) -> DemoScene {
     let name = std::path::Path::new(frame).file_name().expect("a file name").to_owned();
-    demo_scenes().into_iter().find(|s| s.file.file_name() == Some(&name)).unwrap_or_else(|| panic!("{frame} is no demo scene"))
+    demo_scenes()
+        .into_iter()
+        .find(|s| s.file.file_name() == Some(&name))
+        .unwrap_or_else(|| panic!("{frame} is no demo scene"))
 }

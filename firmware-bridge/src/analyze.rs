@@ -103,14 +103,25 @@ pub struct Decoded<'a> {
 }
 
 impl Analyzer {
-    pub fn new(models: &mut Models, clip: &ClipConfig, labels: &[String], blip2: Option<&Blip2Config>) -> Result<Analyzer> {
+    pub fn new(
+        models: &mut Models,
+        clip: &ClipConfig,
+        labels: &[String],
+        blip2: Option<&Blip2Config>,
+    ) -> Result<Analyzer> {
         let clip_model = models.clip(&clip.model)?;
         let set = clip_model.label_set(labels, &clip.templates)?;
         let blip2 = match blip2 {
             Some(b) => Some((models.blip2(&b.model)?, b.clone())),
             None => None,
         };
-        Ok(Analyzer { clip: clip_model, templates: clip.templates.clone(), labels: set, label_names: labels.to_vec(), blip2 })
+        Ok(Analyzer {
+            clip: clip_model,
+            templates: clip.templates.clone(),
+            labels: set,
+            label_names: labels.to_vec(),
+            blip2,
+        })
     }
 
     pub fn clip_name(&self) -> &str {
@@ -133,7 +144,10 @@ impl Analyzer {
     }
 
     pub fn decode<'a>(&self, frame: &'a Frame) -> Result<Decoded<'a>> {
-        Ok(Decoded { frame, image: decode_rgb(&frame.bytes, &frame.origin, DecodeLimits::default())? })
+        Ok(Decoded {
+            frame,
+            image: decode_rgb(&frame.bytes, &frame.origin, DecodeLimits::default())?,
+        })
     }
 
     /// Labels, and the image embedding they came from (for the search index).
@@ -142,18 +156,25 @@ impl Analyzer {
         let emb = self.clip.embed_images(std::slice::from_ref(&d.image))?;
         let c = self.clip.classify_embeddings(&emb, &self.labels).remove(0);
         let (top_label, top_score) = c.top();
-        Ok((LabelsMessage {
-            camera: d.frame.camera.clone(),
-            frame: d.frame.origin.clone(),
-            frame_time_ms: time_ms(d.frame.captured),
-            trigger,
-            model: self.clip_name().to_string(),
-            runs_on: self.clip.device(),
-            top_label: top_label.to_string(),
-            top_score,
-            labels: c.ranked().into_iter().map(|(l, s)| LabelScore { label: l.to_string(), score: s }).collect(),
-            latency_ms: t.elapsed().as_secs_f64() * 1e3,
-        }, emb.row(0).to_vec()))
+        Ok((
+            LabelsMessage {
+                camera: d.frame.camera.clone(),
+                frame: d.frame.origin.clone(),
+                frame_time_ms: time_ms(d.frame.captured),
+                trigger,
+                model: self.clip_name().to_string(),
+                runs_on: self.clip.device(),
+                top_label: top_label.to_string(),
+                top_score,
+                labels: c
+                    .ranked()
+                    .into_iter()
+                    .map(|(l, s)| LabelScore { label: l.to_string(), score: s })
+                    .collect(),
+                latency_ms: t.elapsed().as_secs_f64() * 1e3,
+            },
+            emb.row(0).to_vec(),
+        ))
     }
 
     pub fn clip(&self) -> &Arc<Clip> {
@@ -184,9 +205,16 @@ impl Analyzer {
     }
 
     /// Answer a question about a frame (VQA). Err if this camera has no BLIP-2.
-    pub fn ask(&self, d: &Decoded, question: &str) -> std::result::Result<(String, String, Device), String> {
+    pub fn ask(
+        &self,
+        d: &Decoded,
+        question: &str,
+    ) -> std::result::Result<(String, String, Device), String> {
         let Some((model, cfg)) = self.blip2.as_ref() else {
-            return Err("this camera has no BLIP-2 model: add a [blip2] section to the configuration".into());
+            return Err(
+                "this camera has no BLIP-2 model: add a [blip2] section to the configuration"
+                    .into(),
+            );
         };
         let q = model.encode_image(&d.image).map_err(|e| e.to_string())?;
         let mut g = model.default_config();
@@ -237,10 +265,18 @@ impl LabelEvents {
             let present = self.present.entry(s.label.clone()).or_insert(false);
             if !*present && s.score >= self.on {
                 *present = true;
-                out.push(LabelEvent { event_type: "appeared", label: s.label.clone(), score: s.score });
+                out.push(LabelEvent {
+                    event_type: "appeared",
+                    label: s.label.clone(),
+                    score: s.score,
+                });
             } else if *present && s.score <= self.off {
                 *present = false;
-                out.push(LabelEvent { event_type: "disappeared", label: s.label.clone(), score: s.score });
+                out.push(LabelEvent {
+                    event_type: "disappeared",
+                    label: s.label.clone(),
+                    score: s.score,
+                });
             }
         }
         out
@@ -252,7 +288,10 @@ mod tests {
     use super::*;
 
     fn scores(car: f32) -> Vec<LabelScore> {
-        vec![LabelScore { label: "car".into(), score: car }, LabelScore { label: "cat".into(), score: 1.0 - car }]
+        vec![
+            LabelScore { label: "car".into(), score: car },
+            LabelScore { label: "cat".into(), score: 1.0 - car },
+        ]
     }
 
     #[test]
@@ -261,7 +300,9 @@ mod tests {
         let seq = [0.1, 0.7, 0.8, 0.55, 0.45, 0.65, 0.3, 0.35, 0.9];
         let got: Vec<(f32, Vec<(&str, String)>)> = seq
             .iter()
-            .map(|&c| (c, e.update(&scores(c)).into_iter().map(|ev| (ev.event_type, ev.label)).collect()))
+            .map(|&c| {
+                (c, e.update(&scores(c)).into_iter().map(|ev| (ev.event_type, ev.label)).collect())
+            })
             .collect();
         let expect: Vec<Vec<(&str, &str)>> = vec![
             vec![("appeared", "cat")],

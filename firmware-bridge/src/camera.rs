@@ -33,7 +33,14 @@ pub struct FrameIntake {
 }
 
 impl FrameIntake {
-    pub fn new(cam: &CameraConfig, inbox: Arc<Inbox>, sink: Arc<dyn Sink>, topics: Topics, stop: Stop, stills: bool) -> FrameIntake {
+    pub fn new(
+        cam: &CameraConfig,
+        inbox: Arc<Inbox>,
+        sink: Arc<dyn Sink>,
+        topics: Topics,
+        stop: Stop,
+        stills: bool,
+    ) -> FrameIntake {
         let motion = cam.triggers.motion.clone().map(MotionDetector::new);
         FrameIntake { camera: cam.name.clone(), inbox, sink, topics, motion, stills, stop }
     }
@@ -42,7 +49,12 @@ impl FrameIntake {
         let Some(m) = &mut self.motion else { return };
         // A frame the thumbnail decoder refuses will be refused (and reported) by
         // the full decoder if it is ever analysed; motion just skips it.
-        let Ok(thumb) = owlet_runtime::image_io::decode_gray_thumbnail(&frame.bytes, &frame.origin, 96, Default::default()) else {
+        let Ok(thumb) = owlet_runtime::image_io::decode_gray_thumbnail(
+            &frame.bytes,
+            &frame.origin,
+            96,
+            Default::default(),
+        ) else {
             return;
         };
         let o = m.observe(MotionDetector::shrink(&thumb), Instant::now());
@@ -50,7 +62,10 @@ impl FrameIntake {
             self.inbox.motion();
         }
         if let Some(on) = o.transition {
-            self.sink.send(Message::text(self.topics.camera(&self.camera, "motion"), if on { "ON" } else { "OFF" }));
+            self.sink.send(Message::text(
+                self.topics.camera(&self.camera, "motion"),
+                if on { "ON" } else { "OFF" },
+            ));
         }
     }
 }
@@ -181,7 +196,9 @@ impl CameraWorker {
                 return Next::Finished; // a source that will not be restarted ended
             }
             let now = Instant::now();
-            let interval_due = self.interval.is_some_and(|i| self.last_interval.is_none_or(|t| now.duration_since(t) >= i));
+            let interval_due = self
+                .interval
+                .is_some_and(|i| self.last_interval.is_none_or(|t| now.duration_since(t) >= i));
             let trigger = if !self.captures.is_empty() {
                 Some(Trigger::Command)
             } else if s.lines > 0 {
@@ -213,7 +230,11 @@ impl CameraWorker {
                     if interval_due {
                         self.last_interval = Some(now);
                     }
-                    let ids = if t == Trigger::Command { std::mem::take(&mut self.captures) } else { vec![] };
+                    let ids = if t == Trigger::Command {
+                        std::mem::take(&mut self.captures)
+                    } else {
+                        vec![]
+                    };
                     self.skipped = s.dropped - self.dropped_seen;
                     self.dropped_seen = s.dropped;
                     return Next::Analyse(f, t, ids);
@@ -221,7 +242,9 @@ impl CameraWorker {
                 // A trigger without a frame yet: wait for the frame.
             }
             let wait = match (self.interval, self.last_interval) {
-                (Some(i), Some(t)) => (t + i).saturating_duration_since(now).clamp(Duration::from_millis(5), Duration::from_millis(500)),
+                (Some(i), Some(t)) => (t + i)
+                    .saturating_duration_since(now)
+                    .clamp(Duration::from_millis(5), Duration::from_millis(500)),
                 _ => Duration::from_millis(500),
             };
             s = self.inbox.wait(s, wait);
@@ -281,7 +304,10 @@ impl CameraWorker {
             match self.analyzer.caption(&decoded, trigger) {
                 Some(Ok(msg)) => {
                     caption = Some(msg.caption.clone());
-                    self.send_json("caption", with_id(serde_json::to_value(&msg).unwrap_or_default()))
+                    self.send_json(
+                        "caption",
+                        with_id(serde_json::to_value(&msg).unwrap_or_default()),
+                    )
                 }
                 Some(Err(e)) => self.error(Some(&frame), Some(trigger), e.to_string()),
                 None => {}
@@ -336,7 +362,10 @@ impl CameraWorker {
             (None, _) => Err("no frame from this camera yet".to_string()),
             (Some(f), Ok(())) => {
                 self.gate.record(t);
-                self.analyzer.decode(f).map_err(|e| e.to_string()).and_then(|d| self.analyzer.ask(&d, &question))
+                self.analyzer
+                    .decode(f)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| self.analyzer.ask(&d, &question))
             }
         };
         let obj = reply.as_object_mut().expect("object");
@@ -365,7 +394,11 @@ impl CameraWorker {
             Ok(()) => {
                 self.events.retain(&labels);
                 if let Err(e) = save_labels(&self.labels_file, &labels) {
-                    self.error(None, None, format!("labels set but not saved to {}: {e}", self.labels_file.display()));
+                    self.error(
+                        None,
+                        None,
+                        format!("labels set but not saved to {}: {e}", self.labels_file.display()),
+                    );
                 }
                 log::info!("camera {}: labels now {labels:?}", self.name);
                 self.publish_label_state();

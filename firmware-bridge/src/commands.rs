@@ -49,32 +49,49 @@ struct AskJson {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum LabelsJson {
-    Object {
-        labels: Vec<String>,
-    },
+    Object { labels: Vec<String> },
     List(Vec<String>),
 }
 
 /// Parse a message that arrived on one of the command topics.
-pub fn parse(topics: &Topics, cameras: &[String], topic: &str, payload: &[u8], max_bytes: usize) -> Result<(String, CameraCommand), Refused> {
-    let refuse = |reason: String, id: Option<String>| Refused { topic: printable(topic), reason, id };
+pub fn parse(
+    topics: &Topics,
+    cameras: &[String],
+    topic: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<(String, CameraCommand), Refused> {
+    let refuse =
+        |reason: String, id: Option<String>| Refused { topic: printable(topic), reason, id };
     let Some((camera, verb)) = topics.command_of(topic) else {
         return Err(refuse("not a command topic".into(), None));
     };
     if !cameras.iter().any(|c| c == camera) {
-        return Err(refuse(format!("no camera named {:?} (cameras: {})", printable(camera), cameras.join(", ")), None));
+        return Err(refuse(
+            format!("no camera named {:?} (cameras: {})", printable(camera), cameras.join(", ")),
+            None,
+        ));
     }
     if payload.len() > max_bytes {
-        return Err(refuse(format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()), None));
+        return Err(refuse(
+            format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()),
+            None,
+        ));
     }
-    let text = std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
+    let text =
+        std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
     let cmd = match verb {
         "capture" => {
             let t = text.trim();
             if t.is_empty() || t == "PRESS" {
                 CameraCommand::Capture { id: None }
             } else {
-                let j: CaptureJson = serde_json::from_str(t).map_err(|e| refuse(format!("capture wants nothing, PRESS or {{\"id\": \"...\"}}: {e}"), None))?;
+                let j: CaptureJson = serde_json::from_str(t).map_err(|e| {
+                    refuse(
+                        format!("capture wants nothing, PRESS or {{\"id\": \"...\"}}: {e}"),
+                        None,
+                    )
+                })?;
                 CameraCommand::Capture { id: check_id(j.id).map_err(|r| refuse(r, None))? }
             }
         }
@@ -84,11 +101,17 @@ pub fn parse(topics: &Topics, cameras: &[String], topic: &str, payload: &[u8], m
             let id = check_id(j.id).map_err(|r| refuse(r, None))?;
             let q = j.question.trim();
             if q.is_empty() || q.chars().count() > MAX_QUESTION || q.chars().any(char::is_control) {
-                return Err(refuse(format!("question must be 1 to {MAX_QUESTION} printable characters"), id));
+                return Err(refuse(
+                    format!("question must be 1 to {MAX_QUESTION} printable characters"),
+                    id,
+                ));
             }
             if let Some(r) = &j.reply_to {
                 if !valid_publish_topic(r) {
-                    return Err(refuse(format!("reply_to {:?} is not a topic one can publish to", printable(r)), id));
+                    return Err(refuse(
+                        format!("reply_to {:?} is not a topic one can publish to", printable(r)),
+                        id,
+                    ));
                 }
             }
             CameraCommand::Ask { question: q.to_string(), id, reply_to: j.reply_to }
@@ -96,7 +119,12 @@ pub fn parse(topics: &Topics, cameras: &[String], topic: &str, payload: &[u8], m
         "labels/set" => {
             let labels = match serde_json::from_str::<LabelsJson>(text) {
                 Ok(LabelsJson::Object { labels } | LabelsJson::List(labels)) => labels,
-                Err(_) => return Err(refuse("labels/set wants {\"labels\": [\"...\", ...]} or [\"...\", ...]".into(), None)),
+                Err(_) => {
+                    return Err(refuse(
+                        "labels/set wants {\"labels\": [\"...\", ...]} or [\"...\", ...]".into(),
+                        None,
+                    ))
+                }
             };
             let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
             check_labels(&labels).map_err(|r| refuse(format!("labels {r}"), None))?;
@@ -119,12 +147,16 @@ fn check_id(id: Option<String>) -> Result<Option<String>, String> {
 /// MQTT: a topic to publish to has no wildcards, no NUL, at most 64 KiB; we also
 /// refuse `$` topics (the broker's own) and anything long.
 pub fn valid_publish_topic(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 256 && !t.starts_with('$') && !t.chars().any(|c| matches!(c, '+' | '#' | '\0') || c.is_control())
+    !t.is_empty()
+        && t.len() <= 256
+        && !t.starts_with('$')
+        && !t.chars().any(|c| matches!(c, '+' | '#' | '\0') || c.is_control())
 }
 
 /// A hostile topic or payload is quoted in error messages, cut and made printable.
 pub fn printable(s: &str) -> String {
-    let mut out: String = s.chars().take(120).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut out: String =
+        s.chars().take(120).map(|c| if c.is_control() { '?' } else { c }).collect();
     if s.chars().count() > 120 {
         out.push('…');
     }
@@ -141,15 +173,39 @@ mod tests {
 
     #[test]
     fn valid_commands_parse() {
-        assert_eq!(p("owlet/dev/door/capture", b"").unwrap().1, CameraCommand::Capture { id: None });
-        assert_eq!(p("owlet/dev/door/capture", b"PRESS").unwrap().1, CameraCommand::Capture { id: None });
-        assert_eq!(p("owlet/dev/door/capture", br#"{"id":"7"}"#).unwrap().1, CameraCommand::Capture { id: Some("7".into()) });
         assert_eq!(
-            p("owlet/dev/door/ask", br#"{"question":" what is it? ","id":"q1","reply_to":"me/answers"}"#).unwrap().1,
-            CameraCommand::Ask { question: "what is it?".into(), id: Some("q1".into()), reply_to: Some("me/answers".into()) }
+            p("owlet/dev/door/capture", b"").unwrap().1,
+            CameraCommand::Capture { id: None }
         );
-        assert_eq!(p("owlet/dev/door/labels/set", br#"["cat", " dog "]"#).unwrap().1, CameraCommand::SetLabels { labels: vec!["cat".into(), "dog".into()] });
-        assert_eq!(p("owlet/dev/door/labels/set", br#"{"labels":["cat"]}"#).unwrap().1, CameraCommand::SetLabels { labels: vec!["cat".into()] });
+        assert_eq!(
+            p("owlet/dev/door/capture", b"PRESS").unwrap().1,
+            CameraCommand::Capture { id: None }
+        );
+        assert_eq!(
+            p("owlet/dev/door/capture", br#"{"id":"7"}"#).unwrap().1,
+            CameraCommand::Capture { id: Some("7".into()) }
+        );
+        assert_eq!(
+            p(
+                "owlet/dev/door/ask",
+                br#"{"question":" what is it? ","id":"q1","reply_to":"me/answers"}"#
+            )
+            .unwrap()
+            .1,
+            CameraCommand::Ask {
+                question: "what is it?".into(),
+                id: Some("q1".into()),
+                reply_to: Some("me/answers".into())
+            }
+        );
+        assert_eq!(
+            p("owlet/dev/door/labels/set", br#"["cat", " dog "]"#).unwrap().1,
+            CameraCommand::SetLabels { labels: vec!["cat".into(), "dog".into()] }
+        );
+        assert_eq!(
+            p("owlet/dev/door/labels/set", br#"{"labels":["cat"]}"#).unwrap().1,
+            CameraCommand::SetLabels { labels: vec!["cat".into()] }
+        );
     }
 
     #[test]
@@ -162,23 +218,44 @@ mod tests {
             ("owlet/dev/window/capture", &b""[..], "no camera"),
             ("owlet/dev/door/ask", &b"what?"[..], "ask wants"),
             ("owlet/dev/door/ask", &b"{\"question\": \"\"}"[..], "question must"),
-            ("owlet/dev/door/ask", &b"{\"question\": \"q\", \"reply_to\": \"a/#\"}"[..], "reply_to"),
+            (
+                "owlet/dev/door/ask",
+                &b"{\"question\": \"q\", \"reply_to\": \"a/#\"}"[..],
+                "reply_to",
+            ),
             ("owlet/dev/door/ask", &b"{\"question\": \"q\", \"extra\": 1}"[..], "unknown field"),
             ("owlet/dev/door/labels/set", &b"[]"[..], "labels must"),
             ("owlet/dev/door/labels/set", &b"{\"labels\": [\"\\u0000\"]}"[..], "labels"),
             ("owlet/dev/door/labels/set", &b"null"[..], "labels/set wants"),
         ] {
             let e = p(topic, payload).unwrap_err();
-            assert!(e.reason.contains(needle), "{topic} {:?}: {}", String::from_utf8_lossy(payload), e.reason);
+            assert!(
+                e.reason.contains(needle),
+                "{topic} {:?}: {}",
+                String::from_utf8_lossy(payload),
+                e.reason
+            );
         }
         let e = p("owlet/dev/door/ask", br#"{"question": "", "id": "abc"}"#).unwrap_err();
-        assert_eq!(e.id.as_deref(), Some("abc"), "the id comes back so the asker can match the refusal");
+        assert_eq!(
+            e.id.as_deref(),
+            Some("abc"),
+            "the id comes back so the asker can match the refusal"
+        );
     }
 
     #[test]
     fn search_requests_are_checked() {
-        let r = parse_search("owlet/dev/search", br#"{"text": " red car ", "camera": "door", "since_ms": 5}"#, 1024).unwrap();
-        assert_eq!((r.text.as_str(), r.k, r.camera.as_deref(), r.since_ms), ("red car", 5, Some("door"), Some(5)));
+        let r = parse_search(
+            "owlet/dev/search",
+            br#"{"text": " red car ", "camera": "door", "since_ms": 5}"#,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.text.as_str(), r.k, r.camera.as_deref(), r.since_ms),
+            ("red car", 5, Some("door"), Some(5))
+        );
         for (payload, needle) in [
             (&br#"{"text": ""}"#[..], "text must"),
             (&br#"{"text": "a", "k": 0}"#[..], "k must"),
@@ -187,9 +264,17 @@ mod tests {
             (&b"\xff"[..], "UTF-8"),
         ] {
             let e = parse_search("owlet/dev/search", payload, 1024).unwrap_err();
-            assert!(e.reason.contains(needle), "{:?}: {}", String::from_utf8_lossy(payload), e.reason);
+            assert!(
+                e.reason.contains(needle),
+                "{:?}: {}",
+                String::from_utf8_lossy(payload),
+                e.reason
+            );
         }
-        assert!(parse_search("owlet/dev/search", &[b' '; 2000], 1024).unwrap_err().reason.contains("byte limit"));
+        assert!(parse_search("owlet/dev/search", &[b' '; 2000], 1024)
+            .unwrap_err()
+            .reason
+            .contains("byte limit"));
     }
 
     #[test]
@@ -226,12 +311,21 @@ fn default_k() -> usize {
     5
 }
 
-pub fn parse_search(topic: &str, payload: &[u8], max_bytes: usize) -> Result<SearchRequest, Refused> {
-    let refuse = |reason: String, id: Option<String>| Refused { topic: printable(topic), reason, id };
+pub fn parse_search(
+    topic: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<SearchRequest, Refused> {
+    let refuse =
+        |reason: String, id: Option<String>| Refused { topic: printable(topic), reason, id };
     if payload.len() > max_bytes {
-        return Err(refuse(format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()), None));
+        return Err(refuse(
+            format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()),
+            None,
+        ));
     }
-    let text = std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
+    let text =
+        std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
     let mut r: SearchRequest = serde_json::from_str(text)
         .map_err(|e| refuse(format!("search wants {{\"text\": \"...\", \"k\": 5, \"camera\": ..., \"since_ms\": ..., \"until_ms\": ..., \"id\": ..., \"reply_to\": ...}}: {e}"), None))?;
     r.id = check_id(r.id).map_err(|e| refuse(e, None))?;
@@ -245,7 +339,10 @@ pub fn parse_search(topic: &str, payload: &[u8], max_bytes: usize) -> Result<Sea
     }
     if let Some(rt) = &r.reply_to {
         if !valid_publish_topic(rt) {
-            return Err(refuse(format!("reply_to {:?} is not a topic one can publish to", printable(rt)), r.id));
+            return Err(refuse(
+                format!("reply_to {:?} is not a topic one can publish to", printable(rt)),
+                r.id,
+            ));
         }
     }
     Ok(r)

@@ -406,13 +406,26 @@ fn default_off() -> f32 {
 
 impl Default for ClipConfig {
     fn default() -> Self {
-        ClipConfig { model: default_clip_model(), labels: default_labels(), templates: default_templates(), threads: 0 }
+        ClipConfig {
+            model: default_clip_model(),
+            labels: default_labels(),
+            templates: default_templates(),
+            threads: 0,
+        }
     }
 }
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        TriggerConfig { interval_s: None, motion: None, line: None, gpio: None, command: true, cooldown_s: 0.0, max_per_minute: 0 }
+        TriggerConfig {
+            interval_s: None,
+            motion: None,
+            line: None,
+            gpio: None,
+            command: true,
+            cooldown_s: 0.0,
+            max_per_minute: 0,
+        }
     }
 }
 
@@ -541,7 +554,9 @@ impl Config {
     pub fn blip2_of(&self, cam: &CameraConfig) -> Option<Blip2Config> {
         match (&self.blip2, &cam.blip2_model) {
             (Some(b), Some(m)) => Some(Blip2Config { model: m.clone(), ..b.clone() }),
-            (None, Some(m)) => Some(Blip2Config { model: m.clone(), max_new_tokens: default_max_new_tokens() }),
+            (None, Some(m)) => {
+                Some(Blip2Config { model: m.clone(), max_new_tokens: default_max_new_tokens() })
+            }
             (b, None) => b.clone(),
         }
     }
@@ -554,13 +569,23 @@ impl Config {
     // `!(x >= min)` rather than `x < min`: it also refuses NaN.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn validate(&self, path: &Path) -> Result<()> {
-        let err = |field: String, reason: &str| Error::Config { path: path.to_path_buf(), field, reason: reason.into() };
+        let err = |field: String, reason: &str| Error::Config {
+            path: path.to_path_buf(),
+            field,
+            reason: reason.into(),
+        };
         if !valid_topic_level(&self.device) {
-            return Err(err("device".into(), "must be non-empty without '/', '+', '#' or spaces (it is an MQTT topic level)"));
+            return Err(err(
+                "device".into(),
+                "must be non-empty without '/', '+', '#' or spaces (it is an MQTT topic level)",
+            ));
         }
         check_labels(&self.clip.labels).map_err(|r| err("clip.labels".into(), &r))?;
         if let Some(i) = self.clip.templates.iter().position(|t| !t.contains("{}")) {
-            return Err(err(format!("clip.templates[{i}]"), "must contain {} where the label goes"));
+            return Err(err(
+                format!("clip.templates[{i}]"),
+                "must contain {} where the label goes",
+            ));
         }
         if let Some(b) = &self.blip2 {
             if b.max_new_tokens == 0 || b.max_new_tokens > 512 {
@@ -568,7 +593,8 @@ impl Config {
             }
         }
         if let Some(i) = &self.index {
-            owlet_runtime::index::Precision::parse(&i.precision).map_err(|_| err("index.precision".into(), "must be f32, f16 or int8"))?;
+            owlet_runtime::index::Precision::parse(&i.precision)
+                .map_err(|_| err("index.precision".into(), "must be f32, f16 or int8"))?;
         }
         if let Some(m) = &self.mqtt {
             if m.host.trim().is_empty() {
@@ -578,7 +604,10 @@ impl Config {
                 return Err(err("mqtt.port".into(), "must not be 0"));
             }
             if m.password.is_some() && m.password_file.is_some() {
-                return Err(err("mqtt.password_file".into(), "give password or password_file, not both"));
+                return Err(err(
+                    "mqtt.password_file".into(),
+                    "give password or password_file, not both",
+                ));
             }
             if (m.password.is_some() || m.password_file.is_some()) && m.username.is_none() {
                 return Err(err("mqtt.username".into(), "a password needs a username"));
@@ -656,7 +685,10 @@ impl Config {
             }
             if let Some(l) = &t.line {
                 if l.is_empty() || l[0].is_empty() {
-                    return Err(err(at("triggers.line"), "must name a program: [\"gpiomon\", ...]"));
+                    return Err(err(
+                        at("triggers.line"),
+                        "must name a program: [\"gpiomon\", ...]",
+                    ));
                 }
             }
             let e = &cam.events;
@@ -673,14 +705,19 @@ pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
     if labels.is_empty() || labels.len() > 256 {
         return Err(format!("must be a list of 1 to 256 labels, not {}", labels.len()));
     }
-    if let Some(l) = labels.iter().find(|l| l.trim().is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control)) {
+    if let Some(l) = labels
+        .iter()
+        .find(|l| l.trim().is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control))
+    {
         return Err(format!("label {l:?} must be 1 to 200 printable characters"));
     }
     Ok(())
 }
 
 pub fn valid_topic_level(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]

@@ -12,12 +12,12 @@ use anyhow::{Context, Result};
 use crate::analyze::{Analyzer, Models};
 use crate::camera::{load_labels, CameraWorker, FrameIntake};
 use crate::commands;
-use crate::search;
 use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
 use crate::mqtt;
 use crate::outbox::Outbox;
 use crate::publish::{Message, Sink, StdoutSink};
+use crate::search;
 use crate::source::inbox::Inbox;
 use crate::source::{folder, http, process, SourceEvents, Stop};
 use crate::topics::Topics;
@@ -31,22 +31,37 @@ pub struct RunOptions {
 }
 
 pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
-    anyhow::ensure!(!config.cameras.is_empty(), "no cameras configured: add a [[cameras]] section, or run with --demo");
+    anyhow::ensure!(
+        !config.cameras.is_empty(),
+        "no cameras configured: add a [[cameras]] section, or run with --demo"
+    );
     let topics = Topics::new(&config.device);
-    let threads = if config.clip.threads == 0 { owlet_runtime::engine::default_threads() } else { config.clip.threads };
+    let threads = if config.clip.threads == 0 {
+        owlet_runtime::engine::default_threads()
+    } else {
+        config.clip.threads
+    };
     owlet_runtime::engine::set_threads(threads);
     let state_dir = config.state_dir();
 
     // Models first: a wrong bundle is an error at start, not at the first frame.
-    let on = owlet_runtime::device::Placement::choose(config.compute.device, config.compute.gpu_precision)?;
+    let on = owlet_runtime::device::Placement::choose(
+        config.compute.device,
+        config.compute.gpu_precision,
+    )?;
     let mut models = Models::new(on);
     let mut analyzers = Vec::new();
     for cam in &config.cameras {
         let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
         let labels = load_labels(&labels_file).unwrap_or_else(|| config.labels_of(cam));
         // BLIP-2 also answers questions, so it is loaded even where captions are off.
-        let a = Analyzer::new(&mut models, &config.clip_of(cam), &labels, config.blip2_of(cam).as_ref())
-            .with_context(|| format!("camera {}: loading its models", cam.name))?;
+        let a = Analyzer::new(
+            &mut models,
+            &config.clip_of(cam),
+            &labels,
+            config.blip2_of(cam).as_ref(),
+        )
+        .with_context(|| format!("camera {}: loading its models", cam.name))?;
         analyzers.push((a, labels_file));
     }
     log::info!(
@@ -54,7 +69,11 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         config.device,
         config.cameras.len(),
         config.clip.model.display(),
-        config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default(),
+        config
+            .blip2
+            .as_ref()
+            .map(|b| format!(", BLIP-2 {}", b.model.display()))
+            .unwrap_or_default(),
         on.describe()
     );
 
@@ -71,36 +90,70 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 dim,
                 precision: owlet_runtime::index::Precision::parse(&ic.precision)?,
             };
-            let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info).with_context(|| format!("opening the index {}", dir.display()))?;
-            log::info!("index {}: {} frame(s), {:?}{}", dir.display(), ix.len(), info.precision, if rep.cut_bytes > 0 { format!("; cut {} torn byte(s)", rep.cut_bytes) } else { String::new() });
+            let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info)
+                .with_context(|| format!("opening the index {}", dir.display()))?;
+            log::info!(
+                "index {}: {} frame(s), {:?}{}",
+                dir.display(),
+                ix.len(),
+                info.precision,
+                if rep.cut_bytes > 0 {
+                    format!("; cut {} torn byte(s)", rep.cut_bytes)
+                } else {
+                    String::new()
+                }
+            );
             Some((Arc::new(std::sync::Mutex::new(ix)), clip))
         }
     };
-    let inboxes: Vec<Arc<Inbox>> = config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
+    let inboxes: Vec<Arc<Inbox>> =
+        config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
     let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
 
     let (sink, link): (Arc<dyn Sink>, Option<mqtt::MqttLink>) = match &config.mqtt {
         None => (Arc::new(StdoutSink::new(opts.compact)), None),
         Some(m) => {
             let (outbox, recovered) = Outbox::open(&state_dir.join("outbox"), m.queue_max_mb << 20)
-                .with_context(|| format!("opening the outbox in {}", state_dir.join("outbox").display()))?;
+                .with_context(|| {
+                    format!("opening the outbox in {}", state_dir.join("outbox").display())
+                })?;
             if recovered.pending > 0 || recovered.cut_bytes > 0 {
-                log::info!("outbox: {} message(s) from an earlier run to deliver; {} torn byte(s) cut", recovered.pending, recovered.cut_bytes);
+                log::info!(
+                    "outbox: {} message(s) from an earlier run to deliver; {} torn byte(s) cut",
+                    recovered.pending,
+                    recovered.cut_bytes
+                );
             }
             let (sink, connection) = mqtt::client(mqtt::options(m, &topics)?, outbox);
             let entities: Vec<CameraEntities> = config
                 .cameras
                 .iter()
-                .map(|c| CameraEntities { camera: c, captions: c.captions && config.blip2_of(c).is_some() })
+                .map(|c| CameraEntities {
+                    camera: c,
+                    captions: c.captions && config.blip2_of(c).is_some(),
+                })
                 .collect();
             let settings = mqtt::LinkSettings {
                 topics: topics.clone(),
                 broker: format!("{}:{}", m.host, m.port()),
                 flush_timeout: Duration::from_secs(m.flush_timeout_s),
-                discovery: if m.discovery { discovery::messages(&m.discovery_prefix, &topics, &entities) } else { vec![] },
-                discovery_status_topic: m.discovery.then(|| format!("{}/status", m.discovery_prefix)),
+                discovery: if m.discovery {
+                    discovery::messages(&m.discovery_prefix, &topics, &entities)
+                } else {
+                    vec![]
+                },
+                discovery_status_topic: m
+                    .discovery
+                    .then(|| format!("{}/status", m.discovery_prefix)),
             };
-            let search_tx = index.as_ref().map(|(ix, clip)| search::spawn(ix.clone(), clip.clone(), sink.clone() as Arc<dyn Sink>, topics.clone()));
+            let search_tx = index.as_ref().map(|(ix, clip)| {
+                search::spawn(
+                    ix.clone(),
+                    clip.clone(),
+                    sink.clone() as Arc<dyn Sink>,
+                    topics.clone(),
+                )
+            });
             let handler = {
                 let topics = topics.clone();
                 let inboxes = inboxes.clone();
@@ -111,16 +164,32 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                     let refused = if topic == topics.search() {
                         match (commands::parse_search(topic, payload, max), &search_tx) {
                             (Err(r), _) => Some(r),
-                            (Ok(r), None) => Some(commands::Refused { topic: topic.into(), reason: "search needs an [index] section in the configuration".into(), id: r.id }),
+                            (Ok(r), None) => Some(commands::Refused {
+                                topic: topic.into(),
+                                reason: "search needs an [index] section in the configuration"
+                                    .into(),
+                                id: r.id,
+                            }),
                             (Ok(r), Some(tx)) => tx.try_send(r).err().map(|e| {
-                                let id = match e { std::sync::mpsc::TrySendError::Full(r) | std::sync::mpsc::TrySendError::Disconnected(r) => r.id };
-                                commands::Refused { topic: topic.into(), reason: "too many searches waiting".into(), id }
+                                let id = match e {
+                                    std::sync::mpsc::TrySendError::Full(r)
+                                    | std::sync::mpsc::TrySendError::Disconnected(r) => r.id,
+                                };
+                                commands::Refused {
+                                    topic: topic.into(),
+                                    reason: "too many searches waiting".into(),
+                                    id,
+                                }
                             }),
                         }
-                    } else { match commands::parse(&topics, &names, topic, payload, max) {
-                        Ok((camera, cmd)) => {
-                            let i = names.iter().position(|n| *n == camera).expect("parse checks the camera");
-                            match inboxes[i].command(cmd, MAX_PENDING_COMMANDS) {
+                    } else {
+                        match commands::parse(&topics, &names, topic, payload, max) {
+                            Ok((camera, cmd)) => {
+                                let i = names
+                                    .iter()
+                                    .position(|n| *n == camera)
+                                    .expect("parse checks the camera");
+                                match inboxes[i].command(cmd, MAX_PENDING_COMMANDS) {
                                 Ok(()) => None,
                                 Err(_) => Some(commands::Refused {
                                     topic: topic.to_string(),
@@ -128,9 +197,10 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                                     id: None,
                                 }),
                             }
+                            }
+                            Err(r) => Some(r),
                         }
-                        Err(r) => Some(r),
-                    } };
+                    };
                     if let Some(r) = refused {
                         log::warn!("command refused on {}: {}", r.topic, r.reason);
                         let v = serde_json::json!({"topic": r.topic, "error": r.reason, "id": r.id, "time_ms": crate::analyze::now_ms()});
@@ -144,25 +214,48 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     };
 
     let mut workers = Vec::new();
-    for ((cam, (analyzer, labels_file)), inbox) in config.cameras.iter().zip(analyzers).zip(&inboxes) {
+    for ((cam, (analyzer, labels_file)), inbox) in
+        config.cameras.iter().zip(analyzers).zip(&inboxes)
+    {
         // Files (once or watched) are each wanted: analysed in turn, never dropped.
         let stills = matches!(cam.source, SourceConfig::Folder { .. });
-        let mut intake = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), stills);
+        let mut intake = FrameIntake::new(
+            cam,
+            inbox.clone(),
+            sink.clone(),
+            topics.clone(),
+            stop.clone(),
+            stills,
+        );
         let source = cam.source.clone();
         let name = cam.name.clone();
         let stop_s = stop.clone();
         let inbox_s = inbox.clone();
         std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
             match &source {
-                SourceConfig::Folder { path, watch: false, .. } => folder::run_stills(&name, path, &mut intake),
-                SourceConfig::Folder { path, watch: true, poll_ms } => {
-                    folder::run_watch(&name, path, Duration::from_millis(*poll_ms), &mut intake, &stop_s)
+                SourceConfig::Folder { path, watch: false, .. } => {
+                    folder::run_stills(&name, path, &mut intake)
                 }
-                SourceConfig::Process { command, restart } => process::run(&name, command, *restart, &mut intake, &stop_s),
-                SourceConfig::HttpMjpeg { url } => http::run_mjpeg(&name, url, &mut intake, &stop_s),
-                SourceConfig::HttpSnapshot { url, interval_s } => {
-                    http::run_snapshot(&name, url, Duration::from_secs_f64(*interval_s), &mut intake, &stop_s)
+                SourceConfig::Folder { path, watch: true, poll_ms } => folder::run_watch(
+                    &name,
+                    path,
+                    Duration::from_millis(*poll_ms),
+                    &mut intake,
+                    &stop_s,
+                ),
+                SourceConfig::Process { command, restart } => {
+                    process::run(&name, command, *restart, &mut intake, &stop_s)
                 }
+                SourceConfig::HttpMjpeg { url } => {
+                    http::run_mjpeg(&name, url, &mut intake, &stop_s)
+                }
+                SourceConfig::HttpSnapshot { url, interval_s } => http::run_snapshot(
+                    &name,
+                    url,
+                    Duration::from_secs_f64(*interval_s),
+                    &mut intake,
+                    &stop_s,
+                ),
                 #[cfg(feature = "v4l2")]
                 SourceConfig::V4l2(v) => crate::source::v4l2::run(&name, v, &mut intake, &stop_s),
                 // Refused by Config::validate in such a build.
@@ -175,29 +268,71 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             let name = cam.name.clone();
             let inbox = inbox.clone();
             let stop_l = stop.clone();
-            let mut reporter = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), false);
+            let mut reporter = FrameIntake::new(
+                cam,
+                inbox.clone(),
+                sink.clone(),
+                topics.clone(),
+                stop.clone(),
+                false,
+            );
             std::thread::Builder::new().name(format!("line-{name}")).spawn(move || {
-                process::run_lines(&name, &argv, &mut |_| inbox.line(), &mut |why| reporter.failed(why), &stop_l)
+                process::run_lines(
+                    &name,
+                    &argv,
+                    &mut |_| inbox.line(),
+                    &mut |why| reporter.failed(why),
+                    &stop_l,
+                )
             })?;
         }
         if let Some(gpio) = cam.triggers.gpio.clone() {
             let name = cam.name.clone();
             let inbox = inbox.clone();
             let stop_g = stop.clone();
-            let mut reporter = FrameIntake::new(cam, inbox.clone(), sink.clone(), topics.clone(), stop.clone(), false);
+            let mut reporter = FrameIntake::new(
+                cam,
+                inbox.clone(),
+                sink.clone(),
+                topics.clone(),
+                stop.clone(),
+                false,
+            );
             std::thread::Builder::new().name(format!("gpio-{name}")).spawn(move || {
-                crate::gpio::run(&name, &gpio, &mut || inbox.line(), &mut |why| reporter.failed(why), &stop_g)
+                crate::gpio::run(
+                    &name,
+                    &gpio,
+                    &mut || inbox.line(),
+                    &mut |why| reporter.failed(why),
+                    &stop_g,
+                )
             })?;
         }
-        let mut worker = CameraWorker::new(cam, topics.clone(), sink.clone(), inbox.clone(), analyzer, stills, labels_file);
+        let mut worker = CameraWorker::new(
+            cam,
+            topics.clone(),
+            sink.clone(),
+            inbox.clone(),
+            analyzer,
+            stills,
+            labels_file,
+        );
         if let Some((ix, clip)) = &index {
             if worker.analyzer.clip_name() == clip.bundle.manifest.name {
                 worker.index = Some(ix.clone());
             } else {
-                log::warn!("camera {}: its CLIP model is not the index's ({}): its frames are not indexed", cam.name, clip.bundle.manifest.name);
+                log::warn!(
+                    "camera {}: its CLIP model is not the index's ({}): its frames are not indexed",
+                    cam.name,
+                    clip.bundle.manifest.name
+                );
             }
         }
-        workers.push(std::thread::Builder::new().name(format!("camera-{}", cam.name)).spawn(move || worker.run())?);
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("camera-{}", cam.name))
+                .spawn(move || worker.run())?,
+        );
     }
 
     // Run until told to stop, or until every camera is done (still files only).

@@ -27,11 +27,17 @@ pub fn topic(prefix: &str, topics: &Topics, camera: &str) -> String {
 
 fn node_id(topics: &Topics, camera: &str) -> String {
     // HA's node ids are [a-zA-Z0-9_-]; device and camera names may hold more.
-    format!("owlet_{}_{}", topics.device(), camera).chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+    format!("owlet_{}_{}", topics.device(), camera)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect()
 }
 
 pub fn messages(prefix: &str, topics: &Topics, cameras: &[CameraEntities]) -> Vec<Message> {
-    cameras.iter().map(|c| Message::json(topic(prefix, topics, &c.camera.name), config(topics, c)).retained()).collect()
+    cameras
+        .iter()
+        .map(|c| Message::json(topic(prefix, topics, &c.camera.name), config(topics, c)).retained())
+        .collect()
 }
 
 pub fn config(topics: &Topics, c: &CameraEntities) -> Value {
@@ -71,10 +77,16 @@ pub fn config(topics: &Topics, c: &CameraEntities) -> Value {
         );
     }
     if c.camera.snapshot {
-        add("snapshot", json!({"platform": "image", "name": "Snapshot", "image_topic": t("snapshot"), "content_type": "image/jpeg"}));
+        add(
+            "snapshot",
+            json!({"platform": "image", "name": "Snapshot", "image_topic": t("snapshot"), "content_type": "image/jpeg"}),
+        );
     }
     if c.camera.triggers.command {
-        add("capture", json!({"platform": "button", "name": "Capture", "icon": "mdi:camera", "command_topic": t("capture"), "payload_press": "PRESS"}));
+        add(
+            "capture",
+            json!({"platform": "button", "name": "Capture", "icon": "mdi:camera", "command_topic": t("capture"), "payload_press": "PRESS"}),
+        );
     }
     json!({
         "device": {

@@ -23,7 +23,12 @@ fn request(cfg: &GpioConfig) -> Result<Request, String> {
         GpioBias::Disabled => Bias::Disabled,
     });
     let mut b = Request::builder();
-    b.on_chip(&cfg.chip).with_consumer("owlet-bridge").with_line(cfg.line).as_input().with_edge_detection(edge).with_bias(bias);
+    b.on_chip(&cfg.chip)
+        .with_consumer("owlet-bridge")
+        .with_line(cfg.line)
+        .as_input()
+        .with_edge_detection(edge)
+        .with_bias(bias);
     if cfg.debounce_ms > 0 {
         b.with_debounce_period(Duration::from_millis(cfg.debounce_ms.into()));
     }
@@ -32,13 +37,24 @@ fn request(cfg: &GpioConfig) -> Result<Request, String> {
 
 /// Call `on_edge` for every edge until stopped; a chip that fails (or a line that
 /// another program holds) is reported and requested again with backoff.
-pub fn run(camera: &str, cfg: &GpioConfig, on_edge: &mut dyn FnMut(), on_failure: &mut dyn FnMut(&str), stop: &Stop) {
+pub fn run(
+    camera: &str,
+    cfg: &GpioConfig,
+    on_edge: &mut dyn FnMut(),
+    on_failure: &mut dyn FnMut(&str),
+    stop: &Stop,
+) {
     let mut backoff = Backoff::default();
     while !stop.is_stopped() {
         let started = Instant::now();
         let reason = match request(cfg) {
             Ok(req) => {
-                log::info!("camera {camera}: GPIO trigger on {} line {} ({:?} edges)", cfg.chip.display(), cfg.line, cfg.edge);
+                log::info!(
+                    "camera {camera}: GPIO trigger on {} line {} ({:?} edges)",
+                    cfg.chip.display(),
+                    cfg.line,
+                    cfg.edge
+                );
                 match watch(&req, on_edge, stop) {
                     Ok(()) => return,
                     Err(e) => format!("{} line {}: {e}", cfg.chip.display(), cfg.line),
@@ -50,7 +66,10 @@ pub fn run(camera: &str, cfg: &GpioConfig, on_edge: &mut dyn FnMut(), on_failure
             return;
         }
         let delay = backoff.delay(started.elapsed());
-        on_failure(&format!("GPIO trigger of {camera}: {reason}; retrying in {:.1} s", delay.as_secs_f64()));
+        on_failure(&format!(
+            "GPIO trigger of {camera}: {reason}; retrying in {:.1} s",
+            delay.as_secs_f64()
+        ));
         if !stop.sleep(delay) {
             return;
         }
@@ -85,11 +104,22 @@ mod tests {
         let stop = Stop::default();
         let s = stop.clone();
         let mut failures = Vec::new();
-        run("door", &cfg, &mut || panic!("no edge can come"), &mut |why| {
-            failures.push(why.to_string());
-            s.stop();
-        }, &stop);
+        run(
+            "door",
+            &cfg,
+            &mut || panic!("no edge can come"),
+            &mut |why| {
+                failures.push(why.to_string());
+                s.stop();
+            },
+            &stop,
+        );
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].contains("/dev/gpiochip-owlet-none line 17") && failures[0].contains("door"), "{}", failures[0]);
+        assert!(
+            failures[0].contains("/dev/gpiochip-owlet-none line 17")
+                && failures[0].contains("door"),
+            "{}",
+            failures[0]
+        );
     }
 }

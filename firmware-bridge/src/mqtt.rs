@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, RecvTimeoutError, Transport};
+use rumqttc::{
+    Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, RecvTimeoutError,
+    Transport,
+};
 
 use crate::config::MqttConfig;
 use crate::outbox::Outbox;
@@ -43,7 +46,12 @@ impl Sink for MqttSink {
             }
             Delivery::BestEffort => {
                 if self.connected.load(Ordering::SeqCst) {
-                    let _ = self.client.try_publish(msg.topic.clone(), QoS::AtMostOnce, msg.retain, msg.encode(None));
+                    let _ = self.client.try_publish(
+                        msg.topic.clone(),
+                        QoS::AtMostOnce,
+                        msg.retain,
+                        msg.encode(None),
+                    );
                 }
             }
         }
@@ -93,7 +101,9 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> anyhow::Result<MqttOptions>
         o.set_credentials(user.clone(), password);
     }
     if let Some(tls) = &cfg.tls {
-        o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(tls)?))));
+        o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
+            tls_config(tls)?,
+        ))));
     }
     Ok(o)
 }
@@ -104,9 +114,10 @@ fn tls_config(tls: &crate::config::TlsConfig) -> anyhow::Result<rustls::ClientCo
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    let cas: Vec<CertificateDer> = CertificateDer::pem_file_iter(&tls.ca)
-        .and_then(|it| it.collect())
-        .with_context(|| format!("mqtt.tls.ca {}: not a readable PEM certificate file", tls.ca.display()))?;
+    let cas: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(&tls.ca).and_then(|it| it.collect()).with_context(|| {
+            format!("mqtt.tls.ca {}: not a readable PEM certificate file", tls.ca.display())
+        })?;
     if cas.is_empty() {
         anyhow::bail!("mqtt.tls.ca {}: no certificate in it", tls.ca.display());
     }
@@ -121,10 +132,16 @@ fn tls_config(tls: &crate::config::TlsConfig) -> anyhow::Result<rustls::ClientCo
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer> = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect())
-                .with_context(|| format!("mqtt.tls.cert {}: not a readable PEM certificate file", cert.display()))?;
+                .with_context(|| {
+                    format!("mqtt.tls.cert {}: not a readable PEM certificate file", cert.display())
+                })?;
             // The key's contents are a secret: the error names the file only.
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|_| anyhow::anyhow!("mqtt.tls.key {}: no readable PEM private key", key.display()))?;
-            builder.with_client_auth_cert(chain, key).context("mqtt.tls: the client certificate and key do not go together")?
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+                anyhow::anyhow!("mqtt.tls.key {}: no readable PEM private key", key.display())
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("mqtt.tls: the client certificate and key do not go together")?
         }
         _ => builder.with_no_client_auth(),
     })
@@ -134,7 +151,11 @@ fn tls_config(tls: &crate::config::TlsConfig) -> anyhow::Result<rustls::ClientCo
 /// until `spawn` runs the event loop.
 pub fn client(opts: MqttOptions, outbox: Outbox) -> (Arc<MqttSink>, Connection) {
     let (client, connection) = Client::new(opts, 256);
-    let sink = Arc::new(MqttSink { outbox: Arc::new(Mutex::new(outbox)), client, connected: Arc::new(AtomicBool::new(false)) });
+    let sink = Arc::new(MqttSink {
+        outbox: Arc::new(Mutex::new(outbox)),
+        client,
+        connected: Arc::new(AtomicBool::new(false)),
+    });
     (sink, connection)
 }
 
@@ -148,7 +169,12 @@ pub struct LinkSettings {
     pub discovery_status_topic: Option<String>,
 }
 
-pub fn spawn(sink: Arc<MqttSink>, mut connection: Connection, settings: LinkSettings, mut on_command: CommandHandler) -> MqttLink {
+pub fn spawn(
+    sink: Arc<MqttSink>,
+    mut connection: Connection,
+    settings: LinkSettings,
+    mut on_command: CommandHandler,
+) -> MqttLink {
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
     let thread = std::thread::Builder::new()

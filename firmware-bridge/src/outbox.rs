@@ -96,7 +96,8 @@ impl Outbox {
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Outbox, Recovered)> {
         fs::create_dir_all(dir)?;
         let (mut head, mut next_seq) = read_head(&dir.join("queue.head"));
-        let mut log = OpenOptions::new().read(true).append(true).create(true).open(dir.join("queue.log"))?;
+        let mut log =
+            OpenOptions::new().read(true).append(true).create(true).open(dir.join("queue.log"))?;
         let mut bytes = Vec::new();
         log.seek(SeekFrom::Start(0))?;
         log.read_to_end(&mut bytes)?;
@@ -147,7 +148,12 @@ impl Outbox {
     }
 
     /// Like push, with the payload built from the sequence number it gets.
-    pub fn push_with(&mut self, topic: &str, retain: bool, payload: impl FnOnce(u64) -> Vec<u8>) -> io::Result<u64> {
+    pub fn push_with(
+        &mut self,
+        topic: &str,
+        retain: bool,
+        payload: impl FnOnce(u64) -> Vec<u8>,
+    ) -> io::Result<u64> {
         let seq = self.next_seq;
         let rec = Record { seq, topic: topic.to_string(), retain, payload: payload(seq) };
         if rec.topic.len() > u16::MAX as usize {
@@ -319,7 +325,10 @@ mod tests {
             let (ob, rec) = Outbox::open(c.path(), 1 << 20).unwrap();
             let whole = sizes.iter().filter(|&&s| s as usize <= cut).count();
             assert_eq!(ob.len(), whole, "cut at {cut}");
-            assert_eq!(rec.cut_bytes as usize, cut - if whole == 0 { 0 } else { sizes[whole - 1] as usize });
+            assert_eq!(
+                rec.cut_bytes as usize,
+                cut - if whole == 0 { 0 } else { sizes[whole - 1] as usize }
+            );
             for (i, r) in ob.pending.iter().enumerate() {
                 assert_eq!(r.payload, vec![i as u8; 10 + i * 7]);
             }

@@ -42,7 +42,12 @@ impl Message {
     }
 
     pub fn text(topic: String, text: &str) -> Message {
-        Message { topic, payload: Payload::Text(text.to_string()), retain: false, delivery: Delivery::Queued }
+        Message {
+            topic,
+            payload: Payload::Text(text.to_string()),
+            retain: false,
+            delivery: Delivery::Queued,
+        }
     }
 
     pub fn retained(mut self) -> Message {
@@ -85,7 +90,8 @@ impl StdoutSink {
 
 impl Sink for StdoutSink {
     fn send(&self, msg: Message) {
-        let seq = (msg.delivery == Delivery::Queued).then(|| self.seq.fetch_add(1, Ordering::Relaxed));
+        let seq =
+            (msg.delivery == Delivery::Queued).then(|| self.seq.fetch_add(1, Ordering::Relaxed));
         let body = match &msg.payload {
             Payload::Json(_) => {
                 let bytes = msg.encode(seq);

@@ -18,7 +18,12 @@ use crate::topics::Topics;
 /// Searches waiting; more are refused.
 const QUEUE: usize = 8;
 
-pub fn spawn(index: SharedIndex, clip: Arc<Clip>, sink: Arc<dyn Sink>, topics: Topics) -> SyncSender<SearchRequest> {
+pub fn spawn(
+    index: SharedIndex,
+    clip: Arc<Clip>,
+    sink: Arc<dyn Sink>,
+    topics: Topics,
+) -> SyncSender<SearchRequest> {
     let (tx, rx) = sync_channel::<SearchRequest>(QUEUE);
     std::thread::Builder::new()
         .name("search".into())

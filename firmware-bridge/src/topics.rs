@@ -47,14 +47,16 @@ impl Topics {
 
     /// Subscriptions for the commands of every camera.
     pub fn command_filters(&self) -> Vec<String> {
-        let mut v: Vec<String> = COMMAND_VERBS.iter().map(|v| format!("owlet/{}/+/{v}", self.device)).collect();
+        let mut v: Vec<String> =
+            COMMAND_VERBS.iter().map(|v| format!("owlet/{}/+/{v}", self.device)).collect();
         v.push(self.search());
         v
     }
 
     /// (camera, verb) of a command topic of this device.
     pub fn command_of<'a>(&self, topic: &'a str) -> Option<(&'a str, &'a str)> {
-        let rest = topic.strip_prefix("owlet/")?.strip_prefix(self.device.as_str())?.strip_prefix('/')?;
+        let rest =
+            topic.strip_prefix("owlet/")?.strip_prefix(self.device.as_str())?.strip_prefix('/')?;
         let (camera, verb) = rest.split_once('/')?;
         COMMAND_VERBS.iter().find(|v| **v == verb).map(|_| (camera, verb))
     }

@@ -63,7 +63,12 @@ impl MotionDetector {
         let changed = match &self.previous {
             Some(p) if p.dimensions() == small.dimensions() => {
                 let t = self.cfg.pixel_threshold as i16;
-                let n = p.as_raw().iter().zip(small.as_raw()).filter(|(a, b)| (**a as i16 - **b as i16).abs() > t).count();
+                let n = p
+                    .as_raw()
+                    .iter()
+                    .zip(small.as_raw())
+                    .filter(|(a, b)| (**a as i16 - **b as i16).abs() > t)
+                    .count();
                 n as f32 / small.as_raw().len().max(1) as f32
             }
             _ => 0.0, // first frame, or the resolution changed: nothing to compare
@@ -73,7 +78,9 @@ impl MotionDetector {
         if moving {
             self.last_motion = Some(now);
         }
-        let still_on = self.last_motion.is_some_and(|t| now.duration_since(t) <= Duration::from_secs_f64(self.cfg.hold_s));
+        let still_on = self
+            .last_motion
+            .is_some_and(|t| now.duration_since(t) <= Duration::from_secs_f64(self.cfg.hold_s));
         let transition = match (self.active, moving || still_on) {
             (false, true) => Some(true),
             (true, false) => Some(false),
@@ -95,7 +102,12 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(cfg: &TriggerConfig) -> Gate {
-        Gate { cooldown: Duration::from_secs_f64(cfg.cooldown_s), max_per_minute: cfg.max_per_minute, last: None, recent: VecDeque::new() }
+        Gate {
+            cooldown: Duration::from_secs_f64(cfg.cooldown_s),
+            max_per_minute: cfg.max_per_minute,
+            last: None,
+            recent: VecDeque::new(),
+        }
     }
 
     /// May `trigger` run now? Does not record it: call `record` when it does.
@@ -103,7 +115,8 @@ impl Gate {
         if trigger == Trigger::Still {
             return Ok(());
         }
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
             self.recent.pop_front();
         }
         if self.max_per_minute > 0 && self.recent.len() >= self.max_per_minute as usize {
@@ -150,7 +163,10 @@ mod tests {
         let o = m.observe(img(|x, y| if x < 8 && y < 8 { 250 } else { 100 }), t0);
         assert!(!o.moving, "{o:?}");
         // A person-sized block (25%): motion starts.
-        let o = m.observe(img(|x, y| if x < 32 && y < 24 { 250 } else { 100 }), t0 + Duration::from_millis(100));
+        let o = m.observe(
+            img(|x, y| if x < 32 && y < 24 { 250 } else { 100 }),
+            t0 + Duration::from_millis(100),
+        );
         assert!(o.moving && o.transition == Some(true) && (o.changed - 0.25).abs() < 0.03, "{o:?}");
         // The scene is still again: motion holds for hold_s, then ends.
         let same = |x, y| if x < 32 && y < 24 { 250 } else { 100 };
@@ -160,16 +176,23 @@ mod tests {
 
     #[test]
     fn the_gate_applies_cooldown_to_automatic_triggers_and_rate_limits_all() {
-        let mut g = Gate::new(&TriggerConfig { cooldown_s: 10.0, max_per_minute: 3, ..Default::default() });
+        let mut g =
+            Gate::new(&TriggerConfig { cooldown_s: 10.0, max_per_minute: 3, ..Default::default() });
         let t = Instant::now();
         g.allows(Trigger::Motion, t).unwrap();
         g.record(t);
-        assert!(g.allows(Trigger::Motion, t + Duration::from_secs(5)).unwrap_err().contains("cooling"));
+        assert!(g
+            .allows(Trigger::Motion, t + Duration::from_secs(5))
+            .unwrap_err()
+            .contains("cooling"));
         g.allows(Trigger::Command, t + Duration::from_secs(5)).unwrap();
         g.record(t + Duration::from_secs(5));
         g.allows(Trigger::Line, t + Duration::from_secs(16)).unwrap();
         g.record(t + Duration::from_secs(16));
-        assert!(g.allows(Trigger::Command, t + Duration::from_secs(30)).unwrap_err().contains("rate limit"));
+        assert!(g
+            .allows(Trigger::Command, t + Duration::from_secs(30))
+            .unwrap_err()
+            .contains("rate limit"));
         g.allows(Trigger::Still, t + Duration::from_secs(30)).unwrap();
         g.allows(Trigger::Command, t + Duration::from_secs(61)).unwrap();
     }

@@ -37,7 +37,8 @@ pub struct CalibrationSet {
 impl CalibrationSet {
     /// The images and the labels in the report's prompt template.
     pub fn new(images: Vec<std::path::PathBuf>, labels: &[String]) -> CalibrationSet {
-        let prompts = labels.iter().map(|l| crate::report::LABEL_TEMPLATE.replace("{}", l)).collect();
+        let prompts =
+            labels.iter().map(|l| crate::report::LABEL_TEMPLATE.replace("{}", l)).collect();
         CalibrationSet { images, prompts }
     }
 }
@@ -62,7 +63,11 @@ fn runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<Runs> {
 fn pixel_values(bundle: &Bundle, path: &Path) -> Result<Vec<f32>> {
     let img = load_rgb(path, DecodeLimits::default())?;
     let mut pixels = Vec::new();
-    owlet_runtime::preprocess::pixel_values_into(&bundle.manifest.vision.preprocess, &img, &mut pixels);
+    owlet_runtime::preprocess::pixel_values_into(
+        &bundle.manifest.vision.preprocess,
+        &img,
+        &mut pixels,
+    );
     Ok(pixels)
 }
 
@@ -72,14 +77,16 @@ fn pixel_values(bundle: &Bundle, path: &Path) -> Result<Vec<f32>> {
 fn blip2_runs(bundle: &Bundle, set: &CalibrationSet) -> Result<Runs> {
     let blip2 = Blip2::load(&bundle.dir)?;
     let cfg = blip2.default_config();
-    let prompt = bundle.manifest.generation.as_ref().map(|g| g.caption_prompt.clone()).unwrap_or_default();
+    let prompt =
+        bundle.manifest.generation.as_ref().map(|g| g.caption_prompt.clone()).unwrap_or_default();
     let (vision_path, d) = (bundle.path_of(&bundle.manifest.vision.file), bundle.decoder());
     let decoder_path = bundle.path_of(&d.file);
     let side = bundle.manifest.vision.preprocess.crop_size as usize;
     let (mut vision, mut decoder) = (Vec::new(), Vec::new());
     for path in &set.images {
         let pixels = pixel_values(bundle, path)?;
-        let t = Tensor::from_shape(&[1, 3, side, side], &pixels).map_err(|e| graph_error(&vision_path, e))?;
+        let t = Tensor::from_shape(&[1, 3, side, side], &pixels)
+            .map_err(|e| graph_error(&vision_path, e))?;
         vision.push(tvec!(t.into()));
         let queries = blip2.encode_pixels(pixels)?;
         let caption = blip2.caption(&queries, &cfg, &mut |_| {})?;
@@ -105,7 +112,9 @@ fn blip2_runs(bundle: &Bundle, set: &CalibrationSet) -> Result<Runs> {
 /// prompts must not be empty.
 fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<Runs> {
     if set.prompts.is_empty() {
-        return Err(Error::Invalid(format!("{what} needs --labels: their prompts calibrate the text graph")));
+        return Err(Error::Invalid(format!(
+            "{what} needs --labels: their prompts calibrate the text graph"
+        )));
     }
     let v = &bundle.manifest.vision;
     let vision_path = bundle.path_of(&v.file);
@@ -116,20 +125,24 @@ fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<Runs> 
         for p in chunk {
             pixels.extend(pixel_values(bundle, p)?);
         }
-        let t = Tensor::from_shape(&[chunk.len(), 3, side, side], &pixels).map_err(|e| graph_error(&vision_path, e))?;
+        let t = Tensor::from_shape(&[chunk.len(), 3, side, side], &pixels)
+            .map_err(|e| graph_error(&vision_path, e))?;
         vision.push(tvec!(t.into()));
     }
 
     let t = bundle.text();
     let text_path = bundle.path_of(&t.file);
-    let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+    let tokenizer =
+        TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
     let mut text = Vec::new();
     for chunk in set.prompts.chunks(BATCH) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let enc = tokenizer.encode_batch(&texts)?;
         let shape = [enc.batch, enc.context_length];
-        let ids = Tensor::from_shape(&shape, &enc.input_ids).map_err(|e| graph_error(&text_path, e))?;
-        let mask = Tensor::from_shape(&shape, &enc.attention_mask).map_err(|e| graph_error(&text_path, e))?;
+        let ids =
+            Tensor::from_shape(&shape, &enc.input_ids).map_err(|e| graph_error(&text_path, e))?;
+        let mask = Tensor::from_shape(&shape, &enc.attention_mask)
+            .map_err(|e| graph_error(&text_path, e))?;
         text.push(tvec!(ids.into(), mask.into()));
     }
     Ok(vec![("vision", vision_path, vision), ("text", text_path, text)])
@@ -184,24 +197,38 @@ impl LayerError {
 
 /// Every int8 layer's own error (`LayerError`), worst first: where keeping a layer
 /// in float (`--keep-float`) would matter most.
-pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]) -> Result<Vec<LayerError>> {
+pub fn layer_errors(
+    bundle: &Bundle,
+    set: &CalibrationSet,
+    keep_float: &[String],
+) -> Result<Vec<LayerError>> {
     use owlet_runtime::kernels::int8::{self, PackedWeights, XScale};
     let kernel = int8::best();
     let mut out = Vec::new();
     for (section, path, runs) in runs(bundle, set, "layer errors")? {
         // Per layer: W quantized and packed for the kernel (int8 only is kept), and
         // the running sums of squares.
-        let layers = crate::int8::linear_layers(&path, &crate::int8::keep_float_for(section, keep_float), |l, w_nk| {
-            let (q, scales) = int8::quantize_weights(&w_nk, l.n, l.k);
-            PackedWeights::pack(&kernel, &q, l.n, l.k, scales, None)
-        })?;
+        let layers = crate::int8::linear_layers(
+            &path,
+            &crate::int8::keep_float_for(section, keep_float),
+            |l, w_nk| {
+                let (q, scales) = int8::quantize_weights(&w_nk, l.n, l.k);
+                PackedWeights::pack(&kernel, &q, l.n, l.k, scales, None)
+            },
+        )?;
         // The fp32 graph's own X and X·W of every layer: X for the int8 product,
         // X·W the reference it is measured against.
         let n = layers.len();
-        let names: Vec<String> = layers.iter().map(|(l, _)| l.input.clone()).chain(layers.iter().map(|(l, _)| l.output.clone())).collect();
+        let names: Vec<String> = layers
+            .iter()
+            .map(|(l, _)| l.input.clone())
+            .chain(layers.iter().map(|(l, _)| l.output.clone()))
+            .collect();
         let mut sums = vec![(0f64, 0f64); n];
         run_with_outputs(&path, &names, runs, &mut |outs| {
-            for (((l, w), sum), (x, y32)) in layers.iter().zip(sums.iter_mut()).zip(outs[..n].iter().zip(&outs[n..])) {
+            for (((l, w), sum), (x, y32)) in
+                layers.iter().zip(sums.iter_mut()).zip(outs[..n].iter().zip(&outs[n..]))
+            {
                 let x = x.to_plain_array_view::<f32>().map_err(|e| graph_error(&path, e))?;
                 let x: Vec<f32> = x.iter().copied().collect();
                 let m = x.len() / l.k.max(1);
@@ -209,7 +236,10 @@ pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]
                 int8::qmatmul(&kernel, &x, m, w, XScale::PerRow, &mut y8);
                 let y32 = y32.to_plain_array_view::<f32>().map_err(|e| graph_error(&path, e))?;
                 if y32.len() != y8.len() {
-                    return Err(graph_error(&path, format!("{}: X·W has {} values, expected {}", l.node, y32.len(), y8.len())));
+                    return Err(graph_error(
+                        &path,
+                        format!("{}: X·W has {} values, expected {}", l.node, y32.len(), y8.len()),
+                    ));
                 }
                 for (a, b) in y8.iter().zip(y32.iter()) {
                     sum.0 += ((a - b) as f64).powi(2);
@@ -219,7 +249,12 @@ pub fn layer_errors(bundle: &Bundle, set: &CalibrationSet, keep_float: &[String]
             Ok(())
         })?;
         for ((l, _), (err, norm)) in layers.into_iter().zip(sums) {
-            out.push(LayerError { graph: section, layer: l.node, weight: l.weight, relative_error: (err / norm.max(1e-30)).sqrt() });
+            out.push(LayerError {
+                graph: section,
+                layer: l.node,
+                weight: l.weight,
+                relative_error: (err / norm.max(1e-30)).sqrt(),
+            });
         }
     }
     out.sort_by(|a, b| b.relative_error.total_cmp(&a.relative_error));
@@ -246,10 +281,8 @@ fn run_with_outputs(
         .model_for_path(path)
         .map_err(|e| graph_error(path, e))?;
     model.select_outputs_by_name(names).map_err(|e| graph_error(path, e))?;
-    let plan = model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| graph_error(path, e))?;
+    let plan =
+        model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| graph_error(path, e))?;
     for inputs in runs {
         visit(&plan.run(inputs).map_err(|e| graph_error(path, e))?)?;
     }

@@ -35,7 +35,11 @@ pub struct GraphStats {
 
 /// Read `input`, store its large float weights in fp16, write `output`.
 /// `on_tensor` is called once per initializer (a progress bar's tick).
-pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) -> Result<GraphStats> {
+pub fn convert_file(
+    input: &Path,
+    output: &Path,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<GraphStats> {
     let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_and_files(input)?;
     let mut stats = convert_model(&mut model, input, &HashSet::new(), on_tensor)?;
     (stats.bytes_before, stats.external_files) = (bytes_before, external_files);
@@ -45,7 +49,12 @@ pub fn convert_file(input: &Path, output: &Path, on_tensor: &mut dyn FnMut()) ->
 
 /// Store `model`'s large float initializers (except those named in `keep`) in
 /// fp16 behind Cast nodes. `path` names the graph in errors. Sizes are left at 0.
-pub fn convert_model(model: &mut ModelProto, path: &Path, keep: &HashSet<String>, on_tensor: &mut dyn FnMut()) -> Result<GraphStats> {
+pub fn convert_model(
+    model: &mut ModelProto,
+    path: &Path,
+    keep: &HashSet<String>,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<GraphStats> {
     let Some(graph) = model.graph.as_mut() else {
         return Err(Error::Graph(path.to_path_buf(), "the ONNX model has no graph".into()));
     };
@@ -56,7 +65,9 @@ pub fn convert_model(model: &mut ModelProto, path: &Path, keep: &HashSet<String>
         if t.data_type != FLOAT || keep.contains(&t.name) {
             continue;
         }
-        let values = float_values(t).map_err(|why| Error::Graph(path.to_path_buf(), format!("initializer {}: {why}", t.name)))?;
+        let values = float_values(t).map_err(|why| {
+            Error::Graph(path.to_path_buf(), format!("initializer {}: {why}", t.name))
+        })?;
         if values.len() < MIN_ELEMENTS {
             stats.kept_f32 += 1;
             continue;
@@ -65,7 +76,8 @@ pub fn convert_model(model: &mut ModelProto, path: &Path, keep: &HashSet<String>
         t.name = format!("{original}.fp16");
         t.data_type = FLOAT16;
         t.float_data.clear();
-        t.raw_data = values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect();
+        t.raw_data =
+            values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect();
         casts.push(cast_node(t.name.clone(), original, FLOAT));
         stats.converted += 1;
     }
@@ -85,7 +97,12 @@ pub fn cast_node(input: String, output: String, to: i32) -> NodeProto {
         name: format!("{output}.cast"),
         output: vec![output],
         op_type: "Cast".into(),
-        attribute: vec![AttributeProto { name: "to".into(), r#type: ATTR_INT, i: to as i64, ..Default::default() }],
+        attribute: vec![AttributeProto {
+            name: "to".into(),
+            r#type: ATTR_INT,
+            i: to as i64,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

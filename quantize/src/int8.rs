@@ -41,7 +41,8 @@ const MIN_TABLE_ELEMENTS: usize = 65536;
 /// and the demo's captions agreed with fp32's as often (99.9% of tokens on the 200
 /// held-out frames, float head or int8). The accuracy report measures what
 /// quantizing any of them costs (`--keep-float NAME` / `none`).
-pub const DEFAULT_KEEP_FLOAT: &[&str] = &["visual_projection", "text_projection", "language_projection"];
+pub const DEFAULT_KEEP_FLOAT: &[&str] =
+    &["visual_projection", "text_projection", "language_projection"];
 
 /// What the conversion of one graph did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -73,7 +74,9 @@ pub fn keep_float_for(section: &str, patterns: &[String]) -> Vec<String> {
     patterns
         .iter()
         .filter_map(|p| match p.split_once(':') {
-            Some((s, name)) if GRAPH_SECTIONS.contains(&s) => (s == section).then(|| name.to_string()),
+            Some((s, name)) if GRAPH_SECTIONS.contains(&s) => {
+                (s == section).then(|| name.to_string())
+            }
             _ => Some(p.clone()),
         })
         .collect()
@@ -97,7 +100,13 @@ fn tensor_f32(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
 }
 
 fn tensor_i8(name: String, dims: Vec<i64>, values: &[i8]) -> TensorProto {
-    TensorProto { name, dims, data_type: INT8, raw_data: values.iter().map(|v| *v as u8).collect(), ..Default::default() }
+    TensorProto {
+        name,
+        dims,
+        data_type: INT8,
+        raw_data: values.iter().map(|v| *v as u8).collect(),
+        ..Default::default()
+    }
 }
 
 /// The graph's initializers by name.
@@ -121,7 +130,8 @@ enum Linear<'g> {
 
 impl<'g> Initializers<'g> {
     fn of(graph: &'g GraphProto) -> Initializers<'g> {
-        let index = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let index =
+            graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let identity = graph
             .node
             .iter()
@@ -196,7 +206,11 @@ pub struct LinearLayer {
 /// each with what `weights` makes of its W (transposed to [N, K], one row per
 /// output channel, f32): one layer's f32 weights at a time, so that a decoder of
 /// billions of weights is never held in f32 twice.
-pub fn linear_layers<T>(path: &Path, keep_float: &[String], mut weights: impl FnMut(&LinearLayer, Vec<f32>) -> T) -> Result<Vec<(LinearLayer, T)>> {
+pub fn linear_layers<T>(
+    path: &Path,
+    keep_float: &[String],
+    mut weights: impl FnMut(&LinearLayer, Vec<f32>) -> T,
+) -> Result<Vec<(LinearLayer, T)>> {
     let bad = |why: String| Error::Graph(path.to_path_buf(), why);
     let (model, _) = crate::read_model(path)?;
     let graph = model.graph.as_ref().expect("read_model checked the graph");
@@ -205,7 +219,8 @@ pub fn linear_layers<T>(path: &Path, keep_float: &[String], mut weights: impl Fn
     for node in &graph.node {
         if let Linear::Int8(w) = inits.linear_weight(node, keep_float) {
             let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
-            let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
+            let values =
+                float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
             let layer = LinearLayer {
                 node: node.name.clone(),
                 weight: w.name.clone(),
@@ -283,7 +298,8 @@ pub fn convert_file(
                 let (wq_name, scale_name) = match done_weights.get(&w.name) {
                     Some(names) => names.clone(),
                     None => {
-                        let values = float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
+                        let values = float_values(w)
+                            .map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
                         let (q, scales) = quantize_weights(&transpose_kn(&values, k, n), n, k);
                         // `_nk`: transposed, so never the same tensor as a Gather table's `.int8`.
                         let names = (format!("{}.int8_nk", w.name), format!("{}.scale_n", w.name));
@@ -301,7 +317,10 @@ pub fn convert_file(
                     let add = &graph.node[*add_ix];
                     let other = add.input.iter().find(|i| **i != output);
                     let bias = other.and_then(|b| float_init(b)).filter(|b| b.dims == [n as i64]);
-                    if add.op_type == "Add" && add.input.len() == 2 && !graph_outputs.contains(&output) {
+                    if add.op_type == "Add"
+                        && add.input.len() == 2
+                        && !graph_outputs.contains(&output)
+                    {
                         if let Some(bias) = bias {
                             inputs.push(bias.name.clone());
                             output = add.output[0].clone();
@@ -312,7 +331,10 @@ pub fn convert_file(
                 }
                 // A static scale where calibration saw this input non-zero; else
                 // the layer keeps per-row scales.
-                let x_max = x_max.and_then(|m| m.get(&node.input[0])).copied().filter(|m| *m > 0.0 && m.is_finite());
+                let x_max = x_max
+                    .and_then(|m| m.get(&node.input[0]))
+                    .copied()
+                    .filter(|m| *m > 0.0 && m.is_finite());
                 let attribute = x_max
                     .map(|max| AttributeProto {
                         name: X_SCALE_ATTR.into(),
@@ -339,8 +361,12 @@ pub fn convert_file(
             }
             "Gather" if node.input.len() == 2 => {
                 let Some(t) = float_init(&node.input[0]) else { continue };
-                let axis = node.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).unwrap_or(0);
-                if t.dims.len() != 2 || axis != 0 || (t.dims[0] * t.dims[1]) < MIN_TABLE_ELEMENTS as i64 {
+                let axis =
+                    node.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).unwrap_or(0);
+                if t.dims.len() != 2
+                    || axis != 0
+                    || (t.dims[0] * t.dims[1]) < MIN_TABLE_ELEMENTS as i64
+                {
                     continue;
                 }
                 if matches_any(&[&node.name, &node.input[0]], keep_float) {
@@ -350,7 +376,8 @@ pub fn convert_file(
                     Some(names) => names.clone(),
                     None => {
                         let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
-                        let values = float_values(t).map_err(|why| bad(format!("initializer {}: {why}", t.name)))?;
+                        let values = float_values(t)
+                            .map_err(|why| bad(format!("initializer {}: {why}", t.name)))?;
                         let (q, scales) = quantize_weights(&values, rows, width);
                         let names = (format!("{}.int8", t.name), format!("{}.row_scale", t.name));
                         new_inits.push(tensor_i8(names.0.clone(), t.dims.clone(), &q));
@@ -374,7 +401,11 @@ pub fn convert_file(
                     vec![
                         gather(&tq_name, format!("{name}.int8_rows")),
                         gather(&scale_name, format!("{name}.row_scales")),
-                        fp16::cast_node(format!("{name}.int8_rows"), format!("{name}.f32_rows"), FLOAT),
+                        fp16::cast_node(
+                            format!("{name}.int8_rows"),
+                            format!("{name}.f32_rows"),
+                            FLOAT,
+                        ),
                         NodeProto {
                             name: format!("{name}.dequantize"),
                             op_type: "Mul".into(),
@@ -404,13 +435,16 @@ pub fn convert_file(
         }
     }
     // Drop the float originals nothing reads any more.
-    let used: std::collections::HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let used: std::collections::HashSet<String> =
+        graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
     let outputs: std::collections::HashSet<&String> = graph_outputs.iter().collect();
     graph.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name));
     graph.input.retain(|i| !init_names.contains(&i.name) || used.contains(&i.name));
     graph.initializer.extend(new_inits);
     if !model.opset_import.iter().any(|o| o.domain == owlet_runtime::ops::DOMAIN) {
-        model.opset_import.push(OperatorSetIdProto { domain: owlet_runtime::ops::DOMAIN.into(), version: 1 });
+        model
+            .opset_import
+            .push(OperatorSetIdProto { domain: owlet_runtime::ops::DOMAIN.into(), version: 1 });
     }
     // What stays float and is large goes to fp16 storage; the int8 layers' scales
     // and biases stay f32 (OwletMatMulInt8 takes them as initializers).
@@ -434,7 +468,9 @@ mod keep_float_tests {
 
     #[test]
     fn a_graph_prefix_confines_a_pattern_to_that_graph() {
-        let p: Vec<String> = ["lm_head", "decoder:/fc1/MatMul", "vision:/q_proj", "weird:name", ""].map(String::from).to_vec();
+        let p: Vec<String> = ["lm_head", "decoder:/fc1/MatMul", "vision:/q_proj", "weird:name", ""]
+            .map(String::from)
+            .to_vec();
         assert_eq!(keep_float_for("decoder", &p), ["lm_head", "/fc1/MatMul", "weird:name", ""]);
         assert_eq!(keep_float_for("vision", &p), ["lm_head", "/q_proj", "weird:name", ""]);
         assert_eq!(keep_float_for("text", &p), ["lm_head", "weird:name", ""]);

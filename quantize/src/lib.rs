@@ -9,15 +9,15 @@
 //!   `calibrate.rs`); embedding tables int8 per row; the rest fp16.
 
 pub mod calibrate;
-pub mod onnx_file;
 pub mod fp16;
 pub mod int8;
+pub mod onnx_file;
 pub mod report;
 
 use std::path::{Path, PathBuf};
 
-use owlet_runtime::bundle::{Bundle, ModelKind, Precision};
 pub(crate) use onnx_file::{read_model, write_model};
+use owlet_runtime::bundle::{Bundle, ModelKind, Precision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -70,7 +70,11 @@ pub struct Options {
 
 impl Options {
     pub fn new(to: Target) -> Options {
-        Options { to, keep_float: int8::DEFAULT_KEEP_FLOAT.iter().map(|s| s.to_string()).collect(), static_activations: None }
+        Options {
+            to,
+            keep_float: int8::DEFAULT_KEEP_FLOAT.iter().map(|s| s.to_string()).collect(),
+            static_activations: None,
+        }
     }
 }
 
@@ -86,19 +90,31 @@ pub const DEFAULT_MAX_LAYER_ERROR: f64 = 0.03;
 /// `labels`; BLIP-2: the captions fp32 writes for them), worst first, for the
 /// layers `keep_float` leaves int8. Empty for a CLIP bundle without labels (its
 /// text graph would go unmeasured).
-pub fn layer_errors(input: &Path, images: &[PathBuf], labels: &[String], keep_float: &[String]) -> Result<Vec<calibrate::LayerError>> {
+pub fn layer_errors(
+    input: &Path,
+    images: &[PathBuf],
+    labels: &[String],
+    keep_float: &[String],
+) -> Result<Vec<calibrate::LayerError>> {
     let bundle = Bundle::open(input)?;
     if bundle.manifest.kind == ModelKind::Clip && labels.is_empty() {
         return Ok(Vec::new());
     }
-    let set = calibrate::CalibrationSet::new(images.iter().take(report::LAYER_ERROR_IMAGES).cloned().collect(), labels);
+    let set = calibrate::CalibrationSet::new(
+        images.iter().take(report::LAYER_ERROR_IMAGES).cloned().collect(),
+        labels,
+    );
     calibrate::layer_errors(&bundle, &set, keep_float)
 }
 
 /// The layers of `errors` above `limit`, as `--keep-float` names of their graph
 /// only (`LayerError::keep_float_name`).
 pub fn sensitive_layers(errors: &[calibrate::LayerError], limit: f64) -> Vec<String> {
-    errors.iter().filter(|e| e.relative_error > limit).map(calibrate::LayerError::keep_float_name).collect()
+    errors
+        .iter()
+        .filter(|e| e.relative_error > limit)
+        .map(calibrate::LayerError::keep_float_name)
+        .collect()
 }
 
 /// Float layers a graph's summary line names.
@@ -114,7 +130,12 @@ pub struct GraphSummary {
 }
 
 /// Write `output`, a copy of the fp32 bundle `input` with its graphs converted.
-pub fn quantize_bundle(input: &Path, output: &Path, opts: &Options, on_tensor: &mut dyn FnMut()) -> Result<Vec<(String, GraphSummary)>> {
+pub fn quantize_bundle(
+    input: &Path,
+    output: &Path,
+    opts: &Options,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<Vec<(String, GraphSummary)>> {
     let bundle = Bundle::open(input)?;
     let m = &bundle.manifest;
     let precisions = match m.kind {
@@ -122,20 +143,31 @@ pub fn quantize_bundle(input: &Path, output: &Path, opts: &Options, on_tensor: &
         ModelKind::Blip2 => [m.vision.precision, bundle.decoder().precision],
     };
     if precisions.iter().any(|p| *p != Precision::Fp32) {
-        return Err(Error::Invalid(format!("{}: only fp32 bundles can be converted (this one is {precisions:?})", input.display())));
+        return Err(Error::Invalid(format!(
+            "{}: only fp32 bundles can be converted (this one is {precisions:?})",
+            input.display()
+        )));
     }
-    if output.exists() && std::fs::read_dir(output).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(Error::Invalid(format!("{}: exists and is not empty; give a new folder", output.display())));
+    if output.exists() && std::fs::read_dir(output).map(|mut d| d.next().is_some()).unwrap_or(true)
+    {
+        return Err(Error::Invalid(format!(
+            "{}: exists and is not empty; give a new folder",
+            output.display()
+        )));
     }
     // Calibrate before anything is written: a set that cannot be used is an error
     // that leaves no folder behind.
     let x_max = match &opts.static_activations {
         Some(_) if opts.to != Target::Int8 => {
-            return Err(Error::Invalid("static activation scales are for --to int8 (fp16 has no activation scales)".into()))
+            return Err(Error::Invalid(
+                "static activation scales are for --to int8 (fp16 has no activation scales)".into(),
+            ))
         }
         Some(set) => {
             let keep = &opts.keep_float;
-            Some(calibrate::activation_max(&bundle, set, &|section, path| int8::linear_inputs(path, &int8::keep_float_for(section, keep)))?)
+            Some(calibrate::activation_max(&bundle, set, &|section, path| {
+                int8::linear_inputs(path, &int8::keep_float_for(section, keep))
+            })?)
         }
         None => None,
     };
@@ -158,8 +190,10 @@ fn write_converted(
     let m = &bundle.manifest;
 
     let manifest_path = bundle.manifest_path();
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::Io(manifest_path.clone(), e))?;
-    let mut manifest: toml::Table = text.parse().map_err(|e| Error::Graph(manifest_path.clone(), format!("{e}")))?;
+    let text =
+        std::fs::read_to_string(&manifest_path).map_err(|e| Error::Io(manifest_path.clone(), e))?;
+    let mut manifest: toml::Table =
+        text.parse().map_err(|e| Error::Graph(manifest_path.clone(), format!("{e}")))?;
     let mut stats = Vec::new();
     // The graphs and the external data files they read (converted, not copied).
     let mut graph_files = std::collections::BTreeSet::new();
@@ -172,13 +206,20 @@ fn write_converted(
         let s = match opts.to {
             Target::Fp16 => {
                 let s = fp16::convert_file(&from, &to, on_tensor)?;
-                let detail = format!("{} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
+                let detail =
+                    format!("{} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
                 graph_files.extend(s.external_files);
                 GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
             }
             Target::Int8 => {
                 let keep = int8::keep_float_for(section, &opts.keep_float);
-                let s = int8::convert_file(&from, &to, &keep, x_max.and_then(|m| m.get(section)), on_tensor)?;
+                let s = int8::convert_file(
+                    &from,
+                    &to,
+                    &keep,
+                    x_max.and_then(|m| m.get(section)),
+                    on_tensor,
+                )?;
                 let detail = format!(
                     "{} linear layers to int8 ({} with their bias, {}), {} embedding tables to int8, {} kept float{}, {} other tensors to fp16",
                     s.quantized,
@@ -203,18 +244,29 @@ fn write_converted(
         stats.push((section.to_string(), s));
     }
     // Everything else (tokenizers, the token embedding table) as it is.
-    for entry in std::fs::read_dir(input).map_err(|e| Error::Io(input.to_path_buf(), e))?.flatten() {
+    for entry in std::fs::read_dir(input).map_err(|e| Error::Io(input.to_path_buf(), e))?.flatten()
+    {
         let name = entry.file_name().to_string_lossy().to_string();
-        if entry.path().is_file() && name != "owlet.toml" && !graph_files.contains(&name) && !output.join(&name).exists() {
-            std::fs::copy(entry.path(), output.join(&name)).map_err(|e| Error::Io(entry.path(), e))?;
+        if entry.path().is_file()
+            && name != "owlet.toml"
+            && !graph_files.contains(&name)
+            && !output.join(&name).exists()
+        {
+            std::fs::copy(entry.path(), output.join(&name))
+                .map_err(|e| Error::Io(entry.path(), e))?;
         }
     }
-    if let Some(name) = manifest.get("name").and_then(|v| v.as_str()).map(|n| format!("{n}-{}", opts.to.name())) {
+    if let Some(name) =
+        manifest.get("name").and_then(|v| v.as_str()).map(|n| format!("{n}-{}", opts.to.name()))
+    {
         manifest.insert("name".into(), name.into());
     }
     let out_manifest = output.join("owlet.toml");
-    std::fs::write(&out_manifest, toml::to_string(&manifest).map_err(|e| Error::Invalid(e.to_string()))?)
-        .map_err(|e| Error::Io(out_manifest, e))?;
+    std::fs::write(
+        &out_manifest,
+        toml::to_string(&manifest).map_err(|e| Error::Invalid(e.to_string()))?,
+    )
+    .map_err(|e| Error::Io(out_manifest, e))?;
     // The result must load: a bundle owlet cannot open is not written silently.
     Bundle::open(output)?;
     Ok(stats)
@@ -227,14 +279,17 @@ pub fn calibration_images(dir: &Path) -> Result<Vec<PathBuf>> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| owlet_runtime::image_io::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                owlet_runtime::image_io::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+            })
         })
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(Error::Invalid(format!("calibration folder {}: no images in it", dir.display())));
+        return Err(Error::Invalid(format!(
+            "calibration folder {}: no images in it",
+            dir.display()
+        )));
     }
     Ok(files)
 }

@@ -38,11 +38,13 @@ pub fn read_model(path: &Path) -> Result<(ModelProto, u64)> {
 /// copy again.
 pub fn read_model_and_files(path: &Path) -> Result<(ModelProto, u64, BTreeSet<String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
-    let mut model =
-        ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
+    let mut model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::Graph(path.to_path_buf(), format!("not an ONNX model: {e}")))?;
     match model.graph.as_ref() {
         None => return Err(Error::Graph(path.to_path_buf(), "the ONNX model has no graph".into())),
-        Some(g) if g.node.is_empty() => return Err(Error::Graph(path.to_path_buf(), "the ONNX graph has no nodes".into())),
+        Some(g) if g.node.is_empty() => {
+            return Err(Error::Graph(path.to_path_buf(), "the ONNX graph has no nodes".into()))
+        }
         Some(_) => {}
     }
     let files = inline_external_data(&mut model, path)?;
@@ -70,10 +72,15 @@ pub fn write_model_with_limit(model: &ModelProto, path: &Path, inline_limit: u64
         std::fs::write(path, &out).map_err(io)?;
         return Ok(out.len() as u64);
     }
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
     let data_name = format!("{name}.data");
     let data_path = path.with_file_name(&data_name);
-    let mut data = std::io::BufWriter::new(std::fs::File::create(&data_path).map_err(|e| Error::Io(data_path.clone(), e))?);
+    let mut data = std::io::BufWriter::new(
+        std::fs::File::create(&data_path).map_err(|e| Error::Io(data_path.clone(), e))?,
+    );
     let mut model = model.clone();
     let mut offset = 0u64;
     for t in model.graph.iter_mut().flat_map(|g| g.initializer.iter_mut()) {
@@ -83,16 +90,23 @@ pub fn write_model_with_limit(model: &ModelProto, path: &Path, inline_limit: u64
         let raw = std::mem::take(&mut t.raw_data);
         data.write_all(&raw).map_err(|e| Error::Io(data_path.clone(), e))?;
         t.data_location = Some(EXTERNAL);
-        t.external_data = [("location", data_name.clone()), ("offset", offset.to_string()), ("length", raw.len().to_string())]
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto { key: key.into(), value })
-            .collect();
+        t.external_data = [
+            ("location", data_name.clone()),
+            ("offset", offset.to_string()),
+            ("length", raw.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| StringStringEntryProto { key: key.into(), value })
+        .collect();
         offset += raw.len() as u64;
     }
     data.flush().map_err(|e| Error::Io(data_path.clone(), e))?;
     let out = model.encode_to_vec();
     if out.len() as u64 > (2u64 << 30) - 1 {
-        return Err(Error::Graph(path.to_path_buf(), format!("{} bytes without its weights: past protobuf's 2 GB", out.len())));
+        return Err(Error::Graph(
+            path.to_path_buf(),
+            format!("{} bytes without its weights: past protobuf's 2 GB", out.len()),
+        ));
     }
     std::fs::write(path, &out).map_err(io)?;
     Ok(out.len() as u64 + offset)
@@ -112,20 +126,27 @@ fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<BTreeSet<
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut files = BTreeSet::new();
     let Some(graph) = model.graph.as_mut() else { return Ok(files) };
-    let attribute_tensors = graph.node.iter_mut().flat_map(|n| n.attribute.iter_mut().flat_map(|a| a.t.iter_mut().chain(a.tensors.iter_mut())));
+    let attribute_tensors = graph.node.iter_mut().flat_map(|n| {
+        n.attribute.iter_mut().flat_map(|a| a.t.iter_mut().chain(a.tensors.iter_mut()))
+    });
     for t in graph.initializer.iter_mut().chain(attribute_tensors) {
         if !is_external(t) {
             continue;
         }
-        let bad = |why: String| Error::Graph(path.to_path_buf(), format!("tensor {}: external data: {why}", t.name));
+        let bad = |why: String| {
+            Error::Graph(path.to_path_buf(), format!("tensor {}: external data: {why}", t.name))
+        };
         let location = entry(t, "location").ok_or_else(|| bad("no location".into()))?;
         // Only files inside the graph's folder: a graph names what it reads.
         let relative = Path::new(location);
-        if location.is_empty() || relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+        if location.is_empty() || relative.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
             return Err(bad(format!("location `{location}` is not a file in the graph's folder")));
         }
         let number = |key: &str| -> Result<Option<u64>> {
-            entry(t, key).map(|v| v.parse::<u64>().map_err(|_| bad(format!("{key} `{v}` is not a number")))).transpose()
+            entry(t, key)
+                .map(|v| v.parse::<u64>().map_err(|_| bad(format!("{key} `{v}` is not a number"))))
+                .transpose()
         };
         let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
         let file = dir.join(relative);
@@ -133,10 +154,14 @@ fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<BTreeSet<
         let size = f.metadata().map_err(|e| Error::Io(file.clone(), e))?.len();
         let length = length.unwrap_or(size.saturating_sub(offset));
         if offset.checked_add(length).is_none_or(|end| end > size) {
-            return Err(bad(format!("bytes {offset}..+{length} are past the end of {location} ({size} bytes)")));
+            return Err(bad(format!(
+                "bytes {offset}..+{length} are past the end of {location} ({size} bytes)"
+            )));
         }
         let mut raw = vec![0u8; length as usize];
-        f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut raw)).map_err(|e| Error::Io(file.clone(), e))?;
+        f.seek(SeekFrom::Start(offset))
+            .and_then(|_| f.read_exact(&mut raw))
+            .map_err(|e| Error::Io(file.clone(), e))?;
         files.insert(location.to_string());
         t.raw_data = raw;
         t.data_location = None;

@@ -112,10 +112,25 @@ fn median_ms(mut f: impl FnMut() -> owlet_runtime::Result<()>) -> Result<f64> {
 }
 
 fn folder_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map(|d| d.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
-pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[PathBuf], labels: &[String], graph_bytes: (u64, u64)) -> Result<Report> {
+pub fn compare(
+    original: &Path,
+    converted: &Path,
+    to: crate::Target,
+    images: &[PathBuf],
+    labels: &[String],
+    graph_bytes: (u64, u64),
+) -> Result<Report> {
     let imgs = images
         .iter()
         .map(|p| load_rgb(p, DecodeLimits::default()))
@@ -161,17 +176,30 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
             r.peak_rss_mb = (peak_a, peak_b);
             cosines = ea.rows().zip(eb.rows()).map(|(x, y)| cosine(x, y)).collect();
             if let (Some(sa), Some(sb)) = (sa, sb) {
-                r.text_cosine_worst =
-                    Some(sa.embeddings.rows().zip(sb.embeddings.rows()).map(|(x, y)| cosine(x, y)).fold(1.0, f64::min));
+                r.text_cosine_worst = Some(
+                    sa.embeddings
+                        .rows()
+                        .zip(sb.embeddings.rows())
+                        .map(|(x, y)| cosine(x, y))
+                        .fold(1.0, f64::min),
+                );
                 let (ca, cb) = (a.classify_embeddings(&ea, &sa), b.classify_embeddings(&eb, &sb));
                 let same = ca.iter().zip(&cb).filter(|(x, y)| x.top().0 == y.top().0).count();
                 r.zero_shot_agreement = Some(same as f64 / imgs.len() as f64);
                 let lead = |c: &owlet_runtime::models::clip::Classification| {
                     let ranked = c.ranked();
-                    if ranked.len() < 2 { 1.0 } else { (ranked[0].1 - ranked[1].1) as f64 }
+                    if ranked.len() < 2 {
+                        1.0
+                    } else {
+                        (ranked[0].1 - ranked[1].1) as f64
+                    }
                 };
-                r.zero_shot_largest_flipped_lead =
-                    ca.iter().zip(&cb).filter(|(x, y)| x.top().0 != y.top().0).map(|(x, _)| lead(x)).reduce(f64::max);
+                r.zero_shot_largest_flipped_lead = ca
+                    .iter()
+                    .zip(&cb)
+                    .filter(|(x, y)| x.top().0 != y.top().0)
+                    .map(|(x, _)| lead(x))
+                    .reduce(f64::max);
                 let decided: Vec<bool> = ca
                     .iter()
                     .zip(&cb)
@@ -179,9 +207,19 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
                     .map(|(x, y)| x.top().0 == y.top().0)
                     .collect();
                 let n = decided.len();
-                r.zero_shot_decided = Some((if n == 0 { 1.0 } else { decided.iter().filter(|d| **d).count() as f64 / n as f64 }, n));
+                r.zero_shot_decided = Some((
+                    if n == 0 {
+                        1.0
+                    } else {
+                        decided.iter().filter(|d| **d).count() as f64 / n as f64
+                    },
+                    n,
+                ));
             }
-            r.vision_ms = (median_ms(|| a.embed_images(&imgs[..1]).map(|_| ()))?, median_ms(|| b.embed_images(&imgs[..1]).map(|_| ()))?);
+            r.vision_ms = (
+                median_ms(|| a.embed_images(&imgs[..1]).map(|_| ()))?,
+                median_ms(|| b.embed_images(&imgs[..1]).map(|_| ()))?,
+            );
         }
         ModelKind::Blip2 => {
             let warm = Blip2::load(original)?; // as for CLIP: process-wide set-up, untimed
@@ -189,17 +227,24 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
             drop(warm);
             let base = peak::reset();
             let a = Blip2::load(original)?;
-            let qs_a = imgs.iter().map(|i| a.encode_image(i)).collect::<owlet_runtime::Result<Vec<_>>>()?;
+            let qs_a = imgs
+                .iter()
+                .map(|i| a.encode_image(i))
+                .collect::<owlet_runtime::Result<Vec<_>>>()?;
             let peak_a = peak::since(base);
             let base = peak::reset();
             let b = Blip2::load(converted)?;
-            let qs_b = imgs.iter().map(|i| b.encode_image(i)).collect::<owlet_runtime::Result<Vec<_>>>()?;
+            let qs_b = imgs
+                .iter()
+                .map(|i| b.encode_image(i))
+                .collect::<owlet_runtime::Result<Vec<_>>>()?;
             r.peak_rss_mb = (peak_a, peak::since(base));
             let cfg = a.default_config();
             let (mut same, mut total) = (0, 0);
             for ((qa, qb), path) in qs_a.iter().zip(&qs_b).zip(images) {
                 cosines.push(cosine(&qa.data, &qb.data));
-                let (ga, gb) = (a.caption(qa, &cfg, &mut |_| {})?, b.caption(qb, &cfg, &mut |_| {})?);
+                let (ga, gb) =
+                    (a.caption(qa, &cfg, &mut |_| {})?, b.caption(qb, &cfg, &mut |_| {})?);
                 total += ga.ids.len().max(gb.ids.len());
                 same += ga.ids.iter().zip(&gb.ids).take_while(|(x, y)| x == y).count();
                 if r.first_divergence.is_none() && ga.ids != gb.ids {
@@ -207,8 +252,12 @@ pub fn compare(original: &Path, converted: &Path, to: crate::Target, images: &[P
                     r.first_divergence = Some((path.display().to_string(), k));
                 }
             }
-            r.caption_token_agreement = Some(if total == 0 { 1.0 } else { same as f64 / total as f64 });
-            r.vision_ms = (median_ms(|| a.encode_image(&imgs[0]).map(|_| ()))?, median_ms(|| b.encode_image(&imgs[0]).map(|_| ()))?);
+            r.caption_token_agreement =
+                Some(if total == 0 { 1.0 } else { same as f64 / total as f64 });
+            r.vision_ms = (
+                median_ms(|| a.encode_image(&imgs[0]).map(|_| ()))?,
+                median_ms(|| b.encode_image(&imgs[0]).map(|_| ()))?,
+            );
         }
     }
     if cosines.is_empty() {
@@ -224,7 +273,12 @@ impl Report {
     /// `LAYER_ERROR_IMAGES` images (and the labels' prompts, or the captions):
     /// which layers `--keep-float` would help most. int8 only; nothing is added
     /// for fp16, or for CLIP without labels.
-    pub fn add_layer_errors(&mut self, images: &[PathBuf], labels: &[String], keep_float: &[String]) -> Result<()> {
+    pub fn add_layer_errors(
+        &mut self,
+        images: &[PathBuf],
+        labels: &[String],
+        keep_float: &[String],
+    ) -> Result<()> {
         if self.precision != "int8" {
             return Ok(());
         }
@@ -236,10 +290,32 @@ impl Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mb = |b: u64| b as f64 / 1e6;
-        writeln!(f, "{} -> {} ({}), {} calibration images", self.original.display(), self.converted.display(), self.precision, self.images)?;
-        writeln!(f, "  graphs       {:.2} MB -> {:.2} MB ({:.2}x smaller)", mb(self.graph_bytes.0), mb(self.graph_bytes.1), self.graph_bytes.0 as f64 / self.graph_bytes.1.max(1) as f64)?;
-        writeln!(f, "  bundle       {:.2} MB -> {:.2} MB", mb(self.bundle_bytes.0), mb(self.bundle_bytes.1))?;
-        writeln!(f, "  embeddings   cosine to fp32: mean {:.6}, worst {:.6}", self.image_cosine_mean, self.image_cosine_worst)?;
+        writeln!(
+            f,
+            "{} -> {} ({}), {} calibration images",
+            self.original.display(),
+            self.converted.display(),
+            self.precision,
+            self.images
+        )?;
+        writeln!(
+            f,
+            "  graphs       {:.2} MB -> {:.2} MB ({:.2}x smaller)",
+            mb(self.graph_bytes.0),
+            mb(self.graph_bytes.1),
+            self.graph_bytes.0 as f64 / self.graph_bytes.1.max(1) as f64
+        )?;
+        writeln!(
+            f,
+            "  bundle       {:.2} MB -> {:.2} MB",
+            mb(self.bundle_bytes.0),
+            mb(self.bundle_bytes.1)
+        )?;
+        writeln!(
+            f,
+            "  embeddings   cosine to fp32: mean {:.6}, worst {:.6}",
+            self.image_cosine_mean, self.image_cosine_worst
+        )?;
         if let Some(t) = self.text_cosine_worst {
             writeln!(f, "  label texts  cosine to fp32: worst {t:.6}")?;
         }
@@ -247,10 +323,17 @@ impl std::fmt::Display for Report {
             writeln!(f, "  zero-shot    same top label as fp32: {:.1}% of all images", z * 100.0)?;
         }
         if let Some((z, n)) = self.zero_shot_decided {
-            writeln!(f, "               {:.1}% of the {n} where fp32 leads by >= {DECIDED_MARGIN}", z * 100.0)?;
+            writeln!(
+                f,
+                "               {:.1}% of the {n} where fp32 leads by >= {DECIDED_MARGIN}",
+                z * 100.0
+            )?;
         }
         if let Some(l) = self.zero_shot_largest_flipped_lead {
-            writeln!(f, "               where they differ, fp32's top label led by at most {l:.4}")?;
+            writeln!(
+                f,
+                "               where they differ, fp32's top label led by at most {l:.4}"
+            )?;
         }
         if let Some(c) = self.caption_token_agreement {
             writeln!(f, "  captions     tokens equal to fp32's: {:.1}%", c * 100.0)?;
@@ -262,17 +345,37 @@ impl std::fmt::Display for Report {
         if !self.layer_errors.is_empty() {
             writeln!(f, "  int8 layers  own error (|X·Wq - X·W| / |X·W|), worst {LAYER_ERRORS_SHOWN} of {}:", self.layer_errors.len())?;
             for e in self.layer_errors.iter().take(LAYER_ERRORS_SHOWN) {
-                let kept = if self.kept_float_for_error.contains(&e.keep_float_name()) { "  (kept float)" } else { "" };
-                writeln!(f, "               {:.4}  {} {}{kept}", e.relative_error, e.graph, e.layer)?;
+                let kept = if self.kept_float_for_error.contains(&e.keep_float_name()) {
+                    "  (kept float)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    f,
+                    "               {:.4}  {} {}{kept}",
+                    e.relative_error, e.graph, e.layer
+                )?;
             }
         }
         if let Some(limit) = self.max_layer_error {
             match self.kept_float_for_error.len() {
-                0 => writeln!(f, "               none above {:.1}%: every linear layer int8", limit * 100.0)?,
+                0 => writeln!(
+                    f,
+                    "               none above {:.1}%: every linear layer int8",
+                    limit * 100.0
+                )?,
                 n => writeln!(f, "               {n} above {:.1}% kept float", limit * 100.0)?,
             }
         }
-        writeln!(f, "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)", self.peak_rss_mb.0, self.peak_rss_mb.1)?;
-        write!(f, "  image graph  {:.2} ms -> {:.2} ms (CPU, batch 1, median)", self.vision_ms.0, self.vision_ms.1)
+        writeln!(
+            f,
+            "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)",
+            self.peak_rss_mb.0, self.peak_rss_mb.1
+        )?;
+        write!(
+            f,
+            "  image graph  {:.2} ms -> {:.2} ms (CPU, batch 1, median)",
+            self.vision_ms.0, self.vision_ms.1
+        )
     }
 }

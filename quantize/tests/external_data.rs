@@ -33,7 +33,9 @@ fn external_copy(from: &Path, to: &Path) {
 fn embeddings(bundle: &Path) -> Vec<f32> {
     let frames: Vec<_> = ["demo-00001.jpg", "demo-00117.jpg"]
         .iter()
-        .map(|f| load_rgb(&repo().join("models/scenes/demo").join(f), DecodeLimits::default()).unwrap())
+        .map(|f| {
+            load_rgb(&repo().join("models/scenes/demo").join(f), DecodeLimits::default()).unwrap()
+        })
         .collect();
     let clip = Clip::load(bundle).unwrap();
     let e = clip.embed_images(&frames).unwrap();
@@ -48,13 +50,23 @@ fn a_bundle_with_external_data_runs_and_converts_as_the_self_contained_one() {
     let ext = tmp.path().join("clip-external");
     external_copy(&original, &ext);
     for g in ["vision.onnx", "text.onnx"] {
-        let (graph, data) = (std::fs::metadata(ext.join(g)).unwrap().len(), std::fs::metadata(ext.join(format!("{g}.data"))).unwrap().len());
+        let (graph, data) = (
+            std::fs::metadata(ext.join(g)).unwrap().len(),
+            std::fs::metadata(ext.join(format!("{g}.data"))).unwrap().len(),
+        );
         assert!(graph * 20 < data, "{g}: {graph} bytes left in the graph, {data} in its data file");
-        assert_eq!(read_model_and_files(&ext.join(g)).unwrap().2.into_iter().collect::<Vec<_>>(), vec![format!("{g}.data")]);
+        assert_eq!(
+            read_model_and_files(&ext.join(g)).unwrap().2.into_iter().collect::<Vec<_>>(),
+            vec![format!("{g}.data")]
+        );
         // Read back, the model is the original one, every byte.
-        let ((a, size_a), (b, size_b)) = (read_model(&original.join(g)).unwrap(), read_model(&ext.join(g)).unwrap());
+        let ((a, size_a), (b, size_b)) =
+            (read_model(&original.join(g)).unwrap(), read_model(&ext.join(g)).unwrap());
         assert!(a == b, "{g}: the tensors read back differ");
-        assert!(size_b >= size_a - size_a / 50, "{g}: size {size_b} counts the data file ({size_a} self-contained)");
+        assert!(
+            size_b >= size_a - size_a / 50,
+            "{g}: size {size_b} counts the data file ({size_a} self-contained)"
+        );
     }
     // The runtime (tract) reads external data itself: the same embeddings, exactly.
     assert_eq!(embeddings(&ext), embeddings(&original));
@@ -65,9 +77,16 @@ fn a_bundle_with_external_data_runs_and_converts_as_the_self_contained_one() {
     quantize_bundle(&original, &a, &Options::new(Target::Int8), &mut || {}).unwrap();
     quantize_bundle(&ext, &b, &Options::new(Target::Int8), &mut || {}).unwrap();
     for g in ["vision.onnx", "text.onnx"] {
-        assert!(std::fs::read(a.join(g)).unwrap() == std::fs::read(b.join(g)).unwrap(), "{g} differs");
+        assert!(
+            std::fs::read(a.join(g)).unwrap() == std::fs::read(b.join(g)).unwrap(),
+            "{g} differs"
+        );
     }
-    let mut files: Vec<String> = std::fs::read_dir(&b).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&b)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into())
+        .collect();
     files.sort();
     assert_eq!(files, ["owlet.toml", "text.onnx", "tokenizer.json", "vision.onnx"]);
 
@@ -88,7 +107,14 @@ fn bad_external_data_is_a_clear_error_naming_the_tensor() {
     let bytes = std::fs::read(&graph).unwrap();
     let broken = |key: &str, value: &str| {
         let mut m = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
-        let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| !t.external_data.is_empty()).unwrap();
+        let t = m
+            .graph
+            .as_mut()
+            .unwrap()
+            .initializer
+            .iter_mut()
+            .find(|t| !t.external_data.is_empty())
+            .unwrap();
         let name = t.name.clone();
         t.external_data.iter_mut().find(|e| e.key == key).unwrap().value = value.into();
         std::fs::write(&graph, m.encode_to_vec()).unwrap();

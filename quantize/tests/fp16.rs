@@ -18,7 +18,13 @@ fn frames() -> Vec<PathBuf> {
 fn convert(name: &str) -> (tempfile::TempDir, PathBuf, u64, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join(format!("{name}-fp16"));
-    let stats = quantize_bundle(&repo().join("models").join(name), &out, &Options::new(Target::Fp16), &mut || {}).unwrap();
+    let stats = quantize_bundle(
+        &repo().join("models").join(name),
+        &out,
+        &Options::new(Target::Fp16),
+        &mut || {},
+    )
+    .unwrap();
     let before = stats.iter().map(|(_, s)| s.bytes_before).sum();
     let after = stats.iter().map(|(_, s)| s.bytes_after).sum();
     (tmp, out, before, after)
@@ -29,10 +35,22 @@ fn clip_fp16_halves_the_graphs_and_keeps_every_embedding_and_label() {
     let (_tmp, out, before, after) = convert("clip-demo");
     assert!((after as f64) < 0.55 * before as f64, "{before} -> {after} bytes");
     let b = Bundle::open(&out).unwrap();
-    assert_eq!((b.manifest.vision.precision, b.text().precision), (Precision::Fp16, Precision::Fp16));
+    assert_eq!(
+        (b.manifest.vision.precision, b.text().precision),
+        (Precision::Fp16, Precision::Fp16)
+    );
     assert_eq!(b.manifest.name, "clip-demo-fp16");
-    let labels: Vec<String> = ["car", "person", "dog", "bird", "bicycle", "package"].map(String::from).to_vec();
-    let r = report::compare(&repo().join("models/clip-demo"), &out, Target::Fp16, &frames(), &labels, (before, after)).unwrap();
+    let labels: Vec<String> =
+        ["car", "person", "dog", "bird", "bicycle", "package"].map(String::from).to_vec();
+    let r = report::compare(
+        &repo().join("models/clip-demo"),
+        &out,
+        Target::Fp16,
+        &frames(),
+        &labels,
+        (before, after),
+    )
+    .unwrap();
     eprintln!("{r}");
     assert!(r.image_cosine_worst >= 0.9999, "{r}");
     assert!(r.text_cosine_worst.unwrap() >= 0.9999, "{r}");
@@ -43,7 +61,15 @@ fn clip_fp16_halves_the_graphs_and_keeps_every_embedding_and_label() {
 fn blip2_fp16_halves_the_graphs_and_captions_as_fp32_does() {
     let (_tmp, out, before, after) = convert("blip2-demo");
     assert!((after as f64) < 0.55 * before as f64, "{before} -> {after} bytes");
-    let r = report::compare(&repo().join("models/blip2-demo"), &out, Target::Fp16, &frames(), &[], (before, after)).unwrap();
+    let r = report::compare(
+        &repo().join("models/blip2-demo"),
+        &out,
+        Target::Fp16,
+        &frames(),
+        &[],
+        (before, after),
+    )
+    .unwrap();
     eprintln!("{r}");
     assert!(r.image_cosine_worst >= 0.9999, "{r}");
     assert!(r.caption_token_agreement.unwrap() >= 0.95, "{r}");
@@ -66,13 +92,23 @@ fn fp16_compute_in_f16_where_the_cpu_has_it_with_embeddings_and_labels_kept() {
     let on = Placement::CPU.for_graph("vision", Precision::Fp16).unwrap();
     assert_eq!(on.precision == GpuPrecision::F16, f16);
     let spec = [InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }];
-    let kernels = Graph::load(&out.join("vision.onnx"), "vision", &spec, 2, on).unwrap().matmul_kernels();
+    let kernels =
+        Graph::load(&out.join("vision.onnx"), "vision", &spec, 2, on).unwrap().matmul_kernels();
     eprintln!("f16 compute: {f16}; vision matmul kernels: {kernels:?}");
     assert!(!kernels.is_empty());
     assert!(kernels.iter().all(|k| k.contains("f16") == f16), "{kernels:?}");
 
-    let labels: Vec<String> = ["car", "person", "dog", "bird", "bicycle", "package"].map(String::from).to_vec();
-    let r = report::compare(&repo().join("models/clip-demo"), &out, Target::Fp16, &frames(), &labels, (before, after)).unwrap();
+    let labels: Vec<String> =
+        ["car", "person", "dog", "bird", "bicycle", "package"].map(String::from).to_vec();
+    let r = report::compare(
+        &repo().join("models/clip-demo"),
+        &out,
+        Target::Fp16,
+        &frames(),
+        &labels,
+        (before, after),
+    )
+    .unwrap();
     eprintln!("{r}");
     // The bar for fp16 holds for f16 arithmetic too: measured under qemu A76
     // on this 128-wide model, worst 0.999994. Wider models (ViT-B: 768) sum longer
@@ -87,7 +123,10 @@ fn expect_error(input: &Path, to: Target) -> String {
     let out = tmp.path().join("out");
     let e = quantize_bundle(input, &out, &Options::new(to), &mut || {}).unwrap_err().to_string();
     let written = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
-    assert!(written == 0 || !out.join("owlet.toml").exists(), "a failed conversion left a bundle behind: {e}");
+    assert!(
+        written == 0 || !out.join("owlet.toml").exists(),
+        "a failed conversion left a bundle behind: {e}"
+    );
     e
 }
 
@@ -111,8 +150,13 @@ fn bad_input_is_a_clear_error() {
     let e = calibration_images(empty.path()).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)) && e.to_string().contains("no images"), "{e}");
     // An existing, non-empty output folder is not overwritten.
-    let e = quantize_bundle(&repo().join("models/clip-demo"), &repo().join("models/blip2-demo"), &Options::new(Target::Fp16), &mut || {})
-        .unwrap_err()
-        .to_string();
+    let e = quantize_bundle(
+        &repo().join("models/clip-demo"),
+        &repo().join("models/blip2-demo"),
+        &Options::new(Target::Fp16),
+        &mut || {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not empty"), "{e}");
 }

@@ -36,7 +36,8 @@ struct Opts {
 fn time_owlet(bundle: &Path, o: &Opts) -> (f64, f64) {
     let m = Blip2::load(bundle).expect("bundle loads");
     let side = m.bundle.manifest.vision.preprocess.crop_size as usize;
-    let pixels: Vec<f32> = (0..3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let pixels: Vec<f32> =
+        (0..3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let mut cfg = m.default_config();
     cfg.max_new_tokens = o.new_tokens;
     cfg.eos_token_id = u32::MAX; // never stop early: time every step
@@ -66,7 +67,14 @@ fn time_ort(o: &Opts, ids: &[u32], extra: &[String]) -> (f64, f64, String) {
     let out = Command::new("python3")
         .arg(&script)
         .args(["--model", &o.model.display().to_string(), "--threads", &o.threads.to_string()])
-        .args(["--prompt-ids", &id_list, "--new-tokens", &o.new_tokens.to_string(), "--runs", &o.runs.to_string()])
+        .args([
+            "--prompt-ids",
+            &id_list,
+            "--new-tokens",
+            &o.new_tokens.to_string(),
+            "--runs",
+            &o.runs.to_string(),
+        ])
         .args(extra)
         .output()
         .expect("python3 runs benches/ort_blip2.py");
@@ -74,25 +82,55 @@ fn time_ort(o: &Opts, ids: &[u32], extra: &[String]) -> (f64, f64, String) {
         panic!("ort_blip2.py failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let list = |k: &str| ort[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
-    (median(list("ttft_ms")), median(list("step_ms")), ort["onnxruntime"].as_str().unwrap_or("?").to_string())
+    let list = |k: &str| {
+        ort[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>()
+    };
+    (
+        median(list("ttft_ms")),
+        median(list("step_ms")),
+        ort["onnxruntime"].as_str().unwrap_or("?").to_string(),
+    )
 }
 
 fn rows(label: &str, (w_ttft, w_step): (f64, f64), (o_ttft, o_step): (f64, f64)) {
-    println!("{:<34} {w_ttft:>10.1} {o_ttft:>12.1} {:>11.2}x", format!("{label} time to first token (ms)"), w_ttft / o_ttft);
-    println!("{:<34} {w_step:>10.2} {o_step:>12.2} {:>11.2}x", format!("{label} decode step (ms)"), w_step / o_step);
-    println!("{:<34} {:>10.1} {:>12.1} {:>11.2}x", format!("{label} tokens/s"), 1e3 / w_step, 1e3 / o_step, o_step / w_step);
+    println!(
+        "{:<34} {w_ttft:>10.1} {o_ttft:>12.1} {:>11.2}x",
+        format!("{label} time to first token (ms)"),
+        w_ttft / o_ttft
+    );
+    println!(
+        "{:<34} {w_step:>10.2} {o_step:>12.2} {:>11.2}x",
+        format!("{label} decode step (ms)"),
+        w_step / o_step
+    );
+    println!(
+        "{:<34} {:>10.1} {:>12.1} {:>11.2}x",
+        format!("{label} tokens/s"),
+        1e3 / w_step,
+        1e3 / o_step,
+        o_step / w_step
+    );
 }
 
 fn main() {
-    let mut o = Opts { model: PathBuf::new(), int8: None, threads: engine::default_threads(), new_tokens: 20, runs: 3 };
+    let mut o = Opts {
+        model: PathBuf::new(),
+        int8: None,
+        threads: engine::default_threads(),
+        new_tokens: 20,
+        runs: 3,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" => o.model = args.next().expect("--model B").into(),
             "--int8" => o.int8 = Some(args.next().expect("--int8 B8").into()),
-            "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
-            "--new-tokens" => o.new_tokens = args.next().and_then(|v| v.parse().ok()).expect("--new-tokens N"),
+            "--threads" => {
+                o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N")
+            }
+            "--new-tokens" => {
+                o.new_tokens = args.next().and_then(|v| v.parse().ok()).expect("--new-tokens N")
+            }
             "--runs" => o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -107,7 +145,11 @@ fn main() {
 
     let int8 = o.int8.as_ref().map(|b8| {
         let cache = format!("{}-ort-int8", o.model.display());
-        eprintln!("onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}", o.model.display(), b8.display());
+        eprintln!(
+            "onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}",
+            o.model.display(),
+            b8.display()
+        );
         let owlet = time_owlet(b8, &o);
         let (t, s, _) = time_ort(&o, &ids, &["--int8".to_string(), cache]);
         (owlet, (t, s))
@@ -129,6 +171,10 @@ fn main() {
     rows("fp32", fp32, (t, s));
     if let Some((owlet, ort)) = int8 {
         rows("int8", owlet, ort);
-        println!("int8 / fp32 decode step: owlet {:.2}x, onnxruntime {:.2}x", owlet.1 / fp32.1, ort.1 / s);
+        println!(
+            "int8 / fp32 decode step: owlet {:.2}x, onnxruntime {:.2}x",
+            owlet.1 / fp32.1,
+            ort.1 / s
+        );
     }
 }

@@ -39,17 +39,32 @@ struct Opts {
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { model: PathBuf::new(), int8: None, fp16: None, threads: engine::default_threads(), iters: 10, batches: vec![1, 8], owlet_only: false };
+    let mut o = Opts {
+        model: PathBuf::new(),
+        int8: None,
+        fp16: None,
+        threads: engine::default_threads(),
+        iters: 10,
+        batches: vec![1, 8],
+        owlet_only: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" => o.model = args.next().expect("--model BUNDLE").into(),
             "--int8" => o.int8 = Some(args.next().expect("--int8 BUNDLE").into()),
             "--fp16" => o.fp16 = Some(args.next().expect("--fp16 BUNDLE").into()),
-            "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            "--threads" => {
+                o.threads = args.next().and_then(|v| v.parse().ok()).expect("--threads N")
+            }
             "--iters" => o.iters = args.next().and_then(|v| v.parse().ok()).expect("--iters N"),
             "--batches" => {
-                o.batches = args.next().expect("--batches 1,8").split(',').map(|b| b.parse().expect("batch")).collect()
+                o.batches = args
+                    .next()
+                    .expect("--batches 1,8")
+                    .split(',')
+                    .map(|b| b.parse().expect("batch"))
+                    .collect()
             }
             "--owlet-only" => o.owlet_only = true,
             "--bench" => {}
@@ -85,7 +100,8 @@ fn time_owlet(clip: &Clip, o: &Opts) -> Vec<(String, usize, f64)> {
     let mut owlet: Vec<(String, usize, f64)> = Vec::new();
     for &b in &o.batches {
         // Same input distributions as benches/ort_clip.py (values don't change the cost).
-        let pixels: Vec<f32> = (0..b * 3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let pixels: Vec<f32> =
+            (0..b * 3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
         let v = time_ms(2, o.iters, || {
             clip.vision.run_pixels(pixels.clone(), b).expect("vision runs");
         });
@@ -99,7 +115,8 @@ fn time_owlet(clip: &Clip, o: &Opts) -> Vec<(String, usize, f64)> {
             }
             mask[r * ctx..r * ctx + 10].fill(1);
         }
-        let enc = EncodedBatch { batch: b, context_length: ctx, input_ids: ids, attention_mask: mask };
+        let enc =
+            EncodedBatch { batch: b, context_length: ctx, input_ids: ids, attention_mask: mask };
         let t = time_ms(2, o.iters, || {
             clip.text.run_encoded(&enc).expect("text runs");
         });
@@ -109,7 +126,12 @@ fn time_owlet(clip: &Clip, o: &Opts) -> Vec<(String, usize, f64)> {
 }
 
 /// onnxruntime's medians from benches/ort_clip.py (`extra`: e.g. `--int8 DIR`).
-fn time_ort(o: &Opts, side: usize, ctx: usize, extra: &[String]) -> (serde_json::Value, Vec<(String, usize, f64)>) {
+fn time_ort(
+    o: &Opts,
+    side: usize,
+    ctx: usize,
+    extra: &[String],
+) -> (serde_json::Value, Vec<(String, usize, f64)>) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/ort_clip.py");
     let batches = o.batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
     let out = Command::new("python3")
@@ -123,11 +145,17 @@ fn time_ort(o: &Opts, side: usize, ctx: usize, extra: &[String]) -> (serde_json:
     if !out.status.success() {
         panic!("ort_clip.py failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let ort: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ort_clip.py prints JSON");
+    let ort: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("ort_clip.py prints JSON");
     let mut meds = Vec::new();
     for graph in ["vision", "text"] {
         for &b in &o.batches {
-            let ms: Vec<f64> = ort[graph][b.to_string()].as_array().expect("ort times").iter().map(|v| v.as_f64().unwrap()).collect();
+            let ms: Vec<f64> = ort[graph][b.to_string()]
+                .as_array()
+                .expect("ort times")
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
             meds.push((graph.to_string(), b, median(ms)));
         }
     }
@@ -147,7 +175,14 @@ fn time_owlet_fresh(bundle: &std::path::Path, o: &Opts) -> (f64, Vec<(String, us
     let batches = o.batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
     let out = Command::new(std::env::current_exe().expect("this bench's path"))
         .args(["--model", &bundle.display().to_string(), "--owlet-only"])
-        .args(["--threads", &o.threads.to_string(), "--iters", &o.iters.to_string(), "--batches", &batches])
+        .args([
+            "--threads",
+            &o.threads.to_string(),
+            "--iters",
+            &o.iters.to_string(),
+            "--batches",
+            &batches,
+        ])
         .output()
         .expect("the bench runs itself");
     if !out.status.success() {
@@ -176,7 +211,11 @@ fn main() {
     let (int8, ort8) = match &o.int8 {
         Some(p) => {
             let cache = format!("{}-ort-int8", o.model.display());
-            eprintln!("onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}", o.model.display(), p.display());
+            eprintln!(
+                "onnxruntime int8 graphs (quantize_dynamic of {}): {cache}; owlet int8 bundle: {}",
+                o.model.display(),
+                p.display()
+            );
             let owlet8 = time_owlet_fresh(p, &o).1;
             (Some(owlet8), Some(time_ort(&o, side, ctx, &["--int8".to_string(), cache]).1))
         }
@@ -187,24 +226,53 @@ fn main() {
     let (load_s, owlet) = time_owlet_fresh(&o.model, &o);
     let (ort, ort32) = time_ort(&o, side, ctx, &[]);
 
-    println!("CLIP benchmark: bundle {}, {} thread(s), {} iterations, medians in ms", o.model.display(), o.threads, o.iters);
-    println!("owlet load + plan: {load_s:.2} s; onnxruntime {}", ort["onnxruntime"].as_str().unwrap_or("?"));
-    println!("{:<8} {:>5} {:>12} {:>12} {:>14}", "graph", "batch", "owlet", "onnxruntime", "owlet / ort");
+    println!(
+        "CLIP benchmark: bundle {}, {} thread(s), {} iterations, medians in ms",
+        o.model.display(),
+        o.threads,
+        o.iters
+    );
+    println!(
+        "owlet load + plan: {load_s:.2} s; onnxruntime {}",
+        ort["onnxruntime"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<8} {:>5} {:>12} {:>12} {:>14}",
+        "graph", "batch", "owlet", "onnxruntime", "owlet / ort"
+    );
     for (graph, b, ms) in &owlet {
         let r = lookup(&ort32, graph, *b);
         println!("{graph:<8} {b:>5} {ms:>12.1} {r:>12.1} {:>13.2}x", ms / r);
     }
     if let (Some(i8s), Some(o8)) = (int8, ort8) {
         println!("int8: owlet (OwletMatMulInt8) vs onnxruntime (quantize_dynamic), same fp32 source graphs");
-        println!("{:<8} {:>5} {:>12} {:>12} {:>14} {:>16} {:>14}", "graph", "batch", "owlet int8", "ort int8", "owlet / ort", "owlet int8/fp32", "ort int8/fp32");
+        println!(
+            "{:<8} {:>5} {:>12} {:>12} {:>14} {:>16} {:>14}",
+            "graph",
+            "batch",
+            "owlet int8",
+            "ort int8",
+            "owlet / ort",
+            "owlet int8/fp32",
+            "ort int8/fp32"
+        );
         for (graph, b, ms) in &i8s {
-            let (r, f32_owlet, f32_ort) = (lookup(&o8, graph, *b), lookup(&owlet, graph, *b), lookup(&ort32, graph, *b));
-            println!("{graph:<8} {b:>5} {ms:>12.1} {r:>12.1} {:>13.2}x {:>15.2}x {:>13.2}x", ms / r, ms / f32_owlet, r / f32_ort);
+            let (r, f32_owlet, f32_ort) =
+                (lookup(&o8, graph, *b), lookup(&owlet, graph, *b), lookup(&ort32, graph, *b));
+            println!(
+                "{graph:<8} {b:>5} {ms:>12.1} {r:>12.1} {:>13.2}x {:>15.2}x {:>13.2}x",
+                ms / r,
+                ms / f32_owlet,
+                r / f32_ort
+            );
         }
     }
     if let Some(f16s) = fp16 {
         println!("fp16 bundle (weights stored in fp16) vs fp32, owlet");
-        println!("{:<8} {:>5} {:>12} {:>12} {:>16}", "graph", "batch", "owlet fp16", "owlet fp32", "owlet fp16/fp32");
+        println!(
+            "{:<8} {:>5} {:>12} {:>12} {:>16}",
+            "graph", "batch", "owlet fp16", "owlet fp32", "owlet fp16/fp32"
+        );
         for (graph, b, ms) in &f16s {
             let f32_owlet = lookup(&owlet, graph, *b);
             println!("{graph:<8} {b:>5} {ms:>12.1} {f32_owlet:>12.1} {:>15.2}x", ms / f32_owlet);

@@ -7,7 +7,9 @@
 use std::time::Instant;
 
 use owlet_runtime::engine;
-use owlet_runtime::kernels::int8::{candidates, qmatmul, quantize_rows, quantize_weights, PackedWeights, XScale};
+use owlet_runtime::kernels::int8::{
+    candidates, qmatmul, quantize_rows, quantize_weights, PackedWeights, XScale,
+};
 
 fn main() {
     let mut threads = engine::default_threads();
@@ -18,7 +20,14 @@ fn main() {
         }
     }
     // (rows, K, N): ViT-B/32 vision, 50 tokens per image: qkv/out, fc1, fc2.
-    let shapes = [(50, 768, 768), (50, 768, 3072), (50, 3072, 768), (400, 768, 768), (400, 768, 3072), (400, 3072, 768)];
+    let shapes = [
+        (50, 768, 768),
+        (50, 768, 3072),
+        (50, 3072, 768),
+        (400, 768, 768),
+        (400, 768, 3072),
+        (400, 3072, 768),
+    ];
     // Text, 77 tokens: qkv/out, fc1, fc2.
     let shapes = [&shapes[..], &[(77, 512, 512), (77, 512, 2048), (77, 2048, 512)]].concat();
     // The activations' quantization alone (every product pays it, serially).
@@ -30,14 +39,20 @@ fn main() {
             std::hint::black_box(quantize_rows(&x, m, k, k, 8, 128, XScale::PerRow));
         }
         let s = start.elapsed().as_secs_f64() / iters as f64;
-        println!("quantize_rows m {m:>4} k {k:>5}: {:8.3} ms {:6.2} ns/element", s * 1e3, s * 1e9 / (m * k) as f64);
+        println!(
+            "quantize_rows m {m:>4} k {k:>5}: {:8.3} ms {:6.2} ns/element",
+            s * 1e3,
+            s * 1e9 / (m * k) as f64
+        );
     }
     for t in [1, threads] {
         engine::set_threads(t);
         println!("{t} thread(s)");
         for &(m, k, n) in shapes.iter() {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-            let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0).collect();
+            let x: Vec<f32> =
+                (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+            let w: Vec<f32> =
+                (0..n * k).map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0).collect();
             let (wq, scales) = quantize_weights(&w, n, k);
             for kernel in candidates().iter().filter(|k| k.name != "scalar_qgemm_i8") {
                 let packed = PackedWeights::pack(kernel, &wq, n, k, scales.clone(), None);
@@ -52,7 +67,12 @@ fn main() {
                     }
                     start.elapsed().as_secs_f64() / iters as f64
                 });
-                println!("  {:<28} m {m:>4} k {k:>5} n {n:>5}: {:8.3} ms {:7.1} GMAC/s", kernel.name, s * 1e3, (m * k * n) as f64 / s / 1e9);
+                println!(
+                    "  {:<28} m {m:>4} k {k:>5} n {n:>5}: {:8.3} ms {:7.1} GMAC/s",
+                    kernel.name,
+                    s * 1e3,
+                    (m * k * n) as f64 / s / 1e9
+                );
             }
         }
     }

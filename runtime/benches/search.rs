@@ -33,7 +33,8 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     // Clustered unit vectors (1000 scenes), seeded: the same every run.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let centres: Vec<Vec<f32>> = (0..1000).map(|_| unit((0..dim).map(|_| rng.random::<f32>() - 0.5).collect())).collect();
+    let centres: Vec<Vec<f32>> =
+        (0..1000).map(|_| unit((0..dim).map(|_| rng.random::<f32>() - 0.5).collect())).collect();
     let npy = dir.join(format!("vectors-{n}.f32"));
     let mut data = Vec::with_capacity(n * dim);
     for i in 0..n {
@@ -44,7 +45,8 @@ fn main() {
             eprintln!("generating {i}/{n}");
         }
     }
-    let qs: Vec<Vec<f32>> = (0..queries).map(|i| data[(i * 7919 % n) * dim..][..dim].to_vec()).collect();
+    let qs: Vec<Vec<f32>> =
+        (0..queries).map(|i| data[(i * 7919 % n) * dim..][..dim].to_vec()).collect();
     std::fs::write(&npy, bytes(&data)).unwrap();
     std::fs::write(dir.join("queries.f32"), bytes(&qs.concat())).unwrap();
 
@@ -53,9 +55,15 @@ fn main() {
     for p in [Precision::F32, Precision::F16, Precision::I8] {
         let d = dir.join(format!("index-{p:?}-{n}"));
         let _ = std::fs::remove_dir_all(&d);
-        let (mut ix, _) = Index::open_or_create(&d, &IndexInfo { model: "bench".into(), dim, precision: p }).unwrap();
+        let (mut ix, _) =
+            Index::open_or_create(&d, &IndexInfo { model: "bench".into(), dim, precision: p })
+                .unwrap();
         for i in 0..n {
-            ix.add(&data[i * dim..(i + 1) * dim], Meta { source: i.to_string(), ..Default::default() }).unwrap();
+            ix.add(
+                &data[i * dim..(i + 1) * dim],
+                Meta { source: i.to_string(), ..Default::default() },
+            )
+            .unwrap();
         }
         ix.search(&qs[0], 10, &Filter::default()).unwrap(); // warm
         let mut times = Vec::new();
@@ -90,7 +98,11 @@ fn main() {
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    let np_ms: f64 = text.lines().find_map(|l| l.strip_prefix("numpy_ms ")).and_then(|v| v.trim().parse().ok()).expect("numpy timing");
+    let np_ms: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("numpy_ms "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("numpy timing");
     for (p, ms) in owlet_ms {
         println!("owlet {:?} / numpy f32 = {:.2}x (time; < 1: owlet faster)", p, ms / np_ms);
     }

@@ -65,7 +65,8 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub const CPU: Placement = Placement { device: Device::Cpu, precision: GpuPrecision::F32, fallback: false };
+    pub const CPU: Placement =
+        Placement { device: Device::Cpu, precision: GpuPrecision::F32, fallback: false };
 
     pub fn cuda(precision: GpuPrecision) -> Placement {
         Placement { device: Device::Cuda, precision, fallback: false }
@@ -78,8 +79,13 @@ impl Placement {
     /// On the CPU, an fp16 graph computes in f16 where the CPU has f16 arithmetic
     /// (`f16_compute::cpu_computes_f16`), in f32 otherwise.
     pub fn for_graph(&self, role: &str, stored: crate::bundle::Precision) -> Result<Placement> {
-        if self.device == Device::Cpu && stored == crate::bundle::Precision::Fp16 && f16_compute::cpu_computes_f16() {
-            log::info!("the {role} graph is fp16 and this CPU has f16 arithmetic: it computes in f16");
+        if self.device == Device::Cpu
+            && stored == crate::bundle::Precision::Fp16
+            && f16_compute::cpu_computes_f16()
+        {
+            log::info!(
+                "the {role} graph is fp16 and this CPU has f16 arithmetic: it computes in f16"
+            );
             return Ok(Placement { precision: GpuPrecision::F16, ..*self });
         }
         if self.device == Device::Cuda && stored == crate::bundle::Precision::Int8 {
@@ -238,7 +244,13 @@ pub mod cuda {
             ("cudnn", unsafe { cudarc::cudnn::sys::is_culib_present() }),
         ]
         .into_iter()
-        .map(|(l, ok)| (l.to_string(), ok, "dlopen through LD_LIBRARY_PATH and the system's library paths".to_string()))
+        .map(|(l, ok)| {
+            (
+                l.to_string(),
+                ok,
+                "dlopen through LD_LIBRARY_PATH and the system's library paths".to_string(),
+            )
+        })
         .collect::<Vec<_>>();
         let driver = if libraries.iter().all(|l| l.1) {
             tract_cuda::utils::ensure_cuda_runtime_dependencies("CUDA")
@@ -293,27 +305,39 @@ pub mod cuda {
         let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
         entries
             .flatten()
-            .map(|e| if e.path().is_dir() { cubins_in(&e.path()) } else { (e.path().extension() == Some("cubin".as_ref())) as usize })
+            .map(|e| {
+                if e.path().is_dir() {
+                    cubins_in(&e.path())
+                } else {
+                    (e.path().extension() == Some("cubin".as_ref())) as usize
+                }
+            })
             .sum()
     }
 
     /// Create tract-cuda's context, which compiles every kernel library missing
     /// from the cache (NVRTC). Returns how long it took.
     pub fn warm() -> std::result::Result<std::time::Duration, String> {
-        tract_cuda::utils::ensure_cuda_runtime_dependencies("CUDA").map_err(|e| format!("{e:#}"))?;
+        tract_cuda::utils::ensure_cuda_runtime_dependencies("CUDA")
+            .map_err(|e| format!("{e:#}"))?;
         let start = std::time::Instant::now();
         std::panic::catch_unwind(|| {
             let _ = tract_cuda::CudaTransform.transform(&mut TypedModel::default());
         })
         .map_err(|p| {
-            p.downcast_ref::<String>().cloned().unwrap_or_else(|| "tract-cuda could not create its context".into())
+            p.downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "tract-cuda could not create its context".into())
         })?;
         Ok(start.elapsed())
     }
 
     /// Turn a typed graph into a plan for the GPU. tract-cuda panics where it
     /// cannot create its context; the panic is caught and becomes an error.
-    pub fn prepare(typed: TypedModel, precision: GpuPrecision) -> TractResult<Arc<TypedRunnableModel>> {
+    pub fn prepare(
+        typed: TypedModel,
+        precision: GpuPrecision,
+    ) -> TractResult<Arc<TypedRunnableModel>> {
         let mut model = typed.into_decluttered()?;
         if precision == GpuPrecision::F16 {
             super::f16_compute::translate(&mut model)?;
@@ -322,11 +346,15 @@ pub mod cuda {
         tract_cuda::utils::ensure_cuda_runtime_dependencies("CUDA")?;
         let runtime = tract_onnx::tract_core::runtime::runtime_for_name("cuda")?
             .context("tract's cuda runtime is not registered in this build")?;
-        let runnable = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.prepare(model)))
-            .map_err(|p| {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                anyhow::anyhow!("tract-cuda failed: {}", msg.unwrap_or_else(|| "panic".into()))
-            })??;
+        let runnable =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.prepare(model)))
+                .map_err(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    anyhow::anyhow!("tract-cuda failed: {}", msg.unwrap_or_else(|| "panic".into()))
+                })??;
         runnable.typed_plan().cloned().context("tract-cuda returned a plan owlet cannot run")
     }
 
@@ -344,7 +372,8 @@ pub mod cuda {
         for &id in &gelus {
             let node = model.node(id).clone();
             let dt = model.outlet_fact(node.inputs[0])?.datum_type;
-            let scalar = |v: f32| -> TractResult<Tensor> { Ok(tensor0(v).cast_to_dt(dt)?.into_owned()) };
+            let scalar =
+                |v: f32| -> TractResult<Tensor> { Ok(tensor0(v).cast_to_dt(dt)?.into_owned()) };
             let mut patch = TypedModelPatch::default();
             let x = patch.tap_model(model, node.inputs[0])?;
             let rank = model.outlet_fact(node.inputs[0])?.rank();
@@ -358,7 +387,8 @@ pub mod cuda {
             let inv_sqrt2 = c(&mut patch, "inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2)?;
             let one = c(&mut patch, "one", 1.0)?;
             let half = c(&mut patch, "half", 0.5)?;
-            let s = patch.wire_node(format!("{}.scale", node.name), math::mul(), &[x, inv_sqrt2])?[0];
+            let s =
+                patch.wire_node(format!("{}.scale", node.name), math::mul(), &[x, inv_sqrt2])?[0];
             let e = patch.wire_node(format!("{}.erf", node.name), math::erf(), &[s])?[0];
             let p = patch.wire_node(format!("{}.one_plus", node.name), math::add(), &[e, one])?[0];
             let hx = patch.wire_node(format!("{}.half_x", node.name), math::mul(), &[x, half])?[0];

@@ -96,22 +96,34 @@ impl Graph {
         for (ix, spec) in inputs.iter().enumerate() {
             let node = &model.nodes[model.inputs[ix].node];
             if node.name != spec.name {
-                return Err(err(format!("{role} input #{ix} must be `{}`, found `{}`", spec.name, node.name)));
+                return Err(err(format!(
+                    "{role} input #{ix} must be `{}`, found `{}`",
+                    spec.name, node.name
+                )));
             }
             let fact = &node.outputs[0].fact;
             if let Some(dt) = fact.datum_type.concretize() {
                 if dt != spec.dtype {
-                    return Err(err(format!("{role} input `{}` must be {:?}, found {dt:?}", spec.name, spec.dtype)));
+                    return Err(err(format!(
+                        "{role} input `{}` must be {:?}, found {dt:?}",
+                        spec.name, spec.dtype
+                    )));
                 }
             }
             if let Some(rank) = fact.shape.rank().concretize() {
                 if rank as usize != spec.rank {
-                    return Err(err(format!("{role} input `{}` must have rank {}, found {rank}", spec.name, spec.rank)));
+                    return Err(err(format!(
+                        "{role} input `{}` must have rank {}, found {rank}",
+                        spec.name, spec.rank
+                    )));
                 }
             }
         }
         if model.outputs.len() != outputs {
-            return Err(err(format!("{role} graph must have {outputs} output(s), found {}", model.outputs.len())));
+            return Err(err(format!(
+                "{role} graph must have {outputs} output(s), found {}",
+                model.outputs.len()
+            )));
         }
 
         let typed = model
@@ -119,23 +131,33 @@ impl Graph {
             .map_err(|e| err(format!("tract could not type the graph: {e:#}")))?;
         let out_fact = typed.output_fact(0).map_err(|e| err(format!("{e:#}")))?;
         if out_fact.rank() != output_rank {
-            return Err(err(format!("{role} output must have rank {output_rank}, found {:?}", out_fact.shape)));
+            return Err(err(format!(
+                "{role} output must have rank {output_rank}, found {:?}",
+                out_fact.shape
+            )));
         }
         let plan = match on.device {
             Device::Cpu => {
                 let typed = if on.precision == crate::device::GpuPrecision::F16 {
-                    let mut m = typed.into_decluttered().map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
-                    crate::device::f16_compute::translate(&mut m)
-                        .map_err(|e| err(format!("tract could not turn the graph into f16: {e:#}")))?;
+                    let mut m = typed
+                        .into_decluttered()
+                        .map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
+                    crate::device::f16_compute::translate(&mut m).map_err(|e| {
+                        err(format!("tract could not turn the graph into f16: {e:#}"))
+                    })?;
                     m
                 } else {
                     let mut typed = typed;
-                    crate::device::f16_compute::widen_f16_constants(&mut typed)
-                        .map_err(|e| err(format!("tract could not widen the fp16 weights: {e:#}")))?;
+                    crate::device::f16_compute::widen_f16_constants(&mut typed).map_err(|e| {
+                        err(format!("tract could not widen the fp16 weights: {e:#}"))
+                    })?;
                     // owlet's einsum rewrite needs the decluttered form (after
                     // optimisation the einsums are packing and matmul ops).
-                    let mut m = typed.into_decluttered().map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
-                    crate::ops::rewrite_decluttered(&mut m).map_err(|e| err(format!("owlet's rewrite failed: {e:#}")))?;
+                    let mut m = typed
+                        .into_decluttered()
+                        .map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
+                    crate::ops::rewrite_decluttered(&mut m)
+                        .map_err(|e| err(format!("owlet's rewrite failed: {e:#}")))?;
                     m
                 };
                 typed
@@ -155,7 +177,11 @@ impl Graph {
         let graph = Graph { path: path.to_path_buf(), role, plan, device: on.device };
         if log::log_enabled!(log::Level::Info) {
             match on.device {
-                Device::Cpu => log::info!("{role} graph {}: matmul kernels {:?}", path.display(), graph.matmul_kernels()),
+                Device::Cpu => log::info!(
+                    "{role} graph {}: matmul kernels {:?}",
+                    path.display(),
+                    graph.matmul_kernels()
+                ),
                 Device::Cuda => log::info!(
                     "{role} graph {}: on cuda ({:?}), nodes on the CPU: {:?}",
                     path.display(),
@@ -245,7 +271,9 @@ impl Graph {
     /// one thread; whole parts of a batch keep every thread busy with all of them
     /// (BENCHMARKS.md). A batch of one, a GPU plan or a single thread: `run`.
     pub fn run_batch_split(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Tensor> {
-        use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
+        use tract_linalg::multithread::{
+            current_tract_executor, multithread_tract_scope, Executor,
+        };
         let batch = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
         let pool = match current_tract_executor() {
             Executor::MultiThread(pool) if self.device == Device::Cpu && batch > 1 => pool,
@@ -259,18 +287,26 @@ impl Graph {
         let mut chunks = Vec::with_capacity(parts);
         for p in 0..parts {
             let (start, end) = (batch * p / parts, batch * (p + 1) / parts);
-            let part: TVec<TValue> =
-                inputs.iter().map(|t| t.slice(0, start, end).map(|t| t.into_tvalue())).collect::<TractResult<_>>().map_err(fail)?;
+            let part: TVec<TValue> = inputs
+                .iter()
+                .map(|t| t.slice(0, start, end).map(|t| t.into_tvalue()))
+                .collect::<TractResult<_>>()
+                .map_err(fail)?;
             chunks.push(part);
         }
         let mut outs: Vec<Option<Result<Tensor>>> = (0..parts).map(|_| None).collect();
         pool.in_place_scope(|s| {
             for (part, out) in chunks.into_iter().zip(outs.iter_mut()) {
                 // Each part on one thread: no nested use of the pool.
-                s.spawn(move |_| *out = Some(multithread_tract_scope(Executor::SingleThread, || self.run(graph, part))));
+                s.spawn(move |_| {
+                    *out = Some(multithread_tract_scope(Executor::SingleThread, || {
+                        self.run(graph, part)
+                    }))
+                });
             }
         });
-        let outs: Vec<Tensor> = outs.into_iter().map(|o| o.expect("every part ran")).collect::<Result<_>>()?;
+        let outs: Vec<Tensor> =
+            outs.into_iter().map(|o| o.expect("every part ran")).collect::<Result<_>>()?;
         Tensor::stack_tensors(0, &outs).map_err(fail)
     }
 
@@ -279,12 +315,19 @@ impl Graph {
     /// used exactly like an fp32 one.
     pub fn run_all(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
         let fail = |e: TractError| Error::Inference { graph, reason: format!("{e:#}") };
-        self.run_all_in_plan_types(graph, inputs)?.into_iter().map(|t| to_f32(t).map_err(fail)).collect()
+        self.run_all_in_plan_types(graph, inputs)?
+            .into_iter()
+            .map(|t| to_f32(t).map_err(fail))
+            .collect()
     }
 
     /// As `run_all`, with outputs in the plan's own float type: for state that is fed
     /// back (BLIP-2's KV cache), which would otherwise be cast both ways every step.
-    pub fn run_all_in_plan_types(&self, graph: &'static str, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
+    pub fn run_all_in_plan_types(
+        &self,
+        graph: &'static str,
+        inputs: TVec<TValue>,
+    ) -> Result<Vec<Tensor>> {
         let fail = |e: TractError| Error::Inference { graph, reason: format!("{e:#}") };
         let model = self.plan.model();
         let mut inputs = inputs;
@@ -294,7 +337,11 @@ impl Graph {
                 *value = value.cast_to_dt(want).map_err(fail)?.into_owned().into_tvalue();
             }
         }
-        let out = if self.device == Device::Cpu { on_pool(|| self.run_plan(inputs)) } else { self.run_plan(inputs) };
+        let out = if self.device == Device::Cpu {
+            on_pool(|| self.run_plan(inputs))
+        } else {
+            self.run_plan(inputs)
+        };
         let out = out.map_err(fail)?;
         Ok(out.into_iter().map(|v| v.into_tensor()).collect())
     }
@@ -367,7 +414,9 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 // in a decoder): a worker wakes in 10-50 µs; one that takes longer
                 // (a CPU busy elsewhere) is not waited for past HELPER_WAIT_US.
                 let t0 = std::time::Instant::now();
-                while started.load(std::sync::atomic::Ordering::Acquire) < helpers && t0.elapsed().as_micros() < HELPER_WAIT_US {
+                while started.load(std::sync::atomic::Ordering::Acquire) < helpers
+                    && t0.elapsed().as_micros() < HELPER_WAIT_US
+                {
                     std::hint::spin_loop();
                 }
                 let r = multithread_tract_scope(exec.clone(), f);
@@ -386,7 +435,11 @@ const HELPER_WAIT_US: u128 = 250;
 /// until `done`. On the thread that runs the plan itself (`owner`: a helper that
 /// was not picked up in time and is popped there) it returns at once, since that
 /// thread sets `done` only after the plan, which would wait behind it.
-fn keep_awake(owner: Option<usize>, started: &std::sync::atomic::AtomicUsize, done: &std::sync::atomic::AtomicBool) {
+fn keep_awake(
+    owner: Option<usize>,
+    started: &std::sync::atomic::AtomicUsize,
+    done: &std::sync::atomic::AtomicBool,
+) {
     use std::sync::atomic::Ordering;
     if rayon::current_thread_index() == owner {
         return;
@@ -463,10 +516,15 @@ mod tests {
                     let mut v: Vec<u64> = (0..4096).collect();
                     let got = super::on_pool(|| {
                         assert!(rayon::current_thread_index().is_some(), "f runs on a pool thread");
-                        tract_linalg::multithread::par_chunks_mut(&mut v, 64, 1 << 30, |_, rows| {
-                            rows.iter_mut().for_each(|x| *x = *x * 2 + run as u64);
-                            Ok(())
-                        })
+                        tract_linalg::multithread::par_chunks_mut(
+                            &mut v,
+                            64,
+                            1 << 30,
+                            |_, rows| {
+                                rows.iter_mut().for_each(|x| *x = *x * 2 + run as u64);
+                                Ok(())
+                            },
+                        )
                         .unwrap();
                         v.iter().sum::<u64>()
                     });

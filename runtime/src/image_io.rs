@@ -43,7 +43,11 @@ pub fn load_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage> {
         return Err(err("not a file".into()));
     }
     if meta.len() > limits.max_file {
-        return Err(err(format!("file is {} bytes, over the {} byte limit", meta.len(), limits.max_file)));
+        return Err(err(format!(
+            "file is {} bytes, over the {} byte limit",
+            meta.len(),
+            limits.max_file
+        )));
     }
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     decode_rgb(&bytes, &name, limits)
@@ -93,13 +97,25 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
 /// detection): JPEGs are decoded by libjpeg-turbo at 1/8 to 1/1 scale (DCT scaling,
 /// much cheaper than a full decode), the smallest scale whose shorter side is at
 /// least `min_side`; other formats are decoded fully and converted.
-pub fn decode_gray_thumbnail(bytes: &[u8], name: &str, min_side: u32, limits: DecodeLimits) -> Result<image::GrayImage> {
+pub fn decode_gray_thumbnail(
+    bytes: &[u8],
+    name: &str,
+    min_side: u32,
+    limits: DecodeLimits,
+) -> Result<image::GrayImage> {
     #[cfg(feature = "libjpeg-turbo")]
     if bytes.starts_with(&[0xFF, 0xD8]) {
         let err = |reason: String| Error::Image { source_name: name.to_string(), reason };
-        let header = turbojpeg::read_header(bytes).map_err(|e| err(format!("corrupt JPEG: {e}")))?;
-        if header.width == 0 || header.height == 0 || header.width.max(header.height) > limits.max_side as usize {
-            return Err(err(format!("JPEG is {}x{}, outside the decoding limits", header.width, header.height)));
+        let header =
+            turbojpeg::read_header(bytes).map_err(|e| err(format!("corrupt JPEG: {e}")))?;
+        if header.width == 0
+            || header.height == 0
+            || header.width.max(header.height) > limits.max_side as usize
+        {
+            return Err(err(format!(
+                "JPEG is {}x{}, outside the decoding limits",
+                header.width, header.height
+            )));
         }
         let mut d = turbojpeg::Decompressor::new().map_err(|e| err(e.to_string()))?;
         let short = header.width.min(header.height);
@@ -130,9 +146,13 @@ pub fn decode_gray_thumbnail(bytes: &[u8], name: &str, min_side: u32, limits: De
 fn decode_jpeg_turbo(bytes: &[u8], dims: (u32, u32)) -> std::result::Result<RgbImage, String> {
     let header = turbojpeg::read_header(bytes).map_err(|e| format!("corrupt JPEG: {e}"))?;
     if (header.width as u32, header.height as u32) != dims {
-        return Err(format!("JPEG header says {}x{}, frame header {}x{}", header.width, header.height, dims.0, dims.1));
+        return Err(format!(
+            "JPEG header says {}x{}, frame header {}x{}",
+            header.width, header.height, dims.0, dims.1
+        ));
     }
-    let out = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| format!("corrupt JPEG: {e}"))?;
+    let out = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB)
+        .map_err(|e| format!("corrupt JPEG: {e}"))?;
     let (w, h) = (out.width as u32, out.height as u32);
     let mut pixels = out.pixels;
     if out.pitch != out.width * 3 {
@@ -159,20 +179,21 @@ mod tests {
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        RgbImage::new(w, h)
-            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .unwrap();
+        RgbImage::new(w, h).write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
         out
     }
 
     #[test]
     fn a_gray_thumbnail_is_small_and_agrees_with_the_full_decode() {
-        let img = RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 100]));
+        let img =
+            RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 100]));
         let mut jpeg = Vec::new();
         img.write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
         let t = decode_gray_thumbnail(&jpeg, "f.jpg", 40, DecodeLimits::default()).unwrap();
         assert_eq!(t.dimensions(), (80, 60), "1/8 gives 40x30, short of 40: so 2/8");
-        let full = DynamicImage::ImageRgb8(decode_rgb(&jpeg, "f.jpg", DecodeLimits::default()).unwrap()).into_luma8();
+        let full =
+            DynamicImage::ImageRgb8(decode_rgb(&jpeg, "f.jpg", DecodeLimits::default()).unwrap())
+                .into_luma8();
         // Same image: the thumbnail pixel at (x, y) is near the full one at (4x, 4y).
         for (x, y) in [(5u32, 5u32), (40, 30), (70, 50)] {
             let a = t.get_pixel(x, y)[0] as i32;
@@ -181,7 +202,13 @@ mod tests {
         }
         let png = decode_gray_thumbnail(&png(10, 8), "f.png", 40, DecodeLimits::default()).unwrap();
         assert_eq!(png.dimensions(), (10, 8));
-        assert!(decode_gray_thumbnail(&jpeg[..jpeg.len() / 3], "cut.jpg", 40, DecodeLimits::default()).is_err());
+        assert!(decode_gray_thumbnail(
+            &jpeg[..jpeg.len() / 3],
+            "cut.jpg",
+            40,
+            DecodeLimits::default()
+        )
+        .is_err());
     }
 
     #[test]
@@ -200,7 +227,9 @@ mod tests {
     #[test]
     fn truncated_and_garbage_bytes_are_errors() {
         let p = png(64, 64);
-        for bytes in [&p[..p.len() / 2], &p[..8], b"not an image at all", &[0xff, 0xd8, 0xff, 0xe0][..], &[]] {
+        for bytes in
+            [&p[..p.len() / 2], &p[..8], b"not an image at all", &[0xff, 0xd8, 0xff, 0xe0][..], &[]]
+        {
             assert!(decode_rgb(bytes, "mem", DecodeLimits::default()).is_err(), "{bytes:?}");
         }
     }

@@ -35,8 +35,13 @@ pub fn load_plain(path: &Path) -> Result<Tokenizer> {
 
 impl TextTokenizer {
     pub fn load(path: &Path, context_length: usize, pad_token: &str) -> Result<TextTokenizer> {
-        let err = |reason: String| Error::BundleFile { path: path.to_path_buf(), what: "tokenizer", reason };
-        let mut inner = Tokenizer::from_file(path).map_err(|e| err(format!("not a tokenizers JSON file: {e}")))?;
+        let err = |reason: String| Error::BundleFile {
+            path: path.to_path_buf(),
+            what: "tokenizer",
+            reason,
+        };
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| err(format!("not a tokenizers JSON file: {e}")))?;
         let pad_id = inner
             .token_to_id(pad_token)
             .ok_or_else(|| err(format!("pad token `{pad_token}` is not in the vocabulary")))?;

@@ -24,7 +24,7 @@ fn demo_labels_and_captions_every_bundled_frame_with_what_is_in_it() {
     for (_, c) in &captions {
         assert_eq!(c["model"], "blip2-demo");
         assert_eq!(c["runs_on"], "cpu"); // CI's build has no CUDA: auto chose the CPU
-        // The trained demo models see: each caption is the scene's own.
+                                         // The trained demo models see: each caption is the scene's own.
         let scene = demo_scene_of(c["frame"].as_str().unwrap());
         assert_eq!(c["caption"], scene.caption.as_str(), "{c}");
     }
@@ -38,13 +38,18 @@ fn demo_labels_and_captions_every_bundled_frame_with_what_is_in_it() {
         assert_eq!(labels.len(), 6);
         assert_eq!(p["top_label"], labels[0]["label"]);
         let scene = demo_scene_of(p["frame"].as_str().unwrap());
-        assert!(scene.kinds.iter().any(|k| p["top_label"] == k.as_str()), "top label of {:?}: {p}", scene.caption);
+        assert!(
+            scene.kinds.iter().any(|k| p["top_label"] == k.as_str()),
+            "top label of {:?}: {p}",
+            scene.caption
+        );
         let sum: f64 = labels.iter().map(|l| l["score"].as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() < 1e-4);
         assert!(p["latency_ms"].as_f64().unwrap() > 0.0);
     }
     // The one red car of the demo frames: named in the caption and the top label.
-    let red_car = captions.iter().find(|(_, c)| c["caption"] == "a red car").expect("a red car captioned");
+    let red_car =
+        captions.iter().find(|(_, c)| c["caption"] == "a red car").expect("a red car captioned");
     let frame = red_car.1["frame"].clone();
     let labels = msgs.iter().find(|(_, p)| p["frame"] == frame).unwrap();
     assert_eq!(labels.1["top_label"], "car");
@@ -71,9 +76,15 @@ fn a_corrupt_frame_goes_to_the_error_topic_and_the_rest_are_still_labelled() {
     .unwrap();
     let out = run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--compact"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let msgs: Vec<_> = published(&out.stdout).into_iter().filter(|(t, _)| t.ends_with("/labels") || t.ends_with("/error")).collect();
+    let msgs: Vec<_> = published(&out.stdout)
+        .into_iter()
+        .filter(|(t, _)| t.ends_with("/labels") || t.ends_with("/error"))
+        .collect();
     let topics: Vec<&str> = msgs.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(topics, ["owlet/shed/door/labels", "owlet/shed/door/error", "owlet/shed/door/labels"]);
+    assert_eq!(
+        topics,
+        ["owlet/shed/door/labels", "owlet/shed/door/error", "owlet/shed/door/labels"]
+    );
     assert!(msgs[1].1["error"].as_str().unwrap().contains("b.jpg"));
 }
 
@@ -95,9 +106,16 @@ fn the_shipped_config_checks_out_in_the_tarball_layout() {
     let tmp = tempfile::Builder::new().prefix("owlet-e2e-dist-").tempdir().unwrap();
     let etc = tmp.path().join("etc");
     std::fs::create_dir_all(&etc).unwrap();
-    std::fs::copy(repo().join("firmware-bridge/dist/owlet-bridge.toml"), etc.join("owlet-bridge.toml")).unwrap();
+    std::fs::copy(
+        repo().join("firmware-bridge/dist/owlet-bridge.toml"),
+        etc.join("owlet-bridge.toml"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(repo().join("models"), tmp.path().join("models")).unwrap();
-    let out = run("owlet-bridge", &["--config", etc.join("owlet-bridge.toml").to_str().unwrap(), "--check-config"]);
+    let out = run(
+        "owlet-bridge",
+        &["--config", etc.join("owlet-bridge.toml").to_str().unwrap(), "--check-config"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok"));
 }
@@ -115,7 +133,12 @@ fn check_config_names_a_missing_camera_device_and_gpio_chip() {
     let clip = format!("[clip]\nmodel = \"{}\"\n", demo_clip_bundle());
     let out = check_config(&cfg, &format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/video-owlet-none\" }}\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("cameras[0].source.device") && stderr.contains("/dev/video-owlet-none"), "{stderr}");
+    assert!(
+        !out.status.success()
+            && stderr.contains("cameras[0].source.device")
+            && stderr.contains("/dev/video-owlet-none"),
+        "{stderr}"
+    );
 
     let out = check_config(&cfg, &format!("{clip}[[cameras]]\nname = \"usb\"\nsource = {{ kind = \"v4l2\", device = \"/dev/null\", width = 641 }}\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -139,7 +162,10 @@ fn check_config_names_a_missing_camera_device_and_gpio_chip() {
         ),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cameras[0].triggers.gpio.chip") && stderr.contains("gpiochip-owlet-none"), "{stderr}");
+    assert!(
+        stderr.contains("cameras[0].triggers.gpio.chip") && stderr.contains("gpiochip-owlet-none"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -153,7 +179,12 @@ fn a_cuda_device_in_a_build_without_cuda_is_refused_by_name_and_auto_runs_on_the
     );
     let out = check_config(&cfg, &format!("{base}[compute]\ndevice = \"cuda\"\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("[compute] device") && stderr.contains("without CUDA"), "{stderr}");
+    assert!(
+        !out.status.success()
+            && stderr.contains("[compute] device")
+            && stderr.contains("without CUDA"),
+        "{stderr}"
+    );
 
     let out = check_config(&cfg, &format!("{base}[compute]\ndevice = \"tpu\"\n"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"), "an unknown device is named");

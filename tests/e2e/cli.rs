@@ -2,8 +2,14 @@ use owlet_e2e::*;
 use serde_json::Value;
 
 fn json_of(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -27,12 +33,14 @@ fn classify_json_gives_the_reference_zero_shot_probabilities() {
     let results = out["results"].as_array().unwrap();
     assert_eq!(results.len(), images.len());
     for (res, expected) in results.iter().zip(zs["probs"].as_array().unwrap()) {
-        let expected: Vec<f64> = expected.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let expected: Vec<f64> =
+            expected.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         for (label, e) in strings(&zs["labels"]).iter().zip(&expected) {
             let got = res["scores"][label].as_f64().unwrap();
             assert!((got - e).abs() < 1e-4, "{label}: {got} vs {e}");
         }
-        let best = expected.iter().cloned().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        let best =
+            expected.iter().cloned().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
         assert_eq!(res["top_label"], strings(&zs["labels"])[best]);
     }
 }
@@ -41,7 +49,8 @@ fn classify_json_gives_the_reference_zero_shot_probabilities() {
 fn classify_table_lists_each_image_with_ranked_labels() {
     let b = clip_bundle();
     let img = reference_image("chelsea.png");
-    let out = run("owlet", &["classify", "-m", &b, "--labels", "cat, dog ,car", "--top", "2", &img]);
+    let out =
+        run("owlet", &["classify", "-m", &b, "--labels", "cat, dog ,car", "--top", "2", &img]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -54,7 +63,22 @@ fn classify_table_lists_each_image_with_ranked_labels() {
 fn similarity_json_is_an_images_by_texts_matrix_of_cosines() {
     let b = clip_bundle();
     let (a, c) = (reference_image("chelsea.png"), reference_image("rocket.jpg"));
-    let out = json_of(&run("owlet", &["similarity", "-m", &b, "--images", &a, &c, "--texts", "a cat", "a rocket", "a dog", "--json"]));
+    let out = json_of(&run(
+        "owlet",
+        &[
+            "similarity",
+            "-m",
+            &b,
+            "--images",
+            &a,
+            &c,
+            "--texts",
+            "a cat",
+            "a rocket",
+            "a dog",
+            "--json",
+        ],
+    ));
     let cos = out["cosine"].as_array().unwrap();
     assert_eq!(cos.len(), 2);
     for row in cos {
@@ -72,12 +96,15 @@ fn embed_text_json_gives_unit_vectors_matching_the_reference_direction() {
     let r = reference();
     let texts = strings(&r["texts"]);
     let b = clip_bundle();
-    let out = json_of(&run("owlet", &["embed", "-m", &b, "--json", "--text", &texts[0], &texts[1]]));
+    let out =
+        json_of(&run("owlet", &["embed", "-m", &b, "--json", "--text", &texts[0], &texts[1]]));
     let rows = out["embeddings"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for (i, row) in rows.iter().enumerate() {
-        let e: Vec<f64> = row["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let reference: Vec<f64> = r["text_embeds"][i].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let e: Vec<f64> =
+            row["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let reference: Vec<f64> =
+            r["text_embeds"][i].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
         let rn = reference.iter().map(|x| x * x).sum::<f64>().sqrt();
         let cos = e.iter().zip(&reference).map(|(a, b)| a * b).sum::<f64>() / (norm * rn);
@@ -90,7 +117,8 @@ fn tokenize_json_matches_clip_tokenizer() {
     let r = reference();
     let case = &r["tokenization"][0];
     let b = clip_bundle();
-    let out = json_of(&run("owlet", &["tokenize", "-m", &b, "--json", case["text"].as_str().unwrap()]));
+    let out =
+        json_of(&run("owlet", &["tokenize", "-m", &b, "--json", case["text"].as_str().unwrap()]));
     let expected: Vec<i64> = case["input_ids"]
         .as_array()
         .unwrap()
@@ -99,7 +127,8 @@ fn tokenize_json_matches_clip_tokenizer() {
         .filter(|(_, m)| m.as_i64() == Some(1))
         .map(|(v, _)| v.as_i64().unwrap())
         .collect();
-    let got: Vec<i64> = out["input_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let got: Vec<i64> =
+        out["input_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert_eq!(got, expected);
     assert_eq!(out["tokens"], case["tokens"]);
 }
@@ -110,13 +139,17 @@ fn preprocess_writes_the_models_view_identical_to_clip_image_processor() {
     let tmp = tempfile::Builder::new().prefix("owlet-e2e-pre-").tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let out_png = dir.join("view.png");
-    let out = run("owlet", &["preprocess", "-m", &b, &reference_image("coffee.jpg"), "-o", out_png.to_str().unwrap()]);
+    let out = run(
+        "owlet",
+        &["preprocess", "-m", &b, &reference_image("coffee.jpg"), "-o", out_png.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let view = image::open(&out_png).unwrap().into_rgb8();
     assert_eq!((view.width(), view.height()), (224, 224));
     // Normalise the written pixels and compare with transformers' pixel_values.
     let expected: ndarray::Array3<f32> =
-        ndarray_npy::read_npy(repo().join("models/clip-test/reference/coffee.pixel_values.npy")).unwrap();
+        ndarray_npy::read_npy(repo().join("models/clip-test/reference/coffee.pixel_values.npy"))
+            .unwrap();
     // OPENAI_CLIP_MEAN / _STD, as the bundle's owlet.toml has them (f32).
     let mean = [0.481_454_66_f32, 0.457_827_5, 0.408_210_73];
     let std = [0.268_629_54_f32, 0.261_302_6, 0.275_777_1];
@@ -138,7 +171,10 @@ fn a_bad_image_among_good_ones_is_reported_and_the_rest_still_classified() {
     std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let b = clip_bundle();
     let good = reference_image("chelsea.png");
-    let out = run("owlet", &["classify", "-m", &b, "--labels", "cat,dog", "--json", &good, bad.to_str().unwrap()]);
+    let out = run(
+        "owlet",
+        &["classify", "-m", &b, "--labels", "cat,dog", "--json", &good, bad.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1), "some inputs failed -> exit 1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.jpg"), "{stderr}");
@@ -151,17 +187,35 @@ fn fatal_errors_exit_2_with_one_clear_line_and_no_panic() {
     let b = clip_bundle();
     let img = reference_image("chelsea.png");
     for (args, needle) in [
-        (vec!["classify", "-m", "/no/such/bundle", "--labels", "a", img.as_str()], "/no/such/bundle"),
+        (
+            vec!["classify", "-m", "/no/such/bundle", "--labels", "a", img.as_str()],
+            "/no/such/bundle",
+        ),
         (vec!["classify", "-m", &b, "--labels", " , ", img.as_str()], "--labels is empty"),
         (vec!["classify", "-m", &b, "--labels", "a", "/no/such.png"], "no such.png"),
-        (vec!["classify", "-m", &b, "--labels", "a", "--template", "no placeholder", img.as_str()], "placeholder"),
+        (
+            vec![
+                "classify",
+                "-m",
+                &b,
+                "--labels",
+                "a",
+                "--template",
+                "no placeholder",
+                img.as_str(),
+            ],
+            "placeholder",
+        ),
     ] {
         let out = run("owlet", &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         let needle = needle.replace("no such.png", "/no/such.png");
-        assert!(stderr.contains(&needle) || (needle == "placeholder" && stderr.contains("{}")), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&needle) || (needle == "placeholder" && stderr.contains("{}")),
+            "{args:?}: {stderr}"
+        );
     }
 }
 
@@ -176,8 +230,12 @@ fn blip2_case<'a>(r: &'a Value, image: &str, prompt: &str, beams: u64) -> &'a Va
         .unwrap()
         .iter()
         .find(|c| {
-            c["image"] == image && c["prompt"] == prompt && c["num_beams"] == beams
-                && c["length_penalty"].is_null() && c["eos_token_id"] == 2 && c["repetition_penalty"].is_null()
+            c["image"] == image
+                && c["prompt"] == prompt
+                && c["num_beams"] == beams
+                && c["length_penalty"].is_null()
+                && c["eos_token_id"] == 2
+                && c["repetition_penalty"].is_null()
         })
         .expect("reference case")
 }
@@ -192,9 +250,25 @@ fn caption_json_gives_transformers_tokens_for_greedy_and_beam_search() {
     let b = repo().join("models/blip2-test").display().to_string();
     let img = repo().join("models/demo-frames/coffee.jpg").display().to_string();
     for beams in [1u64, 3] {
-        let out = json_of(&run("owlet", &["caption", "-m", &b, "--json", "--max-new-tokens", "12", "--beams", &beams.to_string(), &img]));
+        let out = json_of(&run(
+            "owlet",
+            &[
+                "caption",
+                "-m",
+                &b,
+                "--json",
+                "--max-new-tokens",
+                "12",
+                "--beams",
+                &beams.to_string(),
+                &img,
+            ],
+        ));
         let got = ids(&out["results"][0]["token_ids"]);
-        let want: Vec<u64> = ids(&blip2_case(&r, "coffee.jpg", "", beams)["generated_ids"]).into_iter().filter(|&t| t != 2).collect();
+        let want: Vec<u64> = ids(&blip2_case(&r, "coffee.jpg", "", beams)["generated_ids"])
+            .into_iter()
+            .filter(|&t| t != 2)
+            .collect();
         assert_eq!(got, want, "{beams} beam(s)");
     }
 }
@@ -204,8 +278,12 @@ fn ask_uses_the_question_template() {
     let r = blip2_reference();
     let b = repo().join("models/blip2-test").display().to_string();
     let img = repo().join("models/demo-frames/chelsea.png").display().to_string();
-    let out = json_of(&run("owlet", &["ask", "-m", &b, "--json", "--max-new-tokens", "12", &img, "what colour is the car?"]));
-    let want = ids(&blip2_case(&r, "chelsea.png", "Question: what colour is the car? Answer:", 1)["generated_ids"]);
+    let out = json_of(&run(
+        "owlet",
+        &["ask", "-m", &b, "--json", "--max-new-tokens", "12", &img, "what colour is the car?"],
+    ));
+    let want = ids(&blip2_case(&r, "chelsea.png", "Question: what colour is the car? Answer:", 1)
+        ["generated_ids"]);
     assert_eq!(ids(&out["token_ids"]), want);
 }
 
@@ -222,10 +300,19 @@ fn chat_reads_questions_from_stdin_and_survives_a_bad_one() {
         .spawn()
         .unwrap();
     let long = "why ".repeat(400);
-    child.stdin.take().unwrap().write_all(format!("what is it?\n{long}\nis it red?\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("what is it?\n{long}\nis it red?\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "two good questions answered");
     assert_eq!(lines[1]["question"], "is it red?");
     assert!(String::from_utf8_lossy(&out.stderr).contains("characters"));
@@ -248,7 +335,19 @@ fn caption_reports_a_corrupt_image_and_captions_the_rest() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 4]).unwrap();
     let b = repo().join("models/blip2-test").display().to_string();
-    let out = run("owlet", &["caption", "-m", &b, "--json", "--max-new-tokens", "3", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = run(
+        "owlet",
+        &[
+            "caption",
+            "-m",
+            &b,
+            "--json",
+            "--max-new-tokens",
+            "3",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cut.jpg"));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -263,9 +362,39 @@ fn index_search_and_cluster_find_the_same_photo_in_two_folders() {
     let refs = repo().join("models/clip-test/reference/images");
     for precision in ["f32", "int8"] {
         let _ = std::fs::remove_dir_all(&ix);
-        let out = run("owlet", &["index", "add", "-m", &clip_bundle(), "--index", ix_s, "--precision", precision, "--camera", "porch", "models/demo-frames", refs.to_str().unwrap()]);
+        let out = run(
+            "owlet",
+            &[
+                "index",
+                "add",
+                "-m",
+                &clip_bundle(),
+                "--index",
+                ix_s,
+                "--precision",
+                precision,
+                "--camera",
+                "porch",
+                "models/demo-frames",
+                refs.to_str().unwrap(),
+            ],
+        );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix_s, "--image", "models/demo-frames/rocket.jpg", "-k", "3", "--json"]);
+        let out = run(
+            "owlet",
+            &[
+                "search",
+                "-m",
+                &clip_bundle(),
+                "--index",
+                ix_s,
+                "--image",
+                "models/demo-frames/rocket.jpg",
+                "-k",
+                "3",
+                "--json",
+            ],
+        );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let hits = hits.as_array().unwrap();
@@ -278,16 +407,53 @@ fn index_search_and_cluster_find_the_same_photo_in_two_folders() {
         }
         assert!(hits[2]["score"].as_f64().unwrap() < hits[1]["score"].as_f64().unwrap());
     }
-    let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix_s, "a photo of a cat", "-k", "50", "--camera", "porch", "--json"]);
+    let out = run(
+        "owlet",
+        &[
+            "search",
+            "-m",
+            &clip_bundle(),
+            "--index",
+            ix_s,
+            "a photo of a cat",
+            "-k",
+            "50",
+            "--camera",
+            "porch",
+            "--json",
+        ],
+    );
     let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(hits.as_array().unwrap().len(), 8, "all 8 entries, no more");
-    let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix_s, "cat", "--camera", "garage", "--json"]);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
+    let out = run(
+        "owlet",
+        &["search", "-m", &clip_bundle(), "--index", ix_s, "cat", "--camera", "garage", "--json"],
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
 
     let kw = tmp.path().join("keywords.txt");
     std::fs::write(&kw, "cat\nrocket\ncoffee\nperson\n").unwrap();
     let sheet = tmp.path().join("sheet.png");
-    let out = run("owlet", &["cluster", "-m", &clip_bundle(), "--index", ix_s, "-k", "4", "--keywords", kw.to_str().unwrap(), "--sheet", sheet.to_str().unwrap(), "--json"]);
+    let out = run(
+        "owlet",
+        &[
+            "cluster",
+            "-m",
+            &clip_bundle(),
+            "--index",
+            ix_s,
+            "-k",
+            "4",
+            "--keywords",
+            kw.to_str().unwrap(),
+            "--sheet",
+            sheet.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for cl in c["clusters"].as_array().unwrap() {
@@ -296,7 +462,13 @@ fn index_search_and_cluster_find_the_same_photo_in_two_folders() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| std::path::Path::new(m.as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+            .map(|m| {
+                std::path::Path::new(m.as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names.len(), 1, "{c}");
         assert_eq!(cl["members"].as_array().unwrap().len(), 2, "{c}");
@@ -305,7 +477,10 @@ fn index_search_and_cluster_find_the_same_photo_in_two_folders() {
     let png = image::open(&sheet).unwrap();
     assert_eq!((png.width(), png.height()), (8 * 96, 4 * 96));
     // A different model's embeddings are refused.
-    let out = run("owlet", &["index", "add", "-m", "models/blip2-test", "--index", ix_s, "models/demo-frames"]);
+    let out = run(
+        "owlet",
+        &["index", "add", "-m", "models/blip2-test", "--index", ix_s, "models/demo-frames"],
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -317,10 +492,16 @@ fn results_say_the_device_and_cuda_without_a_gpu_build_is_one_clear_error() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_of(&out)["device"], "cpu");
 
-    let out = run("owlet", &["classify", "-m", &clip, "--labels", "car,dog", "--device", "cuda", &img]);
+    let out =
+        run("owlet", &["classify", "-m", &clip, "--labels", "car,dog", "--device", "cuda", &img]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--device cuda") && stderr.contains("without CUDA") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("--device cuda")
+            && stderr.contains("without CUDA")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 
     // doctor: says what this build can do, exits 1 (no usable GPU here).
     let out = run("owlet", &["doctor", "--json"]);
@@ -338,7 +519,13 @@ fn a_reader_that_stops_early_ends_owlet_quietly_not_with_a_panic() {
     let texts: Vec<String> = (0..3000).map(|i| i.to_string()).collect(); // > a 64 KiB pipe buffer of output
     let mut args = vec!["embed".to_string(), "-m".into(), clip_bundle(), "--text".into()];
     args.extend(texts);
-    let mut child = Command::new(bin("owlet")).args(&args).current_dir(repo()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(bin("owlet"))
+        .args(&args)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then drop: the pipe closes
     let out = child.wait_with_output().unwrap();
@@ -354,16 +541,26 @@ fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
     // One thing in each: a blue bird, and the red car of the bridge's demo.
     let (bird, car) = (demo("demo-00001.jpg"), demo("demo-00117.jpg"));
     let clip8 = tmp.path().join("clip-int8").display().to_string();
-    let out = run("owlet-quantize", &[&repo().join("models/clip-demo").display().to_string(), &clip8, "--to", "int8"]);
+    let out = run(
+        "owlet-quantize",
+        &[&repo().join("models/clip-demo").display().to_string(), &clip8, "--to", "int8"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("24 linear layers to int8"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("24 linear layers to int8"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let labels = "car,person,dog,bird,bicycle,package";
     let out = run("owlet", &["classify", "-m", &clip8, "--labels", labels, "--json", &bird, &car]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = json_of(&out);
     assert_eq!(v["results"][0]["top_label"], "bird", "{v}");
     assert_eq!(v["results"][1]["top_label"], "car", "{v}");
-    let out = run("owlet", &["bench", "-m", &clip8, "--batch", "1", "--runs", "1", "--json", "--profile"]);
+    let out = run(
+        "owlet",
+        &["bench", "-m", &clip8, "--batch", "1", "--runs", "1", "--json", "--profile"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = json_of(&out);
     assert_eq!(v["precision"], "int8");
@@ -372,17 +569,25 @@ fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
     // fc1, fc2).
     for row in v["results"].as_array().unwrap() {
         let ops = row["ops"].as_array().unwrap_or_else(|| panic!("no op times: {row}"));
-        let int8 = ops.iter().find(|o| o["op"] == "OwletMatMulInt8").unwrap_or_else(|| panic!("{row}"));
+        let int8 =
+            ops.iter().find(|o| o["op"] == "OwletMatMulInt8").unwrap_or_else(|| panic!("{row}"));
         assert_eq!(int8["calls"], 16.0, "{row}");
         assert!(int8["ms"].as_f64().unwrap() > 0.0, "{row}");
     }
 
     let blip8 = tmp.path().join("blip2-int8").display().to_string();
-    let out = run("owlet-quantize", &[&repo().join("models/blip2-demo").display().to_string(), &blip8, "--to", "int8"]);
+    let out = run(
+        "owlet-quantize",
+        &[&repo().join("models/blip2-demo").display().to_string(), &blip8, "--to", "int8"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = run("owlet", &["caption", "-m", &blip8, "--json", &bird]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("a blue bird"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("a blue bird"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -392,21 +597,41 @@ fn owlet_quantize_static_activations_need_a_calibration_set_and_then_report() {
     let out_dir = tmp.path().join("clip-int8-static").display().to_string();
     let out = run("owlet-quantize", &[&clip, &out_dir, "--to", "int8", "--static-activations"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--calibrate"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--calibrate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let heldout = repo().join("models/scenes/heldout").display().to_string();
     let out = run(
         "owlet-quantize",
-        &[&clip, &out_dir, "--to", "int8", "--static-activations", "--calibrate", &heldout, "--labels", "car,person,dog,bird,bicycle,package"],
+        &[
+            &clip,
+            &out_dir,
+            "--to",
+            "int8",
+            "--static-activations",
+            "--calibrate",
+            &heldout,
+            "--labels",
+            "car,person,dog,bird,bicycle,package",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("24 with static activation scales"), "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("clip-int8-static/quantize-report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("clip-int8-static/quantize-report.json")).unwrap(),
+    )
+    .unwrap();
     assert!(report["image_cosine_mean"].as_f64().unwrap() >= 0.999, "{report}");
     // The report's per-layer errors: every int8 layer of both graphs.
     assert_eq!(report["layer_errors"].as_array().map(Vec::len), Some(48), "{report}");
-    assert!(stderr.contains("int8 layers") || String::from_utf8_lossy(&out.stdout).contains("int8 layers"), "{stderr}");
+    assert!(
+        stderr.contains("int8 layers")
+            || String::from_utf8_lossy(&out.stdout).contains("int8 layers"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -415,17 +640,52 @@ fn owlet_quantize_keeps_float_the_layers_whose_error_is_above_the_limit() {
     let clip = repo().join("models/clip-demo").display().to_string();
     let heldout = repo().join("models/scenes/heldout").display().to_string();
     let labels = "car,person,dog,bird,bicycle,package";
-    let out = run("owlet-quantize", &[&clip, &tmp.path().join("a").display().to_string(), "--to", "int8", "--max-layer-error", "0"]);
+    let out = run(
+        "owlet-quantize",
+        &[
+            &clip,
+            &tmp.path().join("a").display().to_string(),
+            "--to",
+            "int8",
+            "--max-layer-error",
+            "0",
+        ],
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("percentage above 0"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("percentage above 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // 0.5%: below the demo's worst layers (~1%) on every kernel, above most.
     let dir = tmp.path().join("clip-int8");
-    let out = run("owlet-quantize", &[&clip, &dir.display().to_string(), "--to", "int8", "--calibrate", &heldout, "--labels", labels, "--max-layer-error", "0.5"]);
+    let out = run(
+        "owlet-quantize",
+        &[
+            &clip,
+            &dir.display().to_string(),
+            "--to",
+            "int8",
+            "--calibrate",
+            &heldout,
+            "--labels",
+            labels,
+            "--max-layer-error",
+            "0.5",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("quantize-report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("quantize-report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["max_layer_error"].as_f64(), Some(0.005), "{report}");
-    let kept: Vec<&str> = report["kept_float_for_error"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let kept: Vec<&str> = report["kept_float_for_error"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(!kept.is_empty(), "{report}");
     // Exactly the layers above the limit, each said on stderr; the rest int8.
     let errors = report["layer_errors"].as_array().unwrap();
@@ -454,25 +714,43 @@ fn owlet_quantize_keeps_float_the_layers_whose_error_is_above_the_limit() {
 fn owlet_int8_kernel_names_the_kernel_int8_graphs_run_on() {
     let tmp = tempfile::tempdir().unwrap();
     let clip8 = tmp.path().join("clip-int8").display().to_string();
-    let out = run("owlet-quantize", &[&repo().join("models/clip-demo").display().to_string(), &clip8, "--to", "int8"]);
+    let out = run(
+        "owlet-quantize",
+        &[&repo().join("models/clip-demo").display().to_string(), &clip8, "--to", "int8"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let car = repo().join("models/scenes/demo/demo-00117.jpg").display().to_string();
     let classify = |kernel: &str| {
         let out = std::process::Command::new(bin("owlet"))
-            .args(["classify", "-m", &clip8, "--labels", "car,person,dog,bird,bicycle,package", "--json", &car])
+            .args([
+                "classify",
+                "-m",
+                &clip8,
+                "--labels",
+                "car,person,dog,bird,bicycle,package",
+                "--json",
+                &car,
+            ])
             .env("OWLET_INT8_KERNEL", kernel)
             .env("RUST_LOG", "owlet_runtime::kernels::int8=info")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (json_of(&out)["results"][0]["top_label"].as_str().unwrap().to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            json_of(&out)["results"][0]["top_label"].as_str().unwrap().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let (label, log) = classify("scalar_qgemm_i8");
     assert_eq!(label, "car");
     assert!(log.contains("owlet int8 kernel: scalar_qgemm_i8"), "{log}");
     let (label, log) = classify("no_such_kernel");
     assert_eq!(label, "car");
-    assert!(log.contains("OWLET_INT8_KERNEL=no_such_kernel") && log.contains("not a kernel this CPU runs"), "{log}");
+    assert!(
+        log.contains("OWLET_INT8_KERNEL=no_such_kernel")
+            && log.contains("not a kernel this CPU runs"),
+        "{log}"
+    );
 }
 
 /// `OWLET_REWRITES=off` leaves the plans to tract: owlet's softmax and layer norm
@@ -489,7 +767,12 @@ fn owlet_rewrites_off_leaves_the_plans_to_tract() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v = json_of(&out);
-        v["results"][0]["ops"].as_array().unwrap().iter().map(|o| o["op"].as_str().unwrap().to_string()).collect()
+        v["results"][0]["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["op"].as_str().unwrap().to_string())
+            .collect()
     };
     let (on, off) = (profile("on"), profile("off"));
     for op in ["OwletSoftmax", "OwletLayerNorm", "OwletQuickGelu"] {
@@ -504,7 +787,12 @@ fn owlet_rewrites_off_leaves_the_plans_to_tract() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        json_of(&out)["embeddings"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        json_of(&out)["embeddings"][0]["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
     };
     let (a, z) = (embed("on"), embed("off"));
     assert_eq!(a.len(), z.len());

@@ -19,7 +19,11 @@ fn config(dir: &Path, camera: &str) -> PathBuf {
     let p = dir.join("bridge.toml");
     std::fs::write(
         &p,
-        format!("state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\n{camera}", dir.join("state").display(), demo_clip_bundle()),
+        format!(
+            "state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\n{camera}",
+            dir.join("state").display(),
+            demo_clip_bundle()
+        ),
     )
     .unwrap();
     p
@@ -53,7 +57,10 @@ fn v4l2_camera_frames_are_labelled_in_each_format_it_offers() {
                 assert_eq!(l["trigger"], "interval");
             }
             // A camera that does not offer a format must say so, naming it.
-            Err(_) if format != "auto" => assert!(log.contains("but owlet reads MJPEG or YUYV") || log.contains(format), "{log}"),
+            Err(_) if format != "auto" => assert!(
+                log.contains("but owlet reads MJPEG or YUYV") || log.contains(format),
+                "{log}"
+            ),
             Err(e) => std::panic::resume_unwind(e),
         }
     }
@@ -68,12 +75,15 @@ struct SimChip {
 
 impl SimChip {
     fn new() -> SimChip {
-        let root = PathBuf::from(format!("/sys/kernel/config/gpio-sim/owlet-{}", std::process::id()));
-        std::fs::create_dir(&root).expect("gpio-sim's configfs (modprobe gpio-sim; mount configfs; run as root)");
+        let root =
+            PathBuf::from(format!("/sys/kernel/config/gpio-sim/owlet-{}", std::process::id()));
+        std::fs::create_dir(&root)
+            .expect("gpio-sim's configfs (modprobe gpio-sim; mount configfs; run as root)");
         std::fs::create_dir(root.join("bank0")).unwrap();
         std::fs::write(root.join("bank0/num_lines"), "8").unwrap();
         std::fs::write(root.join("live"), "1").unwrap();
-        let chip = std::fs::read_to_string(root.join("bank0/chip_name")).unwrap().trim().to_string();
+        let chip =
+            std::fs::read_to_string(root.join("bank0/chip_name")).unwrap().trim().to_string();
         let device = std::fs::read_to_string(root.join("dev_name")).unwrap().trim().to_string();
         SimChip { root, chip, device }
     }
@@ -117,8 +127,11 @@ fn gpio_edges_trigger_an_analysis_each_within_the_cooldown() {
         sim.pull(3, false); // falling: ignored (edge = rising)
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let msgs = d.wait_printed("three analyses", Duration::from_secs(20), |m| m.iter().filter(|m| m.topic.ends_with("/door/labels")).count() >= 3);
-    let labels: Vec<_> = msgs.iter().filter(|m| m.topic.ends_with("/door/labels")).map(Received::json).collect();
+    let msgs = d.wait_printed("three analyses", Duration::from_secs(20), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/door/labels")).count() >= 3
+    });
+    let labels: Vec<_> =
+        msgs.iter().filter(|m| m.topic.ends_with("/door/labels")).map(Received::json).collect();
     assert_eq!(labels.len(), 3, "one analysis per rising edge");
     assert!(labels.iter().all(|l| l["trigger"] == "line"));
     assert!(d.is_running());

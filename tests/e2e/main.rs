@@ -1,8 +1,8 @@
 //! End to end: the real `owlet` binary on the test bundle, checked against the
 //! transformers reference outputs beside it.
 
+mod bridge;
 mod cli;
 mod hardware;
-mod bridge;
 mod mqtt;
 mod sources;

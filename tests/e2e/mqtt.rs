@@ -51,16 +51,30 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
     let status = d.wait(Duration::from_secs(120));
     assert!(status.success(), "{}", d.log());
     let frames = demo_scenes().len();
-    let all = sub.wait_until("offline status", Duration::from_secs(10), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline"));
+    let all = sub.wait_until("offline status", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline")
+    });
 
-    let status: Vec<String> = all.iter().filter(|m| m.topic == "owlet/owlet/status").map(Received::text).collect();
+    let status: Vec<String> =
+        all.iter().filter(|m| m.topic == "owlet/owlet/status").map(Received::text).collect();
     assert_eq!(status, ["online", "offline"]);
 
     let labels = sub.on("owlet/owlet/door/labels");
     assert_eq!(labels.len(), frames);
     for m in &labels {
         let j = m.json();
-        for key in ["camera", "frame", "frame_time_ms", "trigger", "model", "top_label", "top_score", "labels", "latency_ms", "seq"] {
+        for key in [
+            "camera",
+            "frame",
+            "frame_time_ms",
+            "trigger",
+            "model",
+            "top_label",
+            "top_score",
+            "labels",
+            "latency_ms",
+            "seq",
+        ] {
             assert!(j.get(key).is_some(), "labels payload lacks {key}: {j}");
         }
         assert_eq!(j["trigger"], "still");
@@ -75,29 +89,44 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
         assert_eq!(c["caption"], demo_scene_of(c["frame"].as_str().unwrap()).caption.as_str());
     }
     // What an outside client sees for the frame with the red car.
-    let red = captions.iter().map(Received::json).find(|c| c["caption"] == "a red car").expect("the red car captioned");
+    let red = captions
+        .iter()
+        .map(Received::json)
+        .find(|c| c["caption"] == "a red car")
+        .expect("the red car captioned");
     let l = labels.iter().map(Received::json).find(|l| l["frame"] == red["frame"]).unwrap();
     assert_eq!(l["top_label"], "car");
     // Every queued message, whatever its topic, carries one increasing sequence.
-    let queued: Vec<Received> = all.iter().filter(|m| m.payload.first() == Some(&b'{') && m.json().get("seq").is_some()).cloned().collect();
+    let queued: Vec<Received> = all
+        .iter()
+        .filter(|m| m.payload.first() == Some(&b'{') && m.json().get("seq").is_some())
+        .cloned()
+        .collect();
     let s = seqs(&queued);
     assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
 
     // Snapshots: the JPEG frames, byte for byte.
     let snaps = sub.on("owlet/owlet/door/snapshot");
-    let jpegs: Vec<Vec<u8>> = demo_scenes().iter().map(|s| std::fs::read(&s.file).unwrap()).collect();
+    let jpegs: Vec<Vec<u8>> =
+        demo_scenes().iter().map(|s| std::fs::read(&s.file).unwrap()).collect();
     assert_eq!(snaps.len(), jpegs.len());
     assert!(snaps.iter().all(|s| jpegs.contains(&s.payload)));
 
     // Discovery: retained, valid by Home Assistant's rules, and every topic it
     // names is one the bridge really uses.
-    let disc: Vec<&Received> = all.iter().filter(|m| m.topic.starts_with("homeassistant/")).collect();
+    let disc: Vec<&Received> =
+        all.iter().filter(|m| m.topic.starts_with("homeassistant/")).collect();
     assert_eq!(disc.len(), 1, "one device config per camera");
     let published: HashSet<&str> = all.iter().map(|m| m.topic.as_str()).collect();
     check_ha_device_discovery(&disc[0].topic, &disc[0].json(), &published);
-    let platforms: HashSet<String> =
-        disc[0].json()["components"].as_object().unwrap().values().map(|c| c["platform"].as_str().unwrap().to_string()).collect();
-    let want: HashSet<String> = ["sensor", "event", "binary_sensor", "image", "button"].map(String::from).into();
+    let platforms: HashSet<String> = disc[0].json()["components"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["platform"].as_str().unwrap().to_string())
+        .collect();
+    let want: HashSet<String> =
+        ["sensor", "event", "binary_sensor", "image", "button"].map(String::from).into();
     assert_eq!(platforms, want);
     // Retained: a client arriving later still finds it.
     let late = Subscriber::start(broker.port, "homeassistant/#", "e2e-late");
@@ -113,18 +142,69 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
 fn check_ha_device_discovery(topic: &str, cfg: &Value, published: &HashSet<&str>) {
     let parts: Vec<&str> = topic.split('/').collect();
     assert!(parts.len() == 4 && parts[1] == "device" && parts[3] == "config", "{topic}");
-    assert!(parts[2].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "node id {}", parts[2]);
+    assert!(
+        parts[2].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "node id {}",
+        parts[2]
+    );
     let dev = &cfg["device"];
-    assert!(dev["identifiers"].as_array().is_some_and(|a| !a.is_empty()) || dev["connections"].is_array(), "device needs identifiers");
+    assert!(
+        dev["identifiers"].as_array().is_some_and(|a| !a.is_empty())
+            || dev["connections"].is_array(),
+        "device needs identifiers"
+    );
     assert!(cfg["origin"]["name"].is_string(), "origin needs a name");
     let avail = cfg["availability_topic"].as_str().unwrap();
     assert!(published.contains(avail), "availability topic {avail} is never published");
-    let common: HashSet<&str> = ["platform", "unique_id", "name", "icon", "object_id", "enabled_by_default", "entity_category", "qos", "availability_topic"].into();
+    let common: HashSet<&str> = [
+        "platform",
+        "unique_id",
+        "name",
+        "icon",
+        "object_id",
+        "enabled_by_default",
+        "entity_category",
+        "qos",
+        "availability_topic",
+    ]
+    .into();
     let per: &[(&str, &[&str], &[&str])] = &[
-        ("sensor", &["state_topic"], &["value_template", "json_attributes_topic", "json_attributes_template", "device_class", "unit_of_measurement", "state_class", "expire_after", "force_update"]),
-        ("binary_sensor", &["state_topic"], &["payload_on", "payload_off", "device_class", "value_template", "off_delay", "expire_after"]),
-        ("event", &["state_topic", "event_types"], &["device_class", "value_template", "json_attributes_topic"]),
-        ("image", &[], &["image_topic", "url_topic", "content_type", "image_encoding", "url_template"]),
+        (
+            "sensor",
+            &["state_topic"],
+            &[
+                "value_template",
+                "json_attributes_topic",
+                "json_attributes_template",
+                "device_class",
+                "unit_of_measurement",
+                "state_class",
+                "expire_after",
+                "force_update",
+            ],
+        ),
+        (
+            "binary_sensor",
+            &["state_topic"],
+            &[
+                "payload_on",
+                "payload_off",
+                "device_class",
+                "value_template",
+                "off_delay",
+                "expire_after",
+            ],
+        ),
+        (
+            "event",
+            &["state_topic", "event_types"],
+            &["device_class", "value_template", "json_attributes_topic"],
+        ),
+        (
+            "image",
+            &[],
+            &["image_topic", "url_topic", "content_type", "image_encoding", "url_template"],
+        ),
         ("button", &["command_topic"], &["payload_press", "device_class", "retain"]),
     ];
     let mut ids = HashSet::new();
@@ -132,18 +212,28 @@ fn check_ha_device_discovery(topic: &str, cfg: &Value, published: &HashSet<&str>
     assert!(!cmps.is_empty());
     for (key, c) in cmps {
         let platform = c["platform"].as_str().unwrap_or_else(|| panic!("{key}: no platform"));
-        let (_, required, optional) = per.iter().find(|p| p.0 == platform).unwrap_or_else(|| panic!("{key}: unknown platform {platform}"));
-        let uid = c["unique_id"].as_str().unwrap_or_else(|| panic!("{key}: unique_id is required in device discovery"));
+        let (_, required, optional) = per
+            .iter()
+            .find(|p| p.0 == platform)
+            .unwrap_or_else(|| panic!("{key}: unknown platform {platform}"));
+        let uid = c["unique_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: unique_id is required in device discovery"));
         assert!(ids.insert(uid.to_string()), "unique_id {uid} twice");
         for r in *required {
             assert!(c.get(*r).is_some(), "{platform} {key} needs {r}");
         }
         for k in c.as_object().unwrap().keys() {
-            let known = common.contains(k.as_str()) || required.contains(&k.as_str()) || optional.contains(&k.as_str());
+            let known = common.contains(k.as_str())
+                || required.contains(&k.as_str())
+                || optional.contains(&k.as_str());
             assert!(known, "{platform} {key}: option {k} is not one HA knows");
         }
         if platform == "image" {
-            assert!(c.get("image_topic").is_some() ^ c.get("url_topic").is_some(), "image needs exactly one of image_topic, url_topic");
+            assert!(
+                c.get("image_topic").is_some() ^ c.get("url_topic").is_some(),
+                "image needs exactly one of image_topic, url_topic"
+            );
         }
         if platform == "event" {
             assert!(c["event_types"].as_array().is_some_and(|a| !a.is_empty()));
@@ -158,7 +248,10 @@ fn check_ha_device_discovery(topic: &str, cfg: &Value, published: &HashSet<&str>
             }
         }
         if platform == "sensor" && c["state_topic"].as_str().unwrap().ends_with("/caption") {
-            assert!(c["value_template"].as_str().unwrap().contains("[:255]"), "HA refuses sensor states over 255 characters");
+            assert!(
+                c["value_template"].as_str().unwrap().contains("[:255]"),
+                "HA refuses sensor states over 255 characters"
+            );
         }
     }
 }
@@ -179,45 +272,79 @@ fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_cr
         ),
     );
     let mut d = Daemon::start(&cfg);
-    sub.wait_until("online", Duration::from_secs(60), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"online"));
+    sub.wait_until("online", Duration::from_secs(60), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"online")
+    });
     // No trigger but commands: nothing is analysed until asked.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(sub.on("owlet/owlet/gate/labels").is_empty());
 
     publish(broker.port, "owlet/owlet/gate/capture", br#"{"id":"c-1"}"#, false);
-    let l = sub.wait_until("a labels result", Duration::from_secs(30), |m| m.iter().any(|m| m.topic == "owlet/owlet/gate/labels"));
+    let l = sub.wait_until("a labels result", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/gate/labels")
+    });
     let l = l.iter().find(|m| m.topic == "owlet/owlet/gate/labels").unwrap().json();
     assert_eq!(l["trigger"], "command");
     assert_eq!(l["request_ids"], serde_json::json!(["c-1"]));
     assert!(l["frame"].as_str().unwrap().contains("ffmpeg#"), "{l}");
 
-    publish(broker.port, "owlet/owlet/gate/ask", br#"{"question":"what is in the picture?","id":"q-7","reply_to":"client/answers"}"#, false);
+    publish(
+        broker.port,
+        "owlet/owlet/gate/ask",
+        br#"{"question":"what is in the picture?","id":"q-7","reply_to":"client/answers"}"#,
+        false,
+    );
     let answers = Subscriber::start(broker.port, "client/answers", "e2e-answers");
-    publish(broker.port, "owlet/owlet/gate/ask", br#"{"question":"what colour is it?","id":"q-8","reply_to":"client/answers"}"#, false);
-    let got = answers.wait_until("the answer to q-8", Duration::from_secs(30), |m| m.iter().any(|m| m.json()["id"] == "q-8"));
+    publish(
+        broker.port,
+        "owlet/owlet/gate/ask",
+        br#"{"question":"what colour is it?","id":"q-8","reply_to":"client/answers"}"#,
+        false,
+    );
+    let got = answers.wait_until("the answer to q-8", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.json()["id"] == "q-8")
+    });
     let a = got.iter().map(Received::json).find(|a| a["id"] == "q-8").unwrap();
     assert_eq!(a["id"], "q-8");
     assert_eq!(a["question"], "what colour is it?");
     assert!(a["answer"].is_string() && a["model"] == "blip2-test", "{a}");
 
     // A retained label set: applied, confirmed, saved for the next start.
-    publish(broker.port, "owlet/owlet/gate/labels/set", br#"{"labels":["test pattern","kitten"]}"#, true);
+    publish(
+        broker.port,
+        "owlet/owlet/gate/labels/set",
+        br#"{"labels":["test pattern","kitten"]}"#,
+        true,
+    );
     sub.wait_until("the new label state", Duration::from_secs(30), |m| {
-        m.iter().any(|m| m.topic == "owlet/owlet/gate/labels/state" && m.json()["labels"] == serde_json::json!(["test pattern", "kitten"]))
+        m.iter().any(|m| {
+            m.topic == "owlet/owlet/gate/labels/state"
+                && m.json()["labels"] == serde_json::json!(["test pattern", "kitten"])
+        })
     });
-    let saved: Vec<String> = serde_json::from_str(&std::fs::read_to_string(dir.path().join("state/labels/gate.json")).unwrap()).unwrap();
+    let saved: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/labels/gate.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(saved, ["test pattern", "kitten"]);
     publish(broker.port, "owlet/owlet/gate/capture", b"PRESS", false);
-    let all = sub.wait_until("labels with the new set", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/gate/labels").count() >= 2);
+    let all = sub.wait_until("labels with the new set", Duration::from_secs(30), |m| {
+        m.iter().filter(|m| m.topic == "owlet/owlet/gate/labels").count() >= 2
+    });
     let last = all.iter().rfind(|m| m.topic == "owlet/owlet/gate/labels").unwrap().json();
-    let names: HashSet<&str> = last["labels"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
+    let names: HashSet<&str> =
+        last["labels"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
     assert_eq!(names, ["test pattern", "kitten"].into());
 
     // Home Assistant restarted: it says `online` and the bridge sends discovery again.
     let ha = Subscriber::start(broker.port, "homeassistant/device/#", "e2e-ha");
     publish(broker.port, "homeassistant/status", b"online", false);
-    let d2 = ha.wait_until("discovery sent again", Duration::from_secs(10), |m| m.iter().any(|m| !m.retained));
-    assert!(d2.iter().any(|m| !m.retained && m.topic == "homeassistant/device/owlet_owlet_gate/config"));
+    let d2 = ha.wait_until("discovery sent again", Duration::from_secs(10), |m| {
+        m.iter().any(|m| !m.retained)
+    });
+    assert!(d2
+        .iter()
+        .any(|m| !m.retained && m.topic == "homeassistant/device/owlet_owlet_gate/config"));
 
     // Hostile commands: each answered on the error topic, the daemon goes on.
     let hostile: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -231,11 +358,16 @@ fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_cr
     for (t, p, _) in &hostile {
         publish(broker.port, t, p, false);
     }
-    let all = sub.wait_until("every refusal", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/error").count() >= hostile.len());
-    let errors: Vec<Value> = all.iter().filter(|m| m.topic == "owlet/owlet/error").map(Received::json).collect();
+    let all = sub.wait_until("every refusal", Duration::from_secs(30), |m| {
+        m.iter().filter(|m| m.topic == "owlet/owlet/error").count() >= hostile.len()
+    });
+    let errors: Vec<Value> =
+        all.iter().filter(|m| m.topic == "owlet/owlet/error").map(Received::json).collect();
     for (t, _, needle) in &hostile {
         assert!(
-            errors.iter().any(|e| e["topic"] == *t && e["error"].as_str().unwrap().contains(needle)),
+            errors
+                .iter()
+                .any(|e| e["topic"] == *t && e["error"].as_str().unwrap().contains(needle)),
             "no refusal naming {needle:?} for {t}: {errors:?}"
         );
     }
@@ -243,11 +375,20 @@ fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_cr
     // Still answering after all that.
     publish(broker.port, "owlet/owlet/gate/capture", br#"{"id":"after"}"#, false);
     sub.wait_until("a capture after the hostile input", Duration::from_secs(30), |m| {
-        m.iter().any(|m| m.topic == "owlet/owlet/gate/labels" && m.json()["request_ids"] == serde_json::json!(["after"]))
+        m.iter().any(|m| {
+            m.topic == "owlet/owlet/gate/labels"
+                && m.json()["request_ids"] == serde_json::json!(["after"])
+        })
     });
     let status = d.terminate(Duration::from_secs(30));
-    assert!(status.success(), "{}", std::fs::read_to_string(dir.path().join("bridge.log")).unwrap_or_default());
-    sub.wait_until("offline", Duration::from_secs(10), |m| m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline"));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("bridge.log")).unwrap_or_default()
+    );
+    sub.wait_until("offline", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline")
+    });
 }
 
 #[test]
@@ -306,13 +447,23 @@ fn tls_with_a_client_certificate_and_a_password_works_and_the_password_is_never_
     };
     let (server_pem, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "broker");
     let (client_pem, client_key) = leaf(vec![], "owlet-bridge");
-    for (name, text) in [("ca.pem", ca.pem()), ("server.pem", server_pem), ("server.key", server_key), ("client.pem", client_pem), ("client.key", client_key)] {
+    for (name, text) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server_pem),
+        ("server.key", server_key),
+        ("client.pem", client_pem),
+        ("client.key", client_key),
+    ] {
         std::fs::write(p.join(name), text).unwrap();
     }
     let secret = "s3cret-Pa55word-that-must-not-leak";
     let passwd = p.join("passwd");
     std::fs::write(&passwd, format!("owlet:{secret}\n")).unwrap();
-    let st = std::process::Command::new("/usr/bin/mosquitto_passwd").arg("-U").arg(&passwd).status().expect("mosquitto_passwd");
+    let st = std::process::Command::new("/usr/bin/mosquitto_passwd")
+        .arg("-U")
+        .arg(&passwd)
+        .status()
+        .expect("mosquitto_passwd");
     assert!(st.success());
     let tls_port = free_port();
     let broker = Broker::start_with(
@@ -341,7 +492,9 @@ fn tls_with_a_client_certificate_and_a_password_works_and_the_password_is_never_
     let mut d = Daemon::start(&cfg);
     assert!(d.wait(Duration::from_secs(60)).success(), "{}", d.log());
     let frames = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().count();
-    sub.wait_until("every frame's labels over TLS", Duration::from_secs(10), |m| m.iter().filter(|m| m.topic.ends_with("/labels")).count() == frames);
+    sub.wait_until("every frame's labels over TLS", Duration::from_secs(10), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/labels")).count() == frames
+    });
     assert!(!d.log().contains(secret));
 
     // A wrong password: refused by the broker, reported, and still not logged.
@@ -353,7 +506,10 @@ fn tls_with_a_client_certificate_and_a_password_works_and_the_password_is_never_
     let status = d.terminate(Duration::from_secs(30));
     assert!(status.success());
     let log = d.log();
-    assert!(log.contains("unreachable") || log.contains("refused") || log.contains("NotAuthorized"), "{log}");
+    assert!(
+        log.contains("unreachable") || log.contains("refused") || log.contains("NotAuthorized"),
+        "{log}"
+    );
     assert!(!log.contains(wrong) && !log.contains(secret), "{log}");
     // What could not be sent stays queued on disk for the next start.
     assert!(log.contains("queued on disk"), "{log}");
@@ -381,11 +537,24 @@ fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
     let sub = Subscriber::start(broker.port, "owlet/owlet/search/#", "e2e-search");
     let mut d = Daemon::start(&write_config(dir.path(), &cfg_text(true)));
     std::thread::sleep(Duration::from_secs(2));
-    publish(broker.port, "owlet/owlet/search", br#"{"text": "a rocket on the launch pad", "k": 3, "id": "s1"}"#, false);
-    publish(broker.port, "owlet/owlet/search", br#"{"text": "anything", "camera": "garage", "id": "s2"}"#, false);
+    publish(
+        broker.port,
+        "owlet/owlet/search",
+        br#"{"text": "a rocket on the launch pad", "k": 3, "id": "s1"}"#,
+        false,
+    );
+    publish(
+        broker.port,
+        "owlet/owlet/search",
+        br#"{"text": "anything", "camera": "garage", "id": "s2"}"#,
+        false,
+    );
     publish(broker.port, "owlet/owlet/search", br#"{"text": "x", "k": 1000, "id": "s3"}"#, false);
-    let got = sub.wait_until("two answers", Duration::from_secs(30), |m| m.iter().filter(|m| m.topic == "owlet/owlet/search/result").count() >= 2);
-    let answers: Vec<Value> = got.iter().filter(|m| m.topic == "owlet/owlet/search/result").map(Received::json).collect();
+    let got = sub.wait_until("two answers", Duration::from_secs(30), |m| {
+        m.iter().filter(|m| m.topic == "owlet/owlet/search/result").count() >= 2
+    });
+    let answers: Vec<Value> =
+        got.iter().filter(|m| m.topic == "owlet/owlet/search/result").map(Received::json).collect();
     let s1 = answers.iter().find(|a| a["id"] == "s1").expect("s1 answered");
     assert_eq!(s1["searched"], frames);
     let hits = s1["hits"].as_array().unwrap();
@@ -400,7 +569,20 @@ fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
     assert_eq!(s2["hits"], serde_json::json!([]), "no frames from a camera named garage");
     assert!(d.terminate(Duration::from_secs(30)).success());
     // The CLI reads the same index and ranks the same way.
-    let out = run("owlet", &["search", "-m", &clip_bundle(), "--index", ix.to_str().unwrap(), "a rocket on the launch pad", "-k", "3", "--json"]);
+    let out = run(
+        "owlet",
+        &[
+            "search",
+            "-m",
+            &clip_bundle(),
+            "--index",
+            ix.to_str().unwrap(),
+            "a rocket on the launch pad",
+            "-k",
+            "3",
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cli_frames: Vec<&Value> = cli.as_array().unwrap().iter().map(|h| &h["source"]).collect();

@@ -30,7 +30,9 @@ fn ffmpeg_child_process_frames_reach_labels_and_captions_on_an_interval() {
     let cmd = toml_list(&ffmpeg_mjpeg("testsrc=size=320x240", 10, None));
     let cfg = config(dir.path(), &format!("[[cameras]]\nname = \"cam\"\nsource = {{ kind = \"process\", command = {cmd} }}\ntriggers = {{ interval_s = 0.3 }}\n"));
     let mut d = Daemon::start(&cfg);
-    d.wait_printed("3 captions", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/caption")).count() >= 3);
+    d.wait_printed("3 captions", Duration::from_secs(60), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/caption")).count() >= 3
+    });
     assert!(d.terminate(Duration::from_secs(30)).success());
     let labels = d.printed_on("/cam/labels");
     assert!(labels.len() >= 3);
@@ -45,8 +47,13 @@ fn ffmpeg_child_process_frames_reach_labels_and_captions_on_an_interval() {
     assert!(frames.windows(2).all(|w| w[0] < w[1]), "newer frames each time: {frames:?}");
     // 10 fps and an analysis every 0.3 s: frames in between were skipped, not queued.
     assert!(frames.last().unwrap() - frames[0] >= 2 * (frames.len() as u64 - 1), "{frames:?}");
-    let skipped: u64 = labels.iter().skip(1).map(|l| l.json()["frames_skipped"].as_u64().unwrap()).sum();
-    assert_eq!(skipped, frames.last().unwrap() - frames[0] - (frames.len() as u64 - 1), "skipped frames are counted");
+    let skipped: u64 =
+        labels.iter().skip(1).map(|l| l.json()["frames_skipped"].as_u64().unwrap()).sum();
+    assert_eq!(
+        skipped,
+        frames.last().unwrap() - frames[0] - (frames.len() as u64 - 1),
+        "skipped frames are counted"
+    );
 }
 
 #[test]
@@ -56,7 +63,23 @@ fn an_http_mjpeg_stream_from_ffmpegs_server_reaches_labels() {
     let url = format!("http://127.0.0.1:{port}/stream.mjpg");
     // ffmpeg's own HTTP server with its multipart (mpjpeg) muxer: what ESP32-CAM serves.
     let mut server = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "mpjpeg", "-q:v", "5", "-listen", "1", &url])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=10",
+            "-f",
+            "mpjpeg",
+            "-q:v",
+            "5",
+            "-listen",
+            "1",
+            &url,
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ffmpeg is installed (scripts/test installs it)");
@@ -64,7 +87,9 @@ fn an_http_mjpeg_stream_from_ffmpegs_server_reaches_labels() {
     // bridge retries with backoff until the server is up.
     let cfg = config(dir.path(), &format!("[[cameras]]\nname = \"esp\"\ncaptions = false\nsource = {{ kind = \"http_mjpeg\", url = \"{url}\" }}\ntriggers = {{ interval_s = 0.2 }}\n"));
     let mut d = Daemon::start(&cfg);
-    let got = d.wait_printed("3 labels", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/esp/labels")).count() >= 3);
+    let got = d.wait_printed("3 labels", Duration::from_secs(60), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/esp/labels")).count() >= 3
+    });
     assert!(d.terminate(Duration::from_secs(30)).success());
     let _ = server.kill();
     let _ = server.wait();
@@ -98,16 +123,25 @@ fn corrupt_jpegs_inside_a_stream_are_reported_and_the_good_frames_around_them_an
     let labels = d.printed_on("/flaky/labels");
     let errors = d.printed_on("/flaky/error");
     assert_eq!(labels.len(), 2, "both good frames: {labels:?}");
-    let frame_errors: Vec<_> = errors.iter().map(|e| e.json()).filter(|e| e["frame"].is_string()).collect();
+    let frame_errors: Vec<_> =
+        errors.iter().map(|e| e.json()).filter(|e| e["frame"].is_string()).collect();
     assert_eq!(frame_errors.len(), 1, "{errors:?}");
-    assert!(frame_errors[0]["error"].as_str().unwrap().contains("#2"), "names the frame: {:?}", frame_errors[0]);
+    assert!(
+        frame_errors[0]["error"].as_str().unwrap().contains("#2"),
+        "names the frame: {:?}",
+        frame_errors[0]
+    );
 }
 
 #[test]
 fn motion_triggers_on_a_changing_scene_and_not_on_a_still_one() {
     let dir = tmp("owlet-e2e-motion-");
     // Two cameras: the game of life changes all the time; a flat colour never does.
-    let life = toml_list(&ffmpeg_mjpeg("life=size=160x120:mold=10:ratio=0.5:death_color=#000000:life_color=#ffffff", 8, None));
+    let life = toml_list(&ffmpeg_mjpeg(
+        "life=size=160x120:mold=10:ratio=0.5:death_color=#000000:life_color=#ffffff",
+        8,
+        None,
+    ));
     let still = toml_list(&ffmpeg_mjpeg("color=c=gray:size=160x120", 8, None));
     let cams = format!(
         "[[cameras]]\nname = \"busy\"\ncaptions = false\nsource = {{ kind = \"process\", command = {life} }}\ntriggers = {{ motion = {{ min_area = 0.02 }}, cooldown_s = 0.2 }}\n\
@@ -115,7 +149,9 @@ fn motion_triggers_on_a_changing_scene_and_not_on_a_still_one() {
     );
     let cfg = config(dir.path(), &cams);
     let mut d = Daemon::start(&cfg);
-    d.wait_printed("motion results", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/busy/labels")).count() >= 3);
+    d.wait_printed("motion results", Duration::from_secs(60), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/busy/labels")).count() >= 3
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert!(d.terminate(Duration::from_secs(30)).success());
     assert!(d.printed_on("/busy/labels").iter().all(|l| l.json()["trigger"] == "motion"));
@@ -139,14 +175,22 @@ fn a_line_trigger_process_and_a_watched_folder_each_cause_results() {
     );
     let cfg = config(dir.path(), &cams);
     let mut d = Daemon::start(&cfg);
-    d.wait_printed("two line results", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/porch/labels")).count() >= 2);
+    d.wait_printed("two line results", Duration::from_secs(60), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/porch/labels")).count() >= 2
+    });
     std::fs::copy(repo().join("models/demo-frames/chelsea.png"), watched.join("new.png")).unwrap();
-    let got = d.wait_printed("the new file's labels", Duration::from_secs(30), |m| m.iter().any(|m| m.topic.ends_with("/inbox/labels")));
+    let got = d.wait_printed("the new file's labels", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic.ends_with("/inbox/labels"))
+    });
     assert!(d.terminate(Duration::from_secs(30)).success());
     assert!(d.printed_on("/porch/labels").iter().all(|l| l.json()["trigger"] == "line"));
     assert_eq!(d.printed_on("/porch/labels").len(), 2, "one result per line");
-    let inbox: Vec<_> = got.iter().filter(|m| m.topic.ends_with("/inbox/labels")).map(|m| m.json()).collect();
-    assert!(inbox.iter().all(|l| l["frame"].as_str().unwrap().ends_with("new.png")), "files present at start are not re-analysed: {inbox:?}");
+    let inbox: Vec<_> =
+        got.iter().filter(|m| m.topic.ends_with("/inbox/labels")).map(|m| m.json()).collect();
+    assert!(
+        inbox.iter().all(|l| l["frame"].as_str().unwrap().ends_with("new.png")),
+        "files present at start are not re-analysed: {inbox:?}"
+    );
 }
 
 #[test]
@@ -177,7 +221,9 @@ fn a_snapshot_url_is_polled_and_a_failing_one_reported_once() {
     );
     let cfg = config(dir.path(), &cams);
     let mut d = Daemon::start(&cfg);
-    d.wait_printed("3 snapshot results", Duration::from_secs(60), |m| m.iter().filter(|m| m.topic.ends_with("/esp/labels")).count() >= 3);
+    d.wait_printed("3 snapshot results", Duration::from_secs(60), |m| {
+        m.iter().filter(|m| m.topic.ends_with("/esp/labels")).count() >= 3
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert!(d.terminate(Duration::from_secs(30)).success());
     let l = d.printed_on("/esp/labels")[0].json();
@@ -188,7 +234,11 @@ fn a_snapshot_url_is_polled_and_a_failing_one_reported_once() {
 }
 
 fn ffmpeg_raw(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new(program("ffmpeg")).args(["-hide_banner", "-loglevel", "error"]).args(args).output().unwrap();
+    let out = std::process::Command::new(program("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
@@ -198,19 +248,43 @@ fn ffmpeg_raw(args: &[&str]) -> Vec<u8> {
 #[test]
 fn yuyv_camera_frames_become_jpegs_of_the_picture_ffmpeg_sees() {
     let (w, h) = (320usize, 240usize);
-    let yuyv = ffmpeg_raw(&["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1", "-pix_fmt", "yuyv422", "-f", "rawvideo", "-"]);
+    let yuyv = ffmpeg_raw(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240",
+        "-frames:v",
+        "1",
+        "-pix_fmt",
+        "yuyv422",
+        "-f",
+        "rawvideo",
+        "-",
+    ]);
     assert_eq!(yuyv.len(), w * h * 2);
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("frame.yuyv");
     std::fs::write(&raw, &yuyv).unwrap();
     let s = raw.to_str().unwrap();
-    let rgb = ffmpeg_raw(&["-f", "rawvideo", "-pix_fmt", "yuyv422", "-s", "320x240", "-i", s, "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]);
+    let rgb = ffmpeg_raw(&[
+        "-f", "rawvideo", "-pix_fmt", "yuyv422", "-s", "320x240", "-i", s, "-pix_fmt", "rgb24",
+        "-f", "rawvideo", "-",
+    ]);
 
     let compare = |frame: &[u8], full_range: bool| -> (Vec<u8>, f64, f64) {
-        let jpeg = owlet_bridge::source::v4l2::yuyv_to_jpeg(frame, w as u32, h as u32, 2 * w as u32, full_range).unwrap();
-        let ours = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap().to_rgb8();
+        let jpeg = owlet_bridge::source::v4l2::yuyv_to_jpeg(
+            frame,
+            w as u32,
+            h as u32,
+            2 * w as u32,
+            full_range,
+        )
+        .unwrap();
+        let ours =
+            image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap().to_rgb8();
         assert_eq!(ours.dimensions(), (w as u32, h as u32));
-        let diffs: Vec<f64> = ours.as_raw().iter().zip(&rgb).map(|(&a, &b)| (a as f64 - b as f64).abs()).collect();
+        let diffs: Vec<f64> =
+            ours.as_raw().iter().zip(&rgb).map(|(&a, &b)| (a as f64 - b as f64).abs()).collect();
         let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
         let mse = diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64;
         (jpeg, mean, 10.0 * (255.0f64 * 255.0 / mse).log10())
@@ -225,7 +299,10 @@ fn yuyv_camera_frames_become_jpegs_of_the_picture_ffmpeg_sees() {
     swapped.chunks_exact_mut(4).for_each(|p| p.swap(1, 3));
     let (_, mean_swapped, _) = compare(&swapped, false);
     let (_, mean_unstretched, _) = compare(&yuyv, true);
-    assert!(mean_swapped > 3.0 * mean && mean_unstretched > 1.5 * mean, "swapped {mean_swapped:.2}, unstretched {mean_unstretched:.2}, right {mean:.2}");
+    assert!(
+        mean_swapped > 3.0 * mean && mean_unstretched > 1.5 * mean,
+        "swapped {mean_swapped:.2}, unstretched {mean_unstretched:.2}, right {mean:.2}"
+    );
 
     // Rows padded by the driver (stride > 2 x width) give the same picture.
     let stride = 2 * w + 64;
@@ -233,6 +310,8 @@ fn yuyv_camera_frames_become_jpegs_of_the_picture_ffmpeg_sees() {
     for r in 0..h {
         padded[r * stride..r * stride + 2 * w].copy_from_slice(&yuyv[r * 2 * w..(r + 1) * 2 * w]);
     }
-    let jpeg2 = owlet_bridge::source::v4l2::yuyv_to_jpeg(&padded, w as u32, h as u32, stride as u32, false).unwrap();
+    let jpeg2 =
+        owlet_bridge::source::v4l2::yuyv_to_jpeg(&padded, w as u32, h as u32, stride as u32, false)
+            .unwrap();
     assert_eq!(jpeg, jpeg2);
 }

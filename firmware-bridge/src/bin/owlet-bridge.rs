@@ -11,7 +11,11 @@ use owlet_bridge::daemon::{self, RunOptions};
 use owlet_bridge::source::Stop;
 
 #[derive(Parser, Debug)]
-#[command(name = "owlet-bridge", version, about = "owlet's device daemon: camera frames in, labels and captions out over MQTT")]
+#[command(
+    name = "owlet-bridge",
+    version,
+    about = "owlet's device daemon: camera frames in, labels and captions out over MQTT"
+)]
 struct Args {
     /// Configuration file (TOML); every option has a default.
     #[arg(long, value_name = "FILE")]
@@ -70,7 +74,10 @@ fn demo_config() -> Config {
     if models.join("blip2-demo/owlet.toml").is_file() {
         c.blip2 = Some(Blip2Config { model: models.join("blip2-demo"), max_new_tokens: 20 });
     }
-    c.cameras = vec![CameraConfig::new("demo", SourceConfig::Folder { path: models.join("scenes/demo"), watch: false, poll_ms: 500 })];
+    c.cameras = vec![CameraConfig::new(
+        "demo",
+        SourceConfig::Folder { path: models.join("scenes/demo"), watch: false, poll_ms: 500 },
+    )];
     c
 }
 
@@ -90,8 +97,16 @@ fn run(args: Args) -> Result<ExitCode> {
             config.device,
             config.cameras.len(),
             config.clip.model.display(),
-            config.blip2.as_ref().map(|b| format!(", BLIP-2 {}", b.model.display())).unwrap_or_default(),
-            config.mqtt.as_ref().map(|m| format!("broker {}:{}", m.host, m.port())).unwrap_or_else(|| "no broker (stdout)".into())
+            config
+                .blip2
+                .as_ref()
+                .map(|b| format!(", BLIP-2 {}", b.model.display()))
+                .unwrap_or_default(),
+            config
+                .mqtt
+                .as_ref()
+                .map(|m| format!("broker {}:{}", m.host, m.port()))
+                .unwrap_or_else(|| "no broker (stdout)".into())
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -106,9 +121,11 @@ fn run(args: Args) -> Result<ExitCode> {
 /// --check-config also opens what the file points at: bundles, TLS files, folders.
 fn check_files(c: &Config) -> Result<()> {
     use anyhow::Context;
-    owlet_runtime::bundle::Bundle::open(&c.clip.model).with_context(|| format!("clip.model {}", c.clip.model.display()))?;
+    owlet_runtime::bundle::Bundle::open(&c.clip.model)
+        .with_context(|| format!("clip.model {}", c.clip.model.display()))?;
     if let Some(b) = &c.blip2 {
-        owlet_runtime::bundle::Bundle::open(&b.model).with_context(|| format!("blip2.model {}", b.model.display()))?;
+        owlet_runtime::bundle::Bundle::open(&b.model)
+            .with_context(|| format!("blip2.model {}", b.model.display()))?;
     }
     let on = owlet_runtime::device::Placement::choose(c.compute.device, c.compute.gpu_precision)
         .context("[compute] device")?;
@@ -119,16 +136,23 @@ fn check_files(c: &Config) -> Result<()> {
     for (i, cam) in c.cameras.iter().enumerate() {
         match &cam.source {
             SourceConfig::Folder { path, .. } => {
-                anyhow::ensure!(path.is_dir(), "cameras[{i}].source.path {}: not a folder", path.display())
+                anyhow::ensure!(
+                    path.is_dir(),
+                    "cameras[{i}].source.path {}: not a folder",
+                    path.display()
+                )
             }
             #[cfg(feature = "v4l2")]
-            SourceConfig::V4l2(v) => {
-                owlet_bridge::source::v4l2::check(&v.device).map_err(|e| anyhow::anyhow!("cameras[{i}].source.device {e}"))?
-            }
+            SourceConfig::V4l2(v) => owlet_bridge::source::v4l2::check(&v.device)
+                .map_err(|e| anyhow::anyhow!("cameras[{i}].source.device {e}"))?,
             _ => {}
         }
         if let Some(g) = &cam.triggers.gpio {
-            anyhow::ensure!(g.chip.exists(), "cameras[{i}].triggers.gpio.chip {}: no such GPIO chip (gpiodetect lists them)", g.chip.display());
+            anyhow::ensure!(
+                g.chip.exists(),
+                "cameras[{i}].triggers.gpio.chip {}: no such GPIO chip (gpiodetect lists them)",
+                g.chip.display()
+            );
         }
     }
     Ok(())

@@ -30,9 +30,13 @@ pub fn list_images(camera: &str, dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Read one file as a frame; the capture time is the file's modification time.
 pub fn read_frame(camera: &str, path: &Path) -> Result<Frame> {
-    let err = |reason: String| Error::Source { camera: camera.to_string(), reason: format!("{}: {reason}", path.display()) };
+    let err = |reason: String| Error::Source {
+        camera: camera.to_string(),
+        reason: format!("{}: {reason}", path.display()),
+    };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let captured = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
+    let captured =
+        std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
     Ok(Frame { camera: camera.to_string(), origin: path.display().to_string(), captured, bytes })
 }
 
@@ -57,8 +61,15 @@ pub fn run_stills(camera: &str, dir: &Path, events: &mut dyn SourceEvents) {
 
 /// New images of `dir` as they appear. A file is taken once its size has stopped
 /// changing between two polls, so a half-copied file is not read.
-pub fn run_watch(camera: &str, dir: &Path, poll: Duration, events: &mut dyn SourceEvents, stop: &Stop) {
-    let mut seen: HashSet<PathBuf> = list_images(camera, dir).unwrap_or_default().into_iter().collect();
+pub fn run_watch(
+    camera: &str,
+    dir: &Path,
+    poll: Duration,
+    events: &mut dyn SourceEvents,
+    stop: &Stop,
+) {
+    let mut seen: HashSet<PathBuf> =
+        list_images(camera, dir).unwrap_or_default().into_iter().collect();
     let mut growing: std::collections::HashMap<PathBuf, u64> = Default::default();
     let mut reported = false;
     while stop.sleep(poll) {

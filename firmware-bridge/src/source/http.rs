@@ -26,8 +26,17 @@ pub fn run_mjpeg(camera: &str, url: &str, events: &mut dyn SourceEvents, stop: &
         let started = Instant::now();
         let reason = match agent.get(url).call() {
             Ok(resp) => {
-                let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                if !ctype.is_empty() && !ctype.starts_with("multipart/") && !ctype.starts_with("image/jpeg") && !ctype.starts_with("application/octet-stream") {
+                let ctype = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                if !ctype.is_empty()
+                    && !ctype.starts_with("multipart/")
+                    && !ctype.starts_with("image/jpeg")
+                    && !ctype.starts_with("application/octet-stream")
+                {
                     format!("{url}: content type {ctype:?} is not an MJPEG stream")
                 } else {
                     let body = resp.into_body().into_reader();
@@ -51,22 +60,35 @@ pub fn run_mjpeg(camera: &str, url: &str, events: &mut dyn SourceEvents, stop: &
 }
 
 /// Fetch a snapshot every `interval`. Failures are reported once per outage.
-pub fn run_snapshot(camera: &str, url: &str, interval: Duration, events: &mut dyn SourceEvents, stop: &Stop) {
+pub fn run_snapshot(
+    camera: &str,
+    url: &str,
+    interval: Duration,
+    events: &mut dyn SourceEvents,
+    stop: &Stop,
+) {
     let agent = agent();
     let mut failing = false;
     let mut n = 0u64;
     loop {
         let t = Instant::now();
-        let got = agent
-            .get(url)
-            .call()
-            .map_err(|e| e.to_string())
-            .and_then(|resp| resp.into_body().with_config().limit(MAX_SNAPSHOT).read_to_vec().map_err(|e| e.to_string()));
+        let got = agent.get(url).call().map_err(|e| e.to_string()).and_then(|resp| {
+            resp.into_body()
+                .with_config()
+                .limit(MAX_SNAPSHOT)
+                .read_to_vec()
+                .map_err(|e| e.to_string())
+        });
         match got {
             Ok(bytes) => {
                 failing = false;
                 n += 1;
-                let frame = Frame { camera: camera.into(), origin: format!("{url}#{n}"), captured: SystemTime::now(), bytes };
+                let frame = Frame {
+                    camera: camera.into(),
+                    origin: format!("{url}#{n}"),
+                    captured: SystemTime::now(),
+                    bytes,
+                };
                 if !events.frame(frame) {
                     return;
                 }

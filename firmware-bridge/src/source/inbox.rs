@@ -96,7 +96,11 @@ impl Inbox {
     }
 
     /// Wait for a change, at most `timeout`.
-    pub fn wait<'a>(&'a self, guard: MutexGuard<'a, InboxState>, timeout: Duration) -> MutexGuard<'a, InboxState> {
+    pub fn wait<'a>(
+        &'a self,
+        guard: MutexGuard<'a, InboxState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, InboxState> {
         self.changed.wait_timeout(guard, timeout).unwrap_or_else(|e| e.into_inner()).0
     }
 
@@ -113,7 +117,12 @@ mod tests {
     use std::time::SystemTime;
 
     fn frame(n: u32) -> Frame {
-        Frame { camera: "c".into(), origin: n.to_string(), captured: SystemTime::now(), bytes: vec![] }
+        Frame {
+            camera: "c".into(),
+            origin: n.to_string(),
+            captured: SystemTime::now(),
+            bytes: vec![],
+        }
     }
 
     #[test]

@@ -26,7 +26,15 @@ pub struct JpegSplitter {
 
 impl JpegSplitter {
     pub fn new(max_frame: usize) -> JpegSplitter {
-        JpegSplitter { buf: Vec::new(), pos: 0, in_frame: false, in_entropy: false, max_frame, skipped: 0, discarded: 0 }
+        JpegSplitter {
+            buf: Vec::new(),
+            pos: 0,
+            in_frame: false,
+            in_entropy: false,
+            max_frame,
+            skipped: 0,
+            discarded: 0,
+        }
     }
 
     /// Feed bytes; returns the frames they completed.
@@ -128,7 +136,9 @@ impl JpegSplitter {
                 0x01 | 0xD0..=0xD7 => self.pos += 2,
                 0x00 => return Scan::Malformed,
                 _ => {
-                    let Some(len) = b.get(self.pos + 2..self.pos + 4) else { return Scan::NeedMore };
+                    let Some(len) = b.get(self.pos + 2..self.pos + 4) else {
+                        return Scan::NeedMore;
+                    };
                     let len = u16::from_be_bytes([len[0], len[1]]) as usize;
                     if len < 2 {
                         return Scan::Malformed;
@@ -163,9 +173,13 @@ mod tests {
 
     /// A real JPEG, with a fake EXIF thumbnail (its own SOI/EOI) in APP1.
     fn jpeg(seed: u8, with_thumbnail: bool) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * seed, y as u8 * 7, seed]));
+        let img = image::RgbImage::from_fn(40, 30, |x, y| {
+            image::Rgb([x as u8 * seed, y as u8 * 7, seed])
+        });
         let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).unwrap();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&img)
+            .unwrap();
         if with_thumbnail {
             let thumb = [0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x02, 0xFF, 0xD9];
             let mut app1 = vec![0xFF, 0xE1];

@@ -118,7 +118,12 @@ pub(crate) fn pump_mjpeg(
         };
         for bytes in splitter.push(&buf[..n]) {
             count += 1;
-            let frame = Frame { camera: camera.to_string(), origin: format!("{origin}#{count}"), captured: SystemTime::now(), bytes };
+            let frame = Frame {
+                camera: camera.to_string(),
+                origin: format!("{origin}#{count}"),
+                captured: SystemTime::now(),
+                bytes,
+            };
             if !events.frame(frame) {
                 return Ok(count);
             }

@@ -26,7 +26,9 @@ impl Supervised {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", argv[0])))?;
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", argv[0]))
+            })?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let last_stderr = Arc::new(Mutex::new(String::new()));
@@ -89,7 +91,13 @@ impl Drop for Supervised {
 }
 
 /// Run the MJPEG child, restarting it with backoff when it exits (if `restart`).
-pub fn run(camera: &str, argv: &[String], restart: bool, events: &mut dyn SourceEvents, stop: &Stop) {
+pub fn run(
+    camera: &str,
+    argv: &[String],
+    restart: bool,
+    events: &mut dyn SourceEvents,
+    stop: &Stop,
+) {
     let mut backoff = Backoff::default();
     while !stop.is_stopped() {
         let started = Instant::now();
@@ -121,7 +129,13 @@ pub fn run(camera: &str, argv: &[String], restart: bool, events: &mut dyn Source
 
 /// A line trigger: every line the child writes calls `on_line`. Restarted with
 /// backoff when it exits.
-pub fn run_lines(camera: &str, argv: &[String], on_line: &mut dyn FnMut(&str), on_failure: &mut dyn FnMut(&str), stop: &Stop) {
+pub fn run_lines(
+    camera: &str,
+    argv: &[String],
+    on_line: &mut dyn FnMut(&str),
+    on_failure: &mut dyn FnMut(&str),
+    stop: &Stop,
+) {
     let mut backoff = Backoff::default();
     while !stop.is_stopped() {
         let started = Instant::now();
@@ -149,7 +163,10 @@ pub fn run_lines(camera: &str, argv: &[String], on_line: &mut dyn FnMut(&str), o
             return;
         }
         let delay = backoff.delay(started.elapsed());
-        on_failure(&format!("line trigger of {camera}: {reason}; restarting in {:.1} s", delay.as_secs_f64()));
+        on_failure(&format!(
+            "line trigger of {camera}: {reason}; restarting in {:.1} s",
+            delay.as_secs_f64()
+        ));
         if !stop.sleep(delay) {
             return;
         }

@@ -55,21 +55,39 @@ pub struct Negotiated {
 
 fn open(cfg: &V4l2Config) -> Result<(Device, Negotiated), String> {
     let dev = Device::with_path(&cfg.device).map_err(|e| format!("cannot open: {e}"))?;
-    let offered: Vec<FourCC> = dev.enum_formats().map_err(|e| format!("not a capture device: {e}"))?.iter().map(|d| d.fourcc).collect();
+    let offered: Vec<FourCC> = dev
+        .enum_formats()
+        .map_err(|e| format!("not a capture device: {e}"))?
+        .iter()
+        .map(|d| d.fourcc)
+        .collect();
     let want = pick_format(cfg.format, &offered).ok_or_else(|| {
         let names: Vec<String> = offered.iter().map(|f| f.to_string()).collect();
-        format!("offers {} but owlet reads MJPEG or YUYV (format = {:?})", names.join(", "), cfg.format)
+        format!(
+            "offers {} but owlet reads MJPEG or YUYV (format = {:?})",
+            names.join(", "),
+            cfg.format
+        )
     })?;
     let mut fmt = dev.format().map_err(|e| e.to_string())?;
     fmt.width = cfg.width;
     fmt.height = cfg.height;
     fmt.fourcc = FourCC::new(want);
-    let got = dev.set_format(&fmt).map_err(|e| format!("cannot set {}x{} {}: {e}", cfg.width, cfg.height, FourCC::new(want)))?;
+    let got = dev.set_format(&fmt).map_err(|e| {
+        format!("cannot set {}x{} {}: {e}", cfg.width, cfg.height, FourCC::new(want))
+    })?;
     if got.fourcc != FourCC::new(want) {
         return Err(format!("asked for {} and the driver chose {}", FourCC::new(want), got.fourcc));
     }
     if got.width != cfg.width || got.height != cfg.height {
-        log::info!("{}: the driver chose {}x{} for {}x{}", cfg.device.display(), got.width, got.height, cfg.width, cfg.height);
+        log::info!(
+            "{}: the driver chose {}x{} for {}x{}",
+            cfg.device.display(),
+            got.width,
+            got.height,
+            cfg.width,
+            cfg.height
+        );
     }
     // Not every driver can set a frame rate; the frames then come as fast as it sends.
     if let Err(e) = dev.set_params(&v4l::video::capture::Parameters::with_fps(cfg.fps)) {
@@ -79,7 +97,16 @@ fn open(cfg: &V4l2Config) -> Result<(Device, Negotiated), String> {
     // YUYV is limited range unless the driver says otherwise (V4L2's default for
     // Y'CbCr encodings); JPEG's YCbCr is full range.
     let full_range = matches!(got.quantization, v4l::format::Quantization::FullRange);
-    Ok((dev, Negotiated { width: got.width, height: got.height, stride: got.stride.max(got.width * 2), yuyv, full_range }))
+    Ok((
+        dev,
+        Negotiated {
+            width: got.width,
+            height: got.height,
+            stride: got.stride.max(got.width * 2),
+            yuyv,
+            full_range,
+        },
+    ))
 }
 
 fn pick_format(format: V4l2Format, offered: &[FourCC]) -> Option<&'static [u8; 4]> {
@@ -92,7 +119,12 @@ fn pick_format(format: V4l2Format, offered: &[FourCC]) -> Option<&'static [u8; 4
     }
 }
 
-fn capture(camera: &str, cfg: &V4l2Config, events: &mut dyn SourceEvents, stop: &Stop) -> Result<(), String> {
+fn capture(
+    camera: &str,
+    cfg: &V4l2Config,
+    events: &mut dyn SourceEvents,
+    stop: &Stop,
+) -> Result<(), String> {
     let (dev, n) = open(cfg)?;
     log::info!(
         "camera {camera}: {} streaming {}x{} {}",
@@ -101,7 +133,8 @@ fn capture(camera: &str, cfg: &V4l2Config, events: &mut dyn SourceEvents, stop: 
         n.height,
         if n.yuyv { "YUYV" } else { "MJPEG" }
     );
-    let mut stream = MmapStream::with_buffers(&dev, Type::VideoCapture, 4).map_err(|e| format!("cannot map buffers: {e}"))?;
+    let mut stream = MmapStream::with_buffers(&dev, Type::VideoCapture, 4)
+        .map_err(|e| format!("cannot map buffers: {e}"))?;
     // Wake up now and then to see the stop flag, and notice a camera gone silent.
     stream.set_timeout(Duration::from_secs(2));
     let mut silent_since = Instant::now();
@@ -132,7 +165,12 @@ fn capture(camera: &str, cfg: &V4l2Config, events: &mut dyn SourceEvents, stop: 
             data.to_vec()
         };
         let origin = format!("{}#{count}", cfg.device.display());
-        if !events.frame(Frame { camera: camera.into(), origin, captured: SystemTime::now(), bytes }) {
+        if !events.frame(Frame {
+            camera: camera.into(),
+            origin,
+            captured: SystemTime::now(),
+            bytes,
+        }) {
             return Ok(());
         }
     }
@@ -142,13 +180,25 @@ fn capture(camera: &str, cfg: &V4l2Config, events: &mut dyn SourceEvents, stop: 
 /// Packed YUYV 4:2:2 (Y0 U Y1 V per two pixels, rows `stride` bytes apart) to JPEG.
 /// libjpeg-turbo compresses from Y, U and V planes, so this only de-interleaves
 /// (and stretches limited-range video levels to JPEG's full range, by table).
-pub fn yuyv_to_jpeg(data: &[u8], width: u32, height: u32, stride: u32, full_range: bool) -> Result<Vec<u8>, String> {
+pub fn yuyv_to_jpeg(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    stride: u32,
+    full_range: bool,
+) -> Result<Vec<u8>, String> {
     let (w, h, stride) = (width as usize, height as usize, stride as usize);
     if w == 0 || h == 0 || w % 2 != 0 {
-        return Err(format!("YUYV frame of {w}x{h}: the width must be even and nothing may be zero"));
+        return Err(format!(
+            "YUYV frame of {w}x{h}: the width must be even and nothing may be zero"
+        ));
     }
     if stride < 2 * w || data.len() < stride * (h - 1) + 2 * w {
-        return Err(format!("YUYV frame of {w}x{h} needs {} bytes, got {}", stride * (h - 1) + 2 * w, data.len()));
+        return Err(format!(
+            "YUYV frame of {w}x{h} needs {} bytes, got {}",
+            stride * (h - 1) + 2 * w,
+            data.len()
+        ));
     }
     let (ly, lc) = if full_range { (identity(), identity()) } else { range_tables() };
     let cw = w / 2;
@@ -164,7 +214,13 @@ pub fn yuyv_to_jpeg(data: &[u8], width: u32, height: u32, stride: u32, full_rang
             v[row * cw + i] = lc[px[3] as usize];
         }
     }
-    let image = turbojpeg::YuvImage { pixels: &planes[..], width: w, align: 1, height: h, subsamp: turbojpeg::Subsamp::Sub2x1 };
+    let image = turbojpeg::YuvImage {
+        pixels: &planes[..],
+        width: w,
+        align: 1,
+        height: h,
+        subsamp: turbojpeg::Subsamp::Sub2x1,
+    };
     let mut c = turbojpeg::Compressor::new().map_err(|e| e.to_string())?;
     c.set_quality(QUALITY).map_err(|e| e.to_string())?;
     c.compress_yuv_to_vec(image).map_err(|e| format!("JPEG compression failed: {e}"))
@@ -176,8 +232,12 @@ fn identity() -> [u8; 256] {
 
 /// Limited-range luma (16-235) and chroma (16-240 around 128) to 0-255.
 fn range_tables() -> ([u8; 256], [u8; 256]) {
-    let y = std::array::from_fn(|i| ((i as f32 - 16.0) * 255.0 / 219.0).round().clamp(0.0, 255.0) as u8);
-    let c = std::array::from_fn(|i| ((i as f32 - 128.0) * 255.0 / 224.0 + 128.0).round().clamp(0.0, 255.0) as u8);
+    let y = std::array::from_fn(|i| {
+        ((i as f32 - 16.0) * 255.0 / 219.0).round().clamp(0.0, 255.0) as u8
+    });
+    let c = std::array::from_fn(|i| {
+        ((i as f32 - 128.0) * 255.0 / 224.0 + 128.0).round().clamp(0.0, 255.0) as u8
+    });
     (y, c)
 }
 
@@ -223,7 +283,9 @@ mod tests {
 
     #[test]
     fn a_missing_device_is_named() {
-        assert!(check(Path::new("/dev/video-owlet-none")).unwrap_err().contains("/dev/video-owlet-none"));
+        assert!(check(Path::new("/dev/video-owlet-none"))
+            .unwrap_err()
+            .contains("/dev/video-owlet-none"));
         assert!(check(Path::new("/")).unwrap_err().contains("not a device"));
     }
 }

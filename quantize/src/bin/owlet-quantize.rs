@@ -10,7 +10,11 @@ use clap::Parser;
 use owlet_quantize::{calibration_images, quantize_bundle, report, Options, Target};
 
 #[derive(Parser, Debug)]
-#[command(name = "owlet-quantize", version, about = "Convert an owlet bundle to int8 or fp16 and report the cost")]
+#[command(
+    name = "owlet-quantize",
+    version,
+    about = "Convert an owlet bundle to int8 or fp16 and report the cost"
+)]
 struct Args {
     /// The fp32 bundle folder.
     input: PathBuf,
@@ -85,10 +89,14 @@ fn run(a: Args) -> anyhow::Result<()> {
     // report.
     let measured = match (&images, a.max_layer_error.0) {
         (Some(images), Some(limit)) if a.to == Target::Int8 => {
-            let errors = owlet_quantize::layer_errors(&a.input, images, &a.labels, &opts.keep_float)?;
+            let errors =
+                owlet_quantize::layer_errors(&a.input, images, &a.labels, &opts.keep_float)?;
             let kept = owlet_quantize::sensitive_layers(&errors, limit);
             for name in &kept {
-                eprintln!("keeping {name} float: its own int8 error is above {:.1}%", limit * 100.0);
+                eprintln!(
+                    "keeping {name} float: its own int8 error is above {:.1}%",
+                    limit * 100.0
+                );
             }
             opts.keep_float.extend(kept.iter().cloned());
             Some((errors, kept, limit))
@@ -97,7 +105,8 @@ fn run(a: Args) -> anyhow::Result<()> {
     };
     if a.static_activations {
         let images = images.clone().expect("clap: --static-activations requires --calibrate");
-        opts.static_activations = Some(owlet_quantize::calibrate::CalibrationSet::new(images, &a.labels));
+        opts.static_activations =
+            Some(owlet_quantize::calibrate::CalibrationSet::new(images, &a.labels));
     }
     let stats = quantize_bundle(&a.input, &a.output, &opts, &mut || bar.inc(1))?;
     bar.finish_and_clear();
@@ -114,7 +123,8 @@ fn run(a: Args) -> anyhow::Result<()> {
     match measured {
         // Not measured (CLIP without labels): nothing to report.
         Some((errors, kept, limit)) if !errors.is_empty() => {
-            (r.layer_errors, r.kept_float_for_error, r.max_layer_error) = (errors, kept, Some(limit));
+            (r.layer_errors, r.kept_float_for_error, r.max_layer_error) =
+                (errors, kept, Some(limit));
         }
         _ => r.add_layer_errors(&images, &a.labels, &opts.keep_float)?,
     }

@@ -21,7 +21,8 @@ pub fn cpu_computes_f16() -> bool {
     }
     // x86-64's AVX512-FP16 is also f16 arithmetic, but tract has no f16 matmul
     // kernels for it: f16 there would run generic code, slower than f32.
-    cfg!(target_arch = "aarch64") && tract_linalg::isa::native().has(tract_linalg::isa::Isa::Aarch64Fp16)
+    cfg!(target_arch = "aarch64")
+        && tract_linalg::isa::native().has(tract_linalg::isa::Isa::Aarch64Fp16)
 }
 
 /// Turn a typed f32 graph into an f16 one: f32 constants beyond f16's range are

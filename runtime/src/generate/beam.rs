@@ -27,7 +27,9 @@ struct Hyp {
 fn topk(values: &[f32], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..values.len()).collect();
     let k = k.min(idx.len());
-    idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| {
+        values[b].total_cmp(&values[a]).then(a.cmp(&b))
+    });
     idx.truncate(k);
     idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
     idx
@@ -45,9 +47,15 @@ pub fn search(
     let vocab = decoder.vocab_size();
 
     // Running beams: only the first is real at the start (the others score -1e9).
-    let mut running: Vec<Hyp> =
-        (0..nb).map(|i| Hyp { tokens: Vec::new(), score: if i == 0 { 0.0 } else { MASKED }, finished: false }).collect();
-    let mut done: Vec<Hyp> = (0..nb).map(|_| Hyp { tokens: Vec::new(), score: MASKED, finished: false }).collect();
+    let mut running: Vec<Hyp> = (0..nb)
+        .map(|i| Hyp {
+            tokens: Vec::new(),
+            score: if i == 0 { 0.0 } else { MASKED },
+            finished: false,
+        })
+        .collect();
+    let mut done: Vec<Hyp> =
+        (0..nb).map(|_| Hyp { tokens: Vec::new(), score: MASKED, finished: false }).collect();
     let mut heuristic_unsatisfied = true;
 
     let first = decoder.prefill(prefix.embeds, prefix.len)?;
@@ -71,8 +79,10 @@ pub fn search(
         let cand_beam: Vec<usize> = cand.iter().map(|&i| i / vocab).collect();
         let cand_tok: Vec<u32> = cand.iter().map(|&i| (i % vocab) as u32).collect();
         let cand_score: Vec<f32> = cand.iter().map(|&i| acc[i]).collect();
-        let hits: Vec<bool> =
-            cand_tok.iter().map(|&t| t == cfg.eos_token_id || generated + 1 >= cfg.max_new_tokens).collect();
+        let hits: Vec<bool> = cand_tok
+            .iter()
+            .map(|&t| t == cfg.eos_token_id || generated + 1 >= cfg.max_new_tokens)
+            .collect();
 
         // Next running beams: the best candidates that did not just stop.
         let run_scores: Vec<f32> =
@@ -113,7 +123,8 @@ pub fn search(
         let gen_len = (generated + 1) as f32;
         let best_possible = running[0].score / gen_len.powf(p.length_penalty);
         let min_done = done.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
-        let improvable = done.iter().any(|h| best_possible > if h.finished { min_done } else { MASKED });
+        let improvable =
+            done.iter().any(|h| best_possible > if h.finished { min_done } else { MASKED });
         heuristic_unsatisfied &= improvable;
 
         let open = !(done.iter().all(|h| h.finished) && p.early_stopping);
@@ -122,7 +133,8 @@ pub fn search(
             break;
         }
         decoder.reorder(&rows)?;
-        let last: Vec<u32> = running.iter().map(|h| *h.tokens.last().expect("one token per step")).collect();
+        let last: Vec<u32> =
+            running.iter().map(|h| *h.tokens.last().expect("one token per step")).collect();
         logits = decoder.step(&last)?;
     }
     Ok(done.into_iter().next().map(|h| h.tokens).unwrap_or_default())

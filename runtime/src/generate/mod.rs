@@ -53,7 +53,10 @@ impl GenerationConfig {
             return bad("max_new_tokens must be at least 1".into());
         }
         if self.min_new_tokens > self.max_new_tokens {
-            return bad(format!("min_new_tokens ({}) exceeds max_new_tokens ({})", self.min_new_tokens, self.max_new_tokens));
+            return bad(format!(
+                "min_new_tokens ({}) exceeds max_new_tokens ({})",
+                self.min_new_tokens, self.max_new_tokens
+            ));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return bad(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
@@ -129,7 +132,11 @@ pub fn generate(
                 prefix,
                 cfg,
                 &procs,
-                beam::BeamParams { num_beams: *num_beams, length_penalty: *length_penalty, early_stopping: *early_stopping },
+                beam::BeamParams {
+                    num_beams: *num_beams,
+                    length_penalty: *length_penalty,
+                    early_stopping: *early_stopping,
+                },
             )?;
             for &t in &out {
                 on_token(t);

@@ -10,7 +10,11 @@ pub struct Processors {
 
 impl Processors {
     pub fn new(cfg: &GenerationConfig) -> Processors {
-        Processors { repetition_penalty: cfg.repetition_penalty, min_new_tokens: cfg.min_new_tokens, eos: cfg.eos_token_id }
+        Processors {
+            repetition_penalty: cfg.repetition_penalty,
+            min_new_tokens: cfg.min_new_tokens,
+            eos: cfg.eos_token_id,
+        }
     }
 
     /// `context`: the prefix's ids; `generated`: the new ids so far.
@@ -21,7 +25,11 @@ impl Processors {
             for &id in context.iter().chain(generated) {
                 if let Some(s) = scores.get_mut(id as usize) {
                     if seen.insert(id) {
-                        *s = if *s < 0.0 { *s * self.repetition_penalty } else { *s / self.repetition_penalty };
+                        *s = if *s < 0.0 {
+                            *s * self.repetition_penalty
+                        } else {
+                            *s / self.repetition_penalty
+                        };
                     }
                 }
             }

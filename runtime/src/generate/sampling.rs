@@ -22,7 +22,8 @@ impl Sampler {
         for l in logits.iter_mut() {
             *l /= self.temperature;
         }
-        let mut order: Vec<usize> = (0..logits.len()).filter(|&i| logits[i] > f32::NEG_INFINITY).collect();
+        let mut order: Vec<usize> =
+            (0..logits.len()).filter(|&i| logits[i] > f32::NEG_INFINITY).collect();
         if order.is_empty() {
             return Err(Error::Invalid("every token was masked out; nothing to sample".into()));
         }

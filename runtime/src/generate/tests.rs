@@ -49,14 +49,26 @@ impl StepDecoder for Bigram {
 }
 
 fn cfg(strategy: Strategy, max_new: usize) -> GenerationConfig {
-    GenerationConfig { strategy, max_new_tokens: max_new, min_new_tokens: 0, repetition_penalty: 1.0, eos_token_id: 1 }
+    GenerationConfig {
+        strategy,
+        max_new_tokens: max_new,
+        min_new_tokens: 0,
+        repetition_penalty: 1.0,
+        eos_token_id: 1,
+    }
 }
 
 #[test]
 fn greedy_follows_the_argmax_chain_and_runs_the_prefix_once() {
     let mut d = Bigram::new(12, 7);
     let mut streamed = vec![];
-    let out = generate(&mut d, &Prefix { embeds: &[0.0; 40], len: 10, context_ids: &[] }, &cfg(Strategy::Greedy, 8), &mut |t| streamed.push(t)).unwrap();
+    let out = generate(
+        &mut d,
+        &Prefix { embeds: &[0.0; 40], len: 10, context_ids: &[] },
+        &cfg(Strategy::Greedy, 8),
+        &mut |t| streamed.push(t),
+    )
+    .unwrap();
     let mut last = 0usize;
     for &t in &out {
         let want = argmax(&d.table[last]);
@@ -92,7 +104,8 @@ fn wide_beam_search_finds_the_best_fixed_length_sequence_a_brute_force_finds() {
     let mut c = cfg(Strategy::Beam { num_beams: 5, length_penalty: 1.0, early_stopping: false }, 3);
     c.eos_token_id = 99;
     let mut d = Bigram::new(5, 3);
-    let out = generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {}).unwrap();
+    let out = generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {})
+        .unwrap();
     let mut best = (f32::NEG_INFINITY, vec![]);
     for a in 0..5u32 {
         for b in 0..5u32 {
@@ -115,9 +128,14 @@ fn min_new_tokens_blocks_eos_and_max_new_tokens_bounds_the_output() {
         row[1] = 100.0;
     }
     let mut c = cfg(Strategy::Greedy, 5);
-    assert_eq!(generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {}).unwrap(), vec![1]);
+    assert_eq!(
+        generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {})
+            .unwrap(),
+        vec![1]
+    );
     c.min_new_tokens = 3;
-    let out = generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {}).unwrap();
+    let out = generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {})
+        .unwrap();
     assert_eq!(out.len(), 4);
     assert!(out[..3].iter().all(|&t| t != 1) && out[3] == 1);
 }
@@ -129,7 +147,8 @@ fn sampling_is_reproducible_from_its_seed_and_respects_top_k() {
         let s = Strategy::Sample { temperature: 0.8, top_k: 3, top_p: 1.0, seed };
         let mut c = cfg(s, 20);
         c.eos_token_id = 99;
-        generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {}).unwrap()
+        generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {})
+            .unwrap()
     };
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
@@ -153,6 +172,10 @@ fn invalid_settings_are_errors() {
         cfg(Strategy::Sample { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }, 4),
         cfg(Strategy::Sample { temperature: 1.0, top_k: 0, top_p: 0.0, seed: 0 }, 4),
     ] {
-        assert!(generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {}).is_err(), "{c:?}");
+        assert!(
+            generate(&mut d, &Prefix { embeds: &[], len: 1, context_ids: &[] }, &c, &mut |_| {})
+                .is_err(),
+            "{c:?}"
+        );
     }
 }

@@ -29,7 +29,8 @@ pub fn kmeans(points: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) 
         return Clustering { centroids: vec![], assignment: vec![], iterations: 0 };
     }
     let mut centroids: Vec<f32> = row(rng.random_range(0..n)).to_vec();
-    let mut d2: Vec<f32> = (0..n).map(|i| (2.0 - 2.0 * dot(row(i), &centroids[..dim])).max(0.0)).collect();
+    let mut d2: Vec<f32> =
+        (0..n).map(|i| (2.0 - 2.0 * dot(row(i), &centroids[..dim])).max(0.0)).collect();
     while centroids.len() / dim < k {
         let total: f64 = d2.iter().map(|&x| x as f64).sum();
         let pick = if total <= 0.0 {

@@ -155,7 +155,8 @@ impl Index {
         }
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let tmp = dir.join("index.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(info).expect("serialisable")).map_err(|e| io_err(&tmp, e))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(info).expect("serialisable"))
+            .map_err(|e| io_err(&tmp, e))?;
         std::fs::rename(&tmp, dir.join("index.json")).map_err(|e| io_err(dir, e))?;
         Index::open(dir)
     }
@@ -163,10 +164,16 @@ impl Index {
     pub fn open(dir: &Path) -> Result<(Index, OpenReport)> {
         let info_path = dir.join("index.json");
         let text = std::fs::read_to_string(&info_path).map_err(|e| io_err(&info_path, e))?;
-        let info: IndexInfo = serde_json::from_str(&text)
-            .map_err(|e| Error::Invalid(format!("{}: not an owlet index description: {e}", info_path.display())))?;
+        let info: IndexInfo = serde_json::from_str(&text).map_err(|e| {
+            Error::Invalid(format!("{}: not an owlet index description: {e}", info_path.display()))
+        })?;
         let log_path = dir.join("entries.log");
-        let mut log = OpenOptions::new().read(true).append(true).create(true).open(&log_path).map_err(|e| io_err(&log_path, e))?;
+        let mut log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(|e| io_err(&log_path, e))?;
         let mut bytes = Vec::new();
         log.read_to_end(&mut bytes).map_err(|e| io_err(&log_path, e))?;
         let vb = info.precision.vector_bytes(info.dim);
@@ -217,7 +224,11 @@ impl Index {
     /// Append one embedding (normalised here) and its metadata, to disk then memory.
     pub fn add(&mut self, embedding: &[f32], meta: Meta) -> Result<()> {
         if embedding.len() != self.info.dim {
-            return Err(Error::Invalid(format!("embedding has {} values; the index holds {}-d vectors", embedding.len(), self.info.dim)));
+            return Err(Error::Invalid(format!(
+                "embedding has {} values; the index holds {}-d vectors",
+                embedding.len(),
+                self.info.dim
+            )));
         }
         let mut v = embedding.to_vec();
         crate::similarity::l2_normalize(&mut v);
@@ -236,8 +247,12 @@ impl Index {
 
     fn push_decoded(&mut self, vec: Vec<u8>, meta: Meta) {
         match &mut self.vectors {
-            Vectors::F32(d) => d.extend(vec.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
-            Vectors::F16(d) => d.extend(vec.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()))),
+            Vectors::F32(d) => {
+                d.extend(vec.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())))
+            }
+            Vectors::F16(d) => d.extend(
+                vec.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap())),
+            ),
             Vectors::I8 { codes, scales } => {
                 scales.push(f32::from_le_bytes(vec[..4].try_into().unwrap()));
                 codes.extend(vec[4..].iter().map(|&b| b as i8));
@@ -252,7 +267,9 @@ impl Index {
         match &self.vectors {
             Vectors::F32(v) => v[i * d..(i + 1) * d].to_vec(),
             Vectors::F16(v) => v[i * d..(i + 1) * d].iter().map(|x| x.to_f32()).collect(),
-            Vectors::I8 { codes, scales } => codes[i * d..(i + 1) * d].iter().map(|&c| c as f32 * scales[i]).collect(),
+            Vectors::I8 { codes, scales } => {
+                codes[i * d..(i + 1) * d].iter().map(|&c| c as f32 * scales[i]).collect()
+            }
         }
     }
 
@@ -260,14 +277,19 @@ impl Index {
     /// accepts, best first.
     pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
         if query.len() != self.info.dim {
-            return Err(Error::Invalid(format!("query has {} values; the index holds {}-d vectors", query.len(), self.info.dim)));
+            return Err(Error::Invalid(format!(
+                "query has {} values; the index holds {}-d vectors",
+                query.len(),
+                self.info.dim
+            )));
         }
         let mut q = query.to_vec();
         crate::similarity::l2_normalize(&mut q);
         let d = self.info.dim;
         let dot = kernels::best().dot_f32;
         let mut top = TopK::new(k);
-        let filtered = filter.camera.is_some() || filter.since_ms.is_some() || filter.until_ms.is_some();
+        let filtered =
+            filter.camera.is_some() || filter.since_ms.is_some() || filter.until_ms.is_some();
         let want = |i: usize| !filtered || filter.accepts(&self.meta[i]);
         match &self.vectors {
             Vectors::F32(v) => {
@@ -396,7 +418,8 @@ impl TopK {
     }
 
     fn into_sorted(self) -> Vec<Hit> {
-        let mut v: Vec<Hit> = self.heap.into_iter().map(|MinScore(score, entry)| Hit { entry, score }).collect();
+        let mut v: Vec<Hit> =
+            self.heap.into_iter().map(|MinScore(score, entry)| Hit { entry, score }).collect();
         v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
         v
     }

@@ -46,7 +46,8 @@ fn f32_search_returns_the_planted_neighbours_exactly_like_a_float64_brute_force(
     for _ in 0..20 {
         let q = random_unit(&mut rng, dim);
         // Plant: three near copies of the query.
-        let got: Vec<usize> = ix.search(&q, 10, &Filter::default()).unwrap().iter().map(|h| h.entry).collect();
+        let got: Vec<usize> =
+            ix.search(&q, 10, &Filter::default()).unwrap().iter().map(|h| h.entry).collect();
         assert_eq!(got, reference(&data, &q, 10));
     }
     let q = data[123].clone();
@@ -66,7 +67,8 @@ fn int8_top10_recall_is_at_least_099_and_f16_higher_on_clip_like_vectors() {
         .map(|i| {
             let c = &centres[i % 50];
             let spread = 0.02 + 0.18 * rng.random::<f32>();
-            let mut v: Vec<f32> = c.iter().map(|x| x + (rng.random::<f32>() - 0.5) * spread).collect();
+            let mut v: Vec<f32> =
+                c.iter().map(|x| x + (rng.random::<f32>() - 0.5) * spread).collect();
             crate::similarity::l2_normalize(&mut v);
             v
         })
@@ -84,8 +86,14 @@ fn int8_top10_recall_is_at_least_099_and_f16_higher_on_clip_like_vectors() {
         let mut qrng = rand::rngs::StdRng::seed_from_u64(3);
         for _ in 0..queries {
             let q = &data[qrng.random_range(0..data.len())];
-            let want: std::collections::HashSet<usize> = reference(&data, q, 10).into_iter().collect();
-            found += ix.search(q, 10, &Filter::default()).unwrap().iter().filter(|h| want.contains(&h.entry)).count();
+            let want: std::collections::HashSet<usize> =
+                reference(&data, q, 10).into_iter().collect();
+            found += ix
+                .search(q, 10, &Filter::default())
+                .unwrap()
+                .iter()
+                .filter(|h| want.contains(&h.entry))
+                .count();
         }
         recall.insert(format!("{p:?}"), found as f64 / (queries * 10) as f64);
     }
@@ -113,8 +121,16 @@ fn filters_by_camera_and_time_range() {
     let (mut ix, _) = Index::open_or_create(d.path(), &info(Precision::F32, 16)).unwrap();
     for i in 0..100u64 {
         let cam = if i % 2 == 0 { "door" } else { "shed" };
-        ix.add(&random_unit(&mut rng, 16), Meta { source: i.to_string(), camera: Some(cam.into()), time_ms: Some(i * 1000), caption: None })
-            .unwrap();
+        ix.add(
+            &random_unit(&mut rng, 16),
+            Meta {
+                source: i.to_string(),
+                camera: Some(cam.into()),
+                time_ms: Some(i * 1000),
+                caption: None,
+            },
+        )
+        .unwrap();
     }
     let q = random_unit(&mut rng, 16);
     let f = Filter { camera: Some("shed".into()), since_ms: Some(10_000), until_ms: Some(20_000) };
@@ -133,7 +149,15 @@ fn the_index_survives_a_kill_in_the_middle_of_a_write_wherever_it_falls() {
     {
         let (mut ix, _) = Index::open_or_create(d.path(), &info(Precision::I8, dim)).unwrap();
         for i in 0..8 {
-            ix.add(&random_unit(&mut rng, dim), Meta { source: format!("frame-{i}"), caption: Some("a cat".into()), ..Default::default() }).unwrap();
+            ix.add(
+                &random_unit(&mut rng, dim),
+                Meta {
+                    source: format!("frame-{i}"),
+                    caption: Some("a cat".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             sizes.push(std::fs::metadata(d.path().join("entries.log")).unwrap().len() as usize);
         }
     }
@@ -149,7 +173,8 @@ fn the_index_survives_a_kill_in_the_middle_of_a_write_wherever_it_falls() {
         assert_eq!(ix.len(), whole, "cut at {cut}");
         assert_eq!(rep.cut_bytes as usize, cut - if whole == 0 { 0 } else { sizes[whole - 1] });
         // It goes on: a new entry after the cut is kept.
-        ix.add(&random_unit(&mut rng, dim), Meta { source: "after".into(), ..Default::default() }).unwrap();
+        ix.add(&random_unit(&mut rng, dim), Meta { source: "after".into(), ..Default::default() })
+            .unwrap();
         drop(ix);
         let (ix, _) = Index::open(c.path()).unwrap();
         assert_eq!(ix.len(), whole + 1);
@@ -161,7 +186,12 @@ fn the_index_survives_a_kill_in_the_middle_of_a_write_wherever_it_falls() {
 fn another_model_or_dimension_is_refused() {
     let d = dir();
     Index::open_or_create(d.path(), &info(Precision::F32, 8)).unwrap();
-    let e = Index::open_or_create(d.path(), &IndexInfo { model: "other".into(), dim: 8, precision: Precision::F32 }).err().unwrap();
+    let e = Index::open_or_create(
+        d.path(),
+        &IndexInfo { model: "other".into(), dim: 8, precision: Precision::F32 },
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("one index per model"), "{e}");
     let e = Index::open_or_create(d.path(), &info(Precision::F32, 9)).err().unwrap();
     assert!(e.to_string().contains("8-d"), "{e}");
@@ -179,7 +209,8 @@ fn kmeans_recovers_planted_clusters() {
     let mut truth = Vec::new();
     for i in 0..600 {
         let c = i % k;
-        let mut v: Vec<f32> = centres[c].iter().map(|x| x + (rng.random::<f32>() - 0.5) * 0.15).collect();
+        let mut v: Vec<f32> =
+            centres[c].iter().map(|x| x + (rng.random::<f32>() - 0.5) * 0.15).collect();
         crate::similarity::l2_normalize(&mut v);
         points.extend(v);
         truth.push(c);

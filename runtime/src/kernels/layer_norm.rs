@@ -142,7 +142,10 @@ mod tests {
                     let mut got = vec![f32::NAN; x.len()];
                     kernel(&x, &gamma, &beta, 1e-5, &mut got);
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!((g - w).abs() <= 2e-5 + 2e-5 * w.abs(), "{name} d {d} at {i}: {g} vs {w}");
+                        assert!(
+                            (g - w).abs() <= 2e-5 + 2e-5 * w.abs(),
+                            "{name} d {d} at {i}: {g} vs {w}"
+                        );
                     }
                 }
             }

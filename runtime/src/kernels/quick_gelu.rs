@@ -108,7 +108,8 @@ mod tests {
         for len in [1, 5, 15, 16, 17, 100, 2048, 3075] {
             // Activations of either sign, small and large (|α·x| past the exp's
             // -87.3 floor on both sides).
-            let data: Vec<f32> = (0..len).map(|i| (rnd() - 0.5) * if i % 7 == 0 { 200.0 } else { 12.0 }).collect();
+            let data: Vec<f32> =
+                (0..len).map(|i| (rnd() - 0.5) * if i % 7 == 0 { 200.0 } else { 12.0 }).collect();
             for alpha in [1.702, 1.0] {
                 let mut want = data.clone();
                 reference(&mut want, alpha);
@@ -116,7 +117,11 @@ mod tests {
                     let mut got = data.clone();
                     kernel(&mut got, alpha);
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!((g - w).abs() <= 1e-7 + 1e-6 * w.abs(), "{name} len {len} alpha {alpha} at {i} (x {}): {g} vs {w}", data[i]);
+                        assert!(
+                            (g - w).abs() <= 1e-7 + 1e-6 * w.abs(),
+                            "{name} len {len} alpha {alpha} at {i} (x {}): {g} vs {w}",
+                            data[i]
+                        );
                     }
                 }
             }
@@ -125,7 +130,17 @@ mod tests {
 
     #[test]
     fn edges_come_out_as_the_reference_says() {
-        let data = [0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, 1e-30, -1e-30];
+        let data = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN,
+            1e-30,
+            -1e-30,
+        ];
         let mut want = data;
         reference(&mut want, 1.702);
         for (name, kernel) in candidates() {

@@ -36,7 +36,15 @@ pub fn reference(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usi
 
 /// One `ROWS` x `W` block of `C` at (`i`, `j`).
 #[inline(always)]
-fn block<const W: usize, const FMA: bool>(a: &[f32], b: &[f32], c: &mut [f32], i: usize, j: usize, k: usize, n: usize) {
+fn block<const W: usize, const FMA: bool>(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    i: usize,
+    j: usize,
+    k: usize,
+    n: usize,
+) {
     // Row slices checked once, so the loop below carries no bounds checks.
     let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &a[(i + r) * k..(i + r + 1) * k]);
     let b = &b[j..(k - 1) * n + j + W];
@@ -46,7 +54,8 @@ fn block<const W: usize, const FMA: bool>(a: &[f32], b: &[f32], c: &mut [f32], i
         for r in 0..ROWS {
             let x = rows[r][p];
             for l in 0..W {
-                acc[r][l] = if FMA { x.mul_add(brow[l], acc[r][l]) } else { acc[r][l] + x * brow[l] };
+                acc[r][l] =
+                    if FMA { x.mul_add(brow[l], acc[r][l]) } else { acc[r][l] + x * brow[l] };
             }
         }
     }
@@ -62,7 +71,10 @@ fn body<const FMA: bool>(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize
         c[..m * n].fill(0.0);
         return;
     }
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "operands smaller than their shapes");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "operands smaller than their shapes"
+    );
     for i in (0..m).step_by(ROWS) {
         let mut j = 0;
         while j + 2 * COLS <= n {
@@ -90,7 +102,10 @@ fn avx2_inner(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize)
     use std::arch::x86_64::*;
     // Hard checks: the pointer arithmetic below relies on them.
     assert!(m.is_multiple_of(ROWS) && n.is_multiple_of(COLS), "m, n not padded to the block");
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "operands smaller than their shapes");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "operands smaller than their shapes"
+    );
     const R: usize = 4;
     let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
     // SAFETY (every pointer below): i + r < m, p < k, j + 16 <= n, so each access
@@ -133,7 +148,10 @@ fn avx512_inner(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usiz
     use std::arch::x86_64::*;
     // Hard checks: the pointer arithmetic below relies on them.
     assert!(m.is_multiple_of(ROWS) && n.is_multiple_of(COLS), "m, n not padded to the block");
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "operands smaller than their shapes");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "operands smaller than their shapes"
+    );
     let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
     // SAFETY (every pointer below): i + r < m, p < k, j + 16·v <= n, so each
     // access is inside a [m, k], b [k, n] or c [m, n], checked above.
@@ -222,7 +240,9 @@ mod tests {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
         };
-        for (m, k, n) in [(8, 1, 16), (8, 7, 32), (16, 64, 48), (80, 64, 80), (80, 77, 64), (24, 3, 96)] {
+        for (m, k, n) in
+            [(8, 1, 16), (8, 7, 32), (16, 64, 48), (80, 64, 80), (80, 77, 64), (24, 3, 96)]
+        {
             let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
             let mut want = vec![0f32; m * n];
@@ -231,7 +251,10 @@ mod tests {
                 let mut got = vec![f32::NAN; m * n];
                 kernel(&a, &b, &mut got, m, k, n);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!((g - w).abs() <= 1e-5 * (1.0 + k as f32).sqrt(), "{name} {m}x{k}x{n} at {i}: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + k as f32).sqrt(),
+                        "{name} {m}x{k}x{n} at {i}: {g} vs {w}"
+                    );
                 }
             }
         }

@@ -258,7 +258,10 @@ mod tests {
         let mut worst = 0;
         let mut x = 0f32;
         while x > -87.3 {
-            worst = worst.max(ulps(exp_nonpositive::<false>(x), x.exp()).max(ulps(exp_nonpositive::<true>(x), x.exp())));
+            worst = worst.max(
+                ulps(exp_nonpositive::<false>(x), x.exp())
+                    .max(ulps(exp_nonpositive::<true>(x), x.exp())),
+            );
             x -= 0.000_731;
         }
         assert!(worst <= 2, "worst {worst} ulp");
@@ -279,7 +282,8 @@ mod tests {
         };
         for row_len in [1, 2, 7, 15, 16, 17, 50, 77, 100, 257] {
             for rows in [1, 3, 12] {
-                let mut data: Vec<f32> = (0..rows * row_len).map(|_| (rnd() - 0.5) * 40.0).collect();
+                let mut data: Vec<f32> =
+                    (0..rows * row_len).map(|_| (rnd() - 0.5) * 40.0).collect();
                 // Masked scores, as attention's causal and padding masks leave.
                 for (i, x) in data.iter_mut().enumerate() {
                     if i % 5 == 3 && i % row_len != 0 {
@@ -292,7 +296,10 @@ mod tests {
                     let mut got = data.clone();
                     kernel(&mut got, row_len);
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!((g - w).abs() <= 1e-6 + 2e-6 * w.abs(), "{name} len {row_len} at {i}: {g} vs {w}");
+                        assert!(
+                            (g - w).abs() <= 1e-6 + 2e-6 * w.abs(),
+                            "{name} len {row_len} at {i}: {g} vs {w}"
+                        );
                     }
                     for row in got.chunks(row_len) {
                         let s: f32 = row.iter().sum();
@@ -317,7 +324,10 @@ mod tests {
                 let mut got = row.clone();
                 kernel(&mut got, row.len());
                 for (g, w) in got.iter().zip(&want) {
-                    assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{name} {row:?}: {got:?} vs {want:?}");
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{name} {row:?}: {got:?} vs {want:?}"
+                    );
                 }
             }
         }

@@ -27,7 +27,8 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     while i < body {
         for (j, s) in acc.iter_mut().enumerate() {
             // SAFETY: i + 8 * j + 8 <= body <= n; unaligned loads.
-            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j))) };
+            let (x, y) =
+                unsafe { (_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j))) };
             *s = _mm256_fmadd_ps(x, y, *s);
         }
         i += 32;

@@ -26,7 +26,9 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     while i < body {
         for (j, s) in acc.iter_mut().enumerate() {
             // SAFETY: i + 16 * j + 16 <= body <= n; unaligned loads.
-            let (x, y) = unsafe { (_mm512_loadu_ps(pa.add(i + 16 * j)), _mm512_loadu_ps(pb.add(i + 16 * j))) };
+            let (x, y) = unsafe {
+                (_mm512_loadu_ps(pa.add(i + 16 * j)), _mm512_loadu_ps(pb.add(i + 16 * j)))
+            };
             *s = _mm512_fmadd_ps(x, y, *s);
         }
         i += 64;

@@ -1,4 +1,4 @@
 //! Model pipelines built on bundles: what each model family does with its graphs.
 
-pub mod clip;
 pub mod blip2;
+pub mod clip;

@@ -138,7 +138,15 @@ fn batch_offsets(dims: &[usize], strides: &[usize]) -> Vec<usize> {
 
 /// `dst[r * dst_stride + c] = src[off + r * rs + c * cs]` for r < rows, c < cols.
 #[inline]
-fn gather(src: &[f32], off: usize, (rs, cs): (usize, usize), rows: usize, cols: usize, dst: &mut [f32], dst_stride: usize) {
+fn gather(
+    src: &[f32],
+    off: usize,
+    (rs, cs): (usize, usize),
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
     for r in 0..rows {
         let d = &mut dst[r * dst_stride..r * dst_stride + cols];
         let base = off + r * rs;
@@ -178,8 +186,14 @@ impl EvalOp for BatchedMatMul {
         let sc = self.output_shape(sa, sb);
         let (ta, tb, tc) = (natural_strides(sa), natural_strides(sb), natural_strides(&sc));
         let dims: TVec<usize> = self.batch.iter().map(|&(pa, _, _)| sa[pa]).collect();
-        let layout = |strides: &[usize], pos: &dyn Fn(&(usize, usize, usize)) -> usize, r: usize, c: usize| Layout {
-            offsets: batch_offsets(&dims, &self.batch.iter().map(|p| strides[pos(p)]).collect::<Vec<_>>()),
+        let layout = |strides: &[usize],
+                      pos: &dyn Fn(&(usize, usize, usize)) -> usize,
+                      r: usize,
+                      c: usize| Layout {
+            offsets: batch_offsets(
+                &dims,
+                &self.batch.iter().map(|p| strides[pos(p)]).collect::<Vec<_>>(),
+            ),
             rows: strides[r],
             cols: strides[c],
         };
@@ -195,7 +209,8 @@ impl EvalOp for BatchedMatMul {
         }
         let av = a.to_plain_array_view::<f32>()?;
         let bv = b.to_plain_array_view::<f32>()?;
-        let (a, b) = (av.as_slice().context("contiguous A")?, bv.as_slice().context("contiguous B")?);
+        let (a, b) =
+            (av.as_slice().context("contiguous A")?, bv.as_slice().context("contiguous B")?);
         let mut cv = c.to_plain_array_view_mut::<f32>()?;
         let out = SharedOut(cv.as_slice_mut().context("a new tensor is contiguous")?.as_mut_ptr());
         let (mp, np) = (m.next_multiple_of(ROWS), n.next_multiple_of(COLS));
@@ -203,7 +218,8 @@ impl EvalOp for BatchedMatMul {
         let run = |range: std::ops::Range<usize>| {
             // Padding rows of A and columns of B stay zero: their products are
             // computed and never written out.
-            let (mut pa, mut pb, mut pc) = (vec![0f32; mp * k], vec![0f32; k * np], vec![0f32; mp * np]);
+            let (mut pa, mut pb, mut pc) =
+                (vec![0f32; mp * k], vec![0f32; k * np], vec![0f32; mp * np]);
             for h in range {
                 gather(a, la.offsets[h], (la.rows, la.cols), m, k, &mut pa, k);
                 gather(b, lb.offsets[h], (lb.rows, lb.cols), k, n, &mut pb, np);
@@ -238,7 +254,8 @@ impl EvalOp for BatchedMatMul {
 
 impl TypedOp for BatchedMatMul {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let (a, b): (TVec<TDim>, TVec<TDim>) = (inputs[0].shape.to_tvec(), inputs[1].shape.to_tvec());
+        let (a, b): (TVec<TDim>, TVec<TDim>) =
+            (inputs[0].shape.to_tvec(), inputs[1].shape.to_tvec());
         Ok(tvec!(f32::fact(self.output_shape(&a, &b))))
     }
 
@@ -273,7 +290,9 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
 }
 
 fn rewrite_always(model: &mut TypedModel) -> TractResult<usize> {
-    super::replace_each(model, |model, node| Ok(candidate(model, node)?.map(|op| (op, node.inputs.iter().copied().collect()))))
+    super::replace_each(model, |model, node| {
+        Ok(candidate(model, node)?.map(|op| (op, node.inputs.iter().copied().collect())))
+    })
 }
 
 #[cfg(test)]
@@ -318,15 +337,24 @@ mod tests {
             // Whichever kernel this CPU picks, also where plans would not use it.
             assert_eq!(rewrite_always(&mut rewritten).unwrap(), 1, "{expr}");
             assert!(rewritten.nodes.iter().any(|n| n.op.name() == OP_NAME));
-            let inputs: TVec<TValue> = tvec![random(a, ix as u32).into(), random(b, 99 + ix as u32).into()];
+            let inputs: TVec<TValue> =
+                tvec![random(a, ix as u32).into(), random(b, 99 + ix as u32).into()];
             let want = model.into_runnable().unwrap().run(inputs.clone()).unwrap().remove(0);
             use tract_linalg::multithread::{multithread_tract_scope, Executor};
             for threads in [1, 2] {
-                let exec = if threads == 1 { Executor::SingleThread } else { Executor::multithread(threads) };
+                let exec = if threads == 1 {
+                    Executor::SingleThread
+                } else {
+                    Executor::multithread(threads)
+                };
                 let plan = rewritten.clone().into_runnable().unwrap();
-                let got = multithread_tract_scope(exec, || plan.run(inputs.clone())).unwrap().remove(0);
+                let got =
+                    multithread_tract_scope(exec, || plan.run(inputs.clone())).unwrap().remove(0);
                 assert_eq!(got.shape(), want.shape(), "{expr}");
-                let (g, w) = (got.to_plain_array_view::<f32>().unwrap(), want.to_plain_array_view::<f32>().unwrap());
+                let (g, w) = (
+                    got.to_plain_array_view::<f32>().unwrap(),
+                    want.to_plain_array_view::<f32>().unwrap(),
+                );
                 for (x, y) in g.iter().zip(w.iter()) {
                     assert!((x - y).abs() < 1e-4, "{expr}, {threads} threads: {x} vs {y}");
                 }
@@ -343,7 +371,13 @@ mod tests {
         let mut m = TypedModel::default();
         let x = m.add_source("x", f32::fact([4, 8])).unwrap();
         let w = m.add_const("w", random(&[8, 16], 3)).unwrap();
-        let z = m.wire_node("einsum", EinSum::new("mk,kn->mn".parse().unwrap(), f32::datum_type()), &[x, w]).unwrap();
+        let z = m
+            .wire_node(
+                "einsum",
+                EinSum::new("mk,kn->mn".parse().unwrap(), f32::datum_type()),
+                &[x, w],
+            )
+            .unwrap();
         m.select_output_outlets(&z).unwrap();
         assert_eq!(rewrite_always(&mut m).unwrap(), 0);
     }

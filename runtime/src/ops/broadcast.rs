@@ -54,7 +54,9 @@ impl EvalOp for BroadcastBinary {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (a, b) = args_2!(inputs);
         let (a_shape, b_shape) = (a.shape().to_vec(), b.shape().to_vec());
-        if a_shape.len() != b_shape.len() || a_shape.iter().zip(&b_shape).any(|(x, y)| y != x && *y != 1) {
+        if a_shape.len() != b_shape.len()
+            || a_shape.iter().zip(&b_shape).any(|(x, y)| y != x && *y != 1)
+        {
             bail!("{OP_NAME}: {b_shape:?} does not broadcast to {a_shape:?}");
         }
         let mut c = a.into_tensor(); // in place when the value is not shared
@@ -79,7 +81,8 @@ impl TypedOp for BroadcastBinary {
 /// broadcast axes).
 pub fn apply(arith: Arith, c: &mut [f32], shape: &[usize], b: &[f32], b_shape: &[usize]) {
     // Trailing axes where the shapes agree: contiguous in both.
-    let inner_axes = shape.iter().rev().zip(b_shape.iter().rev()).take_while(|(x, y)| x == y).count();
+    let inner_axes =
+        shape.iter().rev().zip(b_shape.iter().rev()).take_while(|(x, y)| x == y).count();
     let lead = shape.len() - inner_axes;
     let run: usize = shape[lead..].iter().product();
     if run == 0 || c.is_empty() {
@@ -125,7 +128,10 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith,
     };
     let facts = model.node_input_facts(node.id)?;
     let out = &model.outlet_fact(node.id.into())?;
-    if facts.len() != 2 || out.datum_type != f32::datum_type() || facts.iter().any(|f| f.datum_type != f32::datum_type()) {
+    if facts.len() != 2
+        || out.datum_type != f32::datum_type()
+        || facts.iter().any(|f| f.datum_type != f32::datum_type())
+    {
         return Ok(None);
     }
     // Add and Mul commute: `a` is whichever input has the output's shape.
@@ -140,7 +146,13 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith,
     if sa.rank() != sb.rank() || sa.iter().zip(sb.iter()).any(|(x, y)| y != x && !y.is_one()) {
         return Ok(None);
     }
-    let run = sa.iter().rev().zip(sb.iter().rev()).take_while(|(x, y)| x == y).map(|(x, _)| x.clone()).product::<TDim>();
+    let run = sa
+        .iter()
+        .rev()
+        .zip(sb.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x.clone())
+        .product::<TDim>();
     // A symbolic run (the decoder's `total`) is taken: short ones cost little.
     if run.to_i64().is_ok_and(|r| r < MIN_RUN) {
         return Ok(None);
@@ -152,7 +164,8 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arith,
 /// by `BroadcastBinary`. Returns how many were replaced.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     super::replace_each(model, |model, node| {
-        Ok(candidate(model, node)?.map(|(arith, inputs)| (BroadcastBinary { arith }, inputs.into_iter().collect())))
+        Ok(candidate(model, node)?
+            .map(|(arith, inputs)| (BroadcastBinary { arith }, inputs.into_iter().collect())))
     })
 }
 
@@ -160,7 +173,13 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
 mod tests {
     use super::*;
 
-    fn reference(arith: Arith, a: &[f32], shape: &[usize], b: &[f32], b_shape: &[usize]) -> Vec<f32> {
+    fn reference(
+        arith: Arith,
+        a: &[f32],
+        shape: &[usize],
+        b: &[f32],
+        b_shape: &[usize],
+    ) -> Vec<f32> {
         let a = tract_ndarray::ArrayD::from_shape_vec(shape, a.to_vec()).unwrap();
         let b = tract_ndarray::ArrayD::from_shape_vec(b_shape, b.to_vec()).unwrap();
         let c = match arith {
@@ -193,7 +212,11 @@ mod tests {
                 let b: Vec<f32> = (0..b_shape.iter().product()).map(|_| rnd()).collect();
                 let mut c = a.clone();
                 apply(arith, &mut c, shape, &b, b_shape);
-                assert_eq!(c, reference(arith, &a, shape, &b, b_shape), "{arith:?} {shape:?} by {b_shape:?}");
+                assert_eq!(
+                    c,
+                    reference(arith, &a, shape, &b, b_shape),
+                    "{arith:?} {shape:?} by {b_shape:?}"
+                );
             }
         }
     }
@@ -218,8 +241,16 @@ mod tests {
             let mut rewritten = model.clone();
             assert_eq!(rewrite(&mut rewritten).unwrap(), 1, "swap {swap}");
             assert!(rewritten.nodes.iter().any(|n| n.op.name() == OP_NAME));
-            let x = Tensor::from_shape(&[2, 4, 8, 8], &(0..512).map(|v| v as f32 * 0.5).collect::<Vec<_>>()).unwrap();
-            let mask = Tensor::from_shape(&[2, 1, 8, 8], &(0..128).map(|v| -(v as f32)).collect::<Vec<_>>()).unwrap();
+            let x = Tensor::from_shape(
+                &[2, 4, 8, 8],
+                &(0..512).map(|v| v as f32 * 0.5).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let mask = Tensor::from_shape(
+                &[2, 1, 8, 8],
+                &(0..128).map(|v| -(v as f32)).collect::<Vec<_>>(),
+            )
+            .unwrap();
             let inputs: TVec<TValue> = tvec![x.into(), mask.into()]; // the sources' order
             let want = model.into_runnable().unwrap().run(inputs.clone()).unwrap().remove(0);
             let got = rewritten.into_runnable().unwrap().run(inputs).unwrap().remove(0);

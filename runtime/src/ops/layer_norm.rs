@@ -21,7 +21,8 @@ pub const OP_TYPE: &str = "LayerNormalization";
 pub const OP_NAME: &str = "OwletLayerNorm";
 
 /// An ONNX loader's op builder (tract's type for it is private).
-type OpBuilder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+type OpBuilder =
+    fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
 /// tract's own builder, for the nodes this op does not cover.
 fn tracts_builder() -> TractResult<OpBuilder> {
@@ -38,12 +39,16 @@ fn covered(node: &NodeProto) -> Option<f32> {
     let axis = attr("axis").map(|a| a.i).unwrap_or(-1);
     let stash_type = attr("stash_type").map(|a| a.i).unwrap_or(1); // 1: FLOAT
     let extra_outputs = node.output.iter().skip(1).any(|o| !o.is_empty());
-    let covered = axis == -1 && stash_type == 1 && !extra_outputs && (2..=3).contains(&node.input.len());
+    let covered =
+        axis == -1 && stash_type == 1 && !extra_outputs && (2..=3).contains(&node.input.len());
     covered.then(|| attr("epsilon").map(|a| a.f).unwrap_or(1e-5))
 }
 
 /// The loader's builder: owlet's op where it covers the node, tract's otherwise.
-pub fn onnx_builder(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub fn onnx_builder(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     match covered(node) {
         Some(epsilon) => Ok((expand(LayerNormInference { epsilon }), vec![])),
         None => tracts_builder()?(ctx, node),
@@ -75,8 +80,18 @@ impl Expansion for LayerNormInference {
         Ok(())
     }
 
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let d = model.outlet_fact(inputs[0])?.shape.last().cloned().context("LayerNormalization of a scalar")?;
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let d = model
+            .outlet_fact(inputs[0])?
+            .shape
+            .last()
+            .cloned()
+            .context("LayerNormalization of a scalar")?;
         for (ix, what) in [(1, "scale"), (2, "bias")] {
             if let Some(&input) = inputs.get(ix) {
                 let shape = &model.outlet_fact(input)?.shape;
@@ -129,7 +144,11 @@ impl EvalOp for LayerNorm {
         };
         let (gamma, beta) = (values(1)?, values(2)?);
         if gamma.len() != d || beta.len() != d {
-            bail!("{OP_NAME}: scale and bias must hold {d} values, found {} and {}", gamma.len(), beta.len());
+            bail!(
+                "{OP_NAME}: scale and bias must hold {d} values, found {} and {}",
+                gamma.len(),
+                beta.len()
+            );
         }
         // A new output rather than in place: x is usually still needed (a pre-norm
         // layer's residual), and making it ours would be a copy first.
@@ -178,7 +197,12 @@ mod tests {
             output: outputs.iter().map(|o| o.to_string()).collect(),
             attribute: attrs
                 .iter()
-                .map(|&(name, i, f)| AttributeProto { name: name.into(), i, f, ..Default::default() })
+                .map(|&(name, i, f)| AttributeProto {
+                    name: name.into(),
+                    i,
+                    f,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }
@@ -187,7 +211,10 @@ mod tests {
     #[test]
     fn owlet_covers_the_last_axis_in_f32_and_leaves_the_rest_to_tract() {
         assert_eq!(covered(&node(&[], 3, &["y"])), Some(1e-5));
-        assert_eq!(covered(&node(&[("axis", -1, 0.0), ("epsilon", 0, 1e-6)], 2, &["y"])), Some(1e-6));
+        assert_eq!(
+            covered(&node(&[("axis", -1, 0.0), ("epsilon", 0, 1e-6)], 2, &["y"])),
+            Some(1e-6)
+        );
         assert_eq!(covered(&node(&[("axis", 1, 0.0)], 3, &["y"])), None);
         assert_eq!(covered(&node(&[("stash_type", 10, 0.0)], 3, &["y"])), None);
         assert_eq!(covered(&node(&[], 3, &["y", "mean"])), None);

@@ -26,7 +26,8 @@ pub const DOMAIN: &str = "owlet";
 pub fn onnx(on: crate::device::Placement) -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(qmatmul::OP_TYPE, qmatmul::onnx_builder);
-    let cpu_f32 = on.device == crate::device::Device::Cpu && on.precision == crate::device::GpuPrecision::F32;
+    let cpu_f32 =
+        on.device == crate::device::Device::Cpu && on.precision == crate::device::GpuPrecision::F32;
     if cpu_f32 && rewrites_on() {
         onnx.op_register.insert(layer_norm::OP_TYPE, layer_norm::onnx_builder);
     }

@@ -38,14 +38,24 @@ pub const OP_TYPE: &str = "OwletMatMulInt8";
 pub const X_SCALE_ATTR: &str = "x_scale";
 
 /// The ONNX loader's builder for `OwletMatMulInt8`.
-pub fn onnx_builder(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub fn onnx_builder(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     if !(3..=4).contains(&node.input.len()) {
-        bail!("{OP_TYPE} `{}` needs 3 or 4 inputs (X, W, W_scale[, B]), found {}", node.name, node.input.len());
+        bail!(
+            "{OP_TYPE} `{}` needs 3 or 4 inputs (X, W, W_scale[, B]), found {}",
+            node.name,
+            node.input.len()
+        );
     }
     let x_scale = node.get_attr_opt::<f32>(X_SCALE_ATTR)?;
     if let Some(s) = x_scale {
         if !(s > 0.0 && s.is_finite()) {
-            bail!("{OP_TYPE} `{}`: {X_SCALE_ATTR} must be a positive finite number, found {s}", node.name);
+            bail!(
+                "{OP_TYPE} `{}`: {X_SCALE_ATTR} must be a positive finite number, found {s}",
+                node.name
+            );
         }
     }
     Ok((expand(MatMulInt8Inference { x_scale_bits: x_scale.map(f32::to_bits) }), vec![]))
@@ -96,13 +106,16 @@ impl Expansion for MatMulInt8Inference {
         Ok(())
     }
 
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
         let konst = |ix: usize, what: &str| -> TractResult<Arc<Tensor>> {
-            model
-                .outlet_fact(inputs[ix])?
-                .konst
-                .clone()
-                .with_context(|| format!("{OP_TYPE} `{prefix}`: {what} must be a constant (an initializer)"))
+            model.outlet_fact(inputs[ix])?.konst.clone().with_context(|| {
+                format!("{OP_TYPE} `{prefix}`: {what} must be a constant (an initializer)")
+            })
         };
         let w = konst(1, "W")?;
         let (n, k) = match w.shape() {
@@ -111,7 +124,10 @@ impl Expansion for MatMulInt8Inference {
         };
         let scales = konst(2, "W_scale")?;
         if scales.shape() != [n] {
-            bail!("{OP_TYPE} `{prefix}`: W_scale must be [{n}] (one per output channel), found {:?}", scales.shape());
+            bail!(
+                "{OP_TYPE} `{prefix}`: W_scale must be [{n}] (one per output channel), found {:?}",
+                scales.shape()
+            );
         }
         let bias = if inputs.len() == 4 {
             let b = konst(3, "B")?;
@@ -124,13 +140,20 @@ impl Expansion for MatMulInt8Inference {
         };
         let x_fact = model.outlet_fact(inputs[0])?;
         if x_fact.shape.last().and_then(|d| d.to_usize().ok()).is_some_and(|xk| xk != k) {
-            bail!("{OP_TYPE} `{prefix}`: X's last axis is {:?}, W has K = {k}", x_fact.shape.last());
+            bail!(
+                "{OP_TYPE} `{prefix}`: X's last axis is {:?}, W has K = {k}",
+                x_fact.shape.last()
+            );
         }
         let kernel = int8::best();
         let w: Vec<i8> = w.to_plain_array_view::<i8>()?.iter().copied().collect();
         let scales: Vec<f32> = scales.to_plain_array_view::<f32>()?.iter().copied().collect();
         let packed = PackedWeights::pack(&kernel, &w, n, k, scales, bias);
-        model.wire_node(prefix, MatMulInt8 { kernel, weights: Arc::new(packed), x_scale: self.x_scale() }, &inputs[..1])
+        model.wire_node(
+            prefix,
+            MatMulInt8 { kernel, weights: Arc::new(packed), x_scale: self.x_scale() },
+            &inputs[..1],
+        )
     }
 }
 
@@ -144,13 +167,19 @@ pub struct MatMulInt8 {
 
 impl std::fmt::Debug for MatMulInt8 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MatMulInt8({}x{}, {}, {:?})", self.weights.n, self.weights.k, self.kernel.name, self.x_scale)
+        write!(
+            f,
+            "MatMulInt8({}x{}, {}, {:?})",
+            self.weights.n, self.weights.k, self.kernel.name, self.x_scale
+        )
     }
 }
 
 impl PartialEq for MatMulInt8 {
     fn eq(&self, other: &Self) -> bool {
-        self.kernel.name == other.kernel.name && Arc::ptr_eq(&self.weights, &other.weights) && self.x_scale == other.x_scale
+        self.kernel.name == other.kernel.name
+            && Arc::ptr_eq(&self.weights, &other.weights)
+            && self.x_scale == other.x_scale
     }
 }
 impl Eq for MatMulInt8 {}
@@ -161,7 +190,10 @@ impl Op for MatMulInt8 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{} x {} int8, kernel {:?}, activations {:?}", self.weights.n, self.weights.k, self.kernel, self.x_scale)])
+        Ok(vec![format!(
+            "{} x {} int8, kernel {:?}, activations {:?}",
+            self.weights.n, self.weights.k, self.kernel, self.x_scale
+        )])
     }
 
     op_as_typed_op!();
@@ -194,9 +226,20 @@ impl EvalOp for MatMulInt8 {
             .collect::<TractResult<TVec<Tensor>>>()?;
         let mut slices = ys
             .iter_mut()
-            .map(|y| y.to_plain_array_view_mut::<f32>()?.into_slice().context("a new tensor is contiguous"))
+            .map(|y| {
+                y.to_plain_array_view_mut::<f32>()?
+                    .into_slice()
+                    .context("a new tensor is contiguous")
+            })
             .collect::<TractResult<Vec<&mut [f32]>>>()?;
-        int8::qmatmul_parts(&self.kernel, x.as_slice().context("standard layout")?, m, &self.weights, self.x_scale, &mut slices);
+        int8::qmatmul_parts(
+            &self.kernel,
+            x.as_slice().context("standard layout")?,
+            m,
+            &self.weights,
+            self.x_scale,
+            &mut slices,
+        );
         Ok(ys.into_iter().map(Tensor::into_tvalue).collect())
     }
 }
@@ -232,8 +275,11 @@ pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
     if std::env::var("OWLET_INT8_FUSE").as_deref() == Ok("off") {
         return Ok(fused);
     }
-    let outlets: Vec<OutletId> =
-        model.nodes.iter().flat_map(|n| (0..n.outputs.len()).map(move |slot| OutletId::new(n.id, slot))).collect();
+    let outlets: Vec<OutletId> = model
+        .nodes
+        .iter()
+        .flat_map(|n| (0..n.outputs.len()).map(move |slot| OutletId::new(n.id, slot)))
+        .collect();
     for outlet in outlets {
         // An earlier patch may have emptied this node (replaced layers lose their
         // outputs).
@@ -255,10 +301,13 @@ pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
             }
         }
         for (_, mut ids) in groups {
-            let op = |id: usize| model.nodes[id].op_as::<MatMulInt8>().expect("collected as MatMulInt8");
+            let op =
+                |id: usize| model.nodes[id].op_as::<MatMulInt8>().expect("collected as MatMulInt8");
             ids.sort_by_key(|&id| op(id).weights.n % op(id).kernel.nr != 0);
             // Keep one ragged layer at most, at the end.
-            while ids.len() > 1 && ids[ids.len() - 2..].iter().all(|&id| op(id).weights.n % op(id).kernel.nr != 0) {
+            while ids.len() > 1
+                && ids[ids.len() - 2..].iter().all(|&id| op(id).weights.n % op(id).kernel.nr != 0)
+            {
                 ids.pop();
             }
             if ids.len() < 2 {
@@ -270,7 +319,11 @@ pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
             }
             let parts: Vec<&PackedWeights> = ids.iter().map(|&id| &*op(id).weights).collect();
             let Some(weights) = PackedWeights::concat(&parts) else { continue };
-            let joined = MatMulInt8 { kernel: first.kernel, weights: Arc::new(weights), x_scale: first.x_scale };
+            let joined = MatMulInt8 {
+                kernel: first.kernel,
+                weights: Arc::new(weights),
+                x_scale: first.x_scale,
+            };
             let name = format!("{}.fused_with_{}", model.nodes[ids[0]].name, ids.len() - 1);
             let mut patch = TypedModelPatch::new("owlet: int8 layers on one input, fused");
             let x = patch.tap_model(model, outlet)?;
@@ -291,19 +344,35 @@ mod tests {
     use super::*;
 
     fn layer(kernel: &QGemmKernel, n: usize, k: usize, seed: usize, x_scale: XScale) -> MatMulInt8 {
-        let w: Vec<f32> = (0..n * k).map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let w: Vec<f32> =
+            (0..n * k).map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
         let (wq, scales) = int8::quantize_weights(&w, n, k);
         let bias = (seed & 1 == 0).then(|| (0..n).map(|i| i as f32 / 10.0).collect());
-        MatMulInt8 { kernel: *kernel, weights: Arc::new(PackedWeights::pack(kernel, &wq, n, k, scales, bias)), x_scale }
+        MatMulInt8 {
+            kernel: *kernel,
+            weights: Arc::new(PackedWeights::pack(kernel, &wq, n, k, scales, bias)),
+            x_scale,
+        }
     }
 
     fn run(model: &TypedModel, x: &Tensor) -> Vec<Tensor> {
         let plan = model.clone().into_optimized().unwrap().into_runnable().unwrap();
-        plan.run(tvec!(x.clone().into_tvalue())).unwrap().into_iter().map(|t| t.into_tensor()).collect()
+        plan.run(tvec!(x.clone().into_tvalue()))
+            .unwrap()
+            .into_iter()
+            .map(|t| t.into_tensor())
+            .collect()
     }
 
     fn int8_nodes(model: &TypedModel) -> usize {
-        model.clone().into_optimized().unwrap().nodes.iter().filter(|n| n.op_is::<MatMulInt8>()).count()
+        model
+            .clone()
+            .into_optimized()
+            .unwrap()
+            .nodes
+            .iter()
+            .filter(|n| n.op_is::<MatMulInt8>())
+            .count()
     }
 
     #[test]
@@ -315,13 +384,22 @@ mod tests {
         // Q, K, V-like layers (one ragged), and one with a static scale: a group of
         // its own, left alone.
         let mut outs = vec![];
-        for (i, (n, xs)) in
-            [(nr, XScale::PerRow), (nr + 3, XScale::PerRow), (2 * nr, XScale::PerRow), (nr, XScale::Static(0.02))].into_iter().enumerate()
+        for (i, (n, xs)) in [
+            (nr, XScale::PerRow),
+            (nr + 3, XScale::PerRow),
+            (2 * nr, XScale::PerRow),
+            (nr, XScale::Static(0.02)),
+        ]
+        .into_iter()
+        .enumerate()
         {
-            outs.push(model.wire_node(format!("l{i}"), layer(&kernel, n, k, i, xs), &[x]).unwrap()[0]);
+            outs.push(
+                model.wire_node(format!("l{i}"), layer(&kernel, n, k, i, xs), &[x]).unwrap()[0],
+            );
         }
         model.select_output_outlets(&outs).unwrap();
-        let data: Vec<f32> = (0..2 * 5 * k).map(|i| ((i * 104729 % 1000) as f32 / 250.0) - 2.0).collect();
+        let data: Vec<f32> =
+            (0..2 * 5 * k).map(|i| ((i * 104729 % 1000) as f32 / 250.0) - 2.0).collect();
         let input = Tensor::from_shape(&[2, 5, k], &data).unwrap();
         let want = run(&model, &input);
         assert_eq!(int8_nodes(&model), 4);
@@ -332,7 +410,13 @@ mod tests {
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(g.shape(), w.shape(), "output {i}");
-            let bits = |t: &Tensor| t.to_plain_array_view::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let bits = |t: &Tensor| {
+                t.to_plain_array_view::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(bits(g), bits(w), "output {i}");
         }
     }

@@ -84,7 +84,9 @@ fn mul_node(model: &TypedModel, outlet: OutletId) -> Option<&TypedNode> {
 fn scalar_const(model: &TypedModel, outlet: OutletId) -> TractResult<Option<f32>> {
     let fact = model.outlet_fact(outlet)?;
     match &fact.konst {
-        Some(k) if k.len() == 1 && k.datum_type() == f32::datum_type() => Ok(k.to_plain_array_view::<f32>()?.iter().next().copied()),
+        Some(k) if k.len() == 1 && k.datum_type() == f32::datum_type() => {
+            Ok(k.to_plain_array_view::<f32>()?.iter().next().copied())
+        }
         _ => Ok(None),
     }
 }
@@ -123,7 +125,9 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(f32, O
 /// Replace every quick GELU of a decluttered f32 model by `QuickGelu`. Returns
 /// how many were replaced.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
-    super::replace_each(model, |model, node| Ok(candidate(model, node)?.map(|(alpha, x)| (QuickGelu::new(alpha), tvec![x]))))
+    super::replace_each(model, |model, node| {
+        Ok(candidate(model, node)?.map(|(alpha, x)| (QuickGelu::new(alpha), tvec![x])))
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +141,8 @@ mod tests {
     fn pattern(shape: &[usize], alpha: f32, swap: bool) -> TypedModel {
         let mut m = TypedModel::default();
         let x = m.add_source("x", f32::fact(shape)).unwrap();
-        let c = m.add_const("alpha", tensor0(alpha).broadcast_into_rank(shape.len()).unwrap()).unwrap();
+        let c =
+            m.add_const("alpha", tensor0(alpha).broadcast_into_rank(shape.len()).unwrap()).unwrap();
         let ins = |a: OutletId, b: OutletId| if swap { [b, a] } else { [a, b] };
         let ax = m.wire_node("ax", math::mul(), &ins(x, c)).unwrap();
         let s = m.wire_node("sig", nn::sigmoid(), &ax).unwrap();
@@ -154,7 +159,9 @@ mod tests {
     #[test]
     fn the_pattern_becomes_one_op_that_matches_tracts_three() {
         let shape = [2, 77, 40];
-        let data: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| ((i * 7919 % 1000) as f32 / 50.0) - 10.0).collect();
+        let data: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|i| ((i * 7919 % 1000) as f32 / 50.0) - 10.0)
+            .collect();
         let x = Tensor::from_shape(&shape, &data).unwrap();
         for swap in [false, true] {
             let model = pattern(&shape, 1.702, swap);
@@ -162,14 +169,26 @@ mod tests {
             let mut model = model.into_decluttered().unwrap();
             assert_eq!(rewrite(&mut model).unwrap(), 1, "swap {swap}");
             let got = run(model.clone(), &x);
-            let ops: Vec<String> = model.into_optimized().unwrap().nodes.iter().map(|n| n.op.name().to_string()).collect();
-            assert!(ops.contains(&OP_NAME.to_string()) && !ops.iter().any(|o| o == "Sigmoid"), "{ops:?}");
+            let ops: Vec<String> = model
+                .into_optimized()
+                .unwrap()
+                .nodes
+                .iter()
+                .map(|n| n.op.name().to_string())
+                .collect();
+            assert!(
+                ops.contains(&OP_NAME.to_string()) && !ops.iter().any(|o| o == "Sigmoid"),
+                "{ops:?}"
+            );
             // Against the f64 reference, closely; against tract's three ops, within
             // the error of tract's sigmoid (a rational approximation, ~4e-6 off
             // in the far tails, where owlet's is ~1e-7 relative).
             let mut exact = data.clone();
             crate::kernels::quick_gelu::reference(&mut exact, 1.702);
-            let (got, want) = (got.to_plain_array_view::<f32>().unwrap(), want.to_plain_array_view::<f32>().unwrap());
+            let (got, want) = (
+                got.to_plain_array_view::<f32>().unwrap(),
+                want.to_plain_array_view::<f32>().unwrap(),
+            );
             for ((g, w), e) in got.iter().zip(want.iter()).zip(&exact) {
                 assert!((g - e).abs() <= 1e-7 + 1e-6 * e.abs(), "{g} vs exact {e}");
                 assert!((g - w).abs() <= 1e-5 + 1e-5 * w.abs(), "{g} vs tract's {w}");

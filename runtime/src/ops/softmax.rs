@@ -72,7 +72,10 @@ fn is_candidate(model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
     let rank = input.rank();
     // On aarch64 tract has a one-pass rows kernel of its own (hand-written NEON)
     // for rows a multiple of 4 long: only the other rows are owlet's there.
-    if cfg!(target_arch = "aarch64") && rank > 0 && !input.shape[rank - 1].to_usize().is_ok_and(|n| n % 4 != 0) {
+    if cfg!(target_arch = "aarch64")
+        && rank > 0
+        && !input.shape[rank - 1].to_usize().is_ok_and(|n| n % 4 != 0)
+    {
         return Ok(false);
     }
     Ok(op.kind == SoftmaxKind::Softmax
@@ -87,7 +90,8 @@ fn is_candidate(model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
 /// Returns how many were replaced.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     super::replace_each(model, |model, node| {
-        Ok(is_candidate(model, node)?.then(|| (LastAxisSoftmax, node.inputs.iter().copied().collect())))
+        Ok(is_candidate(model, node)?
+            .then(|| (LastAxisSoftmax, node.inputs.iter().copied().collect())))
     })
 }
 
@@ -107,8 +111,9 @@ mod tests {
     }
 
     fn scores() -> Tensor {
-        let data: Vec<f32> =
-            (0..2 * 3 * 5 * 21).map(|i| if i % 7 == 2 { -1e9 } else { ((i * 37 % 101) as f32 - 50.0) / 7.0 }).collect();
+        let data: Vec<f32> = (0..2 * 3 * 5 * 21)
+            .map(|i| if i % 7 == 2 { -1e9 } else { ((i * 37 % 101) as f32 - 50.0) / 7.0 })
+            .collect();
         Tensor::from_shape(&[2, 3, 5, 21], &data).unwrap()
     }
 

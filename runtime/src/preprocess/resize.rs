@@ -63,7 +63,8 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
             let w = if ww != 0.0 { kx / ww } else { *kx };
             // normalize_coeffs_8bpc: round half away from zero.
             let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
+            weights[xx * ksize + x] =
+                if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
         }
         bounds.push((xmin, taps));
     }
@@ -139,7 +140,8 @@ pub fn resize_bicubic_pil(src: &RgbImage, width: u32, height: u32) -> RgbImage {
             *o = clip8(acc);
         }
     }
-    RgbImage::from_raw(width, height, out).expect("buffer size is width * height * 3 by construction")
+    RgbImage::from_raw(width, height, out)
+        .expect("buffer size is width * height * 3 by construction")
 }
 
 #[cfg(test)]

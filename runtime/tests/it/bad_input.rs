@@ -42,7 +42,7 @@ fn a_missing_bundle_or_manifest_is_named() {
     let e = load_err(std::path::Path::new("/no/such/bundle"));
     assert!(e.contains("/no/such/bundle") && e.contains("not a folder"), "{e}");
     let tmp = bundle_copy("nomanifest");
-        let dir = tmp.path();
+    let dir = tmp.path();
     fs::remove_file(dir.join("owlet.toml")).unwrap();
     let e = load_err(dir);
     assert!(e.contains("owlet.toml"), "{e}");
@@ -50,7 +50,11 @@ fn a_missing_bundle_or_manifest_is_named() {
 
 #[test]
 fn a_missing_graph_or_tokenizer_names_the_file_and_field() {
-    for (file, field) in [("vision.onnx", "vision.file"), ("text.onnx", "text.file"), ("tokenizer.json", "text.tokenizer")] {
+    for (file, field) in [
+        ("vision.onnx", "vision.file"),
+        ("text.onnx", "text.file"),
+        ("tokenizer.json", "text.tokenizer"),
+    ] {
         let tmp = bundle_copy(&format!("missing-{file}"));
         let dir = tmp.path();
         fs::remove_file(dir.join(file)).unwrap();
@@ -62,7 +66,7 @@ fn a_missing_graph_or_tokenizer_names_the_file_and_field() {
 #[test]
 fn truncated_and_garbage_graphs_are_errors() {
     let tmp = bundle_copy("truncated-onnx");
-        let dir = tmp.path();
+    let dir = tmp.path();
     let bytes = fs::read(dir.join("vision.onnx")).unwrap();
     for (tag, content) in [
         ("truncated", bytes[..bytes.len() / 2].to_vec()),
@@ -79,13 +83,13 @@ fn truncated_and_garbage_graphs_are_errors() {
 #[test]
 fn swapped_graphs_are_refused_with_the_expected_interface() {
     let tmp = bundle_copy("swapped");
-        let dir = tmp.path();
+    let dir = tmp.path();
     fs::copy(clip_bundle().join("text.onnx"), dir.join("vision.onnx")).unwrap();
     let e = load_err(dir);
     assert!(e.contains("vision") && e.contains("pixel_values"), "{e}");
 
     let tmp = bundle_copy("swapped2");
-        let dir = tmp.path();
+    let dir = tmp.path();
     fs::copy(clip_bundle().join("vision.onnx"), dir.join("text.onnx")).unwrap();
     let e = load_err(dir);
     assert!(e.contains("text") && e.contains("input"), "{e}");
@@ -94,8 +98,10 @@ fn swapped_graphs_are_refused_with_the_expected_interface() {
 #[test]
 fn a_manifest_that_disagrees_with_the_graph_is_refused() {
     let tmp = bundle_copy("wrong-dim");
-        let dir = tmp.path();
-    let m = fs::read_to_string(dir.join("owlet.toml")).unwrap().replace("embed_dim = 16", "embed_dim = 32");
+    let dir = tmp.path();
+    let m = fs::read_to_string(dir.join("owlet.toml"))
+        .unwrap()
+        .replace("embed_dim = 16", "embed_dim = 32");
     fs::write(dir.join("owlet.toml"), m).unwrap();
     let e = load_err(dir);
     assert!(e.contains("output width 16") && e.contains("embed_dim 32"), "{e}");
@@ -104,7 +110,7 @@ fn a_manifest_that_disagrees_with_the_graph_is_refused() {
 #[test]
 fn a_corrupt_tokenizer_is_an_error() {
     let tmp = bundle_copy("bad-tokenizer");
-        let dir = tmp.path();
+    let dir = tmp.path();
     fs::write(dir.join("tokenizer.json"), "{\"version\": \"1.0\", \"model\": 3").unwrap();
     let e = load_err(dir);
     assert!(e.contains("tokenizer.json") && e.contains("tokenizer"), "{e}");
@@ -114,7 +120,12 @@ fn a_corrupt_tokenizer_is_an_error() {
 fn broken_manifests_name_the_field() {
     for (tag, from, to, needle) in [
         ("kind", "kind = \"clip\"", "kind = \"bert\"", "unknown variant"),
-        ("std", "std = [0.26862954, 0.26130258, 0.27577711]", "std = [0.2, 0.0, 0.2]", "vision.preprocess.std"),
+        (
+            "std",
+            "std = [0.26862954, 0.26130258, 0.27577711]",
+            "std = [0.2, 0.0, 0.2]",
+            "vision.preprocess.std",
+        ),
         ("crop", "crop_size = 224", "crop_size = 999", "vision.preprocess.crop_size"),
         ("scale", "logit_scale = ", "logit_scale = -", "clip.logit_scale"),
         ("toml", "[text]", "[text", "line"),
@@ -145,7 +156,10 @@ fn empty_and_odd_texts_and_labels_do_not_panic() {
 #[test]
 fn degenerate_image_shapes_embed() {
     let clip = load_clip();
-    let imgs: Vec<_> = [(1, 1), (1, 300), (300, 1), (2000, 3)].iter().map(|&(w, h)| image::RgbImage::new(w, h)).collect();
+    let imgs: Vec<_> = [(1, 1), (1, 300), (300, 1), (2000, 3)]
+        .iter()
+        .map(|&(w, h)| image::RgbImage::new(w, h))
+        .collect();
     let e = clip.embed_images(&imgs).unwrap();
     assert!(e.data.iter().all(|x| x.is_finite()));
 }

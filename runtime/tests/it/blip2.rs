@@ -14,12 +14,16 @@ fn bundle() -> std::path::PathBuf {
 }
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(bundle().join("reference/reference.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(bundle().join("reference/reference.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn pixels(name: &str) -> Vec<f32> {
     let stem = name.rsplit_once('.').unwrap().0;
-    let a: ndarray::Array3<f32> = read_npy(bundle().join(format!("reference/{stem}.pixel_values.npy"))).unwrap();
+    let a: ndarray::Array3<f32> =
+        read_npy(bundle().join(format!("reference/{stem}.pixel_values.npy"))).unwrap();
     a.iter().cloned().collect()
 }
 
@@ -59,7 +63,12 @@ fn first_step_logits_are_within_1e_4_of_transformers() {
     let m = Blip2::load(bundle()).unwrap();
     let r = reference();
     let q = m.encode_pixels(pixels(r["images"][0].as_str().unwrap())).unwrap();
-    let expected: Vec<f32> = r["first_step_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let expected: Vec<f32> = r["first_step_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     // Capture the logits the loop sees at its first step through a one-token run.
     let ids = m.prompt_ids("").unwrap();
     let logits = m.first_logits(&q, &ids).unwrap();
@@ -79,20 +88,44 @@ fn generate_is_token_for_token_identical_to_transformers() {
     let mut mismatches = vec![];
     for (i, case) in cases.iter().enumerate() {
         let image = case["image"].as_str().unwrap().to_string();
-        let q = cache.entry(image.clone()).or_insert_with(|| m.encode_pixels(pixels(&image)).unwrap()).clone();
+        let q = cache
+            .entry(image.clone())
+            .or_insert_with(|| m.encode_pixels(pixels(&image)).unwrap())
+            .clone();
         let cfg = config_of(case);
         let prompt = case["prompt"].as_str().unwrap();
-        assert_eq!(m.prompt_ids(prompt).unwrap(), case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>(), "prompt ids of {prompt:?}");
+        assert_eq!(
+            m.prompt_ids(prompt).unwrap(),
+            case["prompt_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect::<Vec<_>>(),
+            "prompt ids of {prompt:?}"
+        );
         let mut streamed = vec![];
         let out = m.generate(&q, prompt, &cfg, &mut |t| streamed.push(t)).unwrap();
-        let expected: Vec<u32> = case["generated_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected: Vec<u32> = case["generated_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         if streamed != expected {
             mismatches.push(format!("case {i} ({image}, {prompt:?}, {cfg:?}): owlet {streamed:?}, transformers {expected:?}"));
         }
-        let without_eos: Vec<u32> = expected.iter().cloned().filter(|&t| t != cfg.eos_token_id).collect();
+        let without_eos: Vec<u32> =
+            expected.iter().cloned().filter(|&t| t != cfg.eos_token_id).collect();
         assert_eq!(out.ids, without_eos);
     }
-    assert!(mismatches.is_empty(), "{} of {} cases differ:\n{}", mismatches.len(), cases.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} cases differ:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -107,7 +140,11 @@ fn the_prefix_runs_once_and_each_step_feeds_one_token_per_beam() {
     let out = m.generate(&q, prompt, &cfg, &mut |_| {}).unwrap();
     assert_eq!(out.ids.len(), 10);
     assert_eq!(out.stats.calls, 10, "one prefill + one call per further token");
-    assert_eq!(out.stats.positions, prefix + 9, "the prefix is fed once, then one position per step");
+    assert_eq!(
+        out.stats.positions,
+        prefix + 9,
+        "the prefix is fed once, then one position per step"
+    );
 
     cfg.strategy = Strategy::Beam { num_beams: 3, length_penalty: 1.0, early_stopping: false };
     let out = m.generate(&q, prompt, &cfg, &mut |_| {}).unwrap();
@@ -124,7 +161,8 @@ fn step_time_does_not_grow_with_a_longer_prefix_beyond_attention() {
     cfg.max_new_tokens = 8;
     cfg.eos_token_id = 9999;
     let short = m.generate(&q, "a", &cfg, &mut |_| {}).unwrap().stats;
-    let long_prompt = "Question: is the door open? Answer: no. Question: why? Answer: a red car next to it.";
+    let long_prompt =
+        "Question: is the door open? Answer: no. Question: why? Answer: a red car next to it.";
     let long = m.generate(&q, long_prompt, &cfg, &mut |_| {}).unwrap().stats;
     let short_prefix = q.len + m.prompt_ids("a").unwrap().len();
     let long_prefix = q.len + m.prompt_ids(long_prompt).unwrap().len();
@@ -140,10 +178,23 @@ fn chat_folds_earlier_turns_into_the_prompt() {
     let mut cfg = m.default_config();
     cfg.max_new_tokens = 4;
     let first = chat.ask("what is it?", &cfg, &mut |_| {}).unwrap();
-    assert_eq!(chat.prompt_for("and the colour?"), format!("Question: what is it? Answer: {}. Question: and the colour? Answer:", first.text));
+    assert_eq!(
+        chat.prompt_for("and the colour?"),
+        format!("Question: what is it? Answer: {}. Question: and the colour? Answer:", first.text)
+    );
     let second = chat.ask("and the colour?", &cfg, &mut |_| {}).unwrap();
     // The same prompt asked directly gives the same answer: the chat adds nothing hidden.
-    let direct = m.generate(&q, &format!("Question: what is it? Answer: {}. Question: and the colour? Answer:", first.text), &cfg, &mut |_| {}).unwrap();
+    let direct = m
+        .generate(
+            &q,
+            &format!(
+                "Question: what is it? Answer: {}. Question: and the colour? Answer:",
+                first.text
+            ),
+            &cfg,
+            &mut |_| {},
+        )
+        .unwrap();
     assert_eq!(second.ids, direct.ids);
 }
 
@@ -152,14 +203,17 @@ fn bad_questions_and_images_are_clear_errors() {
     let m = Blip2::load(bundle()).unwrap();
     let q = m.encode_pixels(pixels("chelsea.png")).unwrap();
     let cfg = m.default_config();
-    for (question, needle) in [("", "empty"), ("   ", "empty"), (&"why ".repeat(400)[..], "characters")] {
+    for (question, needle) in
+        [("", "empty"), ("   ", "empty"), (&"why ".repeat(400)[..], "characters")]
+    {
         let e = m.ask(&q, question, &cfg, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains(needle), "{e}");
     }
     // Long but allowed questions that overflow the positions are refused up front.
     let e = m.ask(&q, &"door ".repeat(150), &cfg, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("positions"), "{e}");
-    let e = load_rgb(&fixture("bad/truncated.jpg"), DecodeLimits::default()).unwrap_err().to_string();
+    let e =
+        load_rgb(&fixture("bad/truncated.jpg"), DecodeLimits::default()).unwrap_err().to_string();
     assert!(e.contains("truncated.jpg"));
     // Degenerate images still encode.
     assert!(m.encode_image(&image::RgbImage::new(1, 500)).is_ok());
@@ -168,8 +222,10 @@ fn bad_questions_and_images_are_clear_errors() {
 #[test]
 fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
     let copy = |tag: &str| {
-        let dst = tempfile::Builder::new().prefix(&format!("owlet-it-blip2-{tag}-")).tempdir().unwrap();
-        for f in ["owlet.toml", "vision.onnx", "decoder.onnx", "embed_tokens.npy", "tokenizer.json"] {
+        let dst =
+            tempfile::Builder::new().prefix(&format!("owlet-it-blip2-{tag}-")).tempdir().unwrap();
+        for f in ["owlet.toml", "vision.onnx", "decoder.onnx", "embed_tokens.npy", "tokenizer.json"]
+        {
             std::fs::copy(bundle().join(f), dst.path().join(f)).unwrap();
         }
         dst
@@ -192,7 +248,8 @@ fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
 
     let tmp = copy("layers");
     let d = tmp.path().to_path_buf();
-    let m = std::fs::read_to_string(d.join("owlet.toml")).unwrap().replace("layers = 2", "layers = 3");
+    let m =
+        std::fs::read_to_string(d.join("owlet.toml")).unwrap().replace("layers = 2", "layers = 3");
     std::fs::write(d.join("owlet.toml"), m).unwrap();
     let e = err(&d);
     assert!(e.contains("decoder.onnx") && e.contains("input"), "{e}");
@@ -206,7 +263,8 @@ fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
     // A tokenizer larger than the embedding table (CLIP's 49408 tokens here).
     let tmp = copy("tokenizer");
     let d = tmp.path().to_path_buf();
-    std::fs::copy(repo().join("models/clip-test/tokenizer.json"), d.join("tokenizer.json")).unwrap();
+    std::fs::copy(repo().join("models/clip-test/tokenizer.json"), d.join("tokenizer.json"))
+        .unwrap();
     let e = err(&d);
     assert!(e.contains("tokenizer.json") && e.contains("embedding table"), "{e}");
 
@@ -224,7 +282,8 @@ fn preprocessing_is_identical_to_blip_image_processor() {
     let m = Blip2::load(bundle()).unwrap();
     let spec = m.bundle.manifest.vision.preprocess.clone();
     for name in strings(&reference()["images"]) {
-        let img = load_rgb(&repo().join("models/demo-frames").join(&name), DecodeLimits::default()).unwrap();
+        let img = load_rgb(&repo().join("models/demo-frames").join(&name), DecodeLimits::default())
+            .unwrap();
         let mut ours = Vec::new();
         owlet_runtime::preprocess::pixel_values_into(&spec, &img, &mut ours);
         let expected = pixels(&name);

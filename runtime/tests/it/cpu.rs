@@ -24,10 +24,16 @@ fn tract_runs_clip_matmuls_on_simd_kernels_not_generic_code() {
     assert!(!kernels.is_empty(), "no matmul kernel found in the plan");
     assert!(kernels.iter().all(|k| !k.contains("generic")), "generic kernels: {kernels:?}");
     if let Ok(family) = std::env::var("OWLET_EXPECT_TRACT_KERNEL") {
-        assert!(kernels.iter().all(|k| k.contains(&family)), "expected {family} kernels, got {kernels:?}");
+        assert!(
+            kernels.iter().all(|k| k.contains(&family)),
+            "expected {family} kernels, got {kernels:?}"
+        );
     }
     if let Ok(feature) = std::env::var("OWLET_EXPECT_ISA") {
-        assert!(isa.to_lowercase().contains(&feature.to_lowercase()), "expected {feature} in {isa}");
+        assert!(
+            isa.to_lowercase().contains(&feature.to_lowercase()),
+            "expected {feature} in {isa}"
+        );
     }
 }
 
@@ -50,7 +56,10 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
         assert!(simd >= 2 * layers, "{role}: residual adds not on the unicast path: {counts:?}");
     }
     // One per layer (the mask) and the position embeddings' add over the batch.
-    assert!(text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers), "text: the mask adds: {text:?}");
+    assert!(
+        text.get("OwletBroadcastBinary").is_some_and(|&n| n >= layers),
+        "text: the mask adds: {text:?}"
+    );
     // quick-GELU, x * sigmoid(1.702 x): one owlet op per layer, tract's three gone.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
         assert_eq!(counts.get("OwletQuickGelu"), Some(&layers), "{role}: quick-GELU: {counts:?}");
@@ -59,17 +68,32 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
     // Two layer norms per layer and the final one (vision: also the pre-norm),
     // all owlet's; tract's expansion (its RmsNorm among them) gone.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
-        assert!(counts.get("OwletLayerNorm").is_some_and(|&n| n > 2 * layers), "{role}: layer norms: {counts:?}");
+        assert!(
+            counts.get("OwletLayerNorm").is_some_and(|&n| n > 2 * layers),
+            "{role}: layer norms: {counts:?}"
+        );
         assert_eq!(counts.get("RmsNorm"), None, "{role}: a layer norm left to tract: {counts:?}");
     }
     // Attention's two products per layer, owlet's where its hand-written kernel is.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
-        let want = if owlet_runtime::kernels::small_gemm::beats_tract() { Some(&(2 * layers)) } else { None };
-        assert_eq!(counts.get("OwletBatchedMatMul"), want, "{role}: attention products: {counts:?}");
+        let want = if owlet_runtime::kernels::small_gemm::beats_tract() {
+            Some(&(2 * layers))
+        } else {
+            None
+        };
+        assert_eq!(
+            counts.get("OwletBatchedMatMul"),
+            want,
+            "{role}: attention products: {counts:?}"
+        );
     }
     // Attention's softmax, one per layer, on owlet's rows kernel, none left to tract.
     for (role, counts) in [("vision", &vision), ("text", &text)] {
-        assert_eq!(counts.get("OwletSoftmax"), Some(&layers), "{role}: attention softmax: {counts:?}");
+        assert_eq!(
+            counts.get("OwletSoftmax"),
+            Some(&layers),
+            "{role}: attention softmax: {counts:?}"
+        );
         assert_eq!(counts.get("Softmax"), None, "{role}: a softmax left to tract: {counts:?}");
     }
 }
@@ -78,9 +102,11 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
 /// run (the cache plus the new tokens) is symbolic.
 #[test]
 fn blip2_decoder_mask_add_takes_owlets_broadcast() {
-    let blip2 = owlet_runtime::models::blip2::Blip2::load(repo().join("models/blip2-test")).unwrap();
+    let blip2 =
+        owlet_runtime::models::blip2::Blip2::load(repo().join("models/blip2-test")).unwrap();
     let graphs = blip2.graphs();
-    let decoder = graphs.iter().find(|(role, _)| *role == "decoder").expect("a decoder graph").1.op_counts();
+    let decoder =
+        graphs.iter().find(|(role, _)| *role == "decoder").expect("a decoder graph").1.op_counts();
     eprintln!("decoder ops: {decoder:?}");
     assert!(decoder.contains_key("OwletBroadcastBinary"), "decoder: the mask adds: {decoder:?}");
     // The cache's length is symbolic: on aarch64 tract's rows kernel may take it.
@@ -108,7 +134,10 @@ fn a_batch_split_across_threads_gives_the_rows_of_single_runs() {
         let alone = clip.vision.run_pixels(pixels[i * one..(i + 1) * one].to_vec(), 1).unwrap();
         let row = &batched[i * dim..(i + 1) * dim];
         let worst = row.iter().zip(&alone).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst <= 1e-5 * alone.iter().fold(1f32, |m, v| m.max(v.abs())), "image {i}: differs by {worst}");
+        assert!(
+            worst <= 1e-5 * alone.iter().fold(1f32, |m, v| m.max(v.abs())),
+            "image {i}: differs by {worst}"
+        );
         let text_alone = clip.text.embed(&texts[i..i + 1]).unwrap();
         assert!(cosine(batched_text.row(i), text_alone.row(0)) > 0.999999, "text {i}");
     }

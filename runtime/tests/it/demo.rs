@@ -29,7 +29,8 @@ fn heldout() -> std::path::PathBuf {
 
 fn scenes() -> Vec<Scene> {
     let text = std::fs::read_to_string(heldout().join("scenes.jsonl")).unwrap();
-    let limit = std::env::var("OWLET_DEMO_FRAMES").ok().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    let limit =
+        std::env::var("OWLET_DEMO_FRAMES").ok().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
     text.lines()
         .take(limit)
         .map(|l| {
@@ -37,12 +38,22 @@ fn scenes() -> Vec<Scene> {
             Scene {
                 file: v["file"].as_str().unwrap().into(),
                 caption: v["caption"].as_str().unwrap().into(),
-                kinds: v["objects"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap().into()).collect(),
+                kinds: v["objects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o["kind"].as_str().unwrap().into())
+                    .collect(),
                 questions: v["questions"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|q| (q["question"].as_str().unwrap().into(), q["answer"].as_str().unwrap().into()))
+                    .map(|q| {
+                        (
+                            q["question"].as_str().unwrap().into(),
+                            q["answer"].as_str().unwrap().into(),
+                        )
+                    })
                     .collect(),
             }
         })
@@ -50,7 +61,8 @@ fn scenes() -> Vec<Scene> {
 }
 
 fn transformers() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(heldout().join("transformers.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(heldout().join("transformers.json")).unwrap())
+        .unwrap()
 }
 
 fn ratio(hits: usize, total: usize) -> f64 {
@@ -62,7 +74,8 @@ fn demo_clip_names_the_object_in_held_out_scenes() {
     let clip = Clip::load(repo().join("models/clip-demo")).unwrap();
     let t = transformers();
     let labels = strings(&t["labels"]);
-    let set = clip.label_set(&labels, &[t["label_template"].as_str().unwrap().to_string()]).unwrap();
+    let set =
+        clip.label_set(&labels, &[t["label_template"].as_str().unwrap().to_string()]).unwrap();
     let scenes = scenes();
     let (mut single, mut single_hits, mut present_hits, mut same_as_transformers) = (0, 0, 0, 0);
     for s in &scenes {
@@ -76,8 +89,11 @@ fn demo_clip_names_the_object_in_held_out_scenes() {
         present_hits += s.kinds.contains(&top) as usize;
         same_as_transformers += (top == t["frames"][&s.file]["top_label"]) as usize;
     }
-    let (acc, present, agree) =
-        (ratio(single_hits, single), ratio(present_hits, scenes.len()), ratio(same_as_transformers, scenes.len()));
+    let (acc, present, agree) = (
+        ratio(single_hits, single),
+        ratio(present_hits, scenes.len()),
+        ratio(same_as_transformers, scenes.len()),
+    );
     println!(
         "owlet clip-demo: zero-shot top-1 {acc:.3} on {single} single-object frames, top label present {present:.3} \
          on {} frames; same top label as transformers on {agree:.3} (transformers: {:.3} / {:.3})",
@@ -86,7 +102,11 @@ fn demo_clip_names_the_object_in_held_out_scenes() {
         t["summary"]["zero_shot_top1_present"]
     );
     assert!(acc >= 0.90, "zero-shot top-1 {acc} < 0.90");
-    assert!(agree >= 0.99, "owlet and transformers disagree on {} frames", scenes.len() - same_as_transformers);
+    assert!(
+        agree >= 0.99,
+        "owlet and transformers disagree on {} frames",
+        scenes.len() - same_as_transformers
+    );
 }
 
 #[test]
@@ -128,7 +148,10 @@ fn demo_blip2_captions_and_answers_held_out_scenes() {
     assert!(cap >= 0.80, "captions exact {cap} < 0.80");
     assert!(vqa >= 0.80, "VQA exact {vqa} < 0.80");
     // Same graphs, same greedy loop: owlet must say what transformers says.
-    assert!(ratio(cap_same, n) >= 0.99 && ratio(qa_same, qa) >= 0.99, "owlet's outputs differ from transformers'");
+    assert!(
+        ratio(cap_same, n) >= 0.99 && ratio(qa_same, qa) >= 0.99,
+        "owlet's outputs differ from transformers'"
+    );
 }
 
 #[test]
@@ -151,7 +174,9 @@ fn demo_blip2_chat_remembers_the_first_answer() {
             same += (got == t["frames"][&s.file]["chat"][i]) as usize;
         }
         assert_eq!(chat.turns.len(), 2);
-        assert!(chat.prompt_for("?").starts_with(&format!("Question: {} Answer: ", s.questions[0].0)));
+        assert!(chat
+            .prompt_for("?")
+            .starts_with(&format!("Question: {} Answer: ", s.questions[0].0)));
     }
     println!(
         "owlet blip2-demo chat: {right}/{asked} turns right, {same} identical to transformers (transformers: {:.3})",
@@ -160,5 +185,9 @@ fn demo_blip2_chat_remembers_the_first_answer() {
     // How right is the model's business (>= 0.93 on the whole split, fewer frames
     // under qemu); that owlet's chat says what transformers says is owlet's.
     assert!(ratio(right, asked) >= 0.8, "{right}/{asked} chat answers right");
-    assert!(ratio(same, asked) >= 0.99, "{} of {asked} chat answers differ from transformers'", asked - same);
+    assert!(
+        ratio(same, asked) >= 0.99,
+        "{} of {asked} chat answers differ from transformers'",
+        asked - same
+    );
 }

@@ -11,7 +11,10 @@ use crate::common::*;
 fn auto_runs_on_the_cpu_when_no_gpu_can_be_used_and_cuda_says_why() {
     let Err(why) = device::cuda_usable() else {
         // This build and machine have a usable GPU (scripts/gpu-test): auto takes it.
-        assert_eq!(Placement::choose(DeviceChoice::Auto, GpuPrecision::F32).unwrap().device, Device::Cuda);
+        assert_eq!(
+            Placement::choose(DeviceChoice::Auto, GpuPrecision::F32).unwrap().device,
+            Device::Cuda
+        );
         return;
     };
     assert!(why.contains("CUDA") || why.contains("cuda") || why.contains("not found"), "{why}");
@@ -60,12 +63,29 @@ fn f32_min_attention_masks_survive_the_f16_conversion() {
         if clamp {
             assert_eq!(clamp_constants_to_f16(&mut m).unwrap(), 1);
         }
-        FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()).transform(&mut m).unwrap();
+        FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type())
+            .transform(&mut m)
+            .unwrap();
         let input = tensor2(&[[1f32, 1., 0., 0.]]).cast_to::<f16>().unwrap().into_owned();
-        let out = m.into_runnable().unwrap().run(tvec!(input.into_tvalue())).unwrap().remove(0).into_tensor();
-        out.cast_to::<f32>().unwrap().to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+        let out = m
+            .into_runnable()
+            .unwrap()
+            .run(tvec!(input.into_tvalue()))
+            .unwrap()
+            .remove(0)
+            .into_tensor();
+        out.cast_to::<f32>()
+            .unwrap()
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
     };
-    assert!(run(m.clone(), false)[0].is_nan(), "the hazard this guards against is gone: revisit the clamp");
+    assert!(
+        run(m.clone(), false)[0].is_nan(),
+        "the hazard this guards against is gone: revisit the clamp"
+    );
     assert_eq!(run(m, true), vec![0., 0., -65504., -65504.]);
 }
 
@@ -82,17 +102,33 @@ fn large_fp16_weights_are_widened_once_at_load_not_on_every_run() {
     let w: Vec<f16> = (0..k * n).map(|i| f16::from_f32((i % 97) as f32 / 97.0 - 0.5)).collect();
     let mut m = TypedModel::default();
     let x = m.add_source("x", f32::fact([k, n])).unwrap();
-    let w = m.add_const("w", tract_ndarray::Array2::from_shape_vec((k, n), w).unwrap().into_tensor()).unwrap();
+    let w = m
+        .add_const("w", tract_ndarray::Array2::from_shape_vec((k, n), w).unwrap().into_tensor())
+        .unwrap();
     let wide = m.wire_node("w.cast", Cast { to: f32::datum_type() }, &[w]).unwrap()[0];
     let y = m.wire_node("y", math::add(), &[x, wide]).unwrap()[0];
     m.select_output_outlets(&[y]).unwrap();
-    let casts_in_plan = |m: TypedModel| m.into_optimized().unwrap().nodes().iter().filter(|n| n.op_is::<Cast>()).count();
-    assert_eq!(casts_in_plan(m.clone()), 1, "tract folds large casts by itself now: widen_f16_constants may go");
+    let casts_in_plan = |m: TypedModel| {
+        m.into_optimized().unwrap().nodes().iter().filter(|n| n.op_is::<Cast>()).count()
+    };
+    assert_eq!(
+        casts_in_plan(m.clone()),
+        1,
+        "tract folds large casts by itself now: widen_f16_constants may go"
+    );
     let mut widened = m.clone();
     assert_eq!(widen_f16_constants(&mut widened).unwrap(), 1);
     assert_eq!(casts_in_plan(widened.clone()), 0);
     // Same values as the cast would give.
     let input = Tensor::zero::<f32>(&[k, n]).unwrap();
-    let run = |m: TypedModel| m.into_optimized().unwrap().into_runnable().unwrap().run(tvec!(input.clone().into_tvalue())).unwrap().remove(0);
+    let run = |m: TypedModel| {
+        m.into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+            .run(tvec!(input.clone().into_tvalue()))
+            .unwrap()
+            .remove(0)
+    };
     assert_eq!(run(m), run(widened));
 }

@@ -4,9 +4,9 @@
 mod bad_input;
 mod blip2;
 mod common;
-mod parity;
 mod cpu;
-mod demo;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod demo;
 mod device;
+mod parity;

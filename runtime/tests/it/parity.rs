@@ -35,9 +35,17 @@ fn preprocessing_of_real_photographs_is_within_one_level_of_clip_image_processor
             worst = worst.max(d);
             exact += (d < 1e-6) as usize;
         }
-        eprintln!("{name}: worst {:.5} (x255 = {:.2} levels), {:.2}% exact", worst, worst * 255.0,
-            100.0 * exact as f64 / ours.len() as f64);
-        assert!(worst <= 1.0 / 255.0 + 1e-6, "{name}: worst pixel differs by {} levels", worst * 255.0);
+        eprintln!(
+            "{name}: worst {:.5} (x255 = {:.2} levels), {:.2}% exact",
+            worst,
+            worst * 255.0,
+            100.0 * exact as f64 / ours.len() as f64
+        );
+        assert!(
+            worst <= 1.0 / 255.0 + 1e-6,
+            "{name}: worst pixel differs by {} levels",
+            worst * 255.0
+        );
     }
 }
 
@@ -66,8 +74,10 @@ fn vision_graph_matches_transformers_on_its_pixel_values() {
 fn image_embeddings_from_files_match_transformers() {
     let clip = load_clip();
     let expected = matrix(&reference()["image_embeds"]);
-    let imgs: Vec<_> =
-        reference_images().iter().map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap()).collect();
+    let imgs: Vec<_> = reference_images()
+        .iter()
+        .map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap())
+        .collect();
     let e = clip.embed_images(&imgs).unwrap();
     for (i, exp) in expected.iter().enumerate() {
         let c = cosine(e.row(i), exp);
@@ -80,8 +90,10 @@ fn image_embeddings_from_files_match_transformers() {
 #[test]
 fn batched_and_single_image_embeddings_agree() {
     let clip = load_clip();
-    let imgs: Vec<_> =
-        reference_images().iter().map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap()).collect();
+    let imgs: Vec<_> = reference_images()
+        .iter()
+        .map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap())
+        .collect();
     let batch = clip.embed_images(&imgs).unwrap();
     for (i, img) in imgs.iter().enumerate() {
         let one = clip.embed_images(std::slice::from_ref(img)).unwrap();
@@ -108,8 +120,10 @@ fn image_text_probabilities_match_clip_model_logits() {
     let r = reference();
     let texts = strings(&r["texts"]);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let imgs: Vec<_> =
-        reference_images().iter().map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap()).collect();
+    let imgs: Vec<_> = reference_images()
+        .iter()
+        .map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap())
+        .collect();
     let cos = clip.embed_images(&imgs).unwrap().dot_matrix(&clip.embed_texts(&refs).unwrap());
     let expected_logits = matrix(&r["logits_per_image"]);
     let expected_probs = matrix(&r["probs_per_image"]);
@@ -118,7 +132,12 @@ fn image_text_probabilities_match_clip_model_logits() {
         let probs = owlet_runtime::similarity::softmax(&logits);
         for j in 0..texts.len() {
             assert!((logits[j] - expected_logits[i][j]).abs() < 2e-3, "logit [{i}][{j}]");
-            assert!((probs[j] - expected_probs[i][j]).abs() < 1e-4, "prob [{i}][{j}]: {} vs {}", probs[j], expected_probs[i][j]);
+            assert!(
+                (probs[j] - expected_probs[i][j]).abs() < 1e-4,
+                "prob [{i}][{j}]: {} vs {}",
+                probs[j],
+                expected_probs[i][j]
+            );
         }
     }
 }
@@ -130,8 +149,10 @@ fn zero_shot_probabilities_with_template_averaging_are_within_1e_4() {
     let labels = strings(&zs["labels"]);
     let templates = strings(&zs["templates"]);
     let set = clip.label_set(&labels, &templates).unwrap();
-    let imgs: Vec<_> =
-        reference_images().iter().map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap()).collect();
+    let imgs: Vec<_> = reference_images()
+        .iter()
+        .map(|n| load_rgb(&reference_image(n), DecodeLimits::default()).unwrap())
+        .collect();
     let results = clip.classify(&imgs, &set).unwrap();
     let expected = matrix(&zs["probs"]);
     let mut worst = 0f32;
@@ -148,14 +169,21 @@ fn zero_shot_probabilities_with_template_averaging_are_within_1e_4() {
 fn tokenization_ids_are_identical_to_clip_tokenizer() {
     let bundle = owlet_runtime::bundle::Bundle::open(clip_bundle()).unwrap();
     let t = bundle.text();
-    let tok = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token).unwrap();
+    let tok =
+        TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token).unwrap();
     let cases = reference()["tokenization"].as_array().unwrap().clone();
     assert!(cases.len() >= 10);
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let enc = tok.encode_batch(&[text]).unwrap();
-        let ids: Vec<i64> = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-        let mask: Vec<i64> = case["attention_mask"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let ids: Vec<i64> =
+            case["input_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let mask: Vec<i64> = case["attention_mask"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         assert_eq!(enc.input_ids, ids, "ids of {text:?}");
         assert_eq!(enc.attention_mask, mask, "attention mask of {text:?}");
         let (_, tokens) = tok.tokens(text).unwrap();
@@ -173,4 +201,3 @@ fn exif_orientation_is_applied() {
     assert!(top[0] > 200 && top[2] < 60, "top is red: {top:?}");
     assert!(bottom[2] > 200 && bottom[0] < 60, "bottom is blue: {bottom:?}");
 }
-

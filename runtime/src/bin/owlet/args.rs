@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use owlet_runtime::device::{DeviceChoice, GpuPrecision};
 
 #[derive(Parser, Debug)]
-#[command(name = "owlet", version, about = "Run CLIP and BLIP-2 model bundles from the shell: embeddings, zero-shot labels, captions, questions")]
+#[command(
+    name = "owlet",
+    version,
+    about = "Run CLIP and BLIP-2 model bundles from the shell: embeddings, zero-shot labels, captions, questions"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -43,7 +43,13 @@ fn op_times(runs: usize) -> serde_json::Value {
         .collect()
 }
 
-pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize, profiled: bool) -> Result<ExitCode> {
+pub fn bench(
+    common: &Common,
+    batches: &[usize],
+    runs: usize,
+    steps: usize,
+    profiled: bool,
+) -> Result<ExitCode> {
     profile::enable(profiled);
     let manifest = Bundle::open(&common.model)?.manifest;
     let kind = manifest.kind;
@@ -57,10 +63,15 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize, prof
             let texts = ["a photo of a red car parked next to a blue person"; 64];
             for &b in batches {
                 let px = pixels(b * 3 * side * side);
-                let ms = median_ms(runs, || Ok(clip.vision.run_pixels(px.clone(), b).map(|_| ())?))?;
-                rows.push(json!({"graph": "clip vision", "batch": b, "ms": ms, "ops": op_times(runs)}));
+                let ms =
+                    median_ms(runs, || Ok(clip.vision.run_pixels(px.clone(), b).map(|_| ())?))?;
+                rows.push(
+                    json!({"graph": "clip vision", "batch": b, "ms": ms, "ops": op_times(runs)}),
+                );
                 let ms = median_ms(runs, || Ok(clip.embed_texts(&texts[..b]).map(|_| ())?))?;
-                rows.push(json!({"graph": "clip text", "batch": b, "ms": ms, "ops": op_times(runs)}));
+                rows.push(
+                    json!({"graph": "clip text", "batch": b, "ms": ms, "ops": op_times(runs)}),
+                );
             }
         }
         ModelKind::Blip2 => {
@@ -69,7 +80,9 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize, prof
             let side = m.bundle.manifest.vision.preprocess.crop_size as usize;
             let px = pixels(3 * side * side);
             let ms = median_ms(runs, || Ok(m.encode_pixels(px.clone()).map(|_| ())?))?;
-            rows.push(json!({"graph": "blip2 vision", "batch": 1, "ms": ms, "ops": op_times(runs)}));
+            rows.push(
+                json!({"graph": "blip2 vision", "batch": 1, "ms": ms, "ops": op_times(runs)}),
+            );
             let q = m.encode_pixels(px)?;
             let ids = m.prompt_ids("Question: what colour is the car? Answer:")?;
             let prefix = m.prefix(&q, &ids);
@@ -98,8 +111,10 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize, prof
                     step_ms.push(run()?);
                 }
                 step_ms.sort_by(f64::total_cmp);
-                rows.push(json!({"graph": "blip2 decoder step", "batch": b, "prefix": len, "steps": steps,
-                                 "ms": step_ms[step_ms.len() / 2], "ops": ops}));
+                rows.push(
+                    json!({"graph": "blip2 decoder step", "batch": b, "prefix": len, "steps": steps,
+                                 "ms": step_ms[step_ms.len() / 2], "ops": ops}),
+                );
             }
         }
     }
@@ -113,14 +128,26 @@ pub fn bench(common: &Common, batches: &[usize], runs: usize, steps: usize, prof
         "f32".into()
     };
     if common.json {
-        crate::output::print_json(&json!({"model": common.model, "precision": precision, "runs": runs, "results": rows}));
+        crate::output::print_json(
+            &json!({"model": common.model, "precision": precision, "runs": runs, "results": rows}),
+        );
     } else {
         println!("{} on {device} ({precision}), median of {runs} runs", common.model.display());
         for r in &rows {
-            println!("  {:<20} batch {:>2}  {:>9.3} ms", r["graph"].as_str().unwrap_or(""), r["batch"], r["ms"].as_f64().unwrap_or(0.0));
+            println!(
+                "  {:<20} batch {:>2}  {:>9.3} ms",
+                r["graph"].as_str().unwrap_or(""),
+                r["batch"],
+                r["ms"].as_f64().unwrap_or(0.0)
+            );
             for op in r["ops"].as_array().into_iter().flatten() {
                 // Op time is summed over threads (split batches), so it can exceed the wall time.
-                println!("      {:>9.3} ms  {:>5} x  {}", op["ms"].as_f64().unwrap_or(0.0), op["calls"], op["op"].as_str().unwrap_or(""));
+                println!(
+                    "      {:>9.3} ms  {:>5} x  {}",
+                    op["ms"].as_f64().unwrap_or(0.0),
+                    op["calls"],
+                    op["op"].as_str().unwrap_or("")
+                );
             }
         }
     }

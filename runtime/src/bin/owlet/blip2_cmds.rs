@@ -16,8 +16,8 @@ use crate::output::print_json;
 
 pub(crate) fn load(common: &Common) -> Result<Blip2> {
     let on = crate::placement(common)?;
-    let model =
-        Blip2::load_on(&common.model, on).with_context(|| format!("loading model bundle {}", common.model.display()))?;
+    let model = Blip2::load_on(&common.model, on)
+        .with_context(|| format!("loading model bundle {}", common.model.display()))?;
     crate::report_device(common, model.device());
     Ok(model)
 }
@@ -28,9 +28,18 @@ fn config(model: &Blip2, g: &GenArgs) -> GenerationConfig {
     c.min_new_tokens = g.min_new_tokens;
     c.repetition_penalty = g.repetition_penalty;
     c.strategy = if g.sample {
-        Strategy::Sample { temperature: g.temperature, top_k: g.top_k, top_p: g.top_p, seed: g.seed }
+        Strategy::Sample {
+            temperature: g.temperature,
+            top_k: g.top_k,
+            top_p: g.top_p,
+            seed: g.seed,
+        }
     } else if g.beams > 1 {
-        Strategy::Beam { num_beams: g.beams, length_penalty: g.length_penalty, early_stopping: false }
+        Strategy::Beam {
+            num_beams: g.beams,
+            length_penalty: g.length_penalty,
+            early_stopping: false,
+        }
     } else {
         Strategy::Greedy
     };
@@ -49,10 +58,17 @@ fn printer<'a>(model: &'a Blip2, live: bool) -> impl FnMut(u32) + 'a {
     }
 }
 
-pub fn caption(common: &Common, g: &GenArgs, prompt: Option<&str>, images: &[PathBuf]) -> Result<ExitCode> {
+pub fn caption(
+    common: &Common,
+    g: &GenArgs,
+    prompt: Option<&str>,
+    images: &[PathBuf],
+) -> Result<ExitCode> {
     let model = load(common)?;
     let cfg = config(&model, g);
-    let prompt = prompt.map(str::to_string).unwrap_or_else(|| model.generation_spec().caption_prompt.clone());
+    let prompt = prompt
+        .map(str::to_string)
+        .unwrap_or_else(|| model.generation_spec().caption_prompt.clone());
     let mut rows = Vec::new();
     let mut failed = 0;
     for path in images {
@@ -71,8 +87,10 @@ pub fn caption(common: &Common, g: &GenArgs, prompt: Option<&str>, images: &[Pat
         }
         let out = model.generate(&q, &prompt, &cfg, &mut printer(&model, !common.json))?;
         if common.json {
-            rows.push(json!({"image": path.display().to_string(), "prompt": prompt, "caption": out.text,
-                "token_ids": out.ids, "latency_ms": t.elapsed().as_secs_f64() * 1e3}));
+            rows.push(
+                json!({"image": path.display().to_string(), "prompt": prompt, "caption": out.text,
+                "token_ids": out.ids, "latency_ms": t.elapsed().as_secs_f64() * 1e3}),
+            );
         } else {
             println!();
         }
@@ -93,8 +111,10 @@ pub fn ask(common: &Common, g: &GenArgs, image: &Path, question: &str) -> Result
     let q = model.encode_image(&img)?;
     let out = model.ask(&q, question, &cfg, &mut printer(&model, !common.json))?;
     if common.json {
-        print_json(&json!({"model": model.bundle.manifest.name, "image": image.display().to_string(),
-            "question": question, "answer": out.text, "token_ids": out.ids}));
+        print_json(
+            &json!({"model": model.bundle.manifest.name, "image": image.display().to_string(),
+            "question": question, "answer": out.text, "token_ids": out.ids}),
+        );
     } else {
         println!();
     }
@@ -123,7 +143,10 @@ pub fn chat(common: &Common, g: &GenArgs, image: &Path) -> Result<ExitCode> {
         match chat.ask(question, &cfg, &mut printer(&model, interactive)) {
             Ok(out) => {
                 if common.json {
-                    println!("{}", json!({"question": question, "answer": out.text, "device": model.device()}));
+                    println!(
+                        "{}",
+                        json!({"question": question, "answer": out.text, "device": model.device()})
+                    );
                 } else {
                     println!();
                 }

@@ -22,7 +22,11 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut v: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("reading folder {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
+                .filter(|f| {
+                    f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
+                })
                 .collect();
             v.sort();
             out.extend(v);
@@ -33,22 +37,43 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn add(common: &Common, dir: &Path, precision: &str, batch: usize, camera: Option<String>, paths: &[PathBuf]) -> Result<ExitCode> {
+pub fn add(
+    common: &Common,
+    dir: &Path,
+    precision: &str,
+    batch: usize,
+    camera: Option<String>,
+    paths: &[PathBuf],
+) -> Result<ExitCode> {
     let precision = Precision::parse(precision)?;
     let clip = load_clip(common)?;
     let files = expand(paths)?;
-    anyhow::ensure!(!files.is_empty(), "no image files in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no image files in {}",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
     let probe = clip.embed_texts(&["probe"])?;
-    let info = IndexInfo { model: clip.bundle.manifest.name.clone(), dim: probe.row(0).len(), precision };
+    let info =
+        IndexInfo { model: clip.bundle.manifest.name.clone(), dim: probe.row(0).len(), precision };
     let (mut ix, rep) = Index::open_or_create(dir, &info)?;
     if rep.cut_bytes > 0 {
-        eprintln!("owlet: index {}: cut {} bytes of a torn last write", dir.display(), rep.cut_bytes);
+        eprintln!(
+            "owlet: index {}: cut {} bytes of a torn last write",
+            dir.display(),
+            rep.cut_bytes
+        );
     }
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     if !std::io::stderr().is_terminal() || common.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}").expect("template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("template"),
+    );
     let (mut added, mut failed) = (0usize, 0usize);
     for chunk in files.chunks(batch.max(1)) {
         let mut images = Vec::new();
@@ -56,9 +81,18 @@ pub fn add(common: &Common, dir: &Path, precision: &str, batch: usize, camera: O
         for f in chunk {
             match image_io::load_rgb(f, DecodeLimits::default()) {
                 Ok(img) => {
-                    let time_ms = std::fs::metadata(f).and_then(|m| m.modified()).ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64);
+                    let time_ms = std::fs::metadata(f)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64);
                     images.push(img);
-                    metas.push(Meta { source: f.display().to_string(), camera: camera.clone(), time_ms, caption: None });
+                    metas.push(Meta {
+                        source: f.display().to_string(),
+                        camera: camera.clone(),
+                        time_ms,
+                        caption: None,
+                    });
                 }
                 Err(e) => {
                     bar.suspend(|| eprintln!("owlet: skipping image: {e}"));
@@ -77,14 +111,30 @@ pub fn add(common: &Common, dir: &Path, precision: &str, batch: usize, camera: O
     }
     bar.finish_and_clear();
     if common.json {
-        println!("{}", json!({"index": dir.display().to_string(), "added": added, "failed": failed, "entries": ix.len(), "precision": precision}));
+        println!(
+            "{}",
+            json!({"index": dir.display().to_string(), "added": added, "failed": failed, "entries": ix.len(), "precision": precision})
+        );
     } else {
-        println!("{}: added {added} image(s), {} in all ({:?}, {} KiB of vectors)", dir.display(), ix.len(), precision, ix.vector_memory() / 1024);
+        println!(
+            "{}: added {added} image(s), {} in all ({:?}, {} KiB of vectors)",
+            dir.display(),
+            ix.len(),
+            precision,
+            ix.vector_memory() / 1024
+        );
     }
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-pub fn search(common: &Common, dir: &Path, text: Option<&str>, image: Option<&Path>, k: usize, camera: Option<String>) -> Result<ExitCode> {
+pub fn search(
+    common: &Common,
+    dir: &Path,
+    text: Option<&str>,
+    image: Option<&Path>,
+    k: usize,
+    camera: Option<String>,
+) -> Result<ExitCode> {
     let clip = load_clip(common)?;
     let (ix, _) = Index::open(dir)?;
     anyhow::ensure!(
@@ -96,7 +146,9 @@ pub fn search(common: &Common, dir: &Path, text: Option<&str>, image: Option<&Pa
     );
     let query = match (text, image) {
         (Some(t), _) => clip.embed_texts(&[t])?.row(0).to_vec(),
-        (None, Some(p)) => clip.embed_images(&[image_io::load_rgb(p, DecodeLimits::default())?])?.row(0).to_vec(),
+        (None, Some(p)) => {
+            clip.embed_images(&[image_io::load_rgb(p, DecodeLimits::default())?])?.row(0).to_vec()
+        }
         (None, None) => anyhow::bail!("give a text or --image"),
     };
     let hits = ix.search(&query, k, &Filter { camera, ..Default::default() })?;
@@ -117,7 +169,14 @@ pub fn search(common: &Common, dir: &Path, text: Option<&str>, image: Option<&Pa
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cluster(common: &Common, dir: &Path, k: usize, keywords: Option<&Path>, sheet: Option<&Path>, seed: u64) -> Result<ExitCode> {
+pub fn cluster(
+    common: &Common,
+    dir: &Path,
+    k: usize,
+    keywords: Option<&Path>,
+    sheet: Option<&Path>,
+    seed: u64,
+) -> Result<ExitCode> {
     anyhow::ensure!(k >= 1, "--k must be at least 1");
     let clip = load_clip(common)?;
     let (ix, _) = Index::open(dir)?;
@@ -136,13 +195,21 @@ pub fn cluster(common: &Common, dir: &Path, k: usize, keywords: Option<&Path>, s
             .collect(),
         None => vec![],
     };
-    let word_emb = if words.is_empty() { None } else { Some(clip.embed_texts(&words.iter().map(String::as_str).collect::<Vec<_>>())?) };
+    let word_emb = if words.is_empty() {
+        None
+    } else {
+        Some(clip.embed_texts(&words.iter().map(String::as_str).collect::<Vec<_>>())?)
+    };
     let mut clusters = Vec::new();
     for ci in 0..k {
         let centre = &c.centroids[ci * d..(ci + 1) * d];
         let members: Vec<usize> = (0..ix.len()).filter(|&i| c.assignment[i] == ci).collect();
         let mut named: Vec<(String, f32)> = match &word_emb {
-            Some(e) => words.iter().enumerate().map(|(w, name)| (name.clone(), owlet_runtime::similarity::dot(centre, e.row(w)))).collect(),
+            Some(e) => words
+                .iter()
+                .enumerate()
+                .map(|(w, name)| (name.clone(), owlet_runtime::similarity::dot(centre, e.row(w))))
+                .collect(),
             None => vec![],
         };
         named.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -161,11 +228,21 @@ pub fn cluster(common: &Common, dir: &Path, k: usize, keywords: Option<&Path>, s
                        "members": m.iter().map(|&e| ix.meta(e).source.clone()).collect::<Vec<_>>()})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"k": k, "iterations": c.iterations, "clusters": rows}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"k": k, "iterations": c.iterations, "clusters": rows})
+            )?
+        );
     } else {
         for (i, (m, n)) in clusters.iter().enumerate() {
-            let names = n.iter().map(|(w, s)| format!("{w} ({s:.3})")).collect::<Vec<_>>().join(", ");
-            println!("cluster {i}: {} image(s){}", m.len(), if names.is_empty() { String::new() } else { format!(": {names}") });
+            let names =
+                n.iter().map(|(w, s)| format!("{w} ({s:.3})")).collect::<Vec<_>>().join(", ");
+            println!(
+                "cluster {i}: {} image(s){}",
+                m.len(),
+                if names.is_empty() { String::new() } else { format!(": {names}") }
+            );
             for &e in m.iter().take(5) {
                 println!("    {}", ix.meta(e).source);
             }
@@ -178,12 +255,23 @@ pub fn cluster(common: &Common, dir: &Path, k: usize, keywords: Option<&Path>, s
 fn contact_sheet(ix: &Index, clusters: &[Vec<usize>], out: &Path) -> Result<()> {
     const T: u32 = 96;
     const PER_ROW: usize = 8;
-    let mut sheet = image::RgbImage::from_pixel(T * PER_ROW as u32, T * clusters.len().max(1) as u32, image::Rgb([32, 32, 32]));
+    let mut sheet = image::RgbImage::from_pixel(
+        T * PER_ROW as u32,
+        T * clusters.len().max(1) as u32,
+        image::Rgb([32, 32, 32]),
+    );
     for (row, members) in clusters.iter().enumerate() {
         for (col, &e) in members.iter().take(PER_ROW).enumerate() {
-            let Ok(img) = image_io::load_rgb(Path::new(&ix.meta(e).source), DecodeLimits::default()) else { continue };
+            let Ok(img) =
+                image_io::load_rgb(Path::new(&ix.meta(e).source), DecodeLimits::default())
+            else {
+                continue;
+            };
             let thumb = image::imageops::thumbnail(&img, T, T);
-            let (x, y) = (col as u32 * T + (T - thumb.width()) / 2, row as u32 * T + (T - thumb.height()) / 2);
+            let (x, y) = (
+                col as u32 * T + (T - thumb.width()) / 2,
+                row as u32 * T + (T - thumb.height()) / 2,
+            );
             image::imageops::overlay(&mut sheet, &thumb, x as i64, y as i64);
         }
     }

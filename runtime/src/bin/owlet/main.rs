@@ -56,20 +56,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Tokenize { common, text } => tokenize(&common, &text),
         Command::Preprocess { common, image, output } => preprocess_cmd(&common, &image, &output),
-        Command::Caption { common, gen, prompt, images } => blip2_cmds::caption(&common, &gen, prompt.as_deref(), &images),
-        Command::Ask { common, gen, image, question } => blip2_cmds::ask(&common, &gen, &image, &question),
-        Command::Chat { common, gen, image } => blip2_cmds::chat(&common, &gen, &image),
-        Command::Index { action: args::IndexCommand::Add { common, index, precision, batch, camera, paths } } => {
-            index_cmds::add(&common, &index, &precision, batch, camera, &paths)
+        Command::Caption { common, gen, prompt, images } => {
+            blip2_cmds::caption(&common, &gen, prompt.as_deref(), &images)
         }
+        Command::Ask { common, gen, image, question } => {
+            blip2_cmds::ask(&common, &gen, &image, &question)
+        }
+        Command::Chat { common, gen, image } => blip2_cmds::chat(&common, &gen, &image),
+        Command::Index {
+            action: args::IndexCommand::Add { common, index, precision, batch, camera, paths },
+        } => index_cmds::add(&common, &index, &precision, batch, camera, &paths),
         Command::Search { common, index, text, image, k, camera } => {
             index_cmds::search(&common, &index, text.as_deref(), image.as_deref(), k, camera)
         }
         Command::Cluster { common, index, k, keywords, sheet, seed } => {
             index_cmds::cluster(&common, &index, k, keywords.as_deref(), sheet.as_deref(), seed)
         }
-        Command::Bench { common, batch, runs, steps, profile } => bench_cmd::bench(&common, &batch, runs, steps, profile),
-        Command::Doctor { models, warm, gpu_precision, json } => doctor_cmd::doctor(&models, warm, gpu_precision, json),
+        Command::Bench { common, batch, runs, steps, profile } => {
+            bench_cmd::bench(&common, &batch, runs, steps, profile)
+        }
+        Command::Doctor { models, warm, gpu_precision, json } => {
+            doctor_cmd::doctor(&models, warm, gpu_precision, json)
+        }
     }
 }
 
@@ -90,8 +98,8 @@ pub(crate) fn report_device(common: &Common, device: owlet_runtime::device::Devi
 
 pub(crate) fn load_clip(common: &Common) -> Result<Clip> {
     let on = placement(common)?;
-    let clip =
-        Clip::load_on(&common.model, on).with_context(|| format!("loading model bundle {}", common.model.display()))?;
+    let clip = Clip::load_on(&common.model, on)
+        .with_context(|| format!("loading model bundle {}", common.model.display()))?;
     report_device(common, clip.device());
     Ok(clip)
 }
@@ -141,9 +149,14 @@ fn embed(common: &Common, images: &[PathBuf], texts: &[String]) -> Result<ExitCo
         (l.names, clip.embed_images(&l.images)?, l.failed)
     };
     if common.json {
-        let rows: Vec<_> =
-            names.iter().zip(embeddings.rows()).map(|(n, e)| json!({"input": n, "embedding": e})).collect();
-        output::print_json(&json!({"model": clip.bundle.manifest.name, "dim": embeddings.dim, "embeddings": rows}));
+        let rows: Vec<_> = names
+            .iter()
+            .zip(embeddings.rows())
+            .map(|(n, e)| json!({"input": n, "embedding": e}))
+            .collect();
+        output::print_json(
+            &json!({"model": clip.bundle.manifest.name, "dim": embeddings.dim, "embeddings": rows}),
+        );
     } else {
         for (n, e) in names.iter().zip(embeddings.rows()) {
             println!("{}", output::embedding_line(n, e));
@@ -186,7 +199,13 @@ fn parse_labels(labels: &str) -> Vec<String> {
     labels.split(',').map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
 }
 
-fn classify(common: &Common, labels: &str, templates: &[String], top: usize, images: &[PathBuf]) -> Result<ExitCode> {
+fn classify(
+    common: &Common,
+    labels: &str,
+    templates: &[String],
+    top: usize,
+    images: &[PathBuf],
+) -> Result<ExitCode> {
     let labels = parse_labels(labels);
     if labels.is_empty() {
         anyhow::bail!("--labels is empty: give a comma-separated list such as \"cat,dog,car\"");
@@ -209,7 +228,9 @@ fn classify(common: &Common, labels: &str, templates: &[String], top: usize, ima
                 json!({"image": p, "top_label": label, "top_score": score, "scores": scores})
             })
             .collect();
-        output::print_json(&json!({"model": clip.bundle.manifest.name, "templates": set.templates, "results": rows}));
+        output::print_json(
+            &json!({"model": clip.bundle.manifest.name, "templates": set.templates, "results": rows}),
+        );
     } else {
         for (p, c) in names.iter().zip(&results) {
             println!("{p}");
@@ -244,10 +265,20 @@ fn preprocess_cmd(common: &Common, image: &Path, out: &Path) -> Result<ExitCode>
     view.save_with_format(out, image::ImageFormat::Png)
         .with_context(|| format!("writing {}", out.display()))?;
     if common.json {
-        output::print_json(&json!({"input": image.display().to_string(), "output": out.display().to_string(),
-            "width": view.width(), "height": view.height()}));
+        output::print_json(
+            &json!({"input": image.display().to_string(), "output": out.display().to_string(),
+            "width": view.width(), "height": view.height()}),
+        );
     } else {
-        println!("{} ({}x{}) -> {} ({}x{})", image.display(), img.width(), img.height(), out.display(), view.width(), view.height());
+        println!(
+            "{} ({}x{}) -> {} ({}x{})",
+            image.display(),
+            img.width(),
+            img.height(),
+            out.display(),
+            view.width(),
+            view.height()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

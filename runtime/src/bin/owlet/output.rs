@@ -19,7 +19,10 @@ pub fn print_json(v: &serde_json::Value) {
     if let (Some(obj), Some(d)) = (v.as_object_mut(), device()) {
         obj.entry("device").or_insert_with(|| d.into());
     }
-    println!("{}", serde_json::to_string_pretty(&v).expect("a serde_json::Value always serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).expect("a serde_json::Value always serialises")
+    );
 }
 
 /// `name  [a, b, c, ... ] (D-d)`: the first values, enough to eyeball.
@@ -40,10 +43,17 @@ fn shorten(s: &str, max: usize) -> String {
 }
 
 /// A rows x columns table with a title in the corner.
-pub fn matrix_table(title: &str, rows: &[String], cols: &[String], m: &[Vec<f32>], decimals: usize) -> String {
+pub fn matrix_table(
+    title: &str,
+    rows: &[String],
+    cols: &[String],
+    m: &[Vec<f32>],
+    decimals: usize,
+) -> String {
     let rows: Vec<String> = rows.iter().map(|r| shorten(r, 40)).collect();
     let cols: Vec<String> = cols.iter().map(|c| shorten(c, 24)).collect();
-    let w0 = rows.iter().map(|r| r.chars().count()).chain([title.chars().count()]).max().unwrap_or(0);
+    let w0 =
+        rows.iter().map(|r| r.chars().count()).chain([title.chars().count()]).max().unwrap_or(0);
     let widths: Vec<usize> = cols.iter().map(|c| c.chars().count().max(decimals + 3)).collect();
     let mut s = String::new();
     let _ = write!(s, "{title:<w0$}");

@@ -11,9 +11,23 @@ use std::arch::asm;
 use super::{Operands, QGemmKernel};
 
 pub fn kernels() -> Vec<QGemmKernel> {
-    let mut v = vec![QGemmKernel { name: "aarch64_neon_qgemm_i8_2x16", mr: 2, nr: 16, k_align: 4, operands: Operands::Signed, micro: micro_neon_2x16 }];
+    let mut v = vec![QGemmKernel {
+        name: "aarch64_neon_qgemm_i8_2x16",
+        mr: 2,
+        nr: 16,
+        k_align: 4,
+        operands: Operands::Signed,
+        micro: micro_neon_2x16,
+    }];
     if std::arch::is_aarch64_feature_detected!("dotprod") {
-        v.push(QGemmKernel { name: "aarch64_sdot_qgemm_i8_4x16", mr: 4, nr: 16, k_align: 16, operands: Operands::Signed, micro: micro_sdot_4x16 });
+        v.push(QGemmKernel {
+            name: "aarch64_sdot_qgemm_i8_4x16",
+            mr: 4,
+            nr: 16,
+            k_align: 16,
+            operands: Operands::Signed,
+            micro: micro_sdot_4x16,
+        });
     }
     v
 }
@@ -41,12 +55,14 @@ unsafe fn micro_sdot_4x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: 
     // 16 bytes of each row cover four steps of 4 along K: one `sdot` lane each.
     for s16 in 0..k4 / 4 {
         // SAFETY: rows have 4 * k4 bytes (a multiple of 16); the panel k4 * 64.
-        let x: [int8x16_t; MR] = std::array::from_fn(|r| unsafe { vld1q_s8(a.add(r * lda + s16 * 16)) });
+        let x: [int8x16_t; MR] =
+            std::array::from_fn(|r| unsafe { vld1q_s8(a.add(r * lda + s16 * 16)) });
         macro_rules! step {
             ($l:literal) => {{
                 let base = (s16 * 4 + $l) * 64;
                 // SAFETY: inside the panel (see above).
-                let w: [int8x16_t; 4] = std::array::from_fn(|q| unsafe { vld1q_s8(b.add(base + q * 16)) });
+                let w: [int8x16_t; 4] =
+                    std::array::from_fn(|q| unsafe { vld1q_s8(b.add(base + q * 16)) });
                 for r in 0..MR {
                     for q in 0..4 {
                         acc[r][q] = sdot_lane::<$l>(acc[r][q], w[q], x[r]);
@@ -93,7 +109,11 @@ unsafe fn micro_neon_2x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: 
             let (x0, x1) = (load_x(r, s), load_x(r, s + 1));
             for q in 0..4 {
                 let (w0, w1) = (load_w(s, q), load_w(s + 1, q));
-                let lo = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), vget_low_s8(w1), vget_low_s8(x1));
+                let lo = vmlal_s8(
+                    vmull_s8(vget_low_s8(w0), vget_low_s8(x0)),
+                    vget_low_s8(w1),
+                    vget_low_s8(x1),
+                );
                 let hi = vmlal_high_s8(vmull_high_s8(w0, x0), w1, x1);
                 acc[r][q][0] = vpadalq_s16(acc[r][q][0], lo);
                 acc[r][q][1] = vpadalq_s16(acc[r][q][1], hi);
@@ -106,7 +126,8 @@ unsafe fn micro_neon_2x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: 
             let x0 = load_x(r, s);
             for q in 0..4 {
                 let w0 = load_w(s, q);
-                acc[r][q][0] = vpadalq_s16(acc[r][q][0], vmull_s8(vget_low_s8(w0), vget_low_s8(x0)));
+                acc[r][q][0] =
+                    vpadalq_s16(acc[r][q][0], vmull_s8(vget_low_s8(w0), vget_low_s8(x0)));
                 acc[r][q][1] = vpadalq_s16(acc[r][q][1], vmull_high_s8(w0, x0));
             }
         }

@@ -46,13 +46,27 @@ fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<
     for p in 0..w.n.div_ceil(nr) {
         let b = &w.data[p * w.kp * nr..(p + 1) * w.kp * nr];
         // Panel layout [k4][nr][4]: column j's bytes are at (s * nr + j) * 4 + 0..4.
-        let colsum = |j: usize| (0..w.kp / 4).flat_map(|s| &b[(s * nr + j) * 4..(s * nr + j) * 4 + 4]).map(|&v| v as i32).sum::<i32>();
+        let colsum = |j: usize| {
+            (0..w.kp / 4)
+                .flat_map(|s| &b[(s * nr + j) * 4..(s * nr + j) * 4 + 4])
+                .map(|&v| v as i32)
+                .sum::<i32>()
+        };
         for r0 in (0..xq.m).step_by(mr) {
             // SAFETY: as in run_panels (mod.rs).
-            unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
+            unsafe {
+                (kernel.micro)(
+                    w.kp / 4,
+                    xq.data.as_ptr().add(r0 * xq.kp),
+                    xq.kp,
+                    b.as_ptr(),
+                    tile.as_mut_ptr(),
+                )
+            };
             for r in 0..mr.min(xq.m - r0) {
                 for j in 0..nr.min(w.n - p * nr) {
-                    out[(r0 + r) * w.n + p * nr + j] = tile[r * nr + j] - xq.zeros[r0 + r] * colsum(j);
+                    out[(r0 + r) * w.n + p * nr + j] =
+                        tile[r * nr + j] - xq.zeros[r0 + r] * colsum(j);
                 }
             }
         }
@@ -70,7 +84,14 @@ fn rows_for(kernel: &QGemmKernel, x: &[i8], m: usize, k: usize) -> QuantizedRows
             *d = (v as i32 + kernel.operands.x_offset()) as u8 as i8;
         }
     }
-    QuantizedRows { data, scales: vec![1.0; m], zeros: vec![kernel.operands.x_offset(); m], m, mp, kp }
+    QuantizedRows {
+        data,
+        scales: vec![1.0; m],
+        zeros: vec![kernel.operands.x_offset(); m],
+        m,
+        mp,
+        kp,
+    }
 }
 
 proptest! {
@@ -172,7 +193,10 @@ fn concat_refuses_layers_that_would_share_a_panel_or_differ_in_k() {
     };
     let (whole, ragged) = (layer(kernel.nr, 16), layer(kernel.nr + 1, 16));
     assert!(PackedWeights::concat(&[&whole, &ragged]).is_some(), "a ragged last layer fuses");
-    assert!(PackedWeights::concat(&[&ragged, &whole]).is_none(), "a ragged layer before another would straddle a panel");
+    assert!(
+        PackedWeights::concat(&[&ragged, &whole]).is_none(),
+        "a ragged layer before another would straddle a panel"
+    );
     assert!(PackedWeights::concat(&[&whole, &layer(kernel.nr, 20)]).is_none(), "different K");
     assert!(PackedWeights::concat(&[]).is_none());
 }
@@ -191,7 +215,8 @@ fn quantize_rows_keeps_zero_and_extremes() {
     let q = quantize_rows(&x[..4], 1, 4, 8, 1, 128, XScale::PerRowSymmetric);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 255, 1, 192, 0, 0, 0, 0]);
     // A row of zeros and one with an infinity are 0 (+ 128) too, not skipped.
-    let q = quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128, XScale::PerRowSymmetric);
+    let q =
+        quantize_rows(&[0.0, 0.0, f32::INFINITY, 1.0], 2, 2, 2, 1, 128, XScale::PerRowSymmetric);
     assert_eq!(q.data.iter().map(|&v| v as u8).collect::<Vec<_>>(), [128, 128, 128, 128]);
 }
 
@@ -217,7 +242,12 @@ fn quantize_rows_rounds_to_nearest_ties_to_even_like_onnx() {
 fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
     // quantize_rows takes AVX2's row quantizer where the CPU has it. Static scales:
     // one that fits (max |x| is 2), one that clamps about half the values.
-    for xs in [XScale::PerRow, XScale::PerRowSymmetric, XScale::Static(2.5 / 127.0), XScale::Static(1.0 / 127.0)] {
+    for xs in [
+        XScale::PerRow,
+        XScale::PerRowSymmetric,
+        XScale::Static(2.5 / 127.0),
+        XScale::Static(1.0 / 127.0),
+    ] {
         for k in [1, 7, 16, 31, 32, 33, 64, 100, 768] {
             for x_offset in [0, 128] {
                 let m = 3;
@@ -227,9 +257,14 @@ fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
                 x[2 * k + k / 4] = f32::NEG_INFINITY; // row 2
                 let kp = k.next_multiple_of(4);
                 let q = quantize_rows(&x, m, k, kp, 1, x_offset, xs);
-                let (mut data, mut scales, mut zeros) = (vec![0i8; m * kp], vec![0f32; m], vec![0i32; m]);
+                let (mut data, mut scales, mut zeros) =
+                    (vec![0i8; m * kp], vec![0f32; m], vec![0i32; m]);
                 quantize_into(&x, k, &mut data, kp, &mut scales, &mut zeros, x_offset, xs);
-                assert_eq!((&q.data, &q.scales, &q.zeros), (&data, &scales, &zeros), "k {k} offset {x_offset} {xs:?}");
+                assert_eq!(
+                    (&q.data, &q.scales, &q.zeros),
+                    (&data, &scales, &zeros),
+                    "k {k} offset {x_offset} {xs:?}"
+                );
             }
         }
     }
@@ -239,7 +274,8 @@ fn quantize_rows_simd_matches_the_portable_code_on_ragged_rows_with_nan() {
 fn asymmetric_rows_spend_their_steps_on_the_range_the_row_has() {
     // A GELU output's row: down to about -0.17, up to 5.
     let k = 100;
-    let mut x: Vec<f32> = (0..k).map(|i| -0.17 + 5.17 * ((i * 37 % k) as f32 / (k - 1) as f32)).collect();
+    let mut x: Vec<f32> =
+        (0..k).map(|i| -0.17 + 5.17 * ((i * 37 % k) as f32 / (k - 1) as f32)).collect();
     x[3] = 0.0;
     x[7] = f32::NAN;
     for x_offset in [0, 128] {
@@ -267,7 +303,8 @@ fn asymmetric_rows_spend_their_steps_on_the_range_the_row_has() {
     assert_eq!(q.zeros[0], -127);
     // Range [0, 4] over 254 steps: x · 63.5 - 127, ties to even.
     assert_eq!(q.data, [-64, 0, 64, 127]);
-    let back: Vec<f32> = q.data.iter().map(|&b| (b as i32 - q.zeros[0]) as f32 * q.scales[0]).collect();
+    let back: Vec<f32> =
+        q.data.iter().map(|&b| (b as i32 - q.zeros[0]) as f32 * q.scales[0]).collect();
     for (b, v) in back.iter().zip([1.0, 2.0, 3.0, 4.0]) {
         assert!((b - v).abs() <= q.scales[0] / 2.0 + 1e-6, "{b} vs {v}");
     }
@@ -326,6 +363,10 @@ fn the_best_int8_kernel_uses_simd_where_the_cpu_has_it() {
     #[cfg(target_arch = "aarch64")]
     assert_eq!(
         candidates().last().unwrap().name,
-        if std::arch::is_aarch64_feature_detected!("dotprod") { "aarch64_sdot_qgemm_i8_4x16" } else { "aarch64_neon_qgemm_i8_2x16" }
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            "aarch64_sdot_qgemm_i8_4x16"
+        } else {
+            "aarch64_neon_qgemm_i8_2x16"
+        }
     );
 }

@@ -154,7 +154,10 @@ pub fn best() -> QGemmKernel {
             Some(Some(k)) => *k,
             Some(None) => {
                 let names: Vec<&str> = all.iter().map(|k| k.name).collect();
-                log::warn!("OWLET_INT8_KERNEL={}: not a kernel this CPU runs ({names:?}); using the best", named.unwrap_or_default());
+                log::warn!(
+                    "OWLET_INT8_KERNEL={}: not a kernel this CPU runs ({names:?}); using the best",
+                    named.unwrap_or_default()
+                );
                 *all.last().expect("the scalar kernel is always there")
             }
             None if super::scalar_forced() => scalar::KERNEL,
@@ -207,8 +210,11 @@ impl PackedWeights {
         assert_eq!(scales.len(), n, "one scale per output channel");
         assert!(bias.as_ref().is_none_or(|b| b.len() == n), "one bias per output channel");
         let (w, scales) = kernel.operands.weights(w, &scales);
-        let scaled_colsums =
-            (0..n).map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>() as f32 * scales[j]).collect();
+        let scaled_colsums = (0..n)
+            .map(|j| {
+                w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>() as f32 * scales[j]
+            })
+            .collect();
         let (nr, kp) = (kernel.nr, round_up(k.max(1), kernel.k_align));
         let panels = n.div_ceil(nr);
         let mut data = vec![0i8; panels * kp * nr];
@@ -253,7 +259,17 @@ impl PackedWeights {
             split.extend_from_slice(&p.parts);
         }
         let bias = any_bias.then_some(bias);
-        Some(PackedWeights { n, k: first.k, kp: first.kp, nr: first.nr, data, scales, bias, scaled_colsums, parts: split })
+        Some(PackedWeights {
+            n,
+            k: first.k,
+            kp: first.kp,
+            nr: first.nr,
+            data,
+            scales,
+            bias,
+            scaled_colsums,
+            parts: split,
+        })
     }
 
     /// The widths of the outputs `qmatmul_parts` writes (`[n]` unless `concat`).
@@ -294,7 +310,15 @@ pub struct QuantizedRows {
 /// Quantize each row of `x` ([m, k]) to int8 as `xs` says, and add `x_offset` (0,
 /// or 128 for kernels that take x as u8: the i8 buffer then holds u8 bits). K
 /// padding stays 0 either way: it meets zero weights.
-pub fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mr: usize, x_offset: i32, xs: XScale) -> QuantizedRows {
+pub fn quantize_rows(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    kp: usize,
+    mr: usize,
+    x_offset: i32,
+    xs: XScale,
+) -> QuantizedRows {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert!(kp >= k, "rows padded to less than k");
     let mp = round_up(m.max(1), mr);
@@ -324,7 +348,9 @@ fn quantize_each_row(
     zeros: &mut [i32],
     mut quantize_row: impl FnMut(&[f32], &mut [i8]) -> (f32, i32),
 ) {
-    for (((row, q), scale), zero) in x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales).zip(zeros) {
+    for (((row, q), scale), zero) in
+        x.chunks_exact(k.max(1)).zip(data.chunks_exact_mut(kp)).zip(scales).zip(zeros)
+    {
         (*scale, *zero) = quantize_row(row, q);
     }
 }
@@ -370,7 +396,11 @@ impl RowParams {
     /// The parameters `xs` gives a row whose range and max |x| `min_max` and
     /// `max_abs` find (portable or SIMD code: only what `xs` needs is called).
     #[inline(always)]
-    pub fn of(xs: XScale, min_max: impl FnOnce() -> (f32, f32), max_abs: impl FnOnce() -> f32) -> RowParams {
+    pub fn of(
+        xs: XScale,
+        min_max: impl FnOnce() -> (f32, f32),
+        max_abs: impl FnOnce() -> f32,
+    ) -> RowParams {
         match xs {
             XScale::PerRow => {
                 let (min, max) = min_max();
@@ -466,14 +496,23 @@ struct Segment {
 /// `y[m, n] = dequant(xq · Wᵀ) + bias`: every tile of panels `panels`, all rows,
 /// each panel's columns into the segment that holds them (whole panels only, as
 /// `PackedWeights::concat` ensures).
-fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panels: std::ops::Range<usize>, segments: &[Segment]) {
+fn run_panels(
+    kernel: &QGemmKernel,
+    xq: &QuantizedRows,
+    w: &PackedWeights,
+    panels: std::ops::Range<usize>,
+    segments: &[Segment],
+) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let mut tile = vec![0i32; mr * nr];
     let zeros = vec![0f32; nr];
     for p in panels {
         let b = &w.data[p * w.kp * nr..(p + 1) * w.kp * nr];
         let (c0, cols) = (p * nr, nr.min(w.n - p * nr));
-        let seg = segments.iter().find(|s| (s.start..s.start + s.width).contains(&c0)).expect("segments cover every column");
+        let seg = segments
+            .iter()
+            .find(|s| (s.start..s.start + s.width).contains(&c0))
+            .expect("segments cover every column");
         debug_assert!(c0 + cols <= seg.start + seg.width, "a panel straddles two outputs");
         let scales = &w.scales[c0..c0 + cols];
         let bias = w.bias.as_ref().map_or(&zeros[..cols], |b| &b[c0..c0 + cols]);
@@ -482,18 +521,33 @@ fn run_panels(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights, panel
             // SAFETY: xq has mp >= r0 + mr rows of kp bytes, b is one whole panel of kp
             // * nr bytes, tile holds mr * nr; `best`/`candidates` only offer kernels
             // whose CPU features were detected.
-            unsafe { (kernel.micro)(w.kp / 4, xq.data.as_ptr().add(r0 * xq.kp), xq.kp, b.as_ptr(), tile.as_mut_ptr()) };
+            unsafe {
+                (kernel.micro)(
+                    w.kp / 4,
+                    xq.data.as_ptr().add(r0 * xq.kp),
+                    xq.kp,
+                    b.as_ptr(),
+                    tile.as_mut_ptr(),
+                )
+            };
             for r in 0..mr.min(xq.m - r0) {
                 let row_scale = xq.scales[r0 + r];
                 let row_zero = row_scale * xq.zeros[r0 + r] as f32;
                 // SAFETY: row r0 + r, columns c0 - start.. + cols are inside the
                 // segment's output ([m, width]) and only this panel's task writes them.
-                let out = unsafe { std::slice::from_raw_parts_mut(seg.out.0.add((r0 + r) * seg.width + c0 - seg.start), cols) };
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        seg.out.0.add((r0 + r) * seg.width + c0 - seg.start),
+                        cols,
+                    )
+                };
                 let acc = &tile[r * nr..r * nr + cols];
                 // (a - zero · Σ W) · row_scale · s + b, the zero's part in float: both
                 // parts are within a few 1e5 of the sums' units, far inside f32's
                 // precision next to the quantization's own error.
-                for ((((o, &a), &cs), &s), &b) in out.iter_mut().zip(acc).zip(scaled_colsums).zip(scales).zip(bias) {
+                for ((((o, &a), &cs), &s), &b) in
+                    out.iter_mut().zip(acc).zip(scaled_colsums).zip(scales).zip(bias)
+                {
                     *o = a as f32 * (row_scale * s) - row_zero * cs + b;
                 }
             }
@@ -544,17 +598,39 @@ fn row_min_max(row: &[f32]) -> (f32, f32) {
 /// `y = x · Wᵀ + bias` for `x` [m, k] f32 (quantized with `xs`) and packed int8
 /// `w`; `y` is [m, n].
 /// Splits the output channels over tract's thread pool (`engine::set_threads`).
-pub fn qmatmul(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, y: &mut [f32]) {
+pub fn qmatmul(
+    kernel: &QGemmKernel,
+    x: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    xs: XScale,
+    y: &mut [f32],
+) {
     qmatmul_into(kernel, x, m, w, xs, &mut [y], &[w.n]);
 }
 
 /// `qmatmul` for weights made by `PackedWeights::concat`: `ys[i]` is [m, parts[i]],
 /// the i-th layer's output.
-pub fn qmatmul_parts(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, ys: &mut [&mut [f32]]) {
+pub fn qmatmul_parts(
+    kernel: &QGemmKernel,
+    x: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    xs: XScale,
+    ys: &mut [&mut [f32]],
+) {
     qmatmul_into(kernel, x, m, w, xs, ys, &w.parts);
 }
 
-fn qmatmul_into(kernel: &QGemmKernel, x: &[f32], m: usize, w: &PackedWeights, xs: XScale, ys: &mut [&mut [f32]], widths: &[usize]) {
+fn qmatmul_into(
+    kernel: &QGemmKernel,
+    x: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    xs: XScale,
+    ys: &mut [&mut [f32]],
+    widths: &[usize],
+) {
     assert_eq!(w.nr, kernel.nr, "weights were packed for another kernel");
     assert_eq!(x.len(), m * w.k, "x is not [m, k]");
     assert_eq!(ys.len(), widths.len(), "one output per part");

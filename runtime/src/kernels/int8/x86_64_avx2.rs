@@ -17,7 +17,14 @@ use super::{Operands, QGemmKernel, RowParams, XScale};
 pub fn kernels() -> Vec<QGemmKernel> {
     if is_x86_feature_detected!("avx2") {
         vec![
-            QGemmKernel { name: "x86_64_avx2_qgemm_i8_4x16", mr: 4, nr: 16, k_align: 4, operands: Operands::Signed, micro: micro_4x16::<true> },
+            QGemmKernel {
+                name: "x86_64_avx2_qgemm_i8_4x16",
+                mr: 4,
+                nr: 16,
+                k_align: 4,
+                operands: Operands::Signed,
+                micro: micro_4x16::<true>,
+            },
             QGemmKernel {
                 name: "x86_64_avx2_qgemm_u8i7_4x16",
                 mr: 4,
@@ -40,7 +47,13 @@ pub fn kernels() -> Vec<QGemmKernel> {
 /// # Safety
 /// As `MicroKernel`, on a CPU with AVX2; without `SIGN_MOVES`, every W in [-64, 64].
 #[target_feature(enable = "avx2")]
-unsafe fn micro_4x16<const SIGN_MOVES: bool>(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
+unsafe fn micro_4x16<const SIGN_MOVES: bool>(
+    k4: usize,
+    a: *const i8,
+    lda: usize,
+    b: *const i8,
+    c: *mut i32,
+) {
     const MR: usize = 4;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
@@ -53,7 +66,10 @@ unsafe fn micro_4x16<const SIGN_MOVES: bool>(k4: usize, a: *const i8, lda: usize
                 let x = _mm256_set1_epi32((a.add(r * lda + s * 4) as *const i32).read_unaligned());
                 let (p0, p1) = if SIGN_MOVES {
                     let x_abs = _mm256_sign_epi8(x, x);
-                    (_mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w0, x)), _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w1, x)))
+                    (
+                        _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w0, x)),
+                        _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(w1, x)),
+                    )
                 } else {
                     (_mm256_maddubs_epi16(x, w0), _mm256_maddubs_epi16(x, w1))
                 };
@@ -83,7 +99,12 @@ unsafe fn micro_4x16<const SIGN_MOVES: bool>(k4: usize, a: *const i8, lda: usize
 /// # Safety
 /// The CPU must have AVX2; `q` must be at least as long as `row`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, xs: XScale) -> (f32, i32) {
+pub(super) unsafe fn quantize_row(
+    row: &[f32],
+    q: &mut [i8],
+    x_offset: i32,
+    xs: XScale,
+) -> (f32, i32) {
     assert!(q.len() >= row.len());
     let n = row.len();
     let p = row.as_ptr();
@@ -108,7 +129,8 @@ pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8], x_offset: i32, xs: 
         let a = _mm256_packs_epi32(to_i32(i), to_i32(i + 8));
         let b = _mm256_packs_epi32(to_i32(i + 16), to_i32(i + 24));
         // With the offset, values are 1..=255 (u8 bits); without, -127..=127.
-        let bytes = if x_offset == 0 { _mm256_packs_epi16(a, b) } else { _mm256_packus_epi16(a, b) };
+        let bytes =
+            if x_offset == 0 { _mm256_packs_epi16(a, b) } else { _mm256_packus_epi16(a, b) };
         _mm256_storeu_si256(out.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
         i += 32;
     }

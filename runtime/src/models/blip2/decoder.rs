@@ -35,8 +35,9 @@ impl Decoder {
             InputSpec { name: "inputs_embeds", dtype: f32::datum_type(), rank: 3 },
             InputSpec { name: "attention_mask", dtype: i64::datum_type(), rank: 2 },
         ];
-        let names: Vec<String> =
-            (0..spec.layers).flat_map(|i| [format!("past_key_{i}"), format!("past_value_{i}")]).collect();
+        let names: Vec<String> = (0..spec.layers)
+            .flat_map(|i| [format!("past_key_{i}"), format!("past_value_{i}")])
+            .collect();
         for name in &names {
             inputs.push(InputSpec { name, dtype: f32::datum_type(), rank: 4 });
         }
@@ -61,7 +62,14 @@ impl Decoder {
 
     /// A fresh KV cache over this decoder and the token embedding table.
     pub fn session<'a>(&'a self, embed: &'a Array2<f32>) -> DecoderSession<'a> {
-        DecoderSession { decoder: self, embed, past: Vec::new(), past_len: 0, rows: 0, stats: DecoderStats::default() }
+        DecoderSession {
+            decoder: self,
+            embed,
+            past: Vec::new(),
+            past_len: 0,
+            rows: 0,
+            stats: DecoderStats::default(),
+        }
     }
 }
 
@@ -93,11 +101,14 @@ impl DecoderSession<'_> {
                 d.max_positions
             )));
         }
-        let mask = Tensor::from_shape(&[rows, total], &vec![1i64; rows * total]).map_err(inference)?;
+        let mask =
+            Tensor::from_shape(&[rows, total], &vec![1i64; rows * total]).map_err(inference)?;
         let mut inputs: TVec<TValue> = tvec!(embeds.into(), mask.into());
         if self.past.is_empty() {
             for _ in 0..2 * d.layers {
-                inputs.push(Tensor::zero::<f32>(&[rows, d.heads, 0, d.head_dim]).map_err(inference)?.into());
+                inputs.push(
+                    Tensor::zero::<f32>(&[rows, d.heads, 0, d.head_dim]).map_err(inference)?.into(),
+                );
             }
         } else {
             for t in self.past.drain(..) {
@@ -113,7 +124,10 @@ impl DecoderSession<'_> {
         self.stats.calls += 1;
         self.stats.positions += rows * seq;
         if logits.shape() != [rows, self.decoder.vocab] {
-            return Err(Error::Inference { graph: "decoder", reason: format!("logits shape {:?}", logits.shape()) });
+            return Err(Error::Inference {
+                graph: "decoder",
+                reason: format!("logits shape {:?}", logits.shape()),
+            });
         }
         Ok(logits.to_plain_array_view::<f32>().map_err(inference)?.iter().cloned().collect())
     }
@@ -159,9 +173,13 @@ impl StepDecoder for DecoderSession<'_> {
         }
         for t in self.past.iter_mut() {
             *t = if t.datum_type() == DatumType::F16 {
-                Tensor::from(t.to_plain_array_view::<f16>().map_err(inference)?.select(Axis(0), rows))
+                Tensor::from(
+                    t.to_plain_array_view::<f16>().map_err(inference)?.select(Axis(0), rows),
+                )
             } else {
-                Tensor::from(t.to_plain_array_view::<f32>().map_err(inference)?.select(Axis(0), rows))
+                Tensor::from(
+                    t.to_plain_array_view::<f32>().map_err(inference)?.select(Axis(0), rows),
+                )
             };
         }
         self.rows = rows.len();

@@ -78,7 +78,10 @@ impl Blip2 {
             return Err(Error::Manifest {
                 path: bundle.manifest_path(),
                 field: "kind".into(),
-                reason: format!("{:?} bundle given where a blip2 bundle is needed", bundle.manifest.kind),
+                reason: format!(
+                    "{:?} bundle given where a blip2 bundle is needed",
+                    bundle.manifest.kind
+                ),
             });
         }
         let v = &bundle.manifest.vision;
@@ -95,7 +98,9 @@ impl Blip2 {
             if w != hidden {
                 return Err(Error::Graph {
                     path: vpath,
-                    reason: format!("query width {w} differs from vision.embed_dim {hidden} in owlet.toml"),
+                    reason: format!(
+                        "query width {w} differs from vision.embed_dim {hidden} in owlet.toml"
+                    ),
                 });
             }
         }
@@ -127,11 +132,22 @@ impl Blip2 {
             return Err(Error::BundleFile {
                 path: tpath,
                 what: "decoder.tokenizer",
-                reason: format!("{vocab} tokens, but the embedding table has only {} rows", embed.nrows()),
+                reason: format!(
+                    "{vocab} tokens, but the embedding table has only {} rows",
+                    embed.nrows()
+                ),
             });
         }
         let generation = bundle.generation().clone();
-        Ok(Blip2 { spec: v.preprocess.clone(), bundle, vision, decoder, embed, tokenizer, generation })
+        Ok(Blip2 {
+            spec: v.preprocess.clone(),
+            bundle,
+            vision,
+            decoder,
+            embed,
+            tokenizer,
+            generation,
+        })
     }
 
     pub fn generation_spec(&self) -> &GenerationSpec {
@@ -166,7 +182,10 @@ impl Blip2 {
         if out.shape() != [1, q, h] {
             return Err(Error::Inference {
                 graph: "vision",
-                reason: format!("output shape {:?}, expected [1, {q}, {h}] (generation.num_query_tokens)", out.shape()),
+                reason: format!(
+                    "output shape {:?}, expected [1, {q}, {h}] (generation.num_query_tokens)",
+                    out.shape()
+                ),
             });
         }
         let data: Vec<f32> = out
@@ -180,7 +199,8 @@ impl Blip2 {
 
     /// Prompt ids as the model's tokenizer makes them (OPT prepends `</s>`).
     pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(prompt, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc =
+            self.tokenizer.encode(prompt, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -210,7 +230,12 @@ impl Blip2 {
         let mut context = vec![self.generation.image_token_id; image.len];
         context.extend(&ids);
         let mut session = self.decoder.session(&self.embed);
-        let mut out = generate(&mut session, &Prefix { embeds: &prefix, len, context_ids: &context }, cfg, on_token)?;
+        let mut out = generate(
+            &mut session,
+            &Prefix { embeds: &prefix, len, context_ids: &context },
+            cfg,
+            on_token,
+        )?;
         if out.last() == Some(&cfg.eos_token_id) {
             out.pop();
         }
@@ -246,7 +271,12 @@ impl Blip2 {
 
     /// Logits of the prefill and then of each step fed `tokens` one by one (one
     /// row): what device comparisons and step benchmarks look at.
-    pub fn step_logits(&self, image: &ImageQueries, ids: &[u32], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    pub fn step_logits(
+        &self,
+        image: &ImageQueries,
+        ids: &[u32],
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>> {
         use crate::generate::StepDecoder;
         let prefix = self.prefix_embeds(image, ids);
         let mut session = self.session();
@@ -263,7 +293,12 @@ impl Blip2 {
     }
 
     /// A plain caption (the bundle's caption prompt, "" for BLIP-2).
-    pub fn caption(&self, image: &ImageQueries, cfg: &GenerationConfig, on_token: &mut dyn FnMut(u32)) -> Result<Generated> {
+    pub fn caption(
+        &self,
+        image: &ImageQueries,
+        cfg: &GenerationConfig,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generated> {
         self.generate(image, &self.generation.caption_prompt, cfg, on_token)
     }
 
@@ -310,12 +345,18 @@ impl<'a> Chat<'a> {
 
     /// The prompt the next question would be asked with.
     pub fn prompt_for(&self, question: &str) -> String {
-        let mut parts: Vec<String> = self.turns.iter().map(|(q, a)| format!("Question: {q} Answer: {a}.")).collect();
+        let mut parts: Vec<String> =
+            self.turns.iter().map(|(q, a)| format!("Question: {q} Answer: {a}.")).collect();
         parts.push(self.model.generation.question_template.replace("{}", question));
         parts.join(" ")
     }
 
-    pub fn ask(&mut self, question: &str, cfg: &GenerationConfig, on_token: &mut dyn FnMut(u32)) -> Result<Generated> {
+    pub fn ask(
+        &mut self,
+        question: &str,
+        cfg: &GenerationConfig,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generated> {
         let q = check_question(question)?.to_string();
         let prompt = self.prompt_for(&q);
         let out = self.model.generate(&self.image, &prompt, cfg, on_token)?;

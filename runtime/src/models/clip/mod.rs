@@ -49,7 +49,8 @@ impl Classification {
 
     /// Labels sorted by probability, best first.
     pub fn ranked(&self) -> Vec<(&str, f32)> {
-        let mut v: Vec<_> = self.labels.iter().map(String::as_str).zip(self.probs.iter().cloned()).collect();
+        let mut v: Vec<_> =
+            self.labels.iter().map(String::as_str).zip(self.probs.iter().cloned()).collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         v
     }
@@ -88,7 +89,10 @@ impl Clip {
             return Err(Error::Manifest {
                 path: bundle.manifest_path(),
                 field: "kind".into(),
-                reason: format!("{:?} bundle given where a clip bundle is needed", bundle.manifest.kind),
+                reason: format!(
+                    "{:?} bundle given where a clip bundle is needed",
+                    bundle.manifest.kind
+                ),
             });
         }
         let vision = VisionEncoder::load(&bundle, on)?;
@@ -118,8 +122,11 @@ impl Clip {
         if let Some(l) = labels.iter().find(|l| l.trim().is_empty()) {
             return Err(Error::Invalid(format!("empty label in the label list ({l:?})")));
         }
-        let templates: Vec<String> =
-            if templates.is_empty() { vec![DEFAULT_TEMPLATE.to_string()] } else { templates.to_vec() };
+        let templates: Vec<String> = if templates.is_empty() {
+            vec![DEFAULT_TEMPLATE.to_string()]
+        } else {
+            templates.to_vec()
+        };
         if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
             return Err(Error::Invalid(format!("template {t:?} has no {{}} for the label")));
         }
@@ -141,7 +148,11 @@ impl Clip {
     }
 
     /// Softmax over `logit_scale * cosine` against each label.
-    pub fn classify_embeddings(&self, images: &Embeddings, labels: &LabelSet) -> Vec<Classification> {
+    pub fn classify_embeddings(
+        &self,
+        images: &Embeddings,
+        labels: &LabelSet,
+    ) -> Vec<Classification> {
         images
             .dot_matrix(&labels.embeddings)
             .into_iter()

@@ -25,7 +25,8 @@ impl TextEncoder {
 
     pub fn load(bundle: &Bundle, on: crate::device::Placement) -> Result<TextEncoder> {
         let t = bundle.text();
-        let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+        let tokenizer =
+            TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
         let path = bundle.path_of(&t.file);
         let graph = Graph::load(
             &path,
@@ -41,7 +42,10 @@ impl TextEncoder {
             if w != t.embed_dim {
                 return Err(Error::Graph {
                     path,
-                    reason: format!("output width {w} differs from text.embed_dim {} in owlet.toml", t.embed_dim),
+                    reason: format!(
+                        "output width {w} differs from text.embed_dim {} in owlet.toml",
+                        t.embed_dim
+                    ),
                 });
             }
         }

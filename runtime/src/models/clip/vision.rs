@@ -35,7 +35,10 @@ impl VisionEncoder {
             if w != v.embed_dim {
                 return Err(Error::Graph {
                     path,
-                    reason: format!("output width {w} differs from vision.embed_dim {} in owlet.toml", v.embed_dim),
+                    reason: format!(
+                        "output width {w} differs from vision.embed_dim {} in owlet.toml",
+                        v.embed_dim
+                    ),
                 });
             }
         }
@@ -80,7 +83,12 @@ impl VisionEncoder {
     }
 }
 
-pub(super) fn check_output(graph: &'static str, out: &Tensor, batch: usize, dim: usize) -> Result<Vec<f32>> {
+pub(super) fn check_output(
+    graph: &'static str,
+    out: &Tensor,
+    batch: usize,
+    dim: usize,
+) -> Result<Vec<f32>> {
     if out.shape() != [batch, dim] {
         return Err(Error::Inference {
             graph,
