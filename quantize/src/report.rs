@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use owlet_runtime::bundle::{Bundle, ModelKind};
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
+use owlet_runtime::memory;
 use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::Clip;
 use serde::Serialize;
@@ -72,23 +73,11 @@ pub const LABEL_TEMPLATE: &str = "a photo of a {}";
 /// Top-1 lead over the runner-up (probability) that makes an fp32 label decided.
 pub const DECIDED_MARGIN: f32 = 0.1;
 
-/// Peak resident memory, from Linux's /proc: `reset` makes the current use the
-/// peak (clear_refs 5) and returns it; `since` is how far the peak rose after.
-mod peak {
-    fn status_kb(field: &str) -> Option<u64> {
-        let s = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = s.lines().find(|l| l.starts_with(field))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    }
-    pub fn reset() -> Option<u64> {
-        std::fs::write("/proc/self/clear_refs", "5").ok()?;
-        status_kb("VmRSS:")
-    }
-    pub fn since(base: Option<u64>) -> f64 {
-        match (base, status_kb("VmHWM:")) {
-            (Some(b), Some(p)) => p.saturating_sub(b) as f64 / 1024.0,
-            _ => 0.0,
-        }
+/// How far the resident set rose above `base` (a `memory::reset_peak`) since.
+fn peak_since(base: Option<memory::Usage>) -> f64 {
+    match (base, memory::usage()) {
+        (Some(b), Some(now)) => (now.peak_mb - b.rss_mb).max(0.0),
+        _ => 0.0,
     }
 }
 
@@ -165,11 +154,11 @@ pub fn compare(
             // once per process and would count against whichever bundle came first.
             Clip::load(original)?.embed_images(&imgs[..1])?;
             let run = |dir: &Path| -> Result<_> {
-                let base = peak::reset();
+                let base = memory::reset_peak();
                 let clip = Clip::load(dir)?;
                 let e = clip.embed_images(&imgs)?;
                 let s = if labels.is_empty() { None } else { Some(clip.label_set(labels, &t)?) };
-                Ok((clip, e, s, peak::since(base)))
+                Ok((clip, e, s, peak_since(base)))
             };
             let (a, ea, sa, peak_a) = run(original)?;
             let (b, eb, sb, peak_b) = run(converted)?;
@@ -225,20 +214,20 @@ pub fn compare(
             let warm = Blip2::load(original)?; // as for CLIP: process-wide set-up, untimed
             warm.encode_image(&imgs[0])?;
             drop(warm);
-            let base = peak::reset();
+            let base = memory::reset_peak();
             let a = Blip2::load(original)?;
             let qs_a = imgs
                 .iter()
                 .map(|i| a.encode_image(i))
                 .collect::<owlet_runtime::Result<Vec<_>>>()?;
-            let peak_a = peak::since(base);
-            let base = peak::reset();
+            let peak_a = peak_since(base);
+            let base = memory::reset_peak();
             let b = Blip2::load(converted)?;
             let qs_b = imgs
                 .iter()
                 .map(|i| b.encode_image(i))
                 .collect::<owlet_runtime::Result<Vec<_>>>()?;
-            r.peak_rss_mb = (peak_a, peak::since(base));
+            r.peak_rss_mb = (peak_a, peak_since(base));
             let cfg = a.default_config();
             let (mut same, mut total) = (0, 0);
             for ((qa, qb), path) in qs_a.iter().zip(&qs_b).zip(images) {

@@ -77,12 +77,13 @@ impl Graph {
         on: Placement,
     ) -> Result<Graph> {
         let err = |reason: String| Error::Graph { path: path.to_path_buf(), reason };
+        let _allocations = crate::memory::LoadingAllocations::begin();
         // Intermediate value_info from exporters pins shapes that clash with the
         // symbolic batch ("Impossible to unify Sym(batch) with Val(1)").
-        let model = crate::ops::onnx(on)
-            .with_ignore_value_info(true)
-            .model_for_path(path)
+        let onnx = crate::ops::onnx(on).with_ignore_value_info(true);
+        let model = crate::graph_file::read_inference_model(&onnx, path)
             .map_err(|e| err(format!("not a loadable ONNX graph: {e:#}")))?;
+        crate::memory::log_stage(role, "parsed");
         assert_axis_sizes(&model.symbols).map_err(|e| err(format!("{e:#}")))?;
 
         let found = model.input_outlets().map_err(|e| err(format!("{e:#}")))?.len();
@@ -126,9 +127,14 @@ impl Graph {
             )));
         }
 
+        let mut model = model;
+        crate::ops::qmatmul::pack_before_typing(&mut model)
+            .map_err(|e| err(format!("could not pack the int8 weights: {e:#}")))?;
+        crate::memory::log_stage(role, "int8 packed");
         let typed = model
             .into_typed()
             .map_err(|e| err(format!("tract could not type the graph: {e:#}")))?;
+        crate::memory::log_stage(role, "typed");
         let out_fact = typed.output_fact(0).map_err(|e| err(format!("{e:#}")))?;
         if out_fact.rank() != output_rank {
             return Err(err(format!(
@@ -160,6 +166,7 @@ impl Graph {
                         .map_err(|e| err(format!("owlet's rewrite failed: {e:#}")))?;
                     m
                 };
+                crate::memory::log_stage(role, "decluttered");
                 typed
                     .into_optimized()
                     .and_then(|mut m| {
@@ -174,6 +181,7 @@ impl Graph {
             #[cfg(not(feature = "cuda"))]
             Device::Cuda => return Err(Error::Device("this owlet was built without CUDA".into())),
         };
+        crate::memory::log_stage(role, "planned");
         let graph = Graph { path: path.to_path_buf(), role, plan, device: on.device };
         if log::log_enabled!(log::Level::Info) {
             match on.device {

@@ -4,5 +4,6 @@
 mod bridge;
 mod cli;
 mod hardware;
+mod memory;
 mod mqtt;
 mod sources;

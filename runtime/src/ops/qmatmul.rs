@@ -29,6 +29,7 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::tract_core::ops::konst::Const;
 
 use crate::kernels::int8::{self, PackedWeights, QGemmKernel, XScale};
 
@@ -58,15 +59,129 @@ pub fn onnx_builder(
             );
         }
     }
-    Ok((expand(MatMulInt8Inference { x_scale_bits: x_scale.map(f32::to_bits) }), vec![]))
+    Ok((
+        expand(MatMulInt8Inference { x_scale_bits: x_scale.map(f32::to_bits), packed: None }),
+        vec![],
+    ))
 }
 
 /// The op as the ONNX loader sees it: checks types, infers shapes, and when the
-/// graph is typed, packs the constant weights into a `MatMulInt8`.
+/// graph is typed, packs the constant weights into a `MatMulInt8` (unless
+/// `pack_before_typing` packed them already).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 struct MatMulInt8Inference {
     /// The static activation scale's bits (f32 is neither Hash nor Eq).
     x_scale_bits: Option<u32>,
+    packed: Option<Prepacked>,
+}
+
+/// Weights packed before typing; the op's W input is then an empty [N, 0] constant.
+#[derive(Clone)]
+struct Prepacked(Arc<PackedWeights>);
+
+impl std::fmt::Debug for Prepacked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prepacked({}x{})", self.0.n, self.0.k)
+    }
+}
+impl PartialEq for Prepacked {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for Prepacked {}
+impl std::hash::Hash for Prepacked {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state)
+    }
+}
+
+/// Packs every int8 layer's weights while the model is still an inference model, one
+/// layer at a time, and puts an empty [N, 0] constant in place of the int8 weight it
+/// read (where no other node reads it). Typing packs them otherwise, and tract's
+/// inference model keeps every original alive until typing ends: the int8 weights
+/// twice over at the peak (ViT-L/14: 1.5x the graphs' bytes). Shapes and types
+/// still infer: the op's rules read N from the empty constant, K from the packing.
+pub fn pack_before_typing(model: &mut InferenceModel) -> TractResult<usize> {
+    let mut packed_layers = 0;
+    let kernel = int8::best();
+    for id in 0..model.nodes.len() {
+        let Some(op) = inference_op(model, id) else { continue };
+        if op.packed.is_some() {
+            continue;
+        }
+        let inputs = model.nodes[id].inputs.clone();
+        let w_outlet = inputs[1];
+        let konst =
+            |outlet: OutletId| model.nodes[outlet.node].op_as::<Const>().map(|c| c.val().clone());
+        // Anything unusual (a weight that is not a constant, or shared) is left to
+        // `wire`, which packs it or says what is wrong.
+        let (Some(w), Some(scales)) = (konst(w_outlet), konst(inputs[2])) else { continue };
+        let bias = match inputs.get(3) {
+            Some(&b) => match konst(b) {
+                Some(b) => Some(b),
+                None => continue,
+            },
+            None => None,
+        };
+        if model.nodes[w_outlet.node].outputs[w_outlet.slot].successors.len() != 1 {
+            continue;
+        }
+        let name = model.nodes[id].name.clone();
+        let packed = pack_layer(&kernel, &name, &w, &scales, bias.as_deref())?;
+        let n = packed.n;
+        drop(w);
+        let empty = Tensor::zero::<i8>(&[n, 0])?.into_arc_tensor();
+        let fact = TypedFact::try_from(empty.clone())?;
+        model.nodes[w_outlet.node].op = Box::new(Const::new(empty)?);
+        model.set_outlet_fact(w_outlet, fact.into())?;
+        let op = inference_op_mut(model, id).expect("found above");
+        op.packed = Some(Prepacked(Arc::new(packed)));
+        packed_layers += 1;
+    }
+    Ok(packed_layers)
+}
+
+fn inference_op(model: &InferenceModel, id: usize) -> Option<&MatMulInt8Inference> {
+    model.nodes[id].op_as::<Box<dyn Expansion>>()?.as_any().downcast_ref::<MatMulInt8Inference>()
+}
+
+fn inference_op_mut(model: &mut InferenceModel, id: usize) -> Option<&mut MatMulInt8Inference> {
+    model.nodes[id]
+        .op_as_mut::<Box<dyn Expansion>>()?
+        .as_any_mut()
+        .downcast_mut::<MatMulInt8Inference>()
+}
+
+/// One layer's weights [N, K] int8, scales [N] and bias [N], checked and packed.
+fn pack_layer(
+    kernel: &QGemmKernel,
+    prefix: &str,
+    w: &Tensor,
+    scales: &Tensor,
+    bias: Option<&Tensor>,
+) -> TractResult<PackedWeights> {
+    let (n, k) = match w.shape() {
+        [n, k] => (*n, *k),
+        other => bail!("{OP_TYPE} `{prefix}`: W must be [N, K], found {other:?}"),
+    };
+    if scales.shape() != [n] {
+        bail!(
+            "{OP_TYPE} `{prefix}`: W_scale must be [{n}] (one per output channel), found {:?}",
+            scales.shape()
+        );
+    }
+    let bias = match bias {
+        Some(b) if b.shape() != [n] => {
+            bail!("{OP_TYPE} `{prefix}`: B must be [{n}], found {:?}", b.shape())
+        }
+        Some(b) => Some(b.to_plain_array_view::<f32>()?.iter().copied().collect()),
+        None => None,
+    };
+    let w = w.to_plain_array_view::<i8>()?;
+    let w = w.as_slice().context("a constant tensor is contiguous")?;
+    let scales: Vec<f32> = scales.to_plain_array_view::<f32>()?.iter().copied().collect();
+    Ok(PackedWeights::pack(kernel, w, n, k, scales, bias))
 }
 
 impl MatMulInt8Inference {
@@ -117,41 +232,26 @@ impl Expansion for MatMulInt8Inference {
                 format!("{OP_TYPE} `{prefix}`: {what} must be a constant (an initializer)")
             })
         };
-        let w = konst(1, "W")?;
-        let (n, k) = match w.shape() {
-            [n, k] => (*n, *k),
-            other => bail!("{OP_TYPE} `{prefix}`: W must be [N, K], found {other:?}"),
-        };
-        let scales = konst(2, "W_scale")?;
-        if scales.shape() != [n] {
-            bail!(
-                "{OP_TYPE} `{prefix}`: W_scale must be [{n}] (one per output channel), found {:?}",
-                scales.shape()
-            );
-        }
-        let bias = if inputs.len() == 4 {
-            let b = konst(3, "B")?;
-            if b.shape() != [n] {
-                bail!("{OP_TYPE} `{prefix}`: B must be [{n}], found {:?}", b.shape());
+        let kernel = int8::best();
+        let packed = match &self.packed {
+            Some(Prepacked(p)) => p.clone(),
+            None => {
+                let bias = if inputs.len() == 4 { Some(konst(3, "B")?) } else { None };
+                let (w, scales) = (konst(1, "W")?, konst(2, "W_scale")?);
+                Arc::new(pack_layer(&kernel, prefix, &w, &scales, bias.as_deref())?)
             }
-            Some(b.to_plain_array_view::<f32>()?.iter().copied().collect())
-        } else {
-            None
         };
         let x_fact = model.outlet_fact(inputs[0])?;
+        let k = packed.k;
         if x_fact.shape.last().and_then(|d| d.to_usize().ok()).is_some_and(|xk| xk != k) {
             bail!(
                 "{OP_TYPE} `{prefix}`: X's last axis is {:?}, W has K = {k}",
                 x_fact.shape.last()
             );
         }
-        let kernel = int8::best();
-        let w: Vec<i8> = w.to_plain_array_view::<i8>()?.iter().copied().collect();
-        let scales: Vec<f32> = scales.to_plain_array_view::<f32>()?.iter().copied().collect();
-        let packed = PackedWeights::pack(&kernel, &w, n, k, scales, bias);
         model.wire_node(
             prefix,
-            MatMulInt8 { kernel, weights: Arc::new(packed), x_scale: self.x_scale() },
+            MatMulInt8 { kernel, weights: packed, x_scale: self.x_scale() },
             &inputs[..1],
         )
     }

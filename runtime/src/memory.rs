@@ -1,0 +1,104 @@
+//! How much memory this process holds, from Linux's /proc/self/status: the resident
+//! set now (`VmRSS`) and its peak (`VmHWM`). Loading logs it after each stage of a
+//! graph's way from file to plan (`RUST_LOG=owlet_runtime::memory=info`), so that a
+//! copy of the weights that outlives its stage shows where it is; the quantize report
+//! measures its runs with it. Elsewhere than Linux every reading is `None`.
+
+/// Resident memory now and at its peak, in MiB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    pub rss_mb: f64,
+    pub peak_mb: f64,
+}
+
+/// This process's resident memory now and its peak so far.
+pub fn usage() -> Option<Usage> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |field: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    };
+    Some(Usage { rss_mb: kb("VmRSS:")? / 1024.0, peak_mb: kb("VmHWM:")? / 1024.0 })
+}
+
+/// Makes the current resident set the peak (`clear_refs` 5), so that a later
+/// `usage().peak_mb` is the peak of what ran since; returns the usage then.
+pub fn reset_peak() -> Option<Usage> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    usage()
+}
+
+/// While one is alive, glibc's malloc gives every allocation of 64 KiB or more its
+/// own mapping, so that freeing it returns the memory to the system at once.
+///
+/// Loading makes a second form of most weights (tract packs each matmul's weights
+/// for its kernels, owlet packs its int8 ones, f16 ones are widened) and frees the
+/// first. With glibc's default, a freed block raises the size below which blocks come
+/// from the heap, so the next weights land on the heap; the originals freed there
+/// stay resident, and a ViT-L/14 process held 1.5x its weights after planning
+/// instead of 1.0x (BENCHMARKS.md, "Memory"). When the last one is dropped the
+/// threshold goes to glibc's own maximum (what its dynamic rule reaches anyway after
+/// a large free), so the activations of each run keep coming from the heap.
+pub(crate) struct LoadingAllocations(());
+
+static LOADING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl LoadingAllocations {
+    pub(crate) fn begin() -> LoadingAllocations {
+        if LOADING.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            set_mmap_threshold(64 << 10);
+        }
+        LoadingAllocations(())
+    }
+}
+
+impl Drop for LoadingAllocations {
+    fn drop(&mut self) {
+        if LOADING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            // glibc's DEFAULT_MMAP_THRESHOLD_MAX: 32 MiB on 64-bit, 16 MiB on 32-bit.
+            set_mmap_threshold((4 << 20) * std::mem::size_of::<usize>());
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_mmap_threshold(bytes: usize) {
+    // SAFETY: mallopt only changes a malloc tunable; any value is accepted or refused
+    // (returning 0) without effect on existing allocations.
+    let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes as libc::c_int) };
+    if ok == 0 {
+        log::debug!("mallopt(M_MMAP_THRESHOLD, {bytes}) refused");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_mmap_threshold(_bytes: usize) {}
+
+/// Logs the usage after one loading stage of a graph.
+pub(crate) fn log_stage(role: &str, stage: &str) {
+    if log::log_enabled!(log::Level::Info) {
+        if let Some(u) = usage() {
+            log::info!(
+                "{role} graph {stage}: resident {:.0} MiB, peak {:.0} MiB",
+                u.rss_mb,
+                u.peak_mb
+            );
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_allocation_shows_in_the_peak_and_reset_forgets_it() {
+        let before = reset_peak().expect("/proc/self/status is readable on Linux");
+        let block = vec![1u8; 64 << 20];
+        let during = usage().unwrap();
+        assert!(during.rss_mb >= before.rss_mb + 60.0, "{before:?} -> {during:?}");
+        drop(std::hint::black_box(block));
+        let after = reset_peak().unwrap();
+        assert!(after.peak_mb < during.peak_mb - 30.0, "{during:?} -> {after:?}");
+    }
+}
