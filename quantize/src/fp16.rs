@@ -43,7 +43,7 @@ pub fn convert_file(
     let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_and_files(input)?;
     let mut stats = convert_model(&mut model, input, &HashSet::new(), on_tensor)?;
     (stats.bytes_before, stats.external_files) = (bytes_before, external_files);
-    stats.bytes_after = crate::write_model(&model, output)?;
+    stats.bytes_after = crate::write_model(model, output)?;
     Ok(stats)
 }
 
@@ -108,12 +108,25 @@ pub fn cast_node(input: String, output: String, to: i32) -> NodeProto {
 }
 
 pub(crate) fn float_values(t: &TensorProto) -> std::result::Result<Vec<f32>, String> {
+    float_values_from(t, &t.raw_data)
+}
+
+/// `float_values` of a tensor that may keep its bytes in external data (of the graph
+/// at `graph`), read now.
+pub(crate) fn float_values_in(t: &TensorProto, graph: &std::path::Path) -> Result<Vec<f32>> {
+    let raw = crate::onnx_file::raw_bytes(t, graph)?;
+    float_values_from(t, &raw).map_err(|why| {
+        crate::Error::Graph(graph.to_path_buf(), format!("initializer {}: {why}", t.name))
+    })
+}
+
+fn float_values_from(t: &TensorProto, raw: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let n: i64 = t.dims.iter().product();
-    let values: Vec<f32> = if !t.raw_data.is_empty() {
-        if !t.raw_data.len().is_multiple_of(4) {
-            return Err(format!("{} raw bytes is not a whole number of f32", t.raw_data.len()));
+    let values: Vec<f32> = if !raw.is_empty() {
+        if !raw.len().is_multiple_of(4) {
+            return Err(format!("{} raw bytes is not a whole number of f32", raw.len()));
         }
-        t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
     } else {
         t.float_data.clone()
     };

@@ -23,7 +23,7 @@ use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, OperatorSetIdProto, 
 
 use crate::calibrate::ActivationMax;
 
-use crate::fp16::{self, float_values, FLOAT};
+use crate::fp16::{self, float_values_in, FLOAT};
 use crate::{Error, Result};
 
 /// ONNX TensorProto.DataType INT8.
@@ -174,7 +174,7 @@ impl<'g> Initializers<'g> {
 /// The inputs X of the linear layers `convert_file` quantizes (same `keep_float`),
 /// once each (q, k and v read the same X): what static calibration measures.
 pub fn linear_inputs(path: &Path, keep_float: &[String]) -> Result<Vec<String>> {
-    let (model, _) = crate::read_model(path)?;
+    let (model, _, _) = crate::onnx_file::read_model_lazily(path)?;
     let graph = model.graph.as_ref().expect("read_model checked the graph");
     let inits = Initializers::of(graph);
     let mut seen = std::collections::HashSet::new();
@@ -211,16 +211,14 @@ pub fn linear_layers<T>(
     keep_float: &[String],
     mut weights: impl FnMut(&LinearLayer, Vec<f32>) -> T,
 ) -> Result<Vec<(LinearLayer, T)>> {
-    let bad = |why: String| Error::Graph(path.to_path_buf(), why);
-    let (model, _) = crate::read_model(path)?;
+    let (model, _, _) = crate::onnx_file::read_model_lazily(path)?;
     let graph = model.graph.as_ref().expect("read_model checked the graph");
     let inits = Initializers::of(graph);
     let mut layers = Vec::new();
     for node in &graph.node {
         if let Linear::Int8(w) = inits.linear_weight(node, keep_float) {
             let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
-            let values =
-                float_values(w).map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
+            let values = float_values_in(w, path)?;
             let layer = LinearLayer {
                 node: node.name.clone(),
                 weight: w.name.clone(),
@@ -258,7 +256,9 @@ pub fn convert_file(
     on_tensor: &mut dyn FnMut(),
 ) -> Result<Int8Stats> {
     let bad = |why: String| Error::Graph(input.to_path_buf(), why);
-    let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_and_files(input)?;
+    // External data stays on disk until a layer is quantized: one layer's floats at a
+    // time (OPT-2.7B's decoder is 10.6 GB of them).
+    let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_lazily(input)?;
     let graph = model.graph.as_mut().expect("read_model checked the graph");
     if graph.node.iter().any(|n| n.op_type == OP_TYPE) {
         return Err(bad("this graph is already int8 (it has OwletMatMulInt8 nodes)".into()));
@@ -298,8 +298,7 @@ pub fn convert_file(
                 let (wq_name, scale_name) = match done_weights.get(&w.name) {
                     Some(names) => names.clone(),
                     None => {
-                        let values = float_values(w)
-                            .map_err(|why| bad(format!("initializer {}: {why}", w.name)))?;
+                        let values = float_values_in(w, input)?;
                         let (q, scales) = quantize_weights(&transpose_kn(&values, k, n), n, k);
                         // `_nk`: transposed, so never the same tensor as a Gather table's `.int8`.
                         let names = (format!("{}.int8_nk", w.name), format!("{}.scale_n", w.name));
@@ -376,8 +375,7 @@ pub fn convert_file(
                     Some(names) => names.clone(),
                     None => {
                         let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
-                        let values = float_values(t)
-                            .map_err(|why| bad(format!("initializer {}: {why}", t.name)))?;
+                        let values = float_values_in(t, input)?;
                         let (q, scales) = quantize_weights(&values, rows, width);
                         let names = (format!("{}.int8", t.name), format!("{}.row_scale", t.name));
                         new_inits.push(tensor_i8(names.0.clone(), t.dims.clone(), &q));
@@ -441,6 +439,9 @@ pub fn convert_file(
     graph.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name));
     graph.input.retain(|i| !init_names.contains(&i.name) || used.contains(&i.name));
     graph.initializer.extend(new_inits);
+    // What is left of the float weights (biases, norms, positions) is small: in now,
+    // for the fp16 pass and the writer.
+    crate::onnx_file::inline_external_data(&mut model, input)?;
     if !model.opset_import.iter().any(|o| o.domain == owlet_runtime::ops::DOMAIN) {
         model
             .opset_import
@@ -458,7 +459,7 @@ pub fn convert_file(
         .collect();
     stats.fp16 = fp16::convert_model(&mut model, input, &keep, &mut || {})?.converted;
 
-    stats.bytes_after = crate::write_model(&model, output)?;
+    stats.bytes_after = crate::write_model(model, output)?;
     Ok(stats)
 }
 

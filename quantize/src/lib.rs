@@ -16,7 +16,7 @@ pub mod report;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use onnx_file::{read_model, write_model};
+pub(crate) use onnx_file::write_model;
 use owlet_runtime::bundle::{Bundle, ModelKind, Precision};
 
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ fn external_copy(from: &Path, to: &Path) {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.ends_with(".onnx") {
             let (model, _) = read_model(&entry.path()).unwrap();
-            write_model_with_limit(&model, &to.join(&name), 0).unwrap();
+            write_model_with_limit(model, &to.join(&name), 0).unwrap();
         } else if entry.path().is_file() {
             std::fs::copy(entry.path(), to.join(&name)).unwrap();
         }
