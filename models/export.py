@@ -4,6 +4,8 @@
     python models/export.py clip OUT --from openai/clip-vit-base-patch32
     python models/export.py clip OUT --random tiny      # test bundle (a few MB)
     python models/export.py clip OUT --random vit-b32   # real dimensions, random weights
+    python models/export.py clip OUT --random vit-l14   # (also vit-b16)
+    python models/export.py blip2 OUT --random opt-2.7b # BLIP-2 OPT-2.7B's dimensions, part by part
     python models/export.py blip2 OUT --from Salesforce/blip2-opt-2.7b
     python models/export.py blip2 OUT --random tiny --reference
 
@@ -46,6 +48,19 @@ RANDOM_CONFIGS = {
         projection_dim=512,
     ),
 }
+# openai/clip-vit-base-patch16: ViT-B/32's towers with 16-pixel patches (197 tokens).
+RANDOM_CONFIGS["vit-b16"] = RANDOM_CONFIGS["vit-b32"] | dict(
+    vision=RANDOM_CONFIGS["vit-b32"]["vision"] | dict(patch_size=16),
+)
+# openai/clip-vit-large-patch14's config.json: a 24-layer, 1024-wide image tower on
+# 14-pixel patches (257 tokens) and a 768-wide text tower (1.7 GB of fp32 weights).
+RANDOM_CONFIGS["vit-l14"] = dict(
+    text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+              num_attention_heads=12, max_position_embeddings=77),
+    vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                num_attention_heads=16, image_size=224, patch_size=14),
+    projection_dim=768,
+)
 
 # Strings the tokenizer parity test covers: punctuation, unicode, numbers, case,
 # whitespace runs, long text (truncation), and the empty string.
@@ -392,7 +407,7 @@ def main(argv=None):
     b.add_argument("out", help="bundle folder to write")
     bsrc = b.add_mutually_exclusive_group(required=True)
     bsrc.add_argument("--from", dest="source", help="checkpoint folder or model id")
-    bsrc.add_argument("--random", choices=["tiny", "opt-125m", "opt-1.3b"], help="random weights of a config")
+    bsrc.add_argument("--random", choices=["tiny", "opt-125m", "opt-1.3b", "opt-2.7b"], help="random weights of a config")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--describe", help="the manifest's `source` (default: the checkpoint or config)")
     b.add_argument("--reference", action="store_true",

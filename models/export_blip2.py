@@ -1,4 +1,4 @@
-"""BLIP-2 bundles: `python models/export.py blip2 OUT (--from ID | --random tiny|opt-125m|opt-1.3b)`.
+"""BLIP-2 bundles: `python models/export.py blip2 OUT (--from ID | --random tiny|opt-125m|opt-1.3b|opt-2.7b)`.
 
 Graphs:
 - vision.onnx: pixel_values [B,3,S,S] -> query_embeds [B,Q,H]: the frozen ViT, the
@@ -19,7 +19,9 @@ reference come from HF's generate, never from this wrapper.
 """
 from __future__ import annotations
 
+import gc
 import json
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,36 @@ BLIP2_RANDOM["opt-1.3b"] = BLIP2_RANDOM["opt-125m"] | dict(
     text=dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=24, num_attention_heads=32,
               word_embed_proj_dim=2048, max_position_embeddings=2048, vocab_size=50272),
 )
+
+# Salesforce/blip2-opt-2.7b's dimensions throughout: ViT-g/14 (39 layers, 1408 wide,
+# 257 tokens: Blip2VisionConfig's defaults), the Q-Former (12 layers, 32 queries) and
+# OPT-2.7B (32 layers, 2560 wide, vocabulary 50272): 15.5 GB of fp32 weights, 10.6 GB
+# of them the decoder's. `split`: made part by part, so that a 24 GB machine holds one
+# part at a time (vision + Q-Former with a one-layer decoder, then the decoder with a
+# one-layer vision tower); each part is its own random draw, as one model's would be.
+BLIP2_RANDOM["opt-2.7b"] = dict(
+    vision=dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+                image_size=224, patch_size=14, initializer_range=0.02),
+    qformer=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                 encoder_hidden_size=1408),
+    text=dict(hidden_size=2560, ffn_dim=10240, num_hidden_layers=32, num_attention_heads=32,
+              word_embed_proj_dim=2560, max_position_embeddings=2048, vocab_size=50272),
+    num_query_tokens=32,
+    query_init_std=0.02,
+    split=True,
+)
+
+
+def vision_part(cfg: dict) -> dict:
+    """The config with a one-layer decoder: what the vision graph needs of it is its width."""
+    return cfg | dict(text=cfg["text"] | dict(num_hidden_layers=1))
+
+
+def decoder_part(cfg: dict) -> dict:
+    """The config with a one-layer vision tower and Q-Former: the decoder is whole."""
+    return cfg | dict(vision=cfg["vision"] | dict(num_hidden_layers=1),
+                      qformer=cfg["qformer"] | dict(num_hidden_layers=1))
+
 
 # Corpus for the test tokenizer (no GPT-2 vocabulary can be downloaded here): camera
 # captions and VQA phrasing, so that prompts tokenize to sensible pieces.
@@ -105,7 +137,7 @@ def build_blip2(args, vocab_size: int, image_token_id: int):
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
     if args.random:
-        cfg = BLIP2_RANDOM[args.random]
+        cfg = getattr(args, "random_config", None) or BLIP2_RANDOM[args.random]
         torch.manual_seed(args.seed)
         config = Blip2Config(
             vision_config=cfg["vision"], qformer_config=cfg["qformer"],
@@ -227,10 +259,12 @@ class OptStep(torch.nn.Module):
 
 
 def export_graphs(out: Path, model):
-    c = model.config
-    tc = c.text_config
-    lm = model.language_model
-    vc = c.vision_config
+    export_vision(out, model)
+    return export_decoder(out, model)
+
+
+def export_vision(out: Path, model):
+    vc = model.config.vision_config
     pv = torch.randn(1, 3, vc.image_size, vc.image_size)
     torch.onnx.export(VisionToQueries(model), (pv,), str(out / "vision.onnx"), input_names=["pixel_values"],
                       output_names=["query_embeds"], dynamic_axes={"pixel_values": {0: "batch"},
@@ -238,6 +272,10 @@ def export_graphs(out: Path, model):
                       opset_version=17, do_constant_folding=True, dynamo=False)
     strip_value_info(out / "vision.onnx")
 
+
+def export_decoder(out: Path, model):
+    tc = model.config.text_config
+    lm = model.language_model
     step = OptStep(lm).eval()
     heads, hd = step.heads, step.head_dim
     B, P, S = 2, 3, 4
@@ -422,6 +460,17 @@ def export_blip2(args):
         except (OSError, ValueError):  # a checkpoint saved with its tokenizer alone (models/demo)
             tok = AutoTokenizer.from_pretrained(args.source)
     image_token_id = tok.convert_tokens_to_ids("<image>")
+    if args.random and BLIP2_RANDOM[args.random].get("split"):
+        if args.reference:
+            raise SystemExit("export.py: --reference needs the whole model at once; not with a split config")
+        cfg = BLIP2_RANDOM[args.random]
+        args.random_config = vision_part(cfg)
+        model, _ = build_blip2(args, len(tok), image_token_id)
+        export_vision(out, model)
+        print(f"vision graph written (peak so far {peak_rss_gb():.1f} GB)")
+        del model
+        gc.collect()
+        args.random_config = decoder_part(cfg)
     model, source = build_blip2(args, len(tok), image_token_id)
     source = args.describe or source
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
@@ -430,13 +479,21 @@ def export_blip2(args):
     # generate() gave other tokens (seen with torch 2.15 / transformers 5.24).
     if args.reference:
         write_reference(out, model, tok, proc, Path(args.images))
-    step = export_graphs(out, model)
+    if getattr(args, "random_config", None):
+        step = export_decoder(out, model)
+    else:
+        step = export_graphs(out, model)
     diff = check_step_against_hf(step, model.language_model, model.config.text_config.word_embed_proj_dim)
     print(f"decoder wrapper vs HF OPT forward: max |logit diff| {diff:.2e}")
     write_manifest(out, model, tok, source, proc, max_new_tokens=30)
     if args.reference:
         check_graphs_reproduce_reference(out)
-    print(f"wrote {out}")
+    print(f"wrote {out} (peak memory of the export: {peak_rss_gb():.1f} GB)")
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def check_graphs_reproduce_reference(out: Path):
