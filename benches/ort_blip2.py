@@ -34,9 +34,11 @@ def main():
     a = p.parse_args()
     graphs = ("vision", "decoder")
     paths = int8_graphs(a.model, graphs, a.int8) if a.int8 else {g: f"{a.model}/{g}.onnx" for g in graphs}
+    t_load = time.perf_counter()
     vis = session(paths["vision"], a.threads)
     dec = session(paths["decoder"], a.threads)
     table = np.load(f"{a.model}/embed_tokens.npy")
+    load_ms = (time.perf_counter() - t_load) * 1e3
     ids = [int(x) for x in a.prompt_ids.split(",")]
     side = vis.get_inputs()[0].shape[2]
     pv = np.random.default_rng(0).standard_normal((1, 3, side, side), dtype=np.float32)
@@ -60,7 +62,7 @@ def main():
                 steps.append((time.perf_counter() - t) * 1e3)
             past = dict(zip(names, outs[1:]))
             embeds = table[[tok]][None].astype(np.float32)
-    print(json.dumps({"ttft_ms": ttft, "step_ms": steps, "onnxruntime": ort.__version__}))
+    print(json.dumps({"ttft_ms": ttft, "step_ms": steps, "load_ms": load_ms, "onnxruntime": ort.__version__}))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ def int8_graphs(model, graphs, cache):
     for g in graphs:
         dst = f"{cache}/{g}.onnx"
         if not Path(dst).exists():
-            quantize_dynamic(f"{model}/{g}.onnx", dst, per_channel=True, weight_type=QuantType.QInt8)
+            # Past protobuf's 2 GB (BLIP-2 OPT-2.7B), the output needs external data too.
+            src = Path(f"{model}/{g}.onnx")
+            big = sum(f.stat().st_size for f in src.parent.iterdir() if f.is_file()) > 2**31
+            quantize_dynamic(str(src), dst, per_channel=True, weight_type=QuantType.QInt8,
+                             use_external_data_format=big)
         paths[g] = dst
     return paths

@@ -270,6 +270,12 @@ fn caption_json_gives_transformers_tokens_for_greedy_and_beam_search() {
             .filter(|&t| t != 2)
             .collect();
         assert_eq!(got, want, "{beams} beam(s)");
+        // Timings for benches/memory.py: loading, and the first token after the
+        // image, which comes before the whole caption.
+        let load = out["load_ms"].as_f64().expect("load_ms");
+        let first = out["results"][0]["first_token_ms"].as_f64().expect("first_token_ms");
+        let all = out["results"][0]["latency_ms"].as_f64().unwrap();
+        assert!(load > 0.0 && first > 0.0 && first <= all, "{load} {first} {all}");
     }
 }
 

@@ -64,7 +64,9 @@ pub fn caption(
     prompt: Option<&str>,
     images: &[PathBuf],
 ) -> Result<ExitCode> {
+    let loading = Instant::now();
     let model = load(common)?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let cfg = config(&model, g);
     let prompt = prompt
         .map(str::to_string)
@@ -85,18 +87,25 @@ pub fn caption(
         if !common.json {
             print!("{}: {prompt}", path.display());
         }
-        let out = model.generate(&q, &prompt, &cfg, &mut printer(&model, !common.json))?;
+        let mut print = printer(&model, !common.json);
+        // Time to the first token: image encoding and the prefix's decoder call.
+        let mut first_token_ms = None;
+        let out = model.generate(&q, &prompt, &cfg, &mut |id| {
+            first_token_ms.get_or_insert_with(|| t.elapsed().as_secs_f64() * 1e3);
+            print(id)
+        })?;
         if common.json {
-            rows.push(
-                json!({"image": path.display().to_string(), "prompt": prompt, "caption": out.text,
-                "token_ids": out.ids, "latency_ms": t.elapsed().as_secs_f64() * 1e3}),
-            );
+            rows.push(json!({"image": path.display().to_string(), "prompt": prompt,
+                "caption": out.text, "token_ids": out.ids,
+                "latency_ms": t.elapsed().as_secs_f64() * 1e3, "first_token_ms": first_token_ms}));
         } else {
             println!();
         }
     }
     if common.json {
-        print_json(&json!({"model": model.bundle.manifest.name, "results": rows}));
+        print_json(
+            &json!({"model": model.bundle.manifest.name, "load_ms": load_ms, "results": rows}),
+        );
     }
     if failed > 0 && failed == images.len() {
         anyhow::bail!("no image could be read");
