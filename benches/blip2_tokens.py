@@ -8,8 +8,9 @@ against its own fp32).
 
 onnxruntime's pixels come from transformers' BLIP image processor (PIL) with the
 manifest's size, mean and std: the processor owlet's preprocessing is tested
-bit-identical against (runtime/tests/it/parity.rs). Both sides stop at eos as
-transformers' generate does. Prints a table and one JSON line.
+bit-identical against (runtime/tests/it/parity.rs). eos is suppressed on both sides
+(owlet's --min-new-tokens, as transformers' min_new_tokens does it), so every frame
+gives --new-tokens tokens to compare. Prints a table and one JSON line.
 """
 import argparse
 import json
@@ -26,7 +27,8 @@ ROOT = HERE.parent
 
 def owlet_tokens(bundle, images, new_tokens, threads):
     out = subprocess.run([ROOT / "target/release/owlet", "caption", "--model", bundle, *images,
-                          "--max-new-tokens", str(new_tokens), "--threads", str(threads), "--json"],
+                          "--max-new-tokens", str(new_tokens), "--min-new-tokens", str(new_tokens),
+                          "--threads", str(threads), "--json"],
                          check=True, capture_output=True, text=True).stdout
     return [r["token_ids"] for r in json.loads(out)["results"]]
 
@@ -59,10 +61,10 @@ def ort_tokens(bundle, graphs, images, new_tokens, threads):
         for _ in range(new_tokens):
             total += embeds.shape[1]
             outs = dec.run(None, {"inputs_embeds": embeds, "attention_mask": np.ones((1, total), np.int64), **past})
-            t = int(outs[0][0].argmax())
+            logits = outs[0][0].copy()
+            logits[gen["eos_token_id"]] = -np.inf  # --min-new-tokens: every token counts
+            t = int(logits.argmax())
             ids.append(t)
-            if t == gen["eos_token_id"]:
-                break
             past = dict(zip(names, outs[1:]))
             embeds = table[[t]][None].astype(np.float32)
         result.append(ids)
