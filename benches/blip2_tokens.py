@@ -51,10 +51,11 @@ def ort_tokens(bundle, graphs, images, new_tokens, threads):
     names = [i.name for i in dec.get_inputs()][2:]
     shape = dec.get_inputs()[2].shape
     prompt = [gen["bos_token_id"]]  # the caption prompt is empty: the tokenizer's bos
-    result = []
+    result, queries = [], []
     for path in images:
         pv = proc(Image.open(path).convert("RGB"), return_tensors="np")["pixel_values"].astype(np.float32)
         q = vis.run(None, {"pixel_values": pv})[0]
+        queries.append(q)
         embeds = np.concatenate([q, table[prompt][None]], axis=1).astype(np.float32)
         past = {n: np.zeros((1, shape[1], 0, shape[3]), np.float32) for n in names}
         total, ids = 0, []
@@ -68,7 +69,7 @@ def ort_tokens(bundle, graphs, images, new_tokens, threads):
             past = dict(zip(names, outs[1:]))
             embeds = table[[t]][None].astype(np.float32)
         result.append(ids)
-    return result
+    return result, queries
 
 
 def agreement(a, b):
@@ -91,13 +92,20 @@ def main():
     p.add_argument("images", nargs="+")
     a = p.parse_args()
     fp32_graphs = [Path(a.model) / "vision.onnx", Path(a.model) / "decoder.onnx"]
-    res = {"owlet_fp32": owlet_tokens(a.model, a.images, a.new_tokens, a.threads),
-           "ort_fp32": ort_tokens(a.model, fp32_graphs, a.images, a.new_tokens, a.threads)}
+    res = {"owlet_fp32": owlet_tokens(a.model, a.images, a.new_tokens, a.threads)}
+    res["ort_fp32"], q_fp32 = ort_tokens(a.model, fp32_graphs, a.images, a.new_tokens, a.threads)
     if a.int8:
         res["owlet_int8"] = owlet_tokens(a.int8, a.images, a.new_tokens, a.threads)
+    cosines = {}
     if a.ort_int8:
         q = [Path(a.ort_int8) / "vision.onnx", Path(a.ort_int8) / "decoder.onnx"]
-        res["ort_int8"] = ort_tokens(a.model, q, a.images, a.new_tokens, a.threads)
+        res["ort_int8"], q_int8 = ort_tokens(a.model, q, a.images, a.new_tokens, a.threads)
+        # Query embeddings (image -> language model space), each query row its own vector.
+        rows = [(x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])) for x, y in zip(q_fp32, q_int8)]
+        cos = np.concatenate([(x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+                              for x, y in rows])
+        cosines["onnxruntime int8 queries vs fp32"] = {"mean": float(cos.mean()), "worst": float(cos.min())}
+        print(f"onnxruntime int8 query embeddings vs its fp32: cosine mean {cos.mean():.6f}, worst {cos.min():.6f}")
     pairs = [("owlet fp32 vs onnxruntime fp32", "owlet_fp32", "ort_fp32")]
     if "owlet_int8" in res:
         pairs.append(("owlet int8 vs owlet fp32", "owlet_int8", "owlet_fp32"))
@@ -112,7 +120,7 @@ def main():
         print(f"{label}: identical on {identical}/{len(rows)} frames, token agreement {mean:.1%}, "
               f"first divergence at {firsts if firsts else 'none'}")
         summary[label] = {"identical": identical, "frames": len(rows), "agreement": mean, "first_divergence": firsts}
-    print(json.dumps({"new_tokens": a.new_tokens, "tokens": res, "summary": summary}))
+    print(json.dumps({"new_tokens": a.new_tokens, "tokens": res, "summary": summary, "query_cosine": cosines}))
     return 0 if "owlet fp32 vs onnxruntime fp32" not in summary or \
         summary["owlet fp32 vs onnxruntime fp32"]["identical"] == len(a.images) else 1
 
