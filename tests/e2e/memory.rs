@@ -136,15 +136,9 @@ pub fn synthetic_clip(out: &Path) {
 
 fn vision_graph(rng: &mut Rng) -> GraphProto {
     let mut g = Builder::default();
-    let (w, mlp, layers) = VISION;
-    let shape = g.const_i64("patches_shape", &[-1, 196, w as i64]);
-    let mut h = g.node("Reshape", &["pixel_values", &shape], vec![]);
-    for l in 0..layers {
-        h = g.mlp_block(rng, &format!("vision.{l}"), &h, w, mlp);
-    }
-    let pooled = g.node("ReduceMean", &[&h], vec![ints("axes", &[1]), int("keepdims", 0)]);
-    let proj = g.weight(rng, "vision.proj", &[w, EMBED]);
-    g.node_named("MatMul", &[&pooled, &proj], "image_embeds");
+    let shape = g.const_i64("patches_shape", &[-1, 196, VISION.0 as i64]);
+    let h = g.node("Reshape", &["pixel_values", &shape], vec![]);
+    g.tower(rng, "vision", h, VISION, "image_embeds");
     g.finish(
         vec![input("pixel_values", DataType::Float, &[None, Some(3), Some(224), Some(224)])],
         vec![input("image_embeds", DataType::Float, &[None, Some(EMBED)])],
@@ -153,20 +147,14 @@ fn vision_graph(rng: &mut Rng) -> GraphProto {
 
 fn text_graph(rng: &mut Rng) -> GraphProto {
     let mut g = Builder::default();
-    let (w, mlp, layers) = TEXT;
-    let table = g.weight(rng, "text.token_embedding", &[VOCAB, w]);
+    let table = g.weight(rng, "text.token_embedding", &[VOCAB, TEXT.0]);
     let tokens = g.node("Gather", &[&table, "input_ids"], vec![int("axis", 0)]);
     // The mask takes part (padding tokens zeroed), so that it is a real input.
     let mask = g.node("Cast", &["attention_mask"], vec![int("to", DataType::Float as i64)]);
     let axes = g.const_i64("mask_axes", &[2]);
     let mask = g.node("Unsqueeze", &[&mask, &axes], vec![]);
-    let mut h = g.node("Mul", &[&tokens, &mask], vec![]);
-    for l in 0..layers {
-        h = g.mlp_block(rng, &format!("text.{l}"), &h, w, mlp);
-    }
-    let pooled = g.node("ReduceMean", &[&h], vec![ints("axes", &[1]), int("keepdims", 0)]);
-    let proj = g.weight(rng, "text.proj", &[w, EMBED]);
-    g.node_named("MatMul", &[&pooled, &proj], "text_embeds");
+    let h = g.node("Mul", &[&tokens, &mask], vec![]);
+    g.tower(rng, "text", h, TEXT, "text_embeds");
     g.finish(
         vec![
             input("input_ids", DataType::Int64, &[None, Some(CONTEXT)]),
@@ -238,6 +226,24 @@ impl Builder {
             ..Default::default()
         });
         name.into()
+    }
+
+    /// `layers` MLP blocks on h, mean-pooled over the tokens and projected to EMBED
+    /// as the graph's output `output`.
+    fn tower(
+        &mut self,
+        rng: &mut Rng,
+        name: &str,
+        mut h: String,
+        (w, mlp, layers): (usize, usize, usize),
+        output: &str,
+    ) {
+        for l in 0..layers {
+            h = self.mlp_block(rng, &format!("{name}.{l}"), &h, w, mlp);
+        }
+        let pooled = self.node("ReduceMean", &[&h], vec![ints("axes", &[1]), int("keepdims", 0)]);
+        let proj = self.weight(rng, &format!("{name}.proj"), &[w, EMBED]);
+        self.node_named("MatMul", &[&pooled, &proj], output);
     }
 
     /// h + W2 · relu(W1 · h + b1) + b2, the shape of a transformer's MLP.
