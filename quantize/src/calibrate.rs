@@ -21,10 +21,8 @@ use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::tokenize::TextTokenizer;
 use tract_onnx::prelude::*;
 
+pub use crate::measures::{ActivationMax, LayerError};
 use crate::{Error, Result};
-
-/// Largest |x| seen, by the name of the tensor X of each `MatMul(X, W)`.
-pub type ActivationMax = HashMap<String, f32>;
 
 /// What static calibration runs the graphs on.
 #[derive(Debug, Clone)]
@@ -38,7 +36,7 @@ impl CalibrationSet {
     /// The images and the labels in the report's prompt template.
     pub fn new(images: Vec<std::path::PathBuf>, labels: &[String]) -> CalibrationSet {
         let prompts =
-            labels.iter().map(|l| crate::report::LABEL_TEMPLATE.replace("{}", l)).collect();
+            labels.iter().map(|l| crate::measures::LABEL_TEMPLATE.replace("{}", l)).collect();
         CalibrationSet { images, prompts }
     }
 }
@@ -169,30 +167,6 @@ pub fn activation_max(
         out.insert(section, names.into_iter().zip(max).collect());
     }
     Ok(out)
-}
-
-/// One int8 layer's error on the calibration set.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LayerError {
-    /// The graph's manifest section: "vision", "text" or "decoder".
-    pub graph: &'static str,
-    /// The layer's ONNX node name.
-    pub layer: String,
-    /// Its weight's name.
-    pub weight: String,
-    /// ‖X·W_int8 − X·W‖ / ‖X·W‖ over every row the set produced, with X the fp32
-    /// graph's own input to the layer, quantized as the runtime does (this CPU's
-    /// kernel, per-row scales): the layer's error alone, not what reaches it.
-    pub relative_error: f64,
-}
-
-impl LayerError {
-    /// The `--keep-float` name that keeps this layer, and no other, float:
-    /// `GRAPH:NAME` (`int8::keep_float_for`), NAME the node's name, or its
-    /// weight's where the node has none.
-    pub fn keep_float_name(&self) -> String {
-        format!("{}:{}", self.graph, if self.layer.is_empty() { &self.weight } else { &self.layer })
-    }
 }
 
 /// Every int8 layer's own error (`LayerError`), worst first: where keeping a layer

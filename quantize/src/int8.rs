@@ -21,7 +21,7 @@ use owlet_runtime::ops::qmatmul::{OP_TYPE, X_SCALE_ATTR};
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
 
-use crate::calibrate::ActivationMax;
+use crate::measures::ActivationMax;
 
 use crate::fp16::{self, float_values_in, FLOAT};
 use crate::{Error, Result};

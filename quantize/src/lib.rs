@@ -11,6 +11,7 @@
 pub mod calibrate;
 pub mod fp16;
 pub mod int8;
+pub mod measures;
 pub mod onnx_file;
 pub mod report;
 
@@ -105,6 +106,23 @@ pub fn layer_errors(
         labels,
     );
     calibrate::layer_errors(&bundle, &set, keep_float)
+}
+
+/// Measures each int8 layer's own error (`layer_errors`) on the first
+/// `LAYER_ERROR_IMAGES` images (and the labels' prompts, or the captions) into the
+/// report: which layers `--keep-float` would help most. int8 only; nothing is added
+/// for fp16, or for CLIP without labels.
+pub fn add_layer_errors(
+    report: &mut report::Report,
+    images: &[PathBuf],
+    labels: &[String],
+    keep_float: &[String],
+) -> Result<()> {
+    if report.precision != "int8" {
+        return Ok(());
+    }
+    report.layer_errors = layer_errors(&report.original, images, labels, keep_float)?;
+    Ok(())
 }
 
 /// The layers of `errors` above `limit`, as `--keep-float` names of their graph

@@ -12,7 +12,8 @@ use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::Clip;
 use serde::Serialize;
 
-use crate::calibrate::LayerError;
+use crate::measures::LayerError;
+pub use crate::measures::{LABEL_TEMPLATE, LAYER_ERROR_IMAGES};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,16 +60,8 @@ pub struct Report {
     pub max_layer_error: Option<f64>,
 }
 
-/// Images the per-layer errors are measured on (each layer's input is multiplied
-/// again in int8: more images cost time and say little more).
-pub const LAYER_ERROR_IMAGES: usize = 16;
-
 /// Layers the printed report names (the JSON has all).
 const LAYER_ERRORS_SHOWN: usize = 5;
-
-/// The prompt each label becomes for the zero-shot agreement (and for static
-/// calibration of the text graph).
-pub const LABEL_TEMPLATE: &str = "a photo of a {}";
 
 /// Top-1 lead over the runner-up (probability) that makes an fp32 label decided.
 pub const DECIDED_MARGIN: f32 = 0.1;
@@ -255,25 +248,6 @@ pub fn compare(
     r.image_cosine_mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
     r.image_cosine_worst = cosines.iter().copied().fold(1.0, f64::min);
     Ok(r)
-}
-
-impl Report {
-    /// Measure each int8 layer's own error (crate::layer_errors) on the first
-    /// `LAYER_ERROR_IMAGES` images (and the labels' prompts, or the captions):
-    /// which layers `--keep-float` would help most. int8 only; nothing is added
-    /// for fp16, or for CLIP without labels.
-    pub fn add_layer_errors(
-        &mut self,
-        images: &[PathBuf],
-        labels: &[String],
-        keep_float: &[String],
-    ) -> Result<()> {
-        if self.precision != "int8" {
-            return Ok(());
-        }
-        self.layer_errors = crate::layer_errors(&self.original, images, labels, keep_float)?;
-        Ok(())
-    }
 }
 
 impl std::fmt::Display for Report {

@@ -107,7 +107,13 @@ fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
     // Each int8 layer's own error: all 48 (24 a graph), worst first, small but not
     // zero, named as the int8 graphs name their nodes.
     let mut r = r;
-    r.add_layer_errors(&heldout(), &labels, &Options::new(Target::Int8).keep_float).unwrap();
+    owlet_quantize::add_layer_errors(
+        &mut r,
+        &heldout(),
+        &labels,
+        &Options::new(Target::Int8).keep_float,
+    )
+    .unwrap();
     eprintln!("{r}");
     assert_eq!(r.layer_errors.len(), 48, "{r}");
     assert!(r.layer_errors.windows(2).all(|w| w[0].relative_error >= w[1].relative_error), "{r}");
@@ -155,7 +161,8 @@ fn blip2_int8_captions_as_fp32_does() {
     assert!(r.caption_token_agreement.unwrap() >= 0.9, "{r}");
     // Per-layer errors, on the captions fp32 writes: every int8 layer of both graphs.
     let mut r = r;
-    r.add_layer_errors(&frames, &[], &Options::new(Target::Int8).keep_float).unwrap();
+    owlet_quantize::add_layer_errors(&mut r, &frames, &[], &Options::new(Target::Int8).keep_float)
+        .unwrap();
     assert_eq!(r.layer_errors.len(), 36 + 19, "{r}");
 }
 

@@ -126,7 +126,7 @@ fn run(a: Args) -> anyhow::Result<()> {
             (r.layer_errors, r.kept_float_for_error, r.max_layer_error) =
                 (errors, kept, Some(limit));
         }
-        _ => r.add_layer_errors(&images, &a.labels, &opts.keep_float)?,
+        _ => owlet_quantize::add_layer_errors(&mut r, &images, &a.labels, &opts.keep_float)?,
     }
     println!("{r}");
     std::fs::write(a.output.join("quantize-report.json"), serde_json::to_string_pretty(&r)?)?;
