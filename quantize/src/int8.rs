@@ -13,7 +13,7 @@
 //!   head by default) and the remaining large float weights (patch embedding,
 //!   position tables) are stored in fp16 like `--to fp16` does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use owlet_runtime::kernels::int8::quantize_weights;
@@ -255,212 +255,271 @@ pub fn convert_file(
     x_max: Option<&ActivationMax>,
     on_tensor: &mut dyn FnMut(),
 ) -> Result<Int8Stats> {
-    let bad = |why: String| Error::Graph(input.to_path_buf(), why);
     // External data stays on disk until a layer is quantized: one layer's floats at a
     // time (OPT-2.7B's decoder is 10.6 GB of them).
     let (mut model, bytes_before, external_files) = crate::onnx_file::read_model_lazily(input)?;
     let graph = model.graph.as_mut().expect("read_model checked the graph");
     if graph.node.iter().any(|n| n.op_type == OP_TYPE) {
-        return Err(bad("this graph is already int8 (it has OwletMatMulInt8 nodes)".into()));
+        return Err(Error::Graph(
+            input.to_path_buf(),
+            "this graph is already int8 (it has OwletMatMulInt8 nodes)".into(),
+        ));
     }
     let mut stats = Int8Stats { bytes_before, external_files, ..Default::default() };
-
-    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
-    for (ix, n) in graph.node.iter().enumerate() {
-        for i in &n.input {
-            consumers.entry(i.clone()).or_default().push(ix);
-        }
-    }
-    let graph_outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-    let inits = Initializers::of(&*graph);
-    let float_init = |name: &str| inits.float(name);
-
-    let mut new_inits: Vec<TensorProto> = Vec::new();
-    let mut removed_nodes = vec![false; graph.node.len()];
-    let mut replaced: Vec<(usize, Vec<NodeProto>)> = Vec::new();
-    // One quantized copy per weight, however many nodes share it.
-    let mut done_weights: HashMap<String, (String, String)> = HashMap::new();
-    let mut done_tables: HashMap<String, (String, String)> = HashMap::new();
-
+    let view = GraphView::of(graph, input);
+    let mut plan = Plan::new(graph.node.len());
     for (ix, node) in graph.node.iter().enumerate() {
         on_tensor();
         match node.op_type.as_str() {
-            "MatMul" => {
-                let w = match inits.linear_weight(node, keep_float) {
-                    Linear::No => continue,
-                    Linear::KeptFloat => {
-                        stats.kept_float.push(node.name.clone());
-                        continue;
-                    }
-                    Linear::Int8(w) => w,
-                };
-                let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
-                let (wq_name, scale_name) = match done_weights.get(&w.name) {
-                    Some(names) => names.clone(),
-                    None => {
-                        let values = float_values_in(w, input)?;
-                        let (q, scales) = quantize_weights(&transpose_kn(&values, k, n), n, k);
-                        // `_nk`: transposed, so never the same tensor as a Gather table's `.int8`.
-                        let names = (format!("{}.int8_nk", w.name), format!("{}.scale_n", w.name));
-                        new_inits.push(tensor_i8(names.0.clone(), vec![n as i64, k as i64], &q));
-                        new_inits.push(tensor_f32(names.1.clone(), vec![n as i64], &scales));
-                        done_weights.insert(w.name.clone(), names.clone());
-                        names
-                    }
-                };
-                let mut inputs = vec![node.input[0].clone(), wq_name, scale_name];
-                let mut output = node.output[0].clone();
-                // Fold `Add(Y, bias)` when Y feeds only that Add and the bias is [N].
-                let users = consumers.get(&output).map(Vec::as_slice).unwrap_or(&[]);
-                if let [add_ix] = users {
-                    let add = &graph.node[*add_ix];
-                    let other = add.input.iter().find(|i| **i != output);
-                    let bias = other.and_then(|b| float_init(b)).filter(|b| b.dims == [n as i64]);
-                    if add.op_type == "Add"
-                        && add.input.len() == 2
-                        && !graph_outputs.contains(&output)
-                    {
-                        if let Some(bias) = bias {
-                            inputs.push(bias.name.clone());
-                            output = add.output[0].clone();
-                            removed_nodes[*add_ix] = true;
-                            stats.with_bias += 1;
-                        }
-                    }
-                }
-                // A static scale where calibration saw this input non-zero; else
-                // the layer keeps per-row scales.
-                let x_max = x_max
-                    .and_then(|m| m.get(&node.input[0]))
-                    .copied()
-                    .filter(|m| *m > 0.0 && m.is_finite());
-                let attribute = x_max
-                    .map(|max| AttributeProto {
-                        name: X_SCALE_ATTR.into(),
-                        r#type: AttributeType::Float as i32,
-                        f: max / 127.0,
-                        ..Default::default()
-                    })
-                    .into_iter()
-                    .collect();
-                stats.static_scales += x_max.is_some() as usize;
-                replaced.push((
-                    ix,
-                    vec![NodeProto {
-                        name: node.name.clone(),
-                        op_type: OP_TYPE.into(),
-                        domain: owlet_runtime::ops::DOMAIN.into(),
-                        input: inputs,
-                        output: vec![output],
-                        attribute,
-                        ..Default::default()
-                    }],
-                ));
-                stats.quantized += 1;
-            }
+            "MatMul" => plan.linear(&view, &mut stats, ix, node, keep_float, x_max)?,
             "Gather" if node.input.len() == 2 => {
-                let Some(t) = float_init(&node.input[0]) else { continue };
-                let axis =
-                    node.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).unwrap_or(0);
-                if t.dims.len() != 2
-                    || axis != 0
-                    || (t.dims[0] * t.dims[1]) < MIN_TABLE_ELEMENTS as i64
-                {
-                    continue;
-                }
-                if matches_any(&[&node.name, &node.input[0]], keep_float) {
-                    continue;
-                }
-                let (tq_name, scale_name) = match done_tables.get(&t.name) {
-                    Some(names) => names.clone(),
-                    None => {
-                        let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
-                        let values = float_values_in(t, input)?;
-                        let (q, scales) = quantize_weights(&values, rows, width);
-                        let names = (format!("{}.int8", t.name), format!("{}.row_scale", t.name));
-                        new_inits.push(tensor_i8(names.0.clone(), t.dims.clone(), &q));
-                        new_inits.push(tensor_f32(names.1.clone(), vec![rows as i64, 1], &scales));
-                        done_tables.insert(t.name.clone(), names.clone());
-                        names
-                    }
-                };
-                let (ids, out, name) = (&node.input[1], &node.output[0], &node.name);
-                let axis_attr = node.attribute.iter().find(|a| a.name == "axis").cloned();
-                let gather = |data: &str, output: String| NodeProto {
-                    name: output.clone(),
-                    op_type: "Gather".into(),
-                    input: vec![data.to_string(), ids.clone()],
-                    output: vec![output],
-                    attribute: axis_attr.iter().cloned().collect(),
-                    ..Default::default()
-                };
-                replaced.push((
-                    ix,
-                    vec![
-                        gather(&tq_name, format!("{name}.int8_rows")),
-                        gather(&scale_name, format!("{name}.row_scales")),
-                        fp16::cast_node(
-                            format!("{name}.int8_rows"),
-                            format!("{name}.f32_rows"),
-                            FLOAT,
-                        ),
-                        NodeProto {
-                            name: format!("{name}.dequantize"),
-                            op_type: "Mul".into(),
-                            input: vec![format!("{name}.f32_rows"), format!("{name}.row_scales")],
-                            output: vec![out.clone()],
-                            ..Default::default()
-                        },
-                    ],
-                ));
-                stats.tables += 1;
+                plan.table(&view, &mut stats, ix, node, keep_float)?
             }
             _ => {}
         }
     }
-
-    let init_names: std::collections::HashSet<String> = inits.index.keys().cloned().collect();
-    // Rebuild the node list in order: replacements in place, folded Adds dropped.
-    let mut replacements: HashMap<usize, Vec<NodeProto>> = replaced.into_iter().collect();
-    let old = std::mem::take(&mut graph.node);
-    for (ix, node) in old.into_iter().enumerate() {
-        if removed_nodes[ix] {
-            continue;
-        }
-        match replacements.remove(&ix) {
-            Some(nodes) => graph.node.extend(nodes),
-            None => graph.node.push(node),
-        }
-    }
-    // Drop the float originals nothing reads any more.
-    let used: std::collections::HashSet<String> =
-        graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
-    let outputs: std::collections::HashSet<&String> = graph_outputs.iter().collect();
-    graph.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name));
-    graph.input.retain(|i| !init_names.contains(&i.name) || used.contains(&i.name));
-    graph.initializer.extend(new_inits);
-    // What is left of the float weights (biases, norms, positions) is small: in now,
-    // for the fp16 pass and the writer.
-    crate::onnx_file::inline_external_data(&mut model, input)?;
+    let init_names: HashSet<String> = view.inits.index.keys().cloned().collect();
+    let graph_outputs = view.outputs;
+    plan.apply(graph, &init_names, &graph_outputs);
     if !model.opset_import.iter().any(|o| o.domain == owlet_runtime::ops::DOMAIN) {
         model
             .opset_import
             .push(OperatorSetIdProto { domain: owlet_runtime::ops::DOMAIN.into(), version: 1 });
     }
+    // What is left of the float weights (biases, norms, positions) is small: in now,
+    // for the fp16 pass and the writer.
+    crate::onnx_file::inline_external_data(&mut model, input)?;
     // What stays float and is large goes to fp16 storage; the int8 layers' scales
     // and biases stay f32 (OwletMatMulInt8 takes them as initializers).
-    let keep: std::collections::HashSet<String> = model
+    let keep: HashSet<String> = model
         .graph
         .iter()
         .flat_map(|g| g.node.iter())
         .filter(|n| n.op_type == OP_TYPE)
         .flat_map(|n| n.input.iter().skip(1).cloned())
-        .chain(done_tables.values().map(|(_, scales)| scales.clone()))
+        .chain(plan.done_tables.values().map(|(_, scales)| scales.clone()))
         .collect();
     stats.fp16 = fp16::convert_model(&mut model, input, &keep, &mut || {})?.converted;
 
     stats.bytes_after = crate::write_model(model, output)?;
     Ok(stats)
+}
+
+/// The fp32 graph as the conversion reads it: its initializers, who reads each
+/// tensor, and its outputs.
+struct GraphView<'g> {
+    graph: &'g GraphProto,
+    inits: Initializers<'g>,
+    consumers: HashMap<String, Vec<usize>>,
+    outputs: Vec<String>,
+    path: &'g Path,
+}
+
+impl<'g> GraphView<'g> {
+    fn of(graph: &'g GraphProto, path: &'g Path) -> GraphView<'g> {
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (ix, n) in graph.node.iter().enumerate() {
+            for i in &n.input {
+                consumers.entry(i.clone()).or_default().push(ix);
+            }
+        }
+        let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
+        GraphView { graph, inits: Initializers::of(graph), consumers, outputs, path }
+    }
+
+    /// `Add(Y, bias)` right after a layer of width `n`, when Y feeds only that Add,
+    /// is no graph output and the bias is a constant [n]: (the Add's index, the bias).
+    fn bias_add(&self, y: &str, n: usize) -> Option<(usize, &'g TensorProto)> {
+        let [add_ix] = self.consumers.get(y).map(Vec::as_slice).unwrap_or(&[]) else {
+            return None;
+        };
+        let add = &self.graph.node[*add_ix];
+        if add.op_type != "Add" || add.input.len() != 2 || self.outputs.iter().any(|o| o == y) {
+            return None;
+        }
+        let other = add.input.iter().find(|i| *i != y)?;
+        let bias = self.inits.float(other).filter(|b| b.dims == [n as i64])?;
+        Some((*add_ix, bias))
+    }
+}
+
+/// What the pass over the nodes decided: new initializers, nodes replaced and
+/// removed; `apply` writes it into the graph.
+struct Plan {
+    new_inits: Vec<TensorProto>,
+    removed_nodes: Vec<bool>,
+    replaced: Vec<(usize, Vec<NodeProto>)>,
+    /// One quantized copy per weight, however many nodes share it.
+    done_weights: HashMap<String, (String, String)>,
+    done_tables: HashMap<String, (String, String)>,
+}
+
+impl Plan {
+    fn new(nodes: usize) -> Plan {
+        Plan {
+            new_inits: Vec::new(),
+            removed_nodes: vec![false; nodes],
+            replaced: Vec::new(),
+            done_weights: HashMap::new(),
+            done_tables: HashMap::new(),
+        }
+    }
+
+    /// A `MatMul` with a constant weight becomes `OwletMatMulInt8`, taking the bias
+    /// `Add` after it along.
+    fn linear(
+        &mut self,
+        view: &GraphView,
+        stats: &mut Int8Stats,
+        ix: usize,
+        node: &NodeProto,
+        keep_float: &[String],
+        x_max: Option<&ActivationMax>,
+    ) -> Result<()> {
+        let w = match view.inits.linear_weight(node, keep_float) {
+            Linear::No => return Ok(()),
+            Linear::KeptFloat => {
+                stats.kept_float.push(node.name.clone());
+                return Ok(());
+            }
+            Linear::Int8(w) => w,
+        };
+        let (k, n) = (w.dims[0] as usize, w.dims[1] as usize);
+        let (wq_name, scale_name) = match self.done_weights.get(&w.name) {
+            Some(names) => names.clone(),
+            None => {
+                let values = float_values_in(w, view.path)?;
+                let (q, scales) = quantize_weights(&transpose_kn(&values, k, n), n, k);
+                // `_nk`: transposed, so never the same tensor as a Gather table's `.int8`.
+                let names = (format!("{}.int8_nk", w.name), format!("{}.scale_n", w.name));
+                self.new_inits.push(tensor_i8(names.0.clone(), vec![n as i64, k as i64], &q));
+                self.new_inits.push(tensor_f32(names.1.clone(), vec![n as i64], &scales));
+                self.done_weights.insert(w.name.clone(), names.clone());
+                names
+            }
+        };
+        let mut inputs = vec![node.input[0].clone(), wq_name, scale_name];
+        let mut output = node.output[0].clone();
+        if let Some((add_ix, bias)) = view.bias_add(&output, n) {
+            inputs.push(bias.name.clone());
+            output = view.graph.node[add_ix].output[0].clone();
+            self.removed_nodes[add_ix] = true;
+            stats.with_bias += 1;
+        }
+        // A static scale where calibration saw this input non-zero; else the layer
+        // keeps per-row scales.
+        let x_max = x_max
+            .and_then(|m| m.get(&node.input[0]))
+            .copied()
+            .filter(|m| *m > 0.0 && m.is_finite());
+        let attribute = x_max
+            .map(|max| AttributeProto {
+                name: X_SCALE_ATTR.into(),
+                r#type: AttributeType::Float as i32,
+                f: max / 127.0,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        stats.static_scales += x_max.is_some() as usize;
+        self.replaced.push((
+            ix,
+            vec![NodeProto {
+                name: node.name.clone(),
+                op_type: OP_TYPE.into(),
+                domain: owlet_runtime::ops::DOMAIN.into(),
+                input: inputs,
+                output: vec![output],
+                attribute,
+                ..Default::default()
+            }],
+        ));
+        stats.quantized += 1;
+        Ok(())
+    }
+
+    /// A `Gather` from a large constant table (token embeddings) reads int8 rows
+    /// and their scales instead, dequantized after the gather.
+    fn table(
+        &mut self,
+        view: &GraphView,
+        stats: &mut Int8Stats,
+        ix: usize,
+        node: &NodeProto,
+        keep_float: &[String],
+    ) -> Result<()> {
+        let Some(t) = view.inits.float(&node.input[0]) else { return Ok(()) };
+        let axis = node.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).unwrap_or(0);
+        if t.dims.len() != 2 || axis != 0 || (t.dims[0] * t.dims[1]) < MIN_TABLE_ELEMENTS as i64 {
+            return Ok(());
+        }
+        if matches_any(&[&node.name, &node.input[0]], keep_float) {
+            return Ok(());
+        }
+        let (tq_name, scale_name) = match self.done_tables.get(&t.name) {
+            Some(names) => names.clone(),
+            None => {
+                let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
+                let values = float_values_in(t, view.path)?;
+                let (q, scales) = quantize_weights(&values, rows, width);
+                let names = (format!("{}.int8", t.name), format!("{}.row_scale", t.name));
+                self.new_inits.push(tensor_i8(names.0.clone(), t.dims.clone(), &q));
+                self.new_inits.push(tensor_f32(names.1.clone(), vec![rows as i64, 1], &scales));
+                self.done_tables.insert(t.name.clone(), names.clone());
+                names
+            }
+        };
+        let (ids, out, name) = (&node.input[1], &node.output[0], &node.name);
+        let axis_attr = node.attribute.iter().find(|a| a.name == "axis").cloned();
+        let gather = |data: &str, output: String| NodeProto {
+            name: output.clone(),
+            op_type: "Gather".into(),
+            input: vec![data.to_string(), ids.clone()],
+            output: vec![output],
+            attribute: axis_attr.iter().cloned().collect(),
+            ..Default::default()
+        };
+        self.replaced.push((
+            ix,
+            vec![
+                gather(&tq_name, format!("{name}.int8_rows")),
+                gather(&scale_name, format!("{name}.row_scales")),
+                fp16::cast_node(format!("{name}.int8_rows"), format!("{name}.f32_rows"), FLOAT),
+                NodeProto {
+                    name: format!("{name}.dequantize"),
+                    op_type: "Mul".into(),
+                    input: vec![format!("{name}.f32_rows"), format!("{name}.row_scales")],
+                    output: vec![out.clone()],
+                    ..Default::default()
+                },
+            ],
+        ));
+        stats.tables += 1;
+        Ok(())
+    }
+
+    /// Rebuilds the node list in order (replacements in place, folded Adds dropped),
+    /// drops the float originals nothing reads any more and adds the new tensors.
+    fn apply(&mut self, graph: &mut GraphProto, init_names: &HashSet<String>, outputs: &[String]) {
+        let mut replacements: HashMap<usize, Vec<NodeProto>> =
+            std::mem::take(&mut self.replaced).into_iter().collect();
+        let old = std::mem::take(&mut graph.node);
+        for (ix, node) in old.into_iter().enumerate() {
+            if self.removed_nodes[ix] {
+                continue;
+            }
+            match replacements.remove(&ix) {
+                Some(nodes) => graph.node.extend(nodes),
+                None => graph.node.push(node),
+            }
+        }
+        let used: HashSet<String> =
+            graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+        let outputs: HashSet<&String> = outputs.iter().collect();
+        graph.initializer.retain(|t| used.contains(&t.name) || outputs.contains(&t.name));
+        graph.input.retain(|i| !init_names.contains(&i.name) || used.contains(&i.name));
+        graph.initializer.extend(std::mem::take(&mut self.new_inits));
+    }
 }
 
 #[cfg(test)]
