@@ -347,3 +347,77 @@ pub fn parse_search(
     }
     Ok(r)
 }
+
+/// Routes the commands that arrive over MQTT: searches to the search thread, camera
+/// commands to their camera's inbox; what is refused (malformed, unknown camera, a
+/// full queue) goes to the error topic with its reason.
+pub struct Router {
+    pub topics: Topics,
+    /// Camera names, in the order of `inboxes`.
+    pub cameras: Vec<String>,
+    pub inboxes: Vec<std::sync::Arc<crate::source::inbox::Inbox>>,
+    /// The search thread's queue, where an index is configured.
+    pub search: Option<std::sync::mpsc::SyncSender<SearchRequest>>,
+    pub sink: std::sync::Arc<dyn crate::publish::Sink>,
+    /// Payloads larger than this are refused.
+    pub max_bytes: usize,
+}
+
+/// Camera commands waiting per camera; more are refused rather than queued without
+/// bound.
+pub const MAX_PENDING_COMMANDS: usize = 16;
+
+impl Router {
+    pub fn into_handler(self) -> crate::mqtt::CommandHandler {
+        Box::new(move |topic: &str, payload: &[u8]| self.route(topic, payload))
+    }
+
+    fn route(&self, topic: &str, payload: &[u8]) {
+        let refused = if topic == self.topics.search() {
+            self.search(topic, payload)
+        } else {
+            self.camera_command(topic, payload)
+        };
+        if let Some(r) = refused {
+            log::warn!("command refused on {}: {}", r.topic, r.reason);
+            let v = serde_json::json!({"topic": r.topic, "error": r.reason, "id": r.id,
+                "time_ms": crate::analyze::now_ms()});
+            self.sink.send(crate::publish::Message::json(self.topics.error(), v));
+        }
+    }
+
+    fn search(&self, topic: &str, payload: &[u8]) -> Option<Refused> {
+        let request = match parse_search(topic, payload, self.max_bytes) {
+            Ok(r) => r,
+            Err(r) => return Some(r),
+        };
+        let Some(tx) = &self.search else {
+            return Some(Refused {
+                topic: topic.into(),
+                reason: "search needs an [index] section in the configuration".into(),
+                id: request.id,
+            });
+        };
+        tx.try_send(request).err().map(|e| {
+            let id = match e {
+                std::sync::mpsc::TrySendError::Full(r)
+                | std::sync::mpsc::TrySendError::Disconnected(r) => r.id,
+            };
+            Refused { topic: topic.into(), reason: "too many searches waiting".into(), id }
+        })
+    }
+
+    fn camera_command(&self, topic: &str, payload: &[u8]) -> Option<Refused> {
+        let (camera, cmd) = match parse(&self.topics, &self.cameras, topic, payload, self.max_bytes)
+        {
+            Ok(c) => c,
+            Err(r) => return Some(r),
+        };
+        let i = self.cameras.iter().position(|n| *n == camera).expect("parse checks the camera");
+        self.inboxes[i].command(cmd, MAX_PENDING_COMMANDS).err().map(|_| Refused {
+            topic: topic.to_string(),
+            reason: format!("{MAX_PENDING_COMMANDS} commands already waiting for camera {camera}"),
+            id: None,
+        })
+    }
+}

@@ -16,14 +16,11 @@ use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
 use crate::mqtt;
 use crate::outbox::Outbox;
-use crate::publish::{Message, Sink, StdoutSink};
+use crate::publish::{Sink, StdoutSink};
 use crate::search;
 use crate::source::inbox::Inbox;
-use crate::source::{folder, http, process, SourceEvents, Stop};
+use crate::source::{process, SourceEvents, Stop};
 use crate::topics::Topics;
-
-/// Commands waiting per camera; more are refused rather than queued without bound.
-const MAX_PENDING_COMMANDS: usize = 16;
 
 pub struct RunOptions {
     /// Print compact JSON when there is no broker.
@@ -154,60 +151,15 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                     topics.clone(),
                 )
             });
-            let handler = {
-                let topics = topics.clone();
-                let inboxes = inboxes.clone();
-                let names = camera_names.clone();
-                let sink: Arc<dyn Sink> = sink.clone();
-                let max = m.max_command_bytes;
-                Box::new(move |topic: &str, payload: &[u8]| {
-                    let refused = if topic == topics.search() {
-                        match (commands::parse_search(topic, payload, max), &search_tx) {
-                            (Err(r), _) => Some(r),
-                            (Ok(r), None) => Some(commands::Refused {
-                                topic: topic.into(),
-                                reason: "search needs an [index] section in the configuration"
-                                    .into(),
-                                id: r.id,
-                            }),
-                            (Ok(r), Some(tx)) => tx.try_send(r).err().map(|e| {
-                                let id = match e {
-                                    std::sync::mpsc::TrySendError::Full(r)
-                                    | std::sync::mpsc::TrySendError::Disconnected(r) => r.id,
-                                };
-                                commands::Refused {
-                                    topic: topic.into(),
-                                    reason: "too many searches waiting".into(),
-                                    id,
-                                }
-                            }),
-                        }
-                    } else {
-                        match commands::parse(&topics, &names, topic, payload, max) {
-                            Ok((camera, cmd)) => {
-                                let i = names
-                                    .iter()
-                                    .position(|n| *n == camera)
-                                    .expect("parse checks the camera");
-                                match inboxes[i].command(cmd, MAX_PENDING_COMMANDS) {
-                                Ok(()) => None,
-                                Err(_) => Some(commands::Refused {
-                                    topic: topic.to_string(),
-                                    reason: format!("{MAX_PENDING_COMMANDS} commands already waiting for camera {camera}"),
-                                    id: None,
-                                }),
-                            }
-                            }
-                            Err(r) => Some(r),
-                        }
-                    };
-                    if let Some(r) = refused {
-                        log::warn!("command refused on {}: {}", r.topic, r.reason);
-                        let v = serde_json::json!({"topic": r.topic, "error": r.reason, "id": r.id, "time_ms": crate::analyze::now_ms()});
-                        sink.send(Message::json(topics.error(), v));
-                    }
-                }) as mqtt::CommandHandler
-            };
+            let handler = commands::Router {
+                topics: topics.clone(),
+                cameras: camera_names.clone(),
+                inboxes: inboxes.clone(),
+                search: search_tx,
+                sink: sink.clone(),
+                max_bytes: m.max_command_bytes,
+            }
+            .into_handler();
             let link = mqtt::spawn(sink.clone(), connection, settings, handler);
             (sink as Arc<dyn Sink>, Some(link))
         }
@@ -232,36 +184,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         let stop_s = stop.clone();
         let inbox_s = inbox.clone();
         std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
-            match &source {
-                SourceConfig::Folder { path, watch: false, .. } => {
-                    folder::run_stills(&name, path, &mut intake)
-                }
-                SourceConfig::Folder { path, watch: true, poll_ms } => folder::run_watch(
-                    &name,
-                    path,
-                    Duration::from_millis(*poll_ms),
-                    &mut intake,
-                    &stop_s,
-                ),
-                SourceConfig::Process { command, restart } => {
-                    process::run(&name, command, *restart, &mut intake, &stop_s)
-                }
-                SourceConfig::HttpMjpeg { url } => {
-                    http::run_mjpeg(&name, url, &mut intake, &stop_s)
-                }
-                SourceConfig::HttpSnapshot { url, interval_s } => http::run_snapshot(
-                    &name,
-                    url,
-                    Duration::from_secs_f64(*interval_s),
-                    &mut intake,
-                    &stop_s,
-                ),
-                #[cfg(feature = "v4l2")]
-                SourceConfig::V4l2(v) => crate::source::v4l2::run(&name, v, &mut intake, &stop_s),
-                // Refused by Config::validate in such a build.
-                #[cfg(not(feature = "v4l2"))]
-                SourceConfig::V4l2(_) => intake.failed("this build has no V4L2 support"),
-            }
+            crate::source::run(&name, &source, &mut intake, &stop_s);
             inbox_s.source_done();
         })?;
         if let Some(argv) = cam.triggers.line.clone() {

@@ -33,6 +33,35 @@ pub trait SourceEvents: Send {
     fn failed(&mut self, reason: &str);
 }
 
+/// Runs camera `camera`'s source until it ends or `stop` is set: the one place that
+/// maps a configured source kind to its reader.
+pub fn run(
+    camera: &str,
+    source: &crate::config::SourceConfig,
+    events: &mut dyn SourceEvents,
+    stop: &Stop,
+) {
+    use crate::config::SourceConfig;
+    match source {
+        SourceConfig::Folder { path, watch: false, .. } => folder::run_stills(camera, path, events),
+        SourceConfig::Folder { path, watch: true, poll_ms } => {
+            folder::run_watch(camera, path, Duration::from_millis(*poll_ms), events, stop)
+        }
+        SourceConfig::Process { command, restart } => {
+            process::run(camera, command, *restart, events, stop)
+        }
+        SourceConfig::HttpMjpeg { url } => http::run_mjpeg(camera, url, events, stop),
+        SourceConfig::HttpSnapshot { url, interval_s } => {
+            http::run_snapshot(camera, url, Duration::from_secs_f64(*interval_s), events, stop)
+        }
+        #[cfg(feature = "v4l2")]
+        SourceConfig::V4l2(v) => v4l2::run(camera, v, events, stop),
+        // Refused by Config::validate in such a build.
+        #[cfg(not(feature = "v4l2"))]
+        SourceConfig::V4l2(_) => events.failed("this build has no V4L2 support"),
+    }
+}
+
 /// Cooperative stop flag shared by the daemon and the sources.
 #[derive(Clone, Default)]
 pub struct Stop(Arc<AtomicBool>);
