@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::analyze::{Analyzer, Models};
-use crate::camera::{load_labels, CameraWorker, FrameIntake};
+use crate::camera::{load_labels, CameraWorker, FrameIntake, SharedIndex};
 use crate::commands;
 use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
@@ -33,76 +33,9 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         "no cameras configured: add a [[cameras]] section, or run with --demo"
     );
     let topics = Topics::new(&config.device);
-    let threads = if config.clip.threads == 0 {
-        owlet_runtime::engine::default_threads()
-    } else {
-        config.clip.threads
-    };
-    owlet_runtime::engine::set_threads(threads);
     let state_dir = config.state_dir();
-
-    // Models first: a wrong bundle is an error at start, not at the first frame.
-    let on = owlet_runtime::device::Placement::choose(
-        config.compute.device,
-        config.compute.gpu_precision,
-    )?;
-    let mut models = Models::new(on);
-    let mut analyzers = Vec::new();
-    for cam in &config.cameras {
-        let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
-        let labels = load_labels(&labels_file).unwrap_or_else(|| config.labels_of(cam));
-        // BLIP-2 also answers questions, so it is loaded even where captions are off.
-        let a = Analyzer::new(
-            &mut models,
-            &config.clip_of(cam),
-            &labels,
-            config.blip2_of(cam).as_ref(),
-        )
-        .with_context(|| format!("camera {}: loading its models", cam.name))?;
-        analyzers.push((a, labels_file));
-    }
-    log::info!(
-        "device {}: {} camera(s), CLIP {}{}, on {}, {threads} thread(s)",
-        config.device,
-        config.cameras.len(),
-        config.clip.model.display(),
-        config
-            .blip2
-            .as_ref()
-            .map(|b| format!(", BLIP-2 {}", b.model.display()))
-            .unwrap_or_default(),
-        on.describe()
-    );
-
-    // The search index: every analysed frame of the cameras whose CLIP model is the
-    // index's (the first camera's).
-    let index = match &config.index {
-        None => None,
-        Some(ic) => {
-            let clip = analyzers[0].0.clip().clone();
-            let dir = ic.dir.clone().unwrap_or_else(|| state_dir.join("index"));
-            let dim = clip.embed_texts(&["probe"])?.row(0).len();
-            let info = owlet_runtime::index::IndexInfo {
-                model: clip.bundle.manifest.name.clone(),
-                dim,
-                precision: owlet_runtime::index::Precision::parse(&ic.precision)?,
-            };
-            let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info)
-                .with_context(|| format!("opening the index {}", dir.display()))?;
-            log::info!(
-                "index {}: {} frame(s), {:?}{}",
-                dir.display(),
-                ix.len(),
-                info.precision,
-                if rep.cut_bytes > 0 {
-                    format!("; cut {} torn byte(s)", rep.cut_bytes)
-                } else {
-                    String::new()
-                }
-            );
-            Some((Arc::new(std::sync::Mutex::new(ix)), clip))
-        }
-    };
+    let analyzers = load_analyzers(&config, &state_dir)?;
+    let index = open_index(&config, &state_dir, &analyzers)?;
     let inboxes: Vec<Arc<Inbox>> =
         config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
     let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
@@ -278,4 +211,89 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         link.shutdown();
     }
     Ok(())
+}
+
+/// The runtime's threads, then every camera's models, loaded once and shared
+/// (`Models`), each with the file its label set is kept in: a wrong bundle is an
+/// error at start, not at the first frame.
+fn load_analyzers(
+    config: &Config,
+    state_dir: &std::path::Path,
+) -> Result<Vec<(Analyzer, std::path::PathBuf)>> {
+    let threads = if config.clip.threads == 0 {
+        owlet_runtime::engine::default_threads()
+    } else {
+        config.clip.threads
+    };
+    owlet_runtime::engine::set_threads(threads);
+
+    let on = owlet_runtime::device::Placement::choose(
+        config.compute.device,
+        config.compute.gpu_precision,
+    )?;
+    let mut models = Models::new(on);
+    let mut analyzers = Vec::new();
+    for cam in &config.cameras {
+        let labels_file = state_dir.join("labels").join(format!("{}.json", cam.name));
+        let labels = load_labels(&labels_file).unwrap_or_else(|| config.labels_of(cam));
+        // BLIP-2 also answers questions, so it is loaded even where captions are off.
+        let a = Analyzer::new(
+            &mut models,
+            &config.clip_of(cam),
+            &labels,
+            config.blip2_of(cam).as_ref(),
+        )
+        .with_context(|| format!("camera {}: loading its models", cam.name))?;
+        analyzers.push((a, labels_file));
+    }
+    log::info!(
+        "device {}: {} camera(s), CLIP {}{}, on {}, {threads} thread(s)",
+        config.device,
+        config.cameras.len(),
+        config.clip.model.display(),
+        config
+            .blip2
+            .as_ref()
+            .map(|b| format!(", BLIP-2 {}", b.model.display()))
+            .unwrap_or_default(),
+        on.describe()
+    );
+
+    Ok(analyzers)
+}
+
+/// The search index, where one is configured: every analysed frame of the cameras
+/// whose CLIP model is the index's (the first camera's), with that model.
+fn open_index(
+    config: &Config,
+    state_dir: &std::path::Path,
+    analyzers: &[(Analyzer, std::path::PathBuf)],
+) -> Result<Option<(SharedIndex, Arc<owlet_runtime::models::clip::Clip>)>> {
+    Ok(match &config.index {
+        None => None,
+        Some(ic) => {
+            let clip = analyzers[0].0.clip().clone();
+            let dir = ic.dir.clone().unwrap_or_else(|| state_dir.join("index"));
+            let dim = clip.embed_texts(&["probe"])?.row(0).len();
+            let info = owlet_runtime::index::IndexInfo {
+                model: clip.bundle.manifest.name.clone(),
+                dim,
+                precision: owlet_runtime::index::Precision::parse(&ic.precision)?,
+            };
+            let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info)
+                .with_context(|| format!("opening the index {}", dir.display()))?;
+            log::info!(
+                "index {}: {} frame(s), {:?}{}",
+                dir.display(),
+                ix.len(),
+                info.precision,
+                if rep.cut_bytes > 0 {
+                    format!("; cut {} torn byte(s)", rep.cut_bytes)
+                } else {
+                    String::new()
+                }
+            );
+            Some((Arc::new(std::sync::Mutex::new(ix)), clip))
+        }
+    })
 }
