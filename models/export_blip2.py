@@ -133,11 +133,13 @@ def train_tokenizer(vocab_size: int = 600):
     return fast
 
 
-def build_blip2(args, vocab_size: int, image_token_id: int):
+def build_blip2(args, vocab_size: int, image_token_id: int, cfg: dict | None = None):
+    """The model: from a checkpoint, or random weights of `cfg` (default: --random's
+    config; a part of it for a split export)."""
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
     if args.random:
-        cfg = getattr(args, "random_config", None) or BLIP2_RANDOM[args.random]
+        cfg = cfg or BLIP2_RANDOM[args.random]
         torch.manual_seed(args.seed)
         config = Blip2Config(
             vision_config=cfg["vision"], qformer_config=cfg["qformer"],
@@ -460,18 +462,19 @@ def export_blip2(args):
         except (OSError, ValueError):  # a checkpoint saved with its tokenizer alone (models/demo)
             tok = AutoTokenizer.from_pretrained(args.source)
     image_token_id = tok.convert_tokens_to_ids("<image>")
-    if args.random and BLIP2_RANDOM[args.random].get("split"):
+    split = bool(args.random and BLIP2_RANDOM[args.random].get("split"))
+    decoder_cfg = None
+    if split:
         if args.reference:
             raise SystemExit("export.py: --reference needs the whole model at once; not with a split config")
         cfg = BLIP2_RANDOM[args.random]
-        args.random_config = vision_part(cfg)
-        model, _ = build_blip2(args, len(tok), image_token_id)
+        model, _ = build_blip2(args, len(tok), image_token_id, vision_part(cfg))
         export_vision(out, model)
         print(f"vision graph written (peak so far {peak_rss_gb():.1f} GB)")
         del model
         gc.collect()
-        args.random_config = decoder_part(cfg)
-    model, source = build_blip2(args, len(tok), image_token_id)
+        decoder_cfg = decoder_part(cfg)
+    model, source = build_blip2(args, len(tok), image_token_id, decoder_cfg)
     source = args.describe or source
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
     proc = blip_processor(model.config.vision_config.image_size)
@@ -479,7 +482,7 @@ def export_blip2(args):
     # generate() gave other tokens (seen with torch 2.15 / transformers 5.24).
     if args.reference:
         write_reference(out, model, tok, proc, Path(args.images))
-    if getattr(args, "random_config", None):
+    if split:  # the vision graph is written already
         step = export_decoder(out, model)
     else:
         step = export_graphs(out, model)

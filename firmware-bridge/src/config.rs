@@ -541,6 +541,21 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("owlet-state"))
     }
 
+    /// "device NAME, N camera(s), CLIP BUNDLE[, BLIP-2 BUNDLE]": what the daemon
+    /// logs at start and `--check-config` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "device {}, {} camera(s), CLIP {}{}",
+            self.device,
+            self.cameras.len(),
+            self.clip.model.display(),
+            self.blip2
+                .as_ref()
+                .map(|b| format!(", BLIP-2 {}", b.model.display()))
+                .unwrap_or_default()
+        )
+    }
+
     /// A camera's CLIP settings: `[clip]` with its own bundle if it names one.
     pub fn clip_of(&self, cam: &CameraConfig) -> ClipConfig {
         let mut c = self.clip.clone();

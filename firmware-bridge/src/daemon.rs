@@ -246,18 +246,7 @@ fn load_analyzers(
         .with_context(|| format!("camera {}: loading its models", cam.name))?;
         analyzers.push((a, labels_file));
     }
-    log::info!(
-        "device {}: {} camera(s), CLIP {}{}, on {}, {threads} thread(s)",
-        config.device,
-        config.cameras.len(),
-        config.clip.model.display(),
-        config
-            .blip2
-            .as_ref()
-            .map(|b| format!(", BLIP-2 {}", b.model.display()))
-            .unwrap_or_default(),
-        on.describe()
-    );
+    log::info!("{}, on {}, {threads} thread(s)", config.summary(), on.describe());
 
     Ok(analyzers)
 }

@@ -81,7 +81,7 @@ impl Graph {
         // Intermediate value_info from exporters pins shapes that clash with the
         // symbolic batch ("Impossible to unify Sym(batch) with Val(1)").
         let onnx = crate::ops::onnx(on).with_ignore_value_info(true);
-        let model = crate::graph_file::read_inference_model(&onnx, path)
+        let mut model = crate::graph_file::read_inference_model(&onnx, path)
             .map_err(|e| err(format!("not a loadable ONNX graph: {e:#}")))?;
         crate::memory::log_stage(role, "parsed");
         assert_axis_sizes(&model.symbols).map_err(|e| err(format!("{e:#}")))?;
@@ -127,7 +127,6 @@ impl Graph {
             )));
         }
 
-        let mut model = model;
         crate::ops::qmatmul::pack_before_typing(&mut model)
             .map_err(|e| err(format!("could not pack the int8 weights: {e:#}")))?;
         crate::memory::log_stage(role, "int8 packed");

@@ -36,7 +36,7 @@ pub fn reset_peak() -> Option<Usage> {
 /// first. With glibc's default, a freed block raises the size below which blocks come
 /// from the heap, so the next weights land on the heap; the originals freed there
 /// stay resident, and a ViT-L/14 process held 1.5x its weights after planning
-/// instead of 1.0x (BENCHMARKS.md, "Memory"). When the last one is dropped the
+/// instead of 1.0x (BENCHMARKS.md, "Real-size models in a board's memory"). When the last one is dropped the
 /// threshold goes to glibc's own maximum (what its dynamic rule reaches anyway after
 /// a large free), so the activations of each run keep coming from the heap.
 pub(crate) struct LoadingAllocations(());

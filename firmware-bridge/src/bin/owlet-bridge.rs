@@ -93,15 +93,8 @@ fn run(args: Args) -> Result<ExitCode> {
     if args.check_config {
         check_files(&config)?;
         println!(
-            "configuration ok: device {}, {} camera(s), CLIP {}{}, {}",
-            config.device,
-            config.cameras.len(),
-            config.clip.model.display(),
-            config
-                .blip2
-                .as_ref()
-                .map(|b| format!(", BLIP-2 {}", b.model.display()))
-                .unwrap_or_default(),
+            "configuration ok: {}, {}",
+            config.summary(),
             config
                 .mqtt
                 .as_ref()
