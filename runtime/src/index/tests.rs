@@ -168,10 +168,19 @@ fn the_index_survives_a_kill_in_the_middle_of_a_write_wherever_it_falls() {
         let c = dir();
         std::fs::write(c.path().join("index.json"), &json).unwrap();
         std::fs::write(c.path().join("entries.log"), &full[..cut]).unwrap();
-        let (mut ix, rep) = Index::open(c.path()).unwrap();
         let whole = sizes.iter().filter(|&&s| s <= cut).count();
+        let torn = cut - if whole == 0 { 0 } else { sizes[whole - 1] };
+        // Reading changes nothing and reports the torn tail as a damaged stretch.
+        let (ix, rep) = Index::open(c.path()).unwrap();
         assert_eq!(ix.len(), whole, "cut at {cut}");
-        assert_eq!(rep.cut_bytes as usize, cut - if whole == 0 { 0 } else { sizes[whole - 1] });
+        assert_eq!(rep.cut_bytes, 0);
+        assert_eq!(rep.damaged.iter().map(|d| d.1).sum::<u64>() as usize, torn);
+        assert_eq!(std::fs::metadata(c.path().join("entries.log")).unwrap().len() as usize, cut);
+        drop(ix);
+        let (mut ix, rep) = Index::open_for_writing(c.path()).unwrap();
+        assert_eq!(ix.len(), whole, "cut at {cut}");
+        assert_eq!(rep.cut_bytes as usize, torn);
+        assert!(rep.damaged.is_empty() && rep.kept_aside.is_none());
         // It goes on: a new entry after the cut is kept.
         ix.add(&random_unit(&mut rng, dim), Meta { source: "after".into(), ..Default::default() })
             .unwrap();
@@ -180,6 +189,90 @@ fn the_index_survives_a_kill_in_the_middle_of_a_write_wherever_it_falls() {
         assert_eq!(ix.len(), whole + 1);
         assert_eq!(ix.meta(whole).source, "after");
     }
+}
+
+/// An index of 40 entries with 16-d int8 vectors, and its log's record offsets.
+fn forty_entries() -> (tempfile::TempDir, Vec<usize>) {
+    let d = dir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut offsets = vec![0];
+    let (mut ix, _) = Index::open_or_create(d.path(), &info(Precision::I8, 16)).unwrap();
+    for i in 0..40 {
+        ix.add(&random_unit(&mut rng, 16), Meta { source: format!("e{i}"), ..Default::default() })
+            .unwrap();
+        offsets.push(std::fs::metadata(d.path().join("entries.log")).unwrap().len() as usize);
+    }
+    (d, offsets)
+}
+
+fn sources(ix: &Index) -> Vec<String> {
+    (0..ix.len()).map(|i| ix.meta(i).source.clone()).collect()
+}
+
+/// Issue 22: one flipped byte in entry 5 of 40 deleted the 35 after it, even for a
+/// read-only search; a flipped length field was "a torn last write" and cut 20.
+#[test]
+fn a_damaged_entry_costs_that_entry_only_and_reading_changes_nothing() {
+    // byte 0 of a record is its length field; byte 30 is inside its vector.
+    for within in [0usize, 1, 30] {
+        let (d, offsets) = forty_entries();
+        let log = d.path().join("entries.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes[offsets[5] + within] ^= 0x10;
+        std::fs::write(&log, &bytes).unwrap();
+        let want: Vec<String> = (0..40).filter(|&i| i != 5).map(|i| format!("e{i}")).collect();
+
+        let (ix, rep) = Index::open(d.path()).unwrap();
+        assert_eq!(sources(&ix), want, "flipped byte {within} of entry 5");
+        assert_eq!(rep.damaged.len(), 1, "{rep:?}");
+        assert_eq!(rep.damaged[0].0 as usize, offsets[5]);
+        assert!(rep.describe().unwrap().contains("damaged"));
+        assert_eq!(std::fs::read(&log).unwrap(), bytes, "a reader never rewrites");
+        drop(ix);
+
+        // Writing keeps the damaged log aside and goes on from a clean one.
+        let (mut ix, rep) = Index::open_for_writing(d.path()).unwrap();
+        assert_eq!(sources(&ix), want);
+        let aside = rep.kept_aside.clone().expect("kept aside");
+        assert_eq!(std::fs::read(&aside).unwrap(), bytes);
+        ix.add(&[1.0; 16], Meta { source: "new".into(), ..Default::default() }).unwrap();
+        drop(ix);
+        let (ix, rep) = Index::open(d.path()).unwrap();
+        assert_eq!(ix.len(), 40);
+        assert!(rep.damaged.is_empty(), "{rep:?}");
+    }
+}
+
+/// Issue 22: an edited index.json (another precision, dimension 0) emptied the log.
+#[test]
+fn an_index_json_that_does_not_match_its_log_is_refused_and_nothing_is_changed() {
+    let (d, _) = forty_entries();
+    let log = d.path().join("entries.log");
+    let before = std::fs::read(&log).unwrap();
+    let json = d.path().join("index.json");
+    for edited in [
+        r#"{"model":"test-clip","dim":16,"precision":"f16"}"#,
+        r#"{"model":"test-clip","dim":32,"precision":"i8"}"#,
+        r#"{"model":"test-clip","dim":0,"precision":"i8"}"#,
+    ] {
+        std::fs::write(&json, edited).unwrap();
+        for write in [false, true] {
+            let e = if write { Index::open_for_writing(d.path()) } else { Index::open(d.path()) }
+                .err()
+                .unwrap_or_else(|| panic!("{edited} accepted"))
+                .to_string();
+            assert!(e.contains("index.json"), "{e}");
+            assert_eq!(std::fs::read(&log).unwrap(), before, "{edited}: the log was changed");
+        }
+    }
+}
+
+#[test]
+fn an_index_opened_to_read_refuses_to_add() {
+    let (d, _) = forty_entries();
+    let (mut ix, _) = Index::open(d.path()).unwrap();
+    let e = ix.add(&[1.0; 16], Meta::default()).err().unwrap();
+    assert!(e.to_string().contains("opened to read"), "{e}");
 }
 
 #[test]

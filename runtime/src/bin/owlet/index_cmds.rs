@@ -57,12 +57,8 @@ pub fn add(
     let info =
         IndexInfo { model: clip.bundle.manifest.name.clone(), dim: probe.row(0).len(), precision };
     let (mut ix, rep) = Index::open_or_create(dir, &info)?;
-    if rep.cut_bytes > 0 {
-        eprintln!(
-            "owlet: index {}: cut {} bytes of a torn last write",
-            dir.display(),
-            rep.cut_bytes
-        );
+    if let Some(what) = rep.describe() {
+        eprintln!("owlet: index {}: {what}", dir.display());
     }
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     if !std::io::stderr().is_terminal() || common.json {
@@ -136,7 +132,7 @@ pub fn search(
     camera: Option<String>,
 ) -> Result<ExitCode> {
     let clip = load_clip(common)?;
-    let (ix, _) = Index::open(dir)?;
+    let ix = open_to_read(dir)?;
     anyhow::ensure!(
         ix.info.model == clip.bundle.manifest.name,
         "index {} was built with model {:?}, not {:?}",
@@ -179,7 +175,7 @@ pub fn cluster(
 ) -> Result<ExitCode> {
     anyhow::ensure!(k >= 1, "--k must be at least 1");
     let clip = load_clip(common)?;
-    let (ix, _) = Index::open(dir)?;
+    let ix = open_to_read(dir)?;
     anyhow::ensure!(!ix.is_empty(), "index {} is empty: `owlet index add` first", dir.display());
     let d = ix.info.dim;
     let points: Vec<f32> = (0..ix.len()).flat_map(|i| ix.vector(i)).collect();
@@ -277,4 +273,13 @@ fn contact_sheet(ix: &Index, clusters: &[Vec<usize>], out: &Path) -> Result<()> 
     }
     sheet.save(out).with_context(|| format!("writing contact sheet {}", out.display()))?;
     Ok(())
+}
+
+/// Open an index to read, saying on stderr what damage was skipped.
+fn open_to_read(dir: &Path) -> Result<Index> {
+    let (ix, rep) = Index::open(dir)?;
+    if let Some(what) = rep.describe() {
+        eprintln!("owlet: index {}: {what} (nothing was changed)", dir.display());
+    }
+    Ok(ix)
 }
