@@ -15,12 +15,12 @@ use crate::commands;
 use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
 use crate::mqtt;
-use crate::outbox::Outbox;
 use crate::publish::{Sink, StdoutSink};
 use crate::search;
 use crate::source::inbox::Inbox;
 use crate::source::{process, SourceEvents, Stop};
 use crate::topics::Topics;
+use owlet_store::outbox::Outbox;
 
 pub struct RunOptions {
     /// Print compact JSON when there is no broker.
@@ -47,13 +47,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 .with_context(|| {
                     format!("opening the outbox in {}", state_dir.join("outbox").display())
                 })?;
-            if recovered.pending > 0 || recovered.cut_bytes > 0 {
-                log::info!(
-                    "outbox: {} message(s) from an earlier run to deliver; {} torn byte(s) cut",
-                    recovered.pending,
-                    recovered.cut_bytes
-                );
-            }
+            log_recovered(&outbox, &recovered);
             let (sink, connection) = mqtt::client(mqtt::options(m, &topics)?, outbox);
             let entities: Vec<CameraEntities> = config
                 .cameras
@@ -271,18 +265,42 @@ fn open_index(
             };
             let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info)
                 .with_context(|| format!("opening the index {}", dir.display()))?;
-            log::info!(
-                "index {}: {} frame(s), {:?}{}",
-                dir.display(),
-                ix.len(),
-                info.precision,
-                if rep.cut_bytes > 0 {
-                    format!("; cut {} torn byte(s)", rep.cut_bytes)
-                } else {
-                    String::new()
-                }
-            );
+            log::info!("index {}: {} frame(s), {:?}", dir.display(), ix.len(), info.precision);
+            if let Some(what) = rep.describe() {
+                log::warn!("index {}: {what}", dir.display());
+            }
             Some((Arc::new(std::sync::Mutex::new(ix)), clip))
         }
     })
+}
+
+/// Say what opening the outbox found: what waits, what was damaged or imported.
+fn log_recovered(outbox: &Outbox, r: &owlet_store::outbox::Recovered) {
+    if r.pending > 0 {
+        log::info!("outbox: {} message(s) from an earlier run to deliver", r.pending);
+    }
+    if let (Some(aside), Some(why)) = (&r.set_aside, &r.set_aside_why) {
+        log::error!(
+            "outbox: {} could not be read ({why}); kept as {} and a new one started",
+            outbox.path().display(),
+            aside.display()
+        );
+    }
+    if !r.damaged.is_empty() {
+        log::error!(
+            "outbox: {} record(s) failed their checksum (seq {:?}); they are reported lost",
+            r.damaged.len(),
+            r.damaged
+        );
+    }
+    if r.seq_from_clock {
+        log::warn!("outbox: the sequence counter was lost; seq continues from the clock");
+    }
+    if r.migrated > 0 || r.migrated_unreadable_bytes > 0 {
+        log::info!(
+            "outbox: imported {} message(s) from the old queue.log ({} unreadable byte(s) skipped)",
+            r.migrated,
+            r.migrated_unreadable_bytes
+        );
+    }
 }

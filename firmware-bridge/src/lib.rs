@@ -14,7 +14,6 @@ pub mod discovery;
 pub mod error;
 pub mod gpio;
 pub mod mqtt;
-pub mod outbox;
 pub mod publish;
 pub mod search;
 pub mod source;

@@ -20,10 +20,10 @@ use rumqttc::{
 };
 
 use crate::config::MqttConfig;
-use crate::outbox::Outbox;
 use crate::publish::{Delivery, Message, Sink};
 use crate::source::Backoff;
 use crate::topics::Topics;
+use owlet_store::outbox::{LossReason, NotQueued, Outbox};
 
 pub struct MqttSink {
     outbox: Arc<Mutex<Outbox>>,
@@ -37,8 +37,32 @@ impl Sink for MqttSink {
             Delivery::Queued => {
                 let mut ob = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
                 let before = ob.dropped();
-                if let Err(e) = ob.push_with(&msg.topic, msg.retain, |seq| msg.encode(Some(seq))) {
-                    log::error!("outbox: cannot queue a message for {}: {e}", msg.topic);
+                let pushed = ob.push_with(&msg.topic, msg.retain, |seq| msg.encode(Some(seq)));
+                if let Err(NotQueued { record, error }) = pushed {
+                    // A full disk is a state, not a silent loss: send it now if the
+                    // broker is there, else count it; either way its seq is used up.
+                    let sent = self.connected.load(Ordering::SeqCst)
+                        && self
+                            .client
+                            .try_publish(
+                                record.topic,
+                                QoS::AtLeastOnce,
+                                record.retain,
+                                record.payload,
+                            )
+                            .is_ok();
+                    if sent {
+                        log::warn!(
+                            "outbox: cannot store result {} ({error}); sent without queueing",
+                            record.seq
+                        );
+                    } else {
+                        log::error!(
+                            "outbox: cannot store result {} ({error}) and the broker is away: lost",
+                            record.seq
+                        );
+                        ob.record_loss(record.seq, LossReason::NotStored);
+                    }
                 }
                 if ob.dropped() > before {
                     log::warn!("outbox full: {} oldest message(s) dropped so far", ob.dropped());
@@ -159,6 +183,28 @@ pub fn client(opts: MqttOptions, outbox: Outbox) -> (Arc<MqttSink>, Connection) 
     (sink, connection)
 }
 
+/// Publish the outbox's losses (dropped by its bound, damaged, not stored) on the
+/// device's error topic, as ranges of `seq`: the gaps a consumer sees, explained.
+fn report_losses(ob: &mut Outbox, client: &Client, topics: &Topics) {
+    let losses = ob.take_losses();
+    if losses.is_empty() {
+        return;
+    }
+    let count: u64 = losses.iter().map(|l| l.count()).sum();
+    let ranges: Vec<serde_json::Value> = losses
+        .iter()
+        .map(|l| serde_json::json!({"first_seq": l.first, "last_seq": l.last, "count": l.count(), "reason": l.reason.as_str()}))
+        .collect();
+    let payload = serde_json::json!({"error": "results lost", "count": count, "lost": ranges,
+        "time_ms": crate::analyze::now_ms()});
+    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+    if client.try_publish(topics.error(), QoS::AtLeastOnce, false, bytes).is_err() {
+        ob.return_losses(losses);
+    } else {
+        log::warn!("outbox: reported {count} lost result(s) on {}", topics.error());
+    }
+}
+
 pub struct LinkSettings {
     pub topics: Topics,
     pub broker: String,
@@ -266,16 +312,33 @@ pub fn spawn(
                         } else {
                             log::debug!("MQTT: still unreachable ({e}); next try in {:.1} s", delay.as_secs_f64());
                         }
-                        std::thread::sleep(delay);
+                        // Wait for the next try, but not past a shutdown request:
+                        // stopping during an outage honours flush_timeout_s.
+                        let retry_at = Instant::now() + delay;
+                        while Instant::now() < retry_at && !flag.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50).min(retry_at - Instant::now()));
+                        }
+                        if flag.load(Ordering::SeqCst) {
+                            let left = sink.outbox.lock().unwrap_or_else(|e| e.into_inner()).len();
+                            log::warn!("MQTT: stopping during an outage with {left} message(s) queued on disk");
+                            return;
+                        }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
-                if sink.connected.load(Ordering::SeqCst) && in_flight.is_none() {
-                    let ob = sink.outbox.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(r) = ob.front() {
-                        if client.try_publish(r.topic.clone(), QoS::AtLeastOnce, r.retain, r.payload.clone()).is_ok() {
-                            in_flight = Some((r.seq, None));
+                if sink.connected.load(Ordering::SeqCst) {
+                    let mut ob = sink.outbox.lock().unwrap_or_else(|e| e.into_inner());
+                    report_losses(&mut ob, &client, &s.topics);
+                    if in_flight.is_none() {
+                        match ob.front() {
+                            Ok(Some(r)) => {
+                                if client.try_publish(r.topic, QoS::AtLeastOnce, r.retain, r.payload).is_ok() {
+                                    in_flight = Some((r.seq, None));
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => log::error!("outbox: cannot read the next record: {e}"),
                         }
                     }
                 }

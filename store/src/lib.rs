@@ -1,0 +1,67 @@
+//! owlet-store: the state owlet keeps on a board's disk, on SQLite.
+//!
+//! - [`outbox`]: results waiting for the MQTT broker's acknowledgement, bounded in
+//!   bytes on disk, every record checksummed.
+//!
+//! SQLite checks its own structure, not the contents of a record: each record here
+//! carries a CRC-32 of its fields, checked whenever it is read, so a flipped byte in
+//! one record is found, reported and set aside without touching its neighbours. A
+//! file SQLite cannot read at all is renamed aside (never truncated) and reported.
+//!
+//! This crate links neither tract nor the models: the fuzzers build it alone.
+
+mod legacy_queue;
+pub mod outbox;
+
+use std::path::{Path, PathBuf};
+
+/// What went wrong with a store, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |source| Error::Sqlite { path: path.to_path_buf(), source }
+}
+
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Rename `path` to `<name>.damaged-<ms>` (and SQLite's `-wal` and `-shm` beside
+/// it to `<name>.damaged-<ms>-wal`, so that SQLite still finds them together),
+/// returning the new name of the main file.
+pub(crate) fn set_aside(path: &Path) -> Result<PathBuf> {
+    let to = PathBuf::from(format!("{}.damaged-{}", path.display(), unix_ms()));
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            let side_to = PathBuf::from(format!("{}{suffix}", to.display()));
+            std::fs::rename(&side, side_to).map_err(io_err(&side))?;
+        }
+    }
+    std::fs::rename(path, &to).map_err(io_err(path))?;
+    Ok(to)
+}
