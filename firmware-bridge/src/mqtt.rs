@@ -23,7 +23,7 @@ use crate::config::MqttConfig;
 use crate::publish::{Delivery, Message, Sink};
 use crate::source::Backoff;
 use crate::topics::Topics;
-use owlet_store::outbox::{LossReason, NotQueued, Outbox};
+use owlet_store::outbox::{Held, Outbox};
 
 pub struct MqttSink {
     outbox: Arc<Mutex<Outbox>>,
@@ -37,32 +37,14 @@ impl Sink for MqttSink {
             Delivery::Queued => {
                 let mut ob = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
                 let before = ob.dropped();
-                let pushed = ob.push_with(&msg.topic, msg.retain, |seq| msg.encode(Some(seq)));
-                if let Err(NotQueued { record, error }) = pushed {
-                    // A full disk is a state, not a silent loss: send it now if the
-                    // broker is there, else count it; either way its seq is used up.
-                    let sent = self.connected.load(Ordering::SeqCst)
-                        && self
-                            .client
-                            .try_publish(
-                                record.topic,
-                                QoS::AtLeastOnce,
-                                record.retain,
-                                record.payload,
-                            )
-                            .is_ok();
-                    if sent {
-                        log::warn!(
-                            "outbox: cannot store result {} ({error}); sent without queueing",
-                            record.seq
-                        );
-                    } else {
-                        log::error!(
-                            "outbox: cannot store result {} ({error}) and the broker is away: lost",
-                            record.seq
-                        );
-                        ob.record_loss(record.seq, LossReason::NotStored);
-                    }
+                let (seq, held) = ob.push_with(&msg.topic, msg.retain, |seq| msg.encode(Some(seq)));
+                if let Held::InMemory(error) = held {
+                    // A full disk is a state, not a loss: delivered from memory,
+                    // stored as soon as the disk takes a write again.
+                    log::warn!(
+                        "outbox: cannot store result {seq} ({error}); held in memory ({} so)",
+                        ob.in_memory()
+                    );
                 }
                 if ob.dropped() > before {
                     log::warn!("outbox full: {} oldest message(s) dropped so far", ob.dropped());

@@ -16,10 +16,12 @@
 //! free pages are given back (incremental vacuum). When the bound is reached, the
 //! oldest records go first: on a camera, the newest results matter most.
 //!
-//! Every record that does not reach the broker is accounted for: dropped by the
-//! bound, damaged on disk, or not stored because the disk was full. Each is a
-//! [`Loss`] (a range of sequence numbers and why) for the caller to publish;
-//! consumers see the same numbers as a gap in `seq`.
+//! A full disk is a state, not a loss: a record the disk refuses is held in memory
+//! (within an eighth of the bound), delivered like the others, and stored with the
+//! next write that succeeds. Every record that does not reach the broker is
+//! accounted for: dropped by the bound, damaged on disk, or refused by the disk
+//! with the memory full too. Each is a [`Loss`] (a range of sequence numbers and
+//! why) for the caller to publish; consumers see the same numbers as a gap in `seq`.
 
 use std::path::{Path, PathBuf};
 
@@ -63,7 +65,8 @@ pub enum LossReason {
     QueueFull,
     /// Their bytes on disk no longer matched their checksum.
     Damaged,
-    /// They could not be stored (a full disk, an I/O error) while the broker was away.
+    /// The disk refused them (full, an I/O error) and the memory that holds such
+    /// records meanwhile was full too.
     NotStored,
 }
 
@@ -112,12 +115,15 @@ pub struct Recovered {
     pub seq_from_clock: bool,
 }
 
-/// A record that could not be stored. Its sequence number is used up (a gap, if
-/// it is never delivered); the caller may still send it straight away.
+/// Where a pushed record waits.
 #[derive(Debug)]
-pub struct NotQueued {
-    pub record: Record,
-    pub error: Box<Error>,
+pub enum Held {
+    /// In the database.
+    OnDisk,
+    /// In memory only, because the disk refused it (full, an I/O error): it is
+    /// delivered like the others while the process lives, and stored as soon as
+    /// a write succeeds again.
+    InMemory(Box<Error>),
 }
 
 pub struct Outbox {
@@ -125,7 +131,17 @@ pub struct Outbox {
     path: PathBuf,
     max_bytes: u64,
     next_seq: u64,
+    /// Rows in `queue`.
     pending: usize,
+    /// Delivered records whose deletion failed (a full disk): `front` skips them,
+    /// the next `ack` deletes them again. Delivery is in order, so they are the
+    /// oldest rows, up to this number.
+    delivered_through: Option<u64>,
+    undeleted: usize,
+    /// Records the disk refused, oldest first, within `memory_max_bytes`.
+    unstored: std::collections::VecDeque<Record>,
+    unstored_bytes: usize,
+    memory_max_bytes: usize,
     dropped: u64,
     losses: Vec<Loss>,
 }
@@ -173,8 +189,21 @@ impl Outbox {
             floor = unix_ms();
         }
         let next_seq = counter.unwrap_or(0).max(floor).max(max_seq_plus_one(&conn, &path)?);
-        let mut ob =
-            Outbox { conn, path, max_bytes, next_seq, pending: 0, dropped: 0, losses: Vec::new() };
+        let mut ob = Outbox {
+            conn,
+            path,
+            max_bytes,
+            next_seq,
+            pending: 0,
+            delivered_through: None,
+            undeleted: 0,
+            unstored: Default::default(),
+            unstored_bytes: 0,
+            // Held in memory when the disk refuses: an eighth of the disk bound.
+            memory_max_bytes: (max_bytes / 8).clamp(256 << 10, 8 << 20) as usize,
+            dropped: 0,
+            losses: Vec::new(),
+        };
         ob.pending = ob.count()?;
         rec.damaged = ob.check_all()?;
         rec.pending = ob.pending;
@@ -182,14 +211,9 @@ impl Outbox {
         Ok((ob, rec))
     }
 
-    /// Append a message; returns its sequence number. The oldest records are dropped
-    /// when the outbox would grow past its bound.
-    pub fn push(
-        &mut self,
-        topic: &str,
-        retain: bool,
-        payload: Vec<u8>,
-    ) -> std::result::Result<u64, NotQueued> {
+    /// Append a message; returns its sequence number and where it waits. The oldest
+    /// records are dropped when the outbox would grow past its bound.
+    pub fn push(&mut self, topic: &str, retain: bool, payload: Vec<u8>) -> (u64, Held) {
         self.push_with(topic, retain, |_| payload)
     }
 
@@ -199,35 +223,56 @@ impl Outbox {
         topic: &str,
         retain: bool,
         payload: impl FnOnce(u64) -> Vec<u8>,
-    ) -> std::result::Result<u64, NotQueued> {
+    ) -> (u64, Held) {
         let seq = self.next_seq;
-        // Used up whether or not the record is stored: a failure is a gap.
+        // Used up whether or not the record is stored: a record lost is a gap.
         self.next_seq += 1;
         let record = Record { seq, topic: topic.to_string(), retain, payload: payload(seq) };
         if let Err(error) = self.insert(&record) {
-            return Err(NotQueued { record, error: Box::new(error) });
+            self.hold_in_memory(record);
+            return (seq, Held::InMemory(Box::new(error)));
         }
         self.pending += 1;
         if let Err(e) = self.enforce_bound() {
             log::warn!("outbox: cannot keep {} within its bound: {e}", self.path.display());
         }
-        Ok(seq)
+        (seq, Held::OnDisk)
     }
 
-    /// A record sent without being stored was lost (the broker was away too).
-    pub fn record_loss(&mut self, seq: u64, reason: LossReason) {
-        add_loss(&mut self.losses, seq, seq, reason);
+    /// Records waiting in memory only (the disk refused them).
+    pub fn in_memory(&self) -> usize {
+        self.unstored.len()
+    }
+
+    fn hold_in_memory(&mut self, record: Record) {
+        self.unstored_bytes += record.payload.len() + record.topic.len();
+        self.unstored.push_back(record);
+        while self.unstored_bytes > self.memory_max_bytes && self.unstored.len() > 1 {
+            let old = self.unstored.pop_front().expect("more than one");
+            self.unstored_bytes -= old.payload.len() + old.topic.len();
+            add_loss(&mut self.losses, old.seq, old.seq, LossReason::NotStored);
+        }
     }
 
     /// The oldest unacknowledged record. A record whose checksum fails is moved to
     /// `damaged`, counted as a loss, and the next one is returned.
     pub fn front(&mut self) -> Result<Option<Record>> {
+        let on_disk = self.front_on_disk()?;
+        Ok(match (on_disk, self.unstored.front()) {
+            (Some(d), Some(m)) if m.seq < d.seq => Some(m.clone()),
+            (None, Some(m)) => Some(m.clone()),
+            (d, _) => d,
+        })
+    }
+
+    fn front_on_disk(&mut self) -> Result<Option<Record>> {
         loop {
             let row = self
                 .conn
                 .query_row(
-                    "SELECT seq, topic, retain, payload, crc FROM queue ORDER BY seq LIMIT 1",
-                    [],
+                    "SELECT seq, topic, retain, payload, crc FROM queue WHERE seq > ?1
+                     ORDER BY seq LIMIT 1",
+                    [self.delivered_through.map_or(-1, |d| d as i64)],
                     |r| {
                         Ok((
                             r.get::<_, i64>(0)? as u64,
@@ -250,26 +295,43 @@ impl Outbox {
         }
     }
 
-    /// The broker acknowledged record `seq`: forget it.
+    /// The broker acknowledged record `seq`: forget it. If the disk cannot record
+    /// that (full), the record is still never sent again by this process.
     pub fn ack(&mut self, seq: u64) -> Result<()> {
-        let n = self
-            .conn
-            .execute("DELETE FROM queue WHERE seq = ?1", [seq as i64])
-            .map_err(sqlite_err(&self.path))?;
-        self.pending -= n.min(self.pending);
-        if self.pending == 0 && n > 0 {
-            // After an outage: give the space back now that it is all delivered.
-            self.shrink()?;
+        if let Some(i) = self.unstored.iter().position(|r| r.seq == seq) {
+            let r = self.unstored.remove(i).expect("found");
+            self.unstored_bytes -= r.payload.len() + r.topic.len();
+            return Ok(());
         }
-        Ok(())
+        let through = self.delivered_through.map_or(seq, |d| d.max(seq));
+        match self.conn.execute("DELETE FROM queue WHERE seq <= ?1", [through as i64]) {
+            Ok(n) => {
+                self.pending -= n.min(self.pending);
+                self.delivered_through = None;
+                self.undeleted = 0;
+                if self.pending == 0 && n > 0 {
+                    // After an outage: give the space back now that it is all delivered.
+                    self.shrink()?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.delivered_through.is_none_or(|d| seq > d) {
+                    self.undeleted += 1;
+                }
+                self.delivered_through = Some(through);
+                Err(sqlite_err(&self.path)(e))
+            }
+        }
     }
 
+    /// Records waiting for delivery.
     pub fn len(&self) -> usize {
-        self.pending
+        self.pending - self.undeleted.min(self.pending) + self.unstored.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending == 0
+        self.len() == 0
     }
 
     /// Records dropped by the bound since the outbox was opened.
@@ -314,7 +376,31 @@ impl Outbox {
         )
         .map_err(sqlite_err(&self.path))?;
         set_counter(&tx, &self.path, self.next_seq)?;
-        tx.commit().map_err(sqlite_err(&self.path))
+        // What the disk refused earlier goes in with this write.
+        for u in &self.unstored {
+            tx.execute(
+                "INSERT OR IGNORE INTO queue (seq, topic, retain, payload, crc)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![u.seq as i64, u.topic, u.retain as i64, u.payload, u.checksum() as i64],
+            )
+            .map_err(sqlite_err(&self.path))?;
+        }
+        // Deliveries a full disk kept from being recorded go in with this write.
+        let mut recorded = 0;
+        if let Some(d) = self.delivered_through {
+            recorded = tx
+                .execute("DELETE FROM queue WHERE seq <= ?1", [d as i64])
+                .map_err(sqlite_err(&self.path))?;
+        }
+        tx.commit().map_err(sqlite_err(&self.path))?;
+        self.pending += self.unstored.len();
+        self.unstored.clear();
+        self.unstored_bytes = 0;
+        if self.delivered_through.take().is_some() {
+            self.pending -= recorded.min(self.pending);
+            self.undeleted = 0;
+        }
+        Ok(())
     }
 
     fn count(&self) -> Result<usize> {
@@ -421,6 +507,27 @@ impl Outbox {
             while rows.next().map_err(sqlite_err(&self.path))?.is_some() {}
         }
         Ok(())
+    }
+}
+
+impl Drop for Outbox {
+    /// Last chance for what the disk refused: store it for the next start.
+    fn drop(&mut self) {
+        if self.unstored.is_empty() {
+            return;
+        }
+        let records: Vec<Record> = self.unstored.iter().cloned().collect();
+        match insert_all(&self.conn, &self.path, &records) {
+            Ok(()) => {
+                log::info!("outbox: {} record(s) held in memory are now stored", records.len())
+            }
+            Err(e) => log::error!(
+                "outbox: {} record(s) held in memory are lost ({e}): seq {}..={}",
+                records.len(),
+                records[0].seq,
+                records[records.len() - 1].seq
+            ),
+        }
     }
 }
 
