@@ -466,6 +466,76 @@ impl CameraConfig {
     }
 }
 
+/// (field, reason) of the first bad value.
+type FieldError = (String, String);
+
+fn field(name: &str) -> impl FnOnce(String) -> FieldError + '_ {
+    move |reason| (name.to_string(), reason)
+}
+
+impl SourceConfig {
+    fn validate(&self) -> std::result::Result<(), FieldError> {
+        match self {
+            SourceConfig::Process { command, .. } if command.is_empty() || command[0].is_empty() => {
+                Err(field("command")("must name a program: [\"ffmpeg\", \"-i\", ...]".into()))
+            }
+            SourceConfig::HttpMjpeg { url } | SourceConfig::HttpSnapshot { url, .. }
+                if !url.starts_with("http://") =>
+            {
+                Err(field("url")("must be an http:// URL".into()))
+            }
+            SourceConfig::HttpSnapshot { interval_s, .. } => {
+                in_range(*interval_s, 0.05, MAX_WAIT_S, "s").map_err(field("interval_s"))
+            }
+            SourceConfig::Folder { poll_ms, .. } => {
+                in_range(*poll_ms as f64, 1.0, 3_600_000.0, "ms").map_err(field("poll_ms"))
+            }
+            SourceConfig::V4l2(v) if v.width == 0 || v.height == 0 || v.width % 2 != 0 => {
+                Err(field("width")("width and height must be positive, the width even".into()))
+            }
+            SourceConfig::V4l2(v) if v.width > 8192 || v.height > 8192 => {
+                Err(field("width")("width and height must be at most 8192".into()))
+            }
+            SourceConfig::V4l2(v) if v.fps == 0 || v.fps > 120 => {
+                Err(field("fps")("must be 1 to 120".into()))
+            }
+            SourceConfig::V4l2(_) if !cfg!(feature = "v4l2") => Err(field("kind")(
+                "this owlet-bridge was built without V4L2 (cargo feature v4l2); use a process source with \
+                 [\"ffmpeg\", \"-f\", \"v4l2\", \"-i\", \"/dev/video0\", \"-f\", \"mjpeg\", \"-\"]"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TriggerConfig {
+    fn validate(&self) -> std::result::Result<(), FieldError> {
+        if let Some(s) = self.interval_s {
+            in_range(s, 0.05, MAX_WAIT_S, "s").map_err(field("interval_s"))?;
+        }
+        in_range(self.cooldown_s, 0.0, MAX_WAIT_S, "s").map_err(field("cooldown_s"))?;
+        in_range(self.max_per_minute as f64, 0.0, 60_000.0, "(0: no limit)")
+            .map_err(field("max_per_minute"))?;
+        if let Some(m) = &self.motion {
+            if !(m.min_area > 0.0 && m.min_area <= 1.0) {
+                return Err(field("motion.min_area")("must be in (0, 1]".into()));
+            }
+            in_range(m.hold_s, 0.0, MAX_WAIT_S, "s").map_err(field("motion.hold_s"))?;
+        }
+        if let Some(l) = &self.line {
+            if l.is_empty() || l[0].is_empty() {
+                return Err(field("line")("must name a program: [\"gpiomon\", ...]".into()));
+            }
+        }
+        if let Some(g) = &self.gpio {
+            in_range(g.debounce_ms as f64, 0.0, 60_000.0, "ms")
+                .map_err(field("gpio.debounce_ms"))?;
+        }
+        Ok(())
+    }
+}
+
 impl MqttConfig {
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
@@ -596,6 +666,8 @@ impl Config {
             ));
         }
         check_labels(&self.clip.labels).map_err(|r| err("clip.labels".into(), &r))?;
+        in_range(self.clip.threads as f64, 0.0, MAX_THREADS as f64, "(0: all cores)")
+            .map_err(|r| err("clip.threads".into(), &r))?;
         if let Some(i) = self.clip.templates.iter().position(|t| !t.contains("{}")) {
             return Err(err(
                 format!("clip.templates[{i}]"),
@@ -632,12 +704,13 @@ impl Config {
                     return Err(err("mqtt.tls".into(), "cert and key go together"));
                 }
             }
-            if m.keep_alive_s < 5 {
-                return Err(err("mqtt.keep_alive_s".into(), "must be at least 5"));
-            }
-            if m.queue_max_mb == 0 {
-                return Err(err("mqtt.queue_max_mb".into(), "must be at least 1"));
-            }
+            // MQTT's keep-alive is a 16-bit number of seconds.
+            in_range(m.keep_alive_s as f64, 5.0, 65535.0, "s")
+                .map_err(|r| err("mqtt.keep_alive_s".into(), &r))?;
+            in_range(m.queue_max_mb as f64, 1.0, 65536.0, "MB")
+                .map_err(|r| err("mqtt.queue_max_mb".into(), &r))?;
+            in_range(m.flush_timeout_s as f64, 0.0, 3600.0, "s")
+                .map_err(|r| err("mqtt.flush_timeout_s".into(), &r))?;
             if m.max_command_bytes == 0 || m.max_command_bytes > 1 << 20 {
                 return Err(err("mqtt.max_command_bytes".into(), "must be between 1 and 1048576"));
             }
@@ -657,55 +730,8 @@ impl Config {
             if let Some(l) = &cam.labels {
                 check_labels(l).map_err(|r| err(at("labels"), &r))?;
             }
-            match &cam.source {
-                SourceConfig::Process { command, .. } if command.is_empty() || command[0].is_empty() => {
-                    return Err(err(at("source.command"), "must name a program: [\"ffmpeg\", \"-i\", ...]"));
-                }
-                SourceConfig::HttpMjpeg { url } | SourceConfig::HttpSnapshot { url, .. } if !url.starts_with("http://") => {
-                    return Err(err(at("source.url"), "must be an http:// URL"));
-                }
-                SourceConfig::HttpSnapshot { interval_s, .. } if !(*interval_s >= 0.05) => {
-                    return Err(err(at("source.interval_s"), "must be at least 0.05"));
-                }
-                SourceConfig::Folder { poll_ms: 0, .. } => return Err(err(at("source.poll_ms"), "must be at least 1")),
-                SourceConfig::V4l2(v) if v.width == 0 || v.height == 0 || v.width % 2 != 0 => {
-                    return Err(err(at("source.width"), "width and height must be positive, the width even"));
-                }
-                SourceConfig::V4l2(v) if v.fps == 0 || v.fps > 120 => return Err(err(at("source.fps"), "must be 1 to 120")),
-                SourceConfig::V4l2(_) if !cfg!(feature = "v4l2") => {
-                    return Err(err(
-                        at("source.kind"),
-                        "this owlet-bridge was built without V4L2 (cargo feature v4l2); use a process source with \
-                         [\"ffmpeg\", \"-f\", \"v4l2\", \"-i\", \"/dev/video0\", \"-f\", \"mjpeg\", \"-\"]",
-                    ))
-                }
-                _ => {}
-            }
-            let t = &cam.triggers;
-            if let Some(s) = t.interval_s {
-                if !(s >= 0.05) {
-                    return Err(err(at("triggers.interval_s"), "must be at least 0.05"));
-                }
-            }
-            if !(t.cooldown_s >= 0.0) {
-                return Err(err(at("triggers.cooldown_s"), "must not be negative"));
-            }
-            if let Some(m) = &t.motion {
-                if !(m.min_area > 0.0 && m.min_area <= 1.0) {
-                    return Err(err(at("triggers.motion.min_area"), "must be in (0, 1]"));
-                }
-                if !(m.hold_s >= 0.0) {
-                    return Err(err(at("triggers.motion.hold_s"), "must not be negative"));
-                }
-            }
-            if let Some(l) = &t.line {
-                if l.is_empty() || l[0].is_empty() {
-                    return Err(err(
-                        at("triggers.line"),
-                        "must name a program: [\"gpiomon\", ...]",
-                    ));
-                }
-            }
+            cam.source.validate().map_err(|(f, r)| err(at(&format!("source.{f}")), &r))?;
+            cam.triggers.validate().map_err(|(f, r)| err(at(&format!("triggers.{f}")), &r))?;
             let e = &cam.events;
             if !(0.0..=1.0).contains(&e.off) || !(0.0..=1.0).contains(&e.on) || e.off >= e.on {
                 return Err(err(at("events"), "need 0 <= off < on <= 1"));
@@ -714,6 +740,22 @@ impl Config {
         Ok(())
     }
 }
+
+/// A number of seconds (or other unit) within [min, max]: finite, not NaN. Every
+/// duration reaches `Duration::from_secs_f64` or a deadline sum somewhere, where
+/// infinity or 1e20 would panic or never come.
+fn in_range(value: f64, min: f64, max: f64, unit: &str) -> std::result::Result<(), String> {
+    if value >= min && value <= max {
+        Ok(())
+    } else {
+        Err(format!("must be between {min} and {max} {unit}, not {value}"))
+    }
+}
+
+/// Longest interval, cooldown or hold a camera may have: one week.
+pub const MAX_WAIT_S: f64 = 7.0 * 86400.0;
+/// Most inference threads: more than any board has cores.
+pub const MAX_THREADS: usize = 256;
 
 /// Labels from a config file or a command: 1 to 256 of them, each 1 to 200 characters.
 pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
@@ -788,6 +830,15 @@ source = { kind = "folder", path = "frames", watch = true }
     }
 
     #[test]
+    fn the_largest_sane_values_are_accepted() {
+        parse(
+            "[clip]\nthreads = 256\n[[cameras]]\nname=\"a\"\nsource={kind=\"process\",command=[\"x\"]}\n\
+             triggers={interval_s=604800, cooldown_s=604800, motion={hold_s=604800}}",
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn errors_name_the_field() {
         for (text, needle) in [
             ("device = \"a/b\"", "device"),
@@ -806,6 +857,45 @@ source = { kind = "folder", path = "frames", watch = true }
             ("\u{0}", "bridge.toml"),
         ] {
             let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.starts_with("bridge.toml"), "{text:?}: {e}");
+        }
+    }
+
+    /// Issue 22: values `--check-config` passed that panicked or stalled the daemon.
+    #[test]
+    fn every_duration_and_count_is_finite_and_bounded() {
+        let cam = |extra: &str| {
+            format!("[[cameras]]\nname=\"a\"\nsource={{kind=\"process\",command=[\"x\"]}}\n{extra}")
+        };
+        let snapshot = |v: &str| {
+            format!("[[cameras]]\nname=\"a\"\nsource={{kind=\"http_snapshot\",url=\"http://x\",interval_s={v}}}")
+        };
+        let mut cases = Vec::new();
+        for v in ["inf", "1e20", "1e19", "nan", "-1.0"] {
+            cases.push((
+                cam(&format!("triggers={{interval_s={v}}}")),
+                "cameras[0].triggers.interval_s",
+            ));
+            cases.push((
+                cam(&format!("triggers={{cooldown_s={v}}}")),
+                "cameras[0].triggers.cooldown_s",
+            ));
+            cases.push((
+                cam(&format!("triggers={{motion={{hold_s={v}}}}}")),
+                "cameras[0].triggers.motion.hold_s",
+            ));
+            cases.push((snapshot(v), "cameras[0].source.interval_s"));
+        }
+        cases.push(("[clip]\nthreads = 100000".into(), "clip.threads"));
+        cases.push(("[mqtt]\nhost=\"h\"\nkeep_alive_s=100000".into(), "mqtt.keep_alive_s"));
+        cases.push(("[mqtt]\nhost=\"h\"\nqueue_max_mb=0".into(), "mqtt.queue_max_mb"));
+        cases.push(("[mqtt]\nhost=\"h\"\nflush_timeout_s=100000".into(), "mqtt.flush_timeout_s"));
+        cases.push((
+            cam("triggers={max_per_minute=4000000000}"),
+            "cameras[0].triggers.max_per_minute",
+        ));
+        for (text, needle) in cases {
+            let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle) && e.starts_with("bridge.toml"), "{text:?}: {e}");
         }
     }

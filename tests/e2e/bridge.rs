@@ -126,6 +126,32 @@ fn check_config(cfg: &std::path::Path, text: &str) -> std::process::Output {
     run("owlet-bridge", &["--config", cfg.to_str().unwrap(), "--check-config"])
 }
 
+/// Issue 22: per-camera bundles and their kinds were not checked, and durations
+/// that panic the daemon (inf, 1e20) passed.
+#[test]
+fn check_config_checks_per_camera_bundles_their_kinds_and_every_range() {
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-cam-cfg-").tempdir().unwrap();
+    let cfg = tmp.path().join("cams.toml");
+    let head = format!(
+        "[clip]\nmodel = \"{}\"\n[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\n",
+        demo_clip_bundle(),
+        demo_scenes_dir().display()
+    );
+    for (extra, named) in [
+        (format!("clip_model = \"{}\"\n", demo_blip2_bundle()), "cameras[0].clip_model"),
+        (format!("blip2_model = \"{}\"\n", demo_clip_bundle()), "cameras[0].blip2_model"),
+        ("clip_model = \"/nowhere/clip\"\n".to_string(), "cameras[0].clip_model"),
+        ("triggers = { cooldown_s = inf }\n".to_string(), "cameras[0].triggers.cooldown_s"),
+        ("triggers = { interval_s = 1e19 }\n".to_string(), "cameras[0].triggers.interval_s"),
+    ] {
+        let out = check_config(&cfg, &format!("{head}{extra}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(named), "{extra}: {stderr}");
+    }
+    let out = check_config(&cfg, &format!("{head}clip_model = \"{}\"\n", demo_clip_bundle()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn check_config_names_a_missing_camera_device_and_gpio_chip() {
     let tmp = tempfile::Builder::new().prefix("owlet-e2e-hw-cfg-").tempdir().unwrap();

@@ -6,4 +6,5 @@ mod cli;
 mod hardware;
 mod memory;
 mod mqtt;
+mod reliability;
 mod sources;

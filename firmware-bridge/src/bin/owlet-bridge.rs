@@ -9,6 +9,7 @@ use clap::Parser;
 use owlet_bridge::config::{Blip2Config, CameraConfig, Config, SourceConfig};
 use owlet_bridge::daemon::{self, RunOptions};
 use owlet_bridge::source::Stop;
+use owlet_runtime::bundle::ModelKind;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -111,14 +112,34 @@ fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The bundle at `path` opens (manifest valid, files present) and is of `kind`.
+fn check_bundle(field: &str, path: &std::path::Path, kind: ModelKind) -> Result<()> {
+    use anyhow::Context;
+    let b = owlet_runtime::bundle::Bundle::open(path)
+        .with_context(|| format!("{field} {}", path.display()))?;
+    anyhow::ensure!(
+        b.manifest.kind == kind,
+        "{field} {}: a {:?} bundle, where a {kind:?} bundle is needed",
+        path.display(),
+        b.manifest.kind
+    );
+    Ok(())
+}
+
 /// --check-config also opens what the file points at: bundles, TLS files, folders.
 fn check_files(c: &Config) -> Result<()> {
     use anyhow::Context;
-    owlet_runtime::bundle::Bundle::open(&c.clip.model)
-        .with_context(|| format!("clip.model {}", c.clip.model.display()))?;
+    check_bundle("clip.model", &c.clip.model, ModelKind::Clip)?;
     if let Some(b) = &c.blip2 {
-        owlet_runtime::bundle::Bundle::open(&b.model)
-            .with_context(|| format!("blip2.model {}", b.model.display()))?;
+        check_bundle("blip2.model", &b.model, ModelKind::Blip2)?;
+    }
+    for (i, cam) in c.cameras.iter().enumerate() {
+        if let Some(m) = &cam.clip_model {
+            check_bundle(&format!("cameras[{i}].clip_model"), m, ModelKind::Clip)?;
+        }
+        if let Some(m) = &cam.blip2_model {
+            check_bundle(&format!("cameras[{i}].blip2_model"), m, ModelKind::Blip2)?;
+        }
     }
     let on = owlet_runtime::device::Placement::choose(c.compute.device, c.compute.gpu_precision)
         .context("[compute] device")?;
