@@ -90,7 +90,7 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> anyhow::Result<MqttOptions>
         .set_clean_session(true)
         // Large enough to receive an oversized command and refuse it with a reason
         // (past this rumqttc drops the connection); snapshots are the largest out.
-        .set_max_packet_size(16 << 20, 64 << 20)
+        .set_max_packet_size(MAX_INCOMING_BYTES, 64 << 20)
         .set_request_channel_capacity(256)
         .set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
     if let Some(user) = &cfg.username {
@@ -187,6 +187,61 @@ fn report_losses(ob: &mut Outbox, client: &Client, topics: &Topics) {
     }
 }
 
+/// What to do about a message larger than rumqttc accepts: rumqttc drops the
+/// connection, and a retained one comes back at every subscription, so the bridge
+/// would reconnect forever. Instead it stops listening for commands for a while
+/// (results still go out) and says on the error topic how to clear the message.
+#[derive(Default)]
+struct Oversized {
+    /// Size of the last oversized message, until the next connection reports it.
+    seen: Option<usize>,
+    /// Commands are not subscribed to until then.
+    paused_until: Option<Instant>,
+}
+
+impl Oversized {
+    const PAUSE: Duration = Duration::from_secs(300);
+
+    fn note(&mut self, e: &rumqttc::ConnectionError) {
+        use rumqttc::{ConnectionError, StateError};
+        if let ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(n),
+        )) = e
+        {
+            self.seen = Some(*n);
+            self.paused_until = Some(Instant::now() + Self::PAUSE);
+        }
+    }
+
+    fn commands_off(&self) -> bool {
+        self.paused_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Why commands are off, once per oversized message.
+    fn report(&mut self) -> Option<String> {
+        let size = self.seen.take()?;
+        Some(format!(
+            "a message of {size} bytes on a command topic is over the {} MiB limit; commands are \
+             off for {} s. If it is retained, clear it: mosquitto_pub -r -n -t TOPIC (list them \
+             with mosquitto_sub -v --retained-only -t 'owlet/#')",
+            MAX_INCOMING_BYTES >> 20,
+            Self::PAUSE.as_secs()
+        ))
+    }
+
+    /// True once, when the pause ends.
+    fn pause_over(&mut self) -> bool {
+        if self.paused_until.is_some_and(|t| Instant::now() >= t) {
+            self.paused_until = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// Largest message the bridge reads; larger ones end the connection (rumqttc).
+pub const MAX_INCOMING_BYTES: usize = 16 << 20;
+
 pub struct LinkSettings {
     pub topics: Topics,
     pub broker: String,
@@ -218,7 +273,14 @@ pub fn spawn(
             let mut backoff = Backoff::default();
             let mut outage_since: Option<Instant> = None;
             let mut flush_deadline: Option<Instant> = None;
+            let mut oversized = Oversized::default();
             loop {
+                if oversized.pause_over() && sink.connected.load(Ordering::SeqCst) {
+                    log::info!("MQTT: listening for commands again");
+                    for f in s.topics.command_filters() {
+                        let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                    }
+                }
                 if flag.load(Ordering::SeqCst) && flush_deadline.is_none() {
                     flush_deadline = Some(Instant::now() + s.flush_timeout);
                 }
@@ -241,8 +303,15 @@ pub fn spawn(
                         sink.connected.store(true, Ordering::SeqCst);
                         backoff.reset();
                         in_flight = None; // a clean session: re-send from the outbox
-                        let mut filters = s.topics.command_filters();
-                        filters.extend(s.discovery_status_topic.clone());
+                        let mut filters = s.discovery_status_topic.clone().into_iter().collect::<Vec<_>>();
+                        if !oversized.commands_off() {
+                            filters.extend(s.topics.command_filters());
+                        }
+                        if let Some(why) = oversized.report() {
+                            log::error!("MQTT: {why}");
+                            let v = serde_json::json!({"error": why, "time_ms": crate::analyze::now_ms()});
+                            let _ = client.try_publish(s.topics.error(), QoS::AtLeastOnce, false, serde_json::to_vec(&v).unwrap_or_default());
+                        }
                         for f in filters {
                             let _ = client.try_subscribe(f, QoS::AtLeastOnce);
                         }
@@ -279,6 +348,7 @@ pub fn spawn(
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
+                        oversized.note(&e);
                         sink.connected.store(false, Ordering::SeqCst);
                         in_flight = None;
                         if flush_deadline.is_some() {

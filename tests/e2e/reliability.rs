@@ -127,3 +127,32 @@ fn stopping_during_a_broker_outage_honours_the_flush_timeout() {
     );
     assert!(d.log().contains("queued on disk"), "{}", d.log());
 }
+
+/// Issue 22: a retained 20 MB message on a command topic made the bridge reconnect
+/// every 0.5 s forever, saying nothing.
+#[test]
+fn an_oversized_retained_command_is_reported_and_results_keep_flowing() {
+    let dir = tempfile::Builder::new().prefix("owlet-e2e-oversized-").tempdir().unwrap();
+    let broker = Broker::start(dir.path(), "");
+    publish(broker.port, "owlet/owlet/yard/ask", &vec![b'x'; 20 << 20], true);
+    let results = Subscriber::start(broker.port, "owlet/owlet/yard/labels", "e2e-big-results");
+    let errors = Subscriber::start(broker.port, "owlet/owlet/error", "e2e-big-errors");
+    let cfg = streaming_config(
+        dir.path(),
+        &dir.path().join("state"),
+        &format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_s = 5\n", broker.port),
+    );
+    let mut d = Daemon::start(&cfg);
+    let said = errors.wait_until("the oversized message reported", Duration::from_secs(60), |m| {
+        m.iter()
+            .any(|e| e.json()["error"].as_str().is_some_and(|s| s.contains("mosquitto_pub -r -n")))
+    });
+    let text = said[0].json()["error"].as_str().unwrap().to_string();
+    let size: usize = text.split(' ').nth(3).and_then(|n| n.parse().ok()).expect(&text);
+    assert!(size >= 20 << 20 && text.contains("16 MiB limit"), "{text}");
+    results.wait_until("30 results", Duration::from_secs(60), |m| m.len() >= 30);
+    assert!(d.is_running());
+    let reconnects = d.log().matches("reconnected").count();
+    assert!(reconnects <= 1, "{reconnects} reconnections:\n{}", d.log());
+    assert!(d.terminate(Duration::from_secs(30)).success());
+}
