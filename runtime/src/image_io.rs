@@ -83,6 +83,22 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
     }
     // A broken EXIF block is not worth refusing a frame for: decode unrotated.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    // The limit holds for the whole decode, checked before anything is allocated:
+    // the decoded pixels, their RGB copy where the decoder gives another layout,
+    // and the rotated copy EXIF may ask for. (The image crate's own max_alloc
+    // covers the decoders' working memory, not these buffers.)
+    let rgb = 3 * w as u64 * h as u64;
+    let decoded = if is_jpeg { rgb } else { decoder.total_bytes() };
+    let converted = if decoder.color_type() == image::ColorType::Rgb8 { 0 } else { rgb };
+    let rotated = if orientation == image::metadata::Orientation::NoTransforms { 0 } else { rgb };
+    let needed = decoded + converted + rotated;
+    if needed > limits.max_alloc {
+        return Err(err(format!(
+            "a {w}x{h} image needs {} MiB to decode, over the {} MiB limit",
+            needed >> 20,
+            limits.max_alloc >> 20
+        )));
+    }
     let mut img = if is_jpeg && cfg!(feature = "libjpeg-turbo") {
         drop(decoder);
         DynamicImage::ImageRgb8(decode_jpeg_turbo(bytes, (w, h)).map_err(err)?)
@@ -181,6 +197,48 @@ mod tests {
         let mut out = Vec::new();
         RgbImage::new(w, h).write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
         out
+    }
+
+    /// A PNG that says it is `w` x `h` RGB: its header, and image data that is
+    /// never reached.
+    fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(data);
+            let mut h = crc32fast::Hasher::new();
+            h.update(kind);
+            h.update(data);
+            c.extend_from_slice(&h.finalize().to_be_bytes());
+            c
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8 bits, RGB
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    /// Issue 22: a 16000x16000 PNG of 746 KB decoded at 781 MB peak although the
+    /// limit said 512 MiB.
+    #[test]
+    fn the_memory_limit_refuses_an_image_before_decoding_it() {
+        let e = decode_rgb(&png_header_only(16000, 16000), "huge.png", DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("16000x16000") && e.contains("512 MiB limit"), "{e}");
+        let tight = DecodeLimits { max_alloc: 1 << 20, ..DecodeLimits::default() };
+        let e = decode_rgb(&png(1000, 1000), "big.png", tight).unwrap_err().to_string();
+        assert!(e.contains("over the 1 MiB limit"), "{e}");
+        assert_eq!(decode_rgb(&png(500, 500), "ok.png", tight).unwrap().dimensions(), (500, 500));
+        let mut jpeg = Vec::new();
+        RgbImage::new(1000, 1000)
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        assert!(decode_rgb(&jpeg, "big.jpg", tight).is_err());
     }
 
     #[test]
