@@ -47,10 +47,46 @@ struct AskJson {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelsObject {
+    labels: Vec<String>,
+}
+
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum LabelsJson {
-    Object { labels: Vec<String> },
+    Object(LabelsObject),
     List(Vec<String>),
+}
+
+/// The `id` of a payload that failed its schema, if it has a usable one: the
+/// refusal carries it so the sender can match it to its request.
+fn loose_id(text: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    check_id(v.get("id")?.as_str().map(str::to_string)).ok().flatten()
+}
+
+/// A reply topic must not be one of the bridge's own: its status (a retained
+/// online/offline that Home Assistant reads), its error topic, or a command topic
+/// (an answer there would be read back as a command).
+fn check_reply_to(topics: &Topics, reply_to: &str) -> Result<(), String> {
+    if !valid_publish_topic(reply_to) {
+        return Err(format!(
+            "reply_to {:?} is not a topic one can publish to",
+            printable(reply_to)
+        ));
+    }
+    let own = reply_to == topics.status()
+        || reply_to == topics.error()
+        || reply_to == topics.search()
+        || topics.command_of(reply_to).is_some();
+    if own {
+        return Err(format!(
+            "reply_to {:?} is one of the bridge's own topics",
+            printable(reply_to)
+        ));
+    }
+    Ok(())
 }
 
 /// Parse a message that arrived on one of the command topics.
@@ -89,7 +125,7 @@ pub fn parse(
                 let j: CaptureJson = serde_json::from_str(t).map_err(|e| {
                     refuse(
                         format!("capture wants nothing, PRESS or {{\"id\": \"...\"}}: {e}"),
-                        None,
+                        loose_id(t),
                     )
                 })?;
                 CameraCommand::Capture { id: check_id(j.id).map_err(|r| refuse(r, None))? }
@@ -97,7 +133,7 @@ pub fn parse(
         }
         "ask" => {
             let j: AskJson = serde_json::from_str(text)
-                .map_err(|e| refuse(format!("ask wants {{\"question\": \"...\", \"id\": \"...\", \"reply_to\": \"...\"}}: {e}"), None))?;
+                .map_err(|e| refuse(format!("ask wants {{\"question\": \"...\", \"id\": \"...\", \"reply_to\": \"...\"}}: {e}"), loose_id(text)))?;
             let id = check_id(j.id).map_err(|r| refuse(r, None))?;
             let q = j.question.trim();
             if q.is_empty() || q.chars().count() > MAX_QUESTION || q.chars().any(char::is_control) {
@@ -107,22 +143,18 @@ pub fn parse(
                 ));
             }
             if let Some(r) = &j.reply_to {
-                if !valid_publish_topic(r) {
-                    return Err(refuse(
-                        format!("reply_to {:?} is not a topic one can publish to", printable(r)),
-                        id,
-                    ));
-                }
+                check_reply_to(topics, r).map_err(|reason| refuse(reason, id.clone()))?;
             }
             CameraCommand::Ask { question: q.to_string(), id, reply_to: j.reply_to }
         }
         "labels/set" => {
             let labels = match serde_json::from_str::<LabelsJson>(text) {
-                Ok(LabelsJson::Object { labels } | LabelsJson::List(labels)) => labels,
+                Ok(LabelsJson::Object(LabelsObject { labels }) | LabelsJson::List(labels)) => labels,
                 Err(_) => {
                     return Err(refuse(
-                        "labels/set wants {\"labels\": [\"...\", ...]} or [\"...\", ...]".into(),
-                        None,
+                        "labels/set wants {\"labels\": [\"...\", ...]} (no other field) or [\"...\", ...]"
+                            .into(),
+                        loose_id(text),
                     ))
                 }
             };
@@ -236,6 +268,52 @@ mod tests {
                 e.reason
             );
         }
+        // Issue 22: unknown fields, the id of a refused payload, the bridge's own topics.
+        for (topic, payload, needle) in [
+            (
+                "owlet/dev/door/labels/set",
+                &br#"{"labels": ["cat"], "extra": 1}"#[..],
+                "no other field",
+            ),
+            (
+                "owlet/dev/door/ask",
+                &br#"{"question": "q", "reply_to": "owlet/dev/status"}"#[..],
+                "own topics",
+            ),
+            (
+                "owlet/dev/door/ask",
+                &br#"{"question": "q", "reply_to": "owlet/dev/door/capture"}"#[..],
+                "own topics",
+            ),
+            (
+                "owlet/dev/door/ask",
+                &br#"{"question": "q", "reply_to": "owlet/dev/error"}"#[..],
+                "own topics",
+            ),
+        ] {
+            let e = p(topic, payload).unwrap_err();
+            assert!(
+                e.reason.contains(needle),
+                "{}: {}",
+                String::from_utf8_lossy(payload),
+                e.reason
+            );
+        }
+        for (topic, payload) in [
+            ("owlet/dev/door/ask", &br#"{"question": "q", "id": "abc", "extra": 1}"#[..]),
+            ("owlet/dev/door/capture", &br#"{"id": "abc", "extra": 1}"#[..]),
+            ("owlet/dev/door/labels/set", &br#"{"labels": [], "id": "abc"}"#[..]),
+        ] {
+            assert_eq!(p(topic, payload).unwrap_err().id.as_deref(), Some("abc"), "{topic}");
+        }
+        let e = parse_search(
+            &Topics::new("dev"),
+            "owlet/dev/search",
+            br#"{"text": "a", "id": "s1", "reply_to": "owlet/dev/status"}"#,
+            1024,
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("own topics") && e.id.as_deref() == Some("s1"), "{e:?}");
         let e = p("owlet/dev/door/ask", br#"{"question": "", "id": "abc"}"#).unwrap_err();
         assert_eq!(
             e.id.as_deref(),
@@ -247,6 +325,7 @@ mod tests {
     #[test]
     fn search_requests_are_checked() {
         let r = parse_search(
+            &Topics::new("dev"),
             "owlet/dev/search",
             br#"{"text": " red car ", "camera": "door", "since_ms": 5}"#,
             1024,
@@ -263,7 +342,8 @@ mod tests {
             (&br#"{"query": "a"}"#[..], "search wants"),
             (&b"\xff"[..], "UTF-8"),
         ] {
-            let e = parse_search("owlet/dev/search", payload, 1024).unwrap_err();
+            let e =
+                parse_search(&Topics::new("dev"), "owlet/dev/search", payload, 1024).unwrap_err();
             assert!(
                 e.reason.contains(needle),
                 "{:?}: {}",
@@ -271,7 +351,7 @@ mod tests {
                 e.reason
             );
         }
-        assert!(parse_search("owlet/dev/search", &[b' '; 2000], 1024)
+        assert!(parse_search(&Topics::new("dev"), "owlet/dev/search", &[b' '; 2000], 1024)
             .unwrap_err()
             .reason
             .contains("byte limit"));
@@ -287,7 +367,7 @@ mod tests {
             for t in ["owlet/dev/door/capture", "owlet/dev/door/ask", "owlet/dev/door/labels/set"] {
                 let _ = p(t, &payload);
             }
-            let _ = parse_search("owlet/dev/search", &payload, 1024);
+            let _ = parse_search(&Topics::new("dev"), "owlet/dev/search", &payload, 1024);
         }
     }
 }
@@ -312,6 +392,7 @@ fn default_k() -> usize {
 }
 
 pub fn parse_search(
+    topics: &Topics,
     topic: &str,
     payload: &[u8],
     max_bytes: usize,
@@ -327,7 +408,7 @@ pub fn parse_search(
     let text =
         std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
     let mut r: SearchRequest = serde_json::from_str(text)
-        .map_err(|e| refuse(format!("search wants {{\"text\": \"...\", \"k\": 5, \"camera\": ..., \"since_ms\": ..., \"until_ms\": ..., \"id\": ..., \"reply_to\": ...}}: {e}"), None))?;
+        .map_err(|e| refuse(format!("search wants {{\"text\": \"...\", \"k\": 5, \"camera\": ..., \"since_ms\": ..., \"until_ms\": ..., \"id\": ..., \"reply_to\": ...}}: {e}"), loose_id(text)))?;
     r.id = check_id(r.id).map_err(|e| refuse(e, None))?;
     let t = r.text.trim().to_string();
     if t.is_empty() || t.chars().count() > MAX_QUESTION || t.chars().any(char::is_control) {
@@ -338,12 +419,7 @@ pub fn parse_search(
         return Err(refuse("k must be between 1 and 100".into(), r.id));
     }
     if let Some(rt) = &r.reply_to {
-        if !valid_publish_topic(rt) {
-            return Err(refuse(
-                format!("reply_to {:?} is not a topic one can publish to", printable(rt)),
-                r.id,
-            ));
-        }
+        check_reply_to(topics, rt).map_err(|reason| refuse(reason, r.id.clone()))?;
     }
     Ok(r)
 }
@@ -380,14 +456,18 @@ impl Router {
         };
         if let Some(r) = refused {
             log::warn!("command refused on {}: {}", r.topic, r.reason);
-            let v = serde_json::json!({"topic": r.topic, "error": r.reason, "id": r.id,
+            let mut v = serde_json::json!({"topic": r.topic, "error": r.reason,
                 "time_ms": crate::analyze::now_ms()});
+            // The sender's id when it gave a usable one; no `"id": null` otherwise.
+            if let Some(id) = r.id {
+                v["id"] = id.into();
+            }
             self.sink.send(crate::publish::Message::json(self.topics.error(), v));
         }
     }
 
     fn search(&self, topic: &str, payload: &[u8]) -> Option<Refused> {
-        let request = match parse_search(topic, payload, self.max_bytes) {
+        let request = match parse_search(&self.topics, topic, payload, self.max_bytes) {
             Ok(r) => r,
             Err(r) => return Some(r),
         };

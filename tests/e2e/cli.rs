@@ -806,3 +806,31 @@ fn owlet_rewrites_off_leaves_the_plans_to_tract() {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
 }
+
+/// Issue 22: `--beams 0` and out-of-range token ids in a manifest were accepted.
+#[test]
+fn zero_beams_and_a_token_id_outside_the_vocabulary_are_refused_by_name() {
+    let img = reference_image("chelsea.png");
+    let out = run("owlet", &["caption", "-m", &blip2_bundle(), "--beams", "0", &img]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--beams"), "{stderr}");
+
+    // A copy of the test bundle (under 1 MB) with an eos id past its vocabulary.
+    let tmp = tempfile::Builder::new().prefix("owlet-e2e-badid-").tempdir().unwrap();
+    let src = std::path::PathBuf::from(blip2_bundle());
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && e.file_name() != "owlet.toml" {
+            std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+        }
+    }
+    let manifest = std::fs::read_to_string(src.join("owlet.toml")).unwrap();
+    let edited = manifest.replace("eos_token_id = 2", "eos_token_id = 4000000");
+    assert_ne!(edited, manifest);
+    std::fs::write(tmp.path().join("owlet.toml"), edited).unwrap();
+    let out = run("owlet", &["caption", "-m", tmp.path().to_str().unwrap(), &img]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("generation.eos_token_id") && stderr.contains("4000000"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

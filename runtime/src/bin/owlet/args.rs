@@ -41,7 +41,7 @@ pub struct Common {
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {
     /// Beam search with N beams (1 = greedy).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = beam_count)]
     pub beams: usize,
     /// Most tokens to generate [default: the bundle's].
     #[arg(long, value_name = "N")]
@@ -246,4 +246,12 @@ pub enum IndexCommand {
         #[arg(value_name = "FILES|DIR", required = true)]
         paths: Vec<PathBuf>,
     },
+}
+
+/// `--beams`: 1 (greedy) to 64.
+fn beam_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?}: give 1 (greedy) to 64 beams")),
+    }
 }

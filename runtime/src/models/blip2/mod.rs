@@ -139,6 +139,23 @@ impl Blip2 {
             });
         }
         let generation = bundle.generation().clone();
+        // Each special id indexes the table and the logits: out of range, the first
+        // caption would panic instead of the bundle being refused here.
+        let rows = embed.nrows().min(decoder.vocab_size());
+        for (field, id) in [
+            ("generation.image_token_id", generation.image_token_id),
+            ("generation.bos_token_id", generation.bos_token_id),
+            ("generation.eos_token_id", generation.eos_token_id),
+            ("generation.pad_token_id", generation.pad_token_id),
+        ] {
+            if id as usize >= rows {
+                return Err(Error::BundleFile {
+                    path: bundle.dir.join(crate::bundle::MANIFEST),
+                    what: field,
+                    reason: format!("token id {id} is outside the vocabulary of {rows}"),
+                });
+            }
+        }
         Ok(Blip2 {
             spec: v.preprocess.clone(),
             bundle,
