@@ -24,6 +24,15 @@ fn streaming_config(dir: &Path, state: &Path, mqtt: &str) -> PathBuf {
     p
 }
 
+/// The `seq` of every queued message received (results, events, answers, errors:
+/// they share one counter per device; status and snapshots have none).
+fn seqs_of(msgs: &[Received]) -> BTreeSet<u64> {
+    msgs.iter()
+        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
+        .filter_map(|v| v["seq"].as_u64())
+        .collect()
+}
+
 /// Every `(first_seq, last_seq)` range the bridge reported lost on its error topic.
 fn reported_lost(errors: &[Received]) -> BTreeSet<u64> {
     let mut lost = BTreeSet::new();
@@ -48,6 +57,7 @@ fn a_full_disk_loses_nothing_unaccounted_for_while_the_broker_comes_and_goes() {
     let disk = SmallDisk::new(4 << 20);
     let mut broker = Broker::start(dir.path(), "");
     let results = Subscriber::start(broker.port, "owlet/owlet/yard/labels", "e2e-full-results");
+    let everything = Subscriber::start(broker.port, "owlet/owlet/#", "e2e-full-all");
     let errors = Subscriber::start(broker.port, "owlet/owlet/error", "e2e-full-errors");
     let cfg = streaming_config(
         dir.path(),
@@ -83,8 +93,7 @@ fn a_full_disk_loses_nothing_unaccounted_for_while_the_broker_comes_and_goes() {
     assert!(d.terminate(Duration::from_secs(30)).success());
     std::thread::sleep(Duration::from_millis(500));
 
-    let received: BTreeSet<u64> =
-        results.all().iter().map(|m| m.json()["seq"].as_u64().unwrap()).collect();
+    let received = seqs_of(&everything.all());
     let lost = reported_lost(&errors.all());
     assert!(lost.iter().all(|s| !received.contains(s)), "a result reported lost was received");
     let (first, last) = (*received.first().unwrap(), *received.last().unwrap());
@@ -155,4 +164,134 @@ fn an_oversized_retained_command_is_reported_and_results_keep_flowing() {
     let reconnects = d.log().matches("reconnected").count();
     assert!(reconnects <= 1, "{reconnects} reconnections:\n{}", d.log());
     assert!(d.terminate(Duration::from_secs(30)).success());
+}
+
+/// The bridge's resident memory in KiB (0 once it has exited).
+fn rss_kib(d: &Daemon) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", d.child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Issue 22's soak: a stream, the broker stopped and restarted, the bridge
+/// SIGKILLed and restarted, the disk filled and freed, at random (seeded) for
+/// OWLET_SOAK_SECONDS (scripts/test: 120; a longer run: README). At the end every
+/// `seq` a subscriber saw between the first and the last is received or reported
+/// lost, and the bridge's memory did not grow over its longest run.
+///
+/// One combination is left out: a SIGKILL while the disk is full. The results then
+/// held in memory die with the process and their numbers are given again after the
+/// restart (the counter could not be written): a known limit, in the README.
+#[test]
+fn a_soak_of_outages_kills_and_a_full_disk_leaves_no_result_unaccounted_for() {
+    let seconds: u64 =
+        std::env::var("OWLET_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let dir = tempfile::Builder::new().prefix("owlet-e2e-soak-").tempdir().unwrap();
+    let disk = SmallDisk::new(8 << 20);
+    let mut broker = Broker::start(dir.path(), "");
+    let results = Subscriber::start(broker.port, "owlet/owlet/yard/labels", "e2e-soak-results");
+    let everything = Subscriber::start(broker.port, "owlet/owlet/#", "e2e-soak-all");
+    let errors = Subscriber::start(broker.port, "owlet/owlet/error", "e2e-soak-errors");
+    let cfg = streaming_config(
+        dir.path(),
+        &disk.path().join("state"),
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_s = 5\nqueue_max_mb = 4\n",
+            broker.port
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    results.wait_until("the first results", Duration::from_secs(60), |m| m.len() >= 5);
+
+    let mut rng = 0x2545_f491_4f6c_dd1du64; // xorshift: the same actions every run
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let (mut kills, mut outages, mut fills) = (0, 0, 0);
+    // The bridge's logs of every run, for the failure message.
+    let mut logs = String::new();
+    // (RSS after warm-up, RSS at the end) of each uninterrupted run of the bridge.
+    let mut runs: Vec<(Instant, u64, u64)> = vec![(Instant::now(), 0, 0)];
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        let pause = Duration::from_millis(3000 + next(4000));
+        let t = Instant::now();
+        while t.elapsed() < pause {
+            let run = runs.last_mut().unwrap();
+            let rss = rss_kib(&d);
+            if run.0.elapsed() > Duration::from_secs(15) && rss > 0 {
+                if run.1 == 0 {
+                    run.1 = rss;
+                }
+                run.2 = rss;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        match next(3) {
+            0 => {
+                broker.stop();
+                std::thread::sleep(Duration::from_millis(1000 + next(3000)));
+                broker.restart();
+                outages += 1;
+            }
+            1 => {
+                d.child.kill().unwrap();
+                d.child.wait().unwrap();
+                logs.push_str(&d.log());
+                d = Daemon::start(&cfg);
+                runs.push((Instant::now(), 0, 0));
+                kills += 1;
+            }
+            _ => {
+                disk.fill();
+                std::thread::sleep(Duration::from_millis(1000 + next(3000)));
+                disk.free();
+                fills += 1;
+            }
+        }
+        assert!(d.is_running(), "the bridge died:\n{}", d.log());
+    }
+    // Calm: everything queued goes out, then an orderly stop.
+    let last = results.all().iter().filter_map(|m| m.json()["seq"].as_u64()).max().unwrap();
+    results.wait_until("results after the soak", Duration::from_secs(60), |m| {
+        m.iter().any(|r| r.json()["seq"].as_u64().unwrap() > last + 20)
+    });
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let received = seqs_of(&everything.all());
+    let lost = reported_lost(&errors.all());
+    let (first, last) = (*received.first().unwrap(), *received.last().unwrap());
+    let unaccounted: Vec<u64> =
+        (first..=last).filter(|s| !received.contains(s) && !lost.contains(s)).collect();
+    let longest = runs.iter().filter(|r| r.1 > 0).max_by_key(|r| r.0.elapsed()).copied();
+    eprintln!(
+        "soak: {seconds} s, {kills} bridge kills, {outages} broker outages, {fills} full disks; \
+         results {first}..={last}: {} received, {} reported lost, {} unaccounted; \
+         RSS over the longest run {:?} KiB",
+        received.len(),
+        lost.len(),
+        unaccounted.len(),
+        longest.map(|r| (r.1, r.2))
+    );
+    logs.push_str(&d.log());
+    let context: Vec<&str> =
+        logs.lines().filter(|l| !l.contains("owlet_runtime") && !l.contains("DEBUG")).collect();
+    assert!(
+        unaccounted.is_empty(),
+        "seq neither received nor reported lost: {unaccounted:?}; the bridge's logs:\n{}",
+        context.join("\n")
+    );
+    assert!(lost.iter().all(|s| !received.contains(s)), "a result reported lost was received");
+    if let Some((_, warm, end)) = longest {
+        assert!(end < warm + 8 * 1024, "RSS grew from {warm} to {end} KiB in one run");
+    }
 }
