@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+pub use owlet_protocol::names::{check_labels, valid_topic_level};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -756,26 +757,6 @@ fn in_range(value: f64, min: f64, max: f64, unit: &str) -> std::result::Result<(
 pub const MAX_WAIT_S: f64 = 7.0 * 86400.0;
 /// Most inference threads: more than any board has cores.
 pub const MAX_THREADS: usize = 256;
-
-/// Labels from a config file or a command: 1 to 256 of them, each 1 to 200 characters.
-pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
-    if labels.is_empty() || labels.len() > 256 {
-        return Err(format!("must be a list of 1 to 256 labels, not {}", labels.len()));
-    }
-    if let Some(l) = labels
-        .iter()
-        .find(|l| l.trim().is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control))
-    {
-        return Err(format!("label {l:?} must be 1 to 200 printable characters"));
-    }
-    Ok(())
-}
-
-pub fn valid_topic_level(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && !s.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
-}
 
 #[cfg(test)]
 mod tests {

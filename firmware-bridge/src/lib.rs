@@ -17,7 +17,7 @@ pub mod mqtt;
 pub mod publish;
 pub mod search;
 pub mod source;
-pub mod topics;
 pub mod trigger;
 
 pub use error::{Error, Result};
+pub use owlet_protocol::topics;

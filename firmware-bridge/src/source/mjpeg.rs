@@ -174,7 +174,7 @@ mod tests {
     /// A real JPEG, with a fake EXIF thumbnail (its own SOI/EOI) in APP1.
     fn jpeg(seed: u8, with_thumbnail: bool) -> Vec<u8> {
         let img = image::RgbImage::from_fn(40, 30, |x, y| {
-            image::Rgb([x as u8 * seed, y as u8 * 7, seed])
+            image::Rgb([(x as u8).wrapping_mul(seed), y as u8 * 7, seed])
         });
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)

@@ -1,0 +1,21 @@
+//! Names that travel in topics and payloads: topic levels and labels.
+
+/// Labels from a config file or a command: 1 to 256 of them, each 1 to 200 characters.
+pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
+    if labels.is_empty() || labels.len() > 256 {
+        return Err(format!("must be a list of 1 to 256 labels, not {}", labels.len()));
+    }
+    if let Some(l) = labels
+        .iter()
+        .find(|l| l.trim().is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control))
+    {
+        return Err(format!("label {l:?} must be 1 to 200 printable characters"));
+    }
+    Ok(())
+}
+
+pub fn valid_topic_level(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
+}
