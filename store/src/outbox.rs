@@ -106,7 +106,8 @@ pub struct Recovered {
     pub set_aside: Option<PathBuf>,
     /// Why it was set aside.
     pub set_aside_why: Option<String>,
-    /// Records imported from the pre-SQLite `queue.log`.
+    /// Records imported from the pre-SQLite `queue.log` (a `seq` it holds twice
+    /// counts once: the first is kept).
     pub migrated: usize,
     /// Bytes of the old `queue.log` that were no record.
     pub migrated_unreadable_bytes: u64,
@@ -175,9 +176,8 @@ impl Outbox {
             Err(e) => return Err(Opened::into_error(&path)(e)),
         };
         if let Some(old) = legacy_queue::read(dir).map_err(io_err(&dir.join("queue.log")))? {
-            insert_all(&conn, &path, &old.records)?;
+            rec.migrated = insert_all(&conn, &path, &old.records)?;
             floor = floor.max(old.next_seq);
-            rec.migrated = old.records.len();
             rec.migrated_unreadable_bytes = old.unreadable_bytes;
             set_counter(&conn, &path, floor.max(max_seq_plus_one(&conn, &path)?))?;
             legacy_queue::remove(dir).map_err(io_err(dir))?;
@@ -518,7 +518,7 @@ impl Drop for Outbox {
         }
         let records: Vec<Record> = self.unstored.iter().cloned().collect();
         match insert_all(&self.conn, &self.path, &records) {
-            Ok(()) => {
+            Ok(_) => {
                 log::info!("outbox: {} record(s) held in memory are now stored", records.len())
             }
             Err(e) => log::error!(
@@ -644,18 +644,24 @@ fn max_seq_plus_one(conn: &Connection, path: &Path) -> Result<u64> {
     .map_err(sqlite_err(path))
 }
 
-fn insert_all(conn: &Connection, path: &Path, records: &[Record]) -> Result<()> {
+/// Insert records, keeping the first of any `seq` already there; returns how many
+/// were added.
+fn insert_all(conn: &Connection, path: &Path, records: &[Record]) -> Result<usize> {
     let tx = conn.unchecked_transaction().map_err(sqlite_err(path))?;
+    let mut added = 0;
     for r in records {
-        // OR IGNORE: importing again after a crash mid-import adds nothing twice.
-        tx.execute(
-            "INSERT OR IGNORE INTO queue (seq, topic, retain, payload, crc)
+        // OR IGNORE: importing again after a crash mid-import adds nothing twice,
+        // and an old log that holds a seq twice gives its first record.
+        added += tx
+            .execute(
+                "INSERT OR IGNORE INTO queue (seq, topic, retain, payload, crc)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![r.seq as i64, r.topic, r.retain as i64, r.payload, r.checksum() as i64],
-        )
-        .map_err(sqlite_err(path))?;
+                params![r.seq as i64, r.topic, r.retain as i64, r.payload, r.checksum() as i64],
+            )
+            .map_err(sqlite_err(path))?;
     }
-    tx.commit().map_err(sqlite_err(path))
+    tx.commit().map_err(sqlite_err(path))?;
+    Ok(added)
 }
 
 /// What could still be read from a damaged file.

@@ -202,6 +202,23 @@ fn the_old_queue_log_is_imported_once_and_its_damage_is_skipped_not_cut() {
     assert_eq!(ob.push("t", false, vec![]).0, 6);
 }
 
+/// Found by the fuzzer (fuzz/fuzz_targets/legacy_queue.rs): an old log holding
+/// the same seq twice was counted as two imports.
+#[test]
+fn an_old_log_with_a_seq_twice_imports_the_first_and_counts_it_once() {
+    let d = dir();
+    let first = Record { seq: 0, topic: "t/a".into(), retain: false, payload: b"first".to_vec() };
+    let again = Record { payload: b"again".to_vec(), ..first.clone() };
+    let mut log = legacy_queue::encode(&first);
+    log.extend(legacy_queue::encode(&again));
+    std::fs::write(d.path().join("queue.log"), &log).unwrap();
+    std::fs::write(d.path().join("queue.head"), legacy_queue::encode_head(0, 3)).unwrap();
+    let (mut ob, rec) = Outbox::open(d.path(), 1 << 20).unwrap();
+    assert_eq!(rec.migrated, 1);
+    assert_eq!(drain(&mut ob), vec![first]);
+    assert_eq!(ob.push("t", false, vec![]).0, 3);
+}
+
 /// Mount a small tmpfs: a disk that can be filled. Needs root (CI runs as root).
 struct SmallDisk {
     dir: tempfile::TempDir,
