@@ -108,14 +108,7 @@ pub fn parse(
             None,
         ));
     }
-    if payload.len() > max_bytes {
-        return Err(refuse(
-            format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()),
-            None,
-        ));
-    }
-    let text =
-        std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
+    let text = payload_text(topic, payload, max_bytes)?;
     let cmd = match verb {
         "capture" => {
             let t = text.trim();
@@ -165,6 +158,18 @@ pub fn parse(
         _ => unreachable!("command_of returns known verbs only"),
     };
     Ok((camera.to_string(), cmd))
+}
+
+/// A payload within the size limit, as UTF-8 text.
+fn payload_text<'a>(topic: &str, payload: &'a [u8], max_bytes: usize) -> Result<&'a str, Refused> {
+    let refuse = |reason: String| Refused { topic: printable(topic), reason, id: None };
+    if payload.len() > max_bytes {
+        return Err(refuse(format!(
+            "payload is {} bytes, over the {max_bytes} byte limit",
+            payload.len()
+        )));
+    }
+    std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into()))
 }
 
 fn check_id(id: Option<String>) -> Result<Option<String>, String> {
@@ -399,14 +404,7 @@ pub fn parse_search(
 ) -> Result<SearchRequest, Refused> {
     let refuse =
         |reason: String, id: Option<String>| Refused { topic: printable(topic), reason, id };
-    if payload.len() > max_bytes {
-        return Err(refuse(
-            format!("payload is {} bytes, over the {max_bytes} byte limit", payload.len()),
-            None,
-        ));
-    }
-    let text =
-        std::str::from_utf8(payload).map_err(|_| refuse("payload is not UTF-8".into(), None))?;
+    let text = payload_text(topic, payload, max_bytes)?;
     let mut r: SearchRequest = serde_json::from_str(text)
         .map_err(|e| refuse(format!("search wants {{\"text\": \"...\", \"k\": 5, \"camera\": ..., \"since_ms\": ..., \"until_ms\": ..., \"id\": ..., \"reply_to\": ...}}: {e}"), loose_id(text)))?;
     r.id = check_id(r.id).map_err(|e| refuse(e, None))?;
