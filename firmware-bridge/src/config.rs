@@ -652,8 +652,6 @@ impl Config {
         cam.labels.clone().unwrap_or_else(|| self.clip.labels.clone())
     }
 
-    // `!(x >= min)` rather than `x < min`: it also refuses NaN.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn validate(&self, path: &Path) -> Result<()> {
         let err = |field: String, reason: &str| Error::Config {
             path: path.to_path_buf(),

@@ -339,11 +339,6 @@ impl Outbox {
         self.dropped
     }
 
-    /// The sequence number the next record gets.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     /// The losses not yet taken, oldest first, as ranges.
     pub fn take_losses(&mut self) -> Vec<Loss> {
         std::mem::take(&mut self.losses)

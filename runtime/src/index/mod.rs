@@ -217,29 +217,6 @@ impl Index {
             Err(e) => return Err(io_err(&log_path, e)),
         };
         let vb = info.precision.vector_bytes(info.dim);
-        let scan = scan_log(&bytes, vb);
-        if scan.misfits > 0 {
-            return Err(Error::Invalid(format!(
-                "{}: {} whole record(s) (length and checksum hold) are not {}-d {:?} vectors \
-                 as index.json says: index.json was edited or belongs to another log \
-                 (nothing was changed)",
-                log_path.display(),
-                scan.misfits,
-                info.dim,
-                info.precision
-            )));
-        }
-        let mut report = OpenReport { damaged: scan.damaged.clone(), ..Default::default() };
-        // A short stretch at the very end is a torn last append, not damage.
-        let torn = scan
-            .tail
-            .filter(|&(_, len)| len as usize <= HEADER + vb + MAX_META_BYTES)
-            .map(|(_, len)| len);
-        if let Some((at, len)) = scan.tail {
-            if torn.is_none() || !write {
-                report.damaged.push((at, len));
-            }
-        }
         let mut ix = Index {
             dir: dir.to_path_buf(),
             vectors: match info.precision {
@@ -251,9 +228,28 @@ impl Index {
             meta: Vec::new(),
             log: None,
         };
-        for r in &scan.records {
-            let (vec, meta, _) = decode(&bytes[r.clone()], vb).expect("scanned");
-            ix.push_decoded(vec, meta);
+        let scan = scan_log(&bytes, vb, |vec, meta| ix.push_decoded(vec, meta));
+        if scan.misfits > 0 {
+            return Err(Error::Invalid(format!(
+                "{}: {} whole record(s) (length and checksum hold) are not {}-d {:?} vectors \
+                 as index.json says: index.json was edited or belongs to another log \
+                 (nothing was changed)",
+                log_path.display(),
+                scan.misfits,
+                ix.info.dim,
+                ix.info.precision
+            )));
+        }
+        let mut report = OpenReport { damaged: scan.damaged, ..Default::default() };
+        // A short stretch at the very end is a torn last append, not damage.
+        let torn = scan
+            .tail
+            .filter(|&(_, len)| len as usize <= HEADER + vb + MAX_META_BYTES)
+            .map(|(_, len)| len);
+        if let Some((at, len)) = scan.tail {
+            if torn.is_none() || !write {
+                report.damaged.push((at, len));
+            }
         }
         if write {
             if !report.damaged.is_empty() {
@@ -445,17 +441,19 @@ struct Scan {
 }
 
 /// Read records from the start; past a stretch that is no record, look for the
-/// next offset where a record's length, checksum and metadata all hold.
-fn scan_log(bytes: &[u8], vector_bytes: usize) -> Scan {
+/// next offset where a record's length, checksum and metadata all hold. Each
+/// record is decoded once, and handed to `on_record`.
+fn scan_log(bytes: &[u8], vector_bytes: usize, mut on_record: impl FnMut(Vec<u8>, Meta)) -> Scan {
     let mut scan = Scan { records: Vec::new(), damaged: Vec::new(), tail: None, misfits: 0 };
     let mut pos = 0;
     let mut bad_from: Option<usize> = None;
     while pos < bytes.len() {
         match decode(&bytes[pos..], vector_bytes) {
-            Some((_, _, n)) => {
+            Some((vec, meta, n)) => {
                 if let Some(b) = bad_from.take() {
                     scan.damaged.push((b as u64, (pos - b) as u64));
                 }
+                on_record(vec, meta);
                 scan.records.push(pos..pos + n);
                 pos += n;
             }
