@@ -261,7 +261,8 @@ fn open_index(
             let info = owlet_runtime::index::IndexInfo {
                 model: clip.bundle.manifest.name.clone(),
                 dim,
-                precision: owlet_runtime::index::Precision::parse(&ic.precision)?,
+                precision: owlet_runtime::index::Precision::parse(&ic.precision)
+                    .map_err(anyhow::Error::msg)?,
             };
             let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info)
                 .with_context(|| format!("opening the index {}", dir.display()))?;

@@ -9,22 +9,13 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
 pub mod f16_compute;
 
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    Cpu,
-    Cuda,
-    /// CUDA when built in and usable, else the CPU.
-    #[default]
-    Auto,
-}
+pub use owlet_formats::choices::{DeviceChoice, GpuPrecision};
 
 /// Where a graph runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,17 +32,6 @@ impl fmt::Display for Device {
             Device::Cuda => "cuda",
         })
     }
-}
-
-/// The float type a graph computes in. On the GPU, what `--gpu-precision` asks for:
-/// fp16 halves memory traffic and runs matrix products on tensor cores. On the CPU,
-/// f16 only for fp16 bundles on CPUs with f16 arithmetic (`f16_compute`), else f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum GpuPrecision {
-    #[default]
-    F32,
-    F16,
 }
 
 /// Where a bundle's graphs run and in what precision: what model loaders take.

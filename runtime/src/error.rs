@@ -38,3 +38,15 @@ pub enum Error {
     #[error("device: {0}")]
     Device(String),
 }
+
+impl From<owlet_formats::manifest::ManifestError> for Error {
+    fn from(e: owlet_formats::manifest::ManifestError) -> Error {
+        Error::Manifest { path: e.path, field: e.field, reason: e.reason }
+    }
+}
+
+impl From<owlet_formats::image::ImageError> for Error {
+    fn from(e: owlet_formats::image::ImageError) -> Error {
+        Error::Image { source_name: e.source_name, reason: e.reason }
+    }
+}

@@ -327,3 +327,32 @@ impl Rng {
         (bits as f32 / (1u32 << 24) as f32 - 0.5) * 3.464
     }
 }
+
+/// Issue 22: a 16384 x 1 JPEG of 12 KB peaked at 535 MB in `owlet embed` with the
+/// demo bundle (shortest edge 96: a 1.6 M x 96 resize, to keep 96 x 96 of it). Now
+/// only the crop is resized: such a sliver costs what an ordinary frame costs.
+#[test]
+fn an_extreme_aspect_ratio_costs_no_more_memory_than_an_ordinary_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let sliver = dir.path().join("sliver.jpg");
+    image::RgbImage::from_fn(16384, 1, |x, _| image::Rgb([(x % 256) as u8, 90, 160]))
+        .save(&sliver)
+        .unwrap();
+    let tall = dir.path().join("tall.jpg");
+    image::RgbImage::from_fn(1, 16384, |_, y| image::Rgb([30, (y % 256) as u8, 60]))
+        .save(&tall)
+        .unwrap();
+    let bundle = repo().join("models/clip-demo").display().to_string();
+    let ordinary = repo().join("models/scenes/demo/demo-00004.jpg").display().to_string();
+    let (base, out) = run_measured("owlet", &["embed", "--model", &bundle, &ordinary]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for image in [&sliver, &tall] {
+        let path = image.display().to_string();
+        let (peak, out) = run_measured("owlet", &["embed", "--model", &bundle, &path]);
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            peak < base + 16.0,
+            "{path}: {peak:.0} MiB against {base:.0} MiB for a 320x240 frame"
+        );
+    }
+}

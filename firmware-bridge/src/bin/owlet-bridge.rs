@@ -84,7 +84,7 @@ fn demo_config() -> Config {
 
 fn run(args: Args) -> Result<ExitCode> {
     let mut config = match (&args.config, args.demo) {
-        (Some(p), false) => Config::from_path(p)?,
+        (Some(p), false) => owlet_bridge::config::load(p)?,
         (Some(_), true) => anyhow::bail!("--demo and --config exclude each other"),
         (None, _) => demo_config(),
     };

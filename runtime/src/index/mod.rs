@@ -33,33 +33,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::kernels;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    F32,
-    F16,
-    I8,
-}
-
-impl Precision {
-    pub fn parse(s: &str) -> Result<Precision> {
-        match s {
-            "f32" | "fp32" => Ok(Precision::F32),
-            "f16" | "fp16" => Ok(Precision::F16),
-            "i8" | "int8" => Ok(Precision::I8),
-            _ => Err(Error::Invalid(format!("precision {s:?}: use f32, f16 or int8"))),
-        }
-    }
-
-    /// Bytes one vector of `dim` takes.
-    pub fn vector_bytes(self, dim: usize) -> usize {
-        match self {
-            Precision::F32 => 4 * dim,
-            Precision::F16 => 2 * dim,
-            Precision::I8 => dim + 4,
-        }
-    }
-}
+/// How the index stores its vectors (f32, f16 or int8).
+pub use owlet_formats::choices::VectorPrecision as Precision;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexInfo {

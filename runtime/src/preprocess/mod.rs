@@ -30,21 +30,48 @@ pub fn resized_dims(spec: &PreprocessSpec, width: u32, height: u32) -> (u32, u32
 }
 
 /// The model's view of an image: resized and cropped, still 8-bit RGB.
+///
+/// Only the pixels the crop keeps are resized (`resize_bicubic_pil_window`): the
+/// same pixels as resizing the whole image and then cropping it (`center_crop`),
+/// at the crop's cost, whatever the image's shape.
 pub fn model_view(spec: &PreprocessSpec, img: &RgbImage) -> RgbImage {
     let (w, h) = resized_dims(spec, img.width(), img.height());
-    let resized = resize::resize_bicubic_pil(img, w, h);
     match spec.crop {
-        CropMode::None => resized,
-        CropMode::Center => center_crop(&resized, spec.crop_size, spec.crop_size),
+        CropMode::None => resize::resize_bicubic_pil(img, w, h),
+        CropMode::Center => {
+            let (cw, ch) = (spec.crop_size, spec.crop_size);
+            let (left, top) = crop_origin((w, h), (cw, ch));
+            // The part of the crop that lies inside the resized image; the rest is
+            // padding (zeros), as in `center_crop`.
+            let inside = |origin: i64, len: u32, size: u32| {
+                origin.clamp(0, size as i64) as u32
+                    ..(origin + len as i64).clamp(0, size as i64) as u32
+            };
+            let (columns, rows) = (inside(left, cw, w), inside(top, ch, h));
+            let window =
+                resize::resize_bicubic_pil_window(img, w, h, columns.clone(), rows.clone());
+            if (window.width(), window.height()) == (cw, ch) {
+                return window;
+            }
+            let mut out = RgbImage::new(cw, ch);
+            let (dx, dy) = (columns.start as i64 - left, rows.start as i64 - top);
+            image::imageops::replace(&mut out, &window, dx, dy);
+            out
+        }
     }
+}
+
+/// Top-left corner of a centred `crop` in an image of `size`, as transformers
+/// computes it: int((h - ch) / 2), negative when the crop is larger.
+fn crop_origin(size: (u32, u32), crop: (u32, u32)) -> (i64, i64) {
+    ((size.0 as i64 - crop.0 as i64).div_euclid(2), (size.1 as i64 - crop.1 as i64).div_euclid(2))
 }
 
 /// transformers' `center_crop`: top = int((h - ch) / 2), left likewise; an image
 /// smaller than the crop is padded with zeros around its centre.
 pub fn center_crop(img: &RgbImage, cw: u32, ch: u32) -> RgbImage {
     let (w, h) = (img.width() as i64, img.height() as i64);
-    let top = (h - ch as i64).div_euclid(2);
-    let left = (w - cw as i64).div_euclid(2);
+    let (left, top) = crop_origin((img.width(), img.height()), (cw, ch));
     let mut out = RgbImage::new(cw, ch);
     for y in 0..ch as i64 {
         let sy = y + top;
@@ -91,6 +118,46 @@ mod tests {
         assert_eq!(resized_dims(&spec(), 451, 300), (336, 224));
         assert_eq!(resized_dims(&spec(), 427, 640), (224, 335));
         assert_eq!(resized_dims(&spec(), 1, 10_000), (224, 2_240_000));
+    }
+
+    /// The scalar reference: the whole image resized, then cropped.
+    fn resize_then_crop(spec: &PreprocessSpec, img: &RgbImage) -> RgbImage {
+        let (w, h) = resized_dims(spec, img.width(), img.height());
+        let resized = resize::resize_bicubic_pil(img, w, h);
+        center_crop(&resized, spec.crop_size, spec.crop_size)
+    }
+
+    #[test]
+    fn resizing_only_the_crop_gives_the_pixels_of_resizing_everything() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+        for _ in 0..60 {
+            let (w, h) = (rng.random_range(1..400), rng.random_range(1..400));
+            let img = RgbImage::from_fn(w, h, |_, _| image::Rgb(rng.random()));
+            let size = rng.random_range(1..64);
+            let mut s = spec();
+            s.size = size;
+            s.crop_size = rng.random_range(1..=size + 8);
+            s.resize =
+                if rng.random_bool(0.5) { ResizeMode::Square } else { ResizeMode::ShortestEdge };
+            assert_eq!(
+                model_view(&s, &img),
+                resize_then_crop(&s, &img),
+                "{w}x{h} -> {size}, crop {}",
+                s.crop_size
+            );
+        }
+    }
+
+    #[test]
+    fn a_sliver_of_an_image_costs_only_the_crop() {
+        // 16384 x 1 resized on its shortest edge is 3.7 M x 224 pixels; the view is
+        // made without them (were it not, this test would allocate 2.5 GB).
+        let img = RgbImage::from_fn(16384, 1, |x, _| image::Rgb([(x % 251) as u8, 7, 200]));
+        let v = model_view(&spec(), &img);
+        assert_eq!(v.dimensions(), (224, 224));
+        let col = |y| *v.get_pixel(100, y);
+        assert!((0..224).all(|y| col(y) == col(0)), "one source row: every output row alike");
     }
 
     #[test]

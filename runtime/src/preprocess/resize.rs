@@ -9,6 +9,8 @@
 //! Reference: Pillow `src/libImaging/Resample.c` (`precompute_coeffs`,
 //! `normalize_coeffs_8bpc`, `ImagingResampleHorizontal_8bpc`, `ImagingResampleInner`).
 
+use std::ops::Range;
+
 use image::RgbImage;
 
 /// Fixed-point precision for 8-bit images: 32 bits minus 8 for the value, minus 2
@@ -38,15 +40,18 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
+/// The coefficients of output indices `outputs` only (index 0 of the result is
+/// output `outputs.start`): each output's weights depend on its own index alone,
+/// so a window of the resized image costs what its own pixels cost.
+fn precompute_coeffs_for(in_size: usize, out_size: usize, outputs: Range<usize>) -> Coeffs {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = BICUBIC_SUPPORT * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * ksize];
+    let mut bounds = Vec::with_capacity(outputs.len());
+    let mut weights = vec![0i32; outputs.len() * ksize];
     let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
+    for (i, xx) in outputs.enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // C's (int) cast truncates towards zero; both values are >= -0.5 here.
@@ -63,7 +68,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
             let w = if ww != 0.0 { kx / ww } else { *kx };
             // normalize_coeffs_8bpc: round half away from zero.
             let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] =
+            weights[i * ksize + x] =
                 if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
         }
         bounds.push((xmin, taps));
@@ -79,68 +84,91 @@ fn clip8(acc: i32) -> u8 {
 /// Resize an RGB image to `width` x `height` exactly as
 /// `PIL.Image.resize((width, height), Image.BICUBIC)` does.
 pub fn resize_bicubic_pil(src: &RgbImage, width: u32, height: u32) -> RgbImage {
+    if (src.width(), src.height()) == (width, height) {
+        return src.clone();
+    }
+    resize_bicubic_pil_window(src, width, height, 0..width, 0..height)
+}
+
+/// The window `columns` x `rows` of `resize_bicubic_pil(src, width, height)`,
+/// computed alone: the same pixels, without the rest of the resized image. A
+/// resize followed by a crop (CLIP's shortest edge, then the centre) costs the
+/// crop's pixels, not the resized image's: a 16384 x 1 frame would otherwise
+/// resize to 3.7 M x 224 pixels (2.5 GB) to keep 224 x 224 of them.
+pub fn resize_bicubic_pil_window(
+    src: &RgbImage,
+    width: u32,
+    height: u32,
+    columns: Range<u32>,
+    rows: Range<u32>,
+) -> RgbImage {
     let (sw, sh) = (src.width() as usize, src.height() as usize);
     let (dw, dh) = (width as usize, height as usize);
-    if (sw, sh) == (dw, dh) || dw == 0 || dh == 0 || sw == 0 || sh == 0 {
-        return if (sw, sh) == (dw, dh) { src.clone() } else { RgbImage::new(width, height) };
+    assert!(columns.end <= width && rows.end <= height, "the window lies inside the resized image");
+    let (xs, ys) =
+        (columns.start as usize..columns.end as usize, rows.start as usize..rows.end as usize);
+    let (ow, oh) = (xs.len(), ys.len());
+    if ow == 0 || oh == 0 || sw == 0 || sh == 0 {
+        return RgbImage::new(ow as u32, oh as u32);
     }
-    let horiz = precompute_coeffs(sw, dw);
-    let vert = precompute_coeffs(sh, dh);
     let need_h = sw != dw;
     let need_v = sh != dh;
+    let vert = need_v.then(|| precompute_coeffs_for(sh, dh, ys.clone()));
 
-    // Horizontal pass over only the rows the vertical pass will read.
-    let (rows_first, rows_last) = if need_v {
-        let first = vert.bounds[0].0;
-        let (lmin, ltaps) = vert.bounds[dh - 1];
-        (first, lmin + ltaps)
-    } else {
-        (0, sh)
+    // The source rows the vertical pass reads (all of `ys` when it does not run).
+    let (rows_first, rows_last) = match &vert {
+        Some(v) => {
+            let (lmin, ltaps) = v.bounds[oh - 1];
+            (v.bounds[0].0, lmin + ltaps)
+        }
+        None => (ys.start, ys.end),
     };
     let src_px = src.as_raw();
-    let (tmp, tmp_w, row_offset): (std::borrow::Cow<[u8]>, usize, usize) = if need_h {
-        let rows = rows_last - rows_first;
-        let mut tmp = vec![0u8; rows * dw * 3];
-        for y in 0..rows {
-            let in_row = &src_px[(y + rows_first) * sw * 3..][..sw * 3];
-            let out_row = &mut tmp[y * dw * 3..][..dw * 3];
-            for (xx, &(xmin, taps)) in horiz.bounds.iter().enumerate() {
-                let k = &horiz.weights[xx * horiz.ksize..][..taps];
-                let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                for (x, &w) in k.iter().enumerate() {
-                    let p = &in_row[(xmin + x) * 3..][..3];
-                    acc[0] += p[0] as i32 * w;
-                    acc[1] += p[1] as i32 * w;
-                    acc[2] += p[2] as i32 * w;
-                }
-                out_row[xx * 3] = clip8(acc[0]);
-                out_row[xx * 3 + 1] = clip8(acc[1]);
-                out_row[xx * 3 + 2] = clip8(acc[2]);
+    // Horizontal pass over only those rows, into `ow`-wide rows; without one
+    // (same width), the window's columns are copied.
+    let rows_read = rows_last - rows_first;
+    let mut tmp = vec![0u8; rows_read * ow * 3];
+    let horiz = need_h.then(|| precompute_coeffs_for(sw, dw, xs.clone()));
+    for y in 0..rows_read {
+        let in_row = &src_px[(y + rows_first) * sw * 3..][..sw * 3];
+        let out_row = &mut tmp[y * ow * 3..][..ow * 3];
+        let Some(horiz) = &horiz else {
+            out_row.copy_from_slice(&in_row[xs.start * 3..xs.end * 3]);
+            continue;
+        };
+        for (xx, &(xmin, taps)) in horiz.bounds.iter().enumerate() {
+            let k = &horiz.weights[xx * horiz.ksize..][..taps];
+            let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+            for (x, &w) in k.iter().enumerate() {
+                let p = &in_row[(xmin + x) * 3..][..3];
+                acc[0] += p[0] as i32 * w;
+                acc[1] += p[1] as i32 * w;
+                acc[2] += p[2] as i32 * w;
             }
+            out_row[xx * 3] = clip8(acc[0]);
+            out_row[xx * 3 + 1] = clip8(acc[1]);
+            out_row[xx * 3 + 2] = clip8(acc[2]);
         }
-        (std::borrow::Cow::Owned(tmp), dw, rows_first)
-    } else {
-        (std::borrow::Cow::Borrowed(src_px.as_slice()), sw, 0)
-    };
-    if !need_v {
-        return RgbImage::from_raw(width, height, tmp.into_owned())
-            .expect("buffer size is width * height * 3 by construction");
     }
+    let Some(vert) = vert else {
+        return RgbImage::from_raw(ow as u32, oh as u32, tmp)
+            .expect("buffer size is width * height * 3 by construction");
+    };
 
-    let mut out = vec![0u8; dw * dh * 3];
-    let row_len = tmp_w * 3;
+    let mut out = vec![0u8; ow * oh * 3];
+    let row_len = ow * 3;
     for (yy, &(ymin, taps)) in vert.bounds.iter().enumerate() {
         let k = &vert.weights[yy * vert.ksize..][..taps];
         let out_row = &mut out[yy * row_len..][..row_len];
         for (i, o) in out_row.iter_mut().enumerate() {
             let mut acc = 1i32 << (PRECISION_BITS - 1);
             for (y, &w) in k.iter().enumerate() {
-                acc += tmp[(ymin - row_offset + y) * row_len + i] as i32 * w;
+                acc += tmp[(ymin - rows_first + y) * row_len + i] as i32 * w;
             }
             *o = clip8(acc);
         }
     }
-    RgbImage::from_raw(width, height, out)
+    RgbImage::from_raw(ow as u32, oh as u32, out)
         .expect("buffer size is width * height * 3 by construction")
 }
 
@@ -151,7 +179,7 @@ mod tests {
     #[test]
     fn weights_of_each_output_pixel_sum_to_one_in_fixed_point() {
         for (i, o) in [(640, 224), (224, 640), (300, 224), (7, 3), (3, 7)] {
-            let c = precompute_coeffs(i, o);
+            let c = precompute_coeffs_for(i, o, 0..o);
             for (xx, &(_, taps)) in c.bounds.iter().enumerate() {
                 let s: i64 = c.weights[xx * c.ksize..][..taps].iter().map(|&w| w as i64).sum();
                 assert!((s - (1 << PRECISION_BITS)).abs() <= taps as i64, "{i}->{o} at {xx}: {s}");

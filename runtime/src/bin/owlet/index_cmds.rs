@@ -45,7 +45,7 @@ pub fn add(
     camera: Option<String>,
     paths: &[PathBuf],
 ) -> Result<ExitCode> {
-    let precision = Precision::parse(precision)?;
+    let precision = Precision::parse(precision).map_err(anyhow::Error::msg)?;
     let clip = load_clip(common)?;
     let files = expand(paths)?;
     anyhow::ensure!(

@@ -1,0 +1,891 @@
+//! The bridge's configuration: one TOML file, every option with a default.
+//!
+//! Unknown fields are errors, so a typo never silently falls back to a default.
+//! Relative paths are resolved against the file's folder, not the working directory
+//! (systemd starts the daemon in `/`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::choices::{DeviceChoice, GpuPrecision, VectorPrecision};
+pub use owlet_protocol::names::{check_labels, valid_topic_level};
+
+/// A config file that cannot be read or says something invalid: `field` is a
+/// dotted path (`cameras[0].triggers.interval_s`) or `line N` for TOML that does
+/// not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {field}: {reason}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub field: String,
+    pub reason: String,
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of this device in topics: `owlet/<device>/<camera>/...`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Where the bridge keeps state across restarts: the MQTT outbox and label sets
+    /// set by command. Default: $STATE_DIRECTORY (systemd) or `./owlet-state`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub clip: ClipConfig,
+    /// Captions and questions; captions are off without this section.
+    #[serde(default)]
+    pub blip2: Option<Blip2Config>,
+    /// Index every analysed frame for search (`owlet/<device>/search`).
+    #[serde(default)]
+    pub index: Option<IndexConfig>,
+    /// The broker; without this section results are printed as `topic payload` lines.
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// Where the models run (CPU or GPU).
+    #[serde(default)]
+    pub compute: ComputeConfig,
+}
+
+/// `[compute]`: the device the models run on. `auto` takes an NVIDIA GPU when the
+/// bridge is built with CUDA (feature cuda-12 / cuda-13) and one answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeConfig {
+    #[serde(default)]
+    pub device: DeviceChoice,
+    #[serde(default)]
+    pub gpu_precision: GpuPrecision,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipConfig {
+    /// CLIP bundle folder.
+    #[serde(default = "default_clip_model")]
+    pub model: PathBuf,
+    #[serde(default = "default_labels")]
+    pub labels: Vec<String>,
+    #[serde(default = "default_templates")]
+    pub templates: Vec<String>,
+    /// Threads for inference; 0 means all cores.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blip2Config {
+    /// BLIP-2 bundle folder.
+    pub model: PathBuf,
+    /// Longest caption or answer, in tokens.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Default: `owlet-<device>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file holding the password (first line), so the config file can be public.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    /// Results wait in an on-disk queue while the broker is away; past this size
+    /// the oldest are dropped (and counted in the log).
+    #[serde(default = "default_queue_max_mb")]
+    pub queue_max_mb: u64,
+    /// Seconds to keep trying to deliver queued results at shutdown.
+    #[serde(default = "default_flush_timeout")]
+    pub flush_timeout_s: u64,
+    /// Largest accepted command payload, in bytes.
+    #[serde(default = "default_max_command_bytes")]
+    pub max_command_bytes: usize,
+    #[serde(default = "default_true")]
+    pub discovery: bool,
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Default: `<state_dir>/index`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// f32, f16 or int8 (a quarter of f32's memory).
+    #[serde(default = "default_index_precision")]
+    pub precision: String,
+}
+
+fn default_index_precision() -> String {
+    "f16".into()
+}
+
+/// A secret string: never printed by `Debug` (so never in a log line).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) that signed the broker's certificate (PEM).
+    pub ca: PathBuf,
+    /// Client certificate and key (PEM), when the broker asks for one.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub name: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub triggers: TriggerConfig,
+    /// This camera's labels; default: `[clip] labels`.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// This camera's CLIP bundle; default: `[clip] model`.
+    #[serde(default)]
+    pub clip_model: Option<PathBuf>,
+    /// This camera's BLIP-2 bundle; default: `[blip2] model`.
+    #[serde(default)]
+    pub blip2_model: Option<PathBuf>,
+    /// Caption every analysed frame (needs a `[blip2]` section).
+    #[serde(default = "default_true")]
+    pub captions: bool,
+    /// Publish the analysed JPEG frame on `.../snapshot`.
+    #[serde(default)]
+    pub snapshot: bool,
+    #[serde(default)]
+    pub events: EventConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Image files in a folder: every file once in name order (`watch = false`), or
+    /// new files as they appear (`watch = true`).
+    Folder {
+        path: PathBuf,
+        #[serde(default)]
+        watch: bool,
+        #[serde(default = "default_poll_ms")]
+        poll_ms: u64,
+    },
+    /// A child process writing MJPEG to stdout: rpicam-vid, gst-launch, ffmpeg.
+    Process {
+        command: Vec<String>,
+        /// Restart it (with backoff) when it exits.
+        #[serde(default = "default_true")]
+        restart: bool,
+    },
+    /// An MJPEG stream over HTTP (multipart/x-mixed-replace, e.g. ESP32-CAM).
+    HttpMjpeg { url: String },
+    /// A snapshot URL polled at an interval.
+    HttpSnapshot {
+        url: String,
+        #[serde(default = "default_snapshot_interval")]
+        interval_s: f64,
+    },
+    /// A V4L2 device (`/dev/videoN`): USB webcams, CSI cameras with a V4L2 driver.
+    V4l2(V4l2Config),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V4l2Config {
+    pub device: PathBuf,
+    #[serde(default = "default_v4l2_width")]
+    pub width: u32,
+    #[serde(default = "default_v4l2_height")]
+    pub height: u32,
+    /// Frames per second asked of the driver (the newest frame wins anyway).
+    #[serde(default = "default_v4l2_fps")]
+    pub fps: u32,
+    #[serde(default)]
+    pub format: V4l2Format,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum V4l2Format {
+    /// MJPEG if the camera offers it, else YUYV.
+    #[default]
+    Auto,
+    Mjpeg,
+    Yuyv,
+}
+
+fn default_v4l2_width() -> u32 {
+    640
+}
+fn default_v4l2_height() -> u32 {
+    480
+}
+fn default_v4l2_fps() -> u32 {
+    5
+}
+
+/// When a streaming camera's frame is analysed. Frames of a folder source are all
+/// analysed (trigger `still`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Analyse a frame every this many seconds.
+    #[serde(default)]
+    pub interval_s: Option<f64>,
+    #[serde(default)]
+    pub motion: Option<MotionConfig>,
+    /// A child process whose every stdout line is a trigger: a PIR sensor through
+    /// `gpiomon`, a microcontroller on a serial port.
+    #[serde(default)]
+    pub line: Option<Vec<String>>,
+    /// A GPIO line (Linux GPIO character device) whose edges are triggers: a PIR
+    /// sensor or a door contact on the Pi's header. Reported as trigger `line`.
+    #[serde(default)]
+    pub gpio: Option<GpioConfig>,
+    /// Accept "capture now" over MQTT.
+    #[serde(default = "default_true")]
+    pub command: bool,
+    /// Least time between two automatic analyses (motion, line, interval).
+    #[serde(default)]
+    pub cooldown_s: f64,
+    /// Most analyses per minute, all triggers together; 0: no limit.
+    #[serde(default)]
+    pub max_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    /// The GPIO chip: /dev/gpiochip0 is the Pi 4's header (gpiochip4 on a Pi 5 with
+    /// older kernels; `gpiodetect` lists them).
+    #[serde(default = "default_gpio_chip")]
+    pub chip: PathBuf,
+    /// The line's offset on the chip (the BCM number on a Pi: GPIO17 is 17).
+    pub line: u32,
+    #[serde(default)]
+    pub edge: GpioEdge,
+    /// Bias of the input: "pull_up", "pull_down" or "disabled"; default: as it is.
+    #[serde(default)]
+    pub bias: Option<GpioBias>,
+    /// The kernel ignores edges closer than this to the last (contact bounce).
+    #[serde(default)]
+    pub debounce_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpioEdge {
+    #[default]
+    Rising,
+    Falling,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpioBias {
+    PullUp,
+    PullDown,
+    Disabled,
+}
+
+fn default_gpio_chip() -> PathBuf {
+    "/dev/gpiochip0".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MotionConfig {
+    /// Grey-level difference (0-255) for a pixel to count as changed.
+    #[serde(default = "default_pixel_threshold")]
+    pub pixel_threshold: u8,
+    /// Fraction of the image that must change.
+    #[serde(default = "default_min_area")]
+    pub min_area: f32,
+    /// Motion stays on this long after the last moving frame.
+    #[serde(default = "default_hold")]
+    pub hold_s: f64,
+}
+
+/// Label events: a label appears when its score reaches `on` and disappears when
+/// it falls to `off` (hysteresis, so a score near one threshold does not flap).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventConfig {
+    #[serde(default = "default_on")]
+    pub on: f32,
+    #[serde(default = "default_off")]
+    pub off: f32,
+}
+
+fn default_device() -> String {
+    "owlet".into()
+}
+fn default_clip_model() -> PathBuf {
+    "models/clip-demo".into()
+}
+fn default_labels() -> Vec<String> {
+    // What the bundled demo models know (models/demo/scenes.py).
+    ["person", "car", "dog", "bird", "bicycle", "package"].map(String::from).to_vec()
+}
+fn default_templates() -> Vec<String> {
+    vec!["a photo of a {}".into()]
+}
+fn default_max_new_tokens() -> usize {
+    20
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_queue_max_mb() -> u64 {
+    64
+}
+fn default_flush_timeout() -> u64 {
+    10
+}
+fn default_max_command_bytes() -> usize {
+    64 << 10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+fn default_poll_ms() -> u64 {
+    500
+}
+fn default_snapshot_interval() -> f64 {
+    5.0
+}
+fn default_pixel_threshold() -> u8 {
+    25
+}
+fn default_min_area() -> f32 {
+    0.01
+}
+fn default_hold() -> f64 {
+    5.0
+}
+fn default_on() -> f32 {
+    0.6
+}
+fn default_off() -> f32 {
+    0.4
+}
+
+impl Default for ClipConfig {
+    fn default() -> Self {
+        ClipConfig {
+            model: default_clip_model(),
+            labels: default_labels(),
+            templates: default_templates(),
+            threads: 0,
+        }
+    }
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            interval_s: None,
+            motion: None,
+            line: None,
+            gpio: None,
+            command: true,
+            cooldown_s: 0.0,
+            max_per_minute: 0,
+        }
+    }
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig { on: default_on(), off: default_off() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            device: default_device(),
+            state_dir: None,
+            clip: ClipConfig::default(),
+            blip2: None,
+            index: None,
+            mqtt: None,
+            cameras: Vec::new(),
+            compute: ComputeConfig::default(),
+        }
+    }
+}
+
+impl CameraConfig {
+    pub fn new(name: &str, source: SourceConfig) -> CameraConfig {
+        CameraConfig {
+            name: name.into(),
+            source,
+            triggers: TriggerConfig::default(),
+            labels: None,
+            clip_model: None,
+            blip2_model: None,
+            captions: true,
+            snapshot: false,
+            events: EventConfig::default(),
+        }
+    }
+}
+
+/// (field, reason) of the first bad value.
+type FieldError = (String, String);
+
+fn field(name: &str) -> impl FnOnce(String) -> FieldError + '_ {
+    move |reason| (name.to_string(), reason)
+}
+
+impl SourceConfig {
+    fn validate(&self) -> std::result::Result<(), FieldError> {
+        match self {
+            SourceConfig::Process { command, .. }
+                if command.is_empty() || command[0].is_empty() =>
+            {
+                Err(field("command")("must name a program: [\"ffmpeg\", \"-i\", ...]".into()))
+            }
+            SourceConfig::HttpMjpeg { url } | SourceConfig::HttpSnapshot { url, .. }
+                if !url.starts_with("http://") =>
+            {
+                Err(field("url")("must be an http:// URL".into()))
+            }
+            SourceConfig::HttpSnapshot { interval_s, .. } => {
+                in_range(*interval_s, 0.05, MAX_WAIT_S, "s").map_err(field("interval_s"))
+            }
+            SourceConfig::Folder { poll_ms, .. } => {
+                in_range(*poll_ms as f64, 1.0, 3_600_000.0, "ms").map_err(field("poll_ms"))
+            }
+            SourceConfig::V4l2(v) if v.width == 0 || v.height == 0 || v.width % 2 != 0 => {
+                Err(field("width")("width and height must be positive, the width even".into()))
+            }
+            SourceConfig::V4l2(v) if v.width > 8192 || v.height > 8192 => {
+                Err(field("width")("width and height must be at most 8192".into()))
+            }
+            SourceConfig::V4l2(v) if v.fps == 0 || v.fps > 120 => {
+                Err(field("fps")("must be 1 to 120".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TriggerConfig {
+    fn validate(&self) -> std::result::Result<(), FieldError> {
+        if let Some(s) = self.interval_s {
+            in_range(s, 0.05, MAX_WAIT_S, "s").map_err(field("interval_s"))?;
+        }
+        in_range(self.cooldown_s, 0.0, MAX_WAIT_S, "s").map_err(field("cooldown_s"))?;
+        in_range(self.max_per_minute as f64, 0.0, 60_000.0, "(0: no limit)")
+            .map_err(field("max_per_minute"))?;
+        if let Some(m) = &self.motion {
+            if !(m.min_area > 0.0 && m.min_area <= 1.0) {
+                return Err(field("motion.min_area")("must be in (0, 1]".into()));
+            }
+            in_range(m.hold_s, 0.0, MAX_WAIT_S, "s").map_err(field("motion.hold_s"))?;
+        }
+        if let Some(l) = &self.line {
+            if l.is_empty() || l[0].is_empty() {
+                return Err(field("line")("must name a program: [\"gpiomon\", ...]".into()));
+            }
+        }
+        if let Some(g) = &self.gpio {
+            in_range(g.debounce_ms as f64, 0.0, 60_000.0, "ms")
+                .map_err(field("gpio.debounce_ms"))?;
+        }
+        Ok(())
+    }
+}
+
+impl MqttConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
+    }
+}
+
+impl Config {
+    pub fn from_path(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            field: "(file)".into(),
+            reason: e.to_string(),
+        })?;
+        let mut c = Config::parse(&text, path)?;
+        if let Some(base) = path.parent() {
+            c.resolve_relative_to(base);
+        }
+        Ok(c)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+                .unwrap_or_else(|| "(toml)".into());
+            ConfigError { path: path.to_path_buf(), field, reason: e.message().to_string() }
+        })?;
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.clip.model);
+        if let Some(b) = &mut self.blip2 {
+            fix(&mut b.model);
+        }
+        if let Some(d) = &mut self.state_dir {
+            fix(d);
+        }
+        if let Some(d) = self.index.as_mut().and_then(|i| i.dir.as_mut()) {
+            fix(d);
+        }
+        if let Some(m) = &mut self.mqtt {
+            if let Some(p) = &mut m.password_file {
+                fix(p);
+            }
+            if let Some(t) = &mut m.tls {
+                fix(&mut t.ca);
+                t.cert.as_mut().map(fix);
+                t.key.as_mut().map(fix);
+            }
+        }
+        for cam in &mut self.cameras {
+            if let SourceConfig::Folder { path, .. } = &mut cam.source {
+                fix(path);
+            }
+            cam.clip_model.as_mut().map(fix);
+            cam.blip2_model.as_mut().map(fix);
+        }
+    }
+
+    /// The state folder: configured, or systemd's $STATE_DIRECTORY, or ./owlet-state.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("owlet-state"))
+    }
+
+    /// "device NAME, N camera(s), CLIP BUNDLE[, BLIP-2 BUNDLE]": what the daemon
+    /// logs at start and `--check-config` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "device {}, {} camera(s), CLIP {}{}",
+            self.device,
+            self.cameras.len(),
+            self.clip.model.display(),
+            self.blip2
+                .as_ref()
+                .map(|b| format!(", BLIP-2 {}", b.model.display()))
+                .unwrap_or_default()
+        )
+    }
+
+    /// A camera's CLIP settings: `[clip]` with its own bundle if it names one.
+    pub fn clip_of(&self, cam: &CameraConfig) -> ClipConfig {
+        let mut c = self.clip.clone();
+        if let Some(m) = &cam.clip_model {
+            c.model = m.clone();
+        }
+        c
+    }
+
+    /// A camera's BLIP-2 settings, if it has BLIP-2 (its own bundle or `[blip2]`'s).
+    pub fn blip2_of(&self, cam: &CameraConfig) -> Option<Blip2Config> {
+        match (&self.blip2, &cam.blip2_model) {
+            (Some(b), Some(m)) => Some(Blip2Config { model: m.clone(), ..b.clone() }),
+            (None, Some(m)) => {
+                Some(Blip2Config { model: m.clone(), max_new_tokens: default_max_new_tokens() })
+            }
+            (b, None) => b.clone(),
+        }
+    }
+
+    /// The labels a camera starts with (before any set by command).
+    pub fn labels_of(&self, cam: &CameraConfig) -> Vec<String> {
+        cam.labels.clone().unwrap_or_else(|| self.clip.labels.clone())
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let err = |field: String, reason: &str| ConfigError {
+            path: path.to_path_buf(),
+            field,
+            reason: reason.into(),
+        };
+        if !valid_topic_level(&self.device) {
+            return Err(err(
+                "device".into(),
+                "must be non-empty without '/', '+', '#' or spaces (it is an MQTT topic level)",
+            ));
+        }
+        check_labels(&self.clip.labels).map_err(|r| err("clip.labels".into(), &r))?;
+        in_range(self.clip.threads as f64, 0.0, MAX_THREADS as f64, "(0: all cores)")
+            .map_err(|r| err("clip.threads".into(), &r))?;
+        if let Some(i) = self.clip.templates.iter().position(|t| !t.contains("{}")) {
+            return Err(err(
+                format!("clip.templates[{i}]"),
+                "must contain {} where the label goes",
+            ));
+        }
+        if let Some(b) = &self.blip2 {
+            if b.max_new_tokens == 0 || b.max_new_tokens > 512 {
+                return Err(err("blip2.max_new_tokens".into(), "must be between 1 and 512"));
+            }
+        }
+        if let Some(i) = &self.index {
+            VectorPrecision::parse(&i.precision)
+                .map_err(|_| err("index.precision".into(), "must be f32, f16 or int8"))?;
+        }
+        if let Some(m) = &self.mqtt {
+            if m.host.trim().is_empty() {
+                return Err(err("mqtt.host".into(), "must not be empty"));
+            }
+            if m.port == Some(0) {
+                return Err(err("mqtt.port".into(), "must not be 0"));
+            }
+            if m.password.is_some() && m.password_file.is_some() {
+                return Err(err(
+                    "mqtt.password_file".into(),
+                    "give password or password_file, not both",
+                ));
+            }
+            if (m.password.is_some() || m.password_file.is_some()) && m.username.is_none() {
+                return Err(err("mqtt.username".into(), "a password needs a username"));
+            }
+            if let Some(t) = &m.tls {
+                if t.cert.is_some() != t.key.is_some() {
+                    return Err(err("mqtt.tls".into(), "cert and key go together"));
+                }
+            }
+            // MQTT's keep-alive is a 16-bit number of seconds.
+            in_range(m.keep_alive_s as f64, 5.0, 65535.0, "s")
+                .map_err(|r| err("mqtt.keep_alive_s".into(), &r))?;
+            in_range(m.queue_max_mb as f64, 1.0, 65536.0, "MB")
+                .map_err(|r| err("mqtt.queue_max_mb".into(), &r))?;
+            in_range(m.flush_timeout_s as f64, 0.0, 3600.0, "s")
+                .map_err(|r| err("mqtt.flush_timeout_s".into(), &r))?;
+            if m.max_command_bytes == 0 || m.max_command_bytes > 1 << 20 {
+                return Err(err("mqtt.max_command_bytes".into(), "must be between 1 and 1048576"));
+            }
+            if !valid_topic_level(&m.discovery_prefix) {
+                return Err(err("mqtt.discovery_prefix".into(), "must be one topic level"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let at = |f: &str| format!("cameras[{i}].{f}");
+            if !valid_topic_level(&cam.name) {
+                return Err(err(at("name"), "must be non-empty without '/', '+', '#' or spaces"));
+            }
+            if !seen.insert(&cam.name) {
+                return Err(err(at("name"), "duplicate camera name"));
+            }
+            if let Some(l) = &cam.labels {
+                check_labels(l).map_err(|r| err(at("labels"), &r))?;
+            }
+            cam.source.validate().map_err(|(f, r)| err(at(&format!("source.{f}")), &r))?;
+            cam.triggers.validate().map_err(|(f, r)| err(at(&format!("triggers.{f}")), &r))?;
+            let e = &cam.events;
+            if !(0.0..=1.0).contains(&e.off) || !(0.0..=1.0).contains(&e.on) || e.off >= e.on {
+                return Err(err(at("events"), "need 0 <= off < on <= 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number of seconds (or other unit) within [min, max]: finite, not NaN. Every
+/// duration reaches `Duration::from_secs_f64` or a deadline sum somewhere, where
+/// infinity or 1e20 would panic or never come.
+fn in_range(value: f64, min: f64, max: f64, unit: &str) -> std::result::Result<(), String> {
+    if value >= min && value <= max {
+        Ok(())
+    } else {
+        Err(format!("must be between {min} and {max} {unit}, not {value}"))
+    }
+}
+
+/// Longest interval, cooldown or hold a camera may have: one week.
+pub const MAX_WAIT_S: f64 = 7.0 * 86400.0;
+/// Most inference threads: more than any board has cores.
+pub const MAX_THREADS: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config> {
+        Config::parse(t, Path::new("bridge.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default_config() {
+        let c = parse("").unwrap();
+        assert_eq!(c.device, "owlet");
+        assert!(!c.clip.labels.is_empty());
+        assert!(c.mqtt.is_none() && c.blip2.is_none());
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = parse(
+            r#"device = "door"
+[clip]
+labels = ["a", "b"]
+[blip2]
+model = "models/blip2-test"
+[mqtt]
+host = "broker.lan"
+username = "owlet"
+password = "hunter2"
+tls = { ca = "ca.pem" }
+[[cameras]]
+name = "front"
+source = { kind = "process", command = ["rpicam-vid", "--codec", "mjpeg", "-o", "-"] }
+triggers = { interval_s = 10, motion = {}, cooldown_s = 2, max_per_minute = 6 }
+snapshot = true
+[[cameras]]
+name = "shelf"
+source = { kind = "folder", path = "frames", watch = true }
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.cameras[0].name, "front");
+        assert_eq!(c.mqtt.as_ref().unwrap().port(), 8883);
+        assert_eq!(c.cameras[0].triggers.motion.as_ref().unwrap().pixel_threshold, 25);
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let c = parse("[mqtt]\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\n").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+    }
+
+    #[test]
+    fn the_largest_sane_values_are_accepted() {
+        parse(
+            "[clip]\nthreads = 256\n[[cameras]]\nname=\"a\"\nsource={kind=\"process\",command=[\"x\"]}\n\
+             triggers={interval_s=604800, cooldown_s=604800, motion={hold_s=604800}}",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (text, needle) in [
+            ("device = \"a/b\"", "device"),
+            ("[clip]\nlabels = []", "clip.labels"),
+            ("[clip]\ntemplates = [\"x\"]", "clip.templates[0]"),
+            ("[[cameras]]\nname = \"x\"\nsource = { kind = \"usb\" }", "line"),
+            ("devcie = \"x\"", "unknown field"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}\n[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}", "duplicate"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"process\",command=[]}", "cameras[0].source.command"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"http_mjpeg\",url=\"ftp://x\"}", "cameras[0].source.url"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}\nevents={on=0.3,off=0.5}", "cameras[0].events"),
+            ("[[cameras]]\nname=\"a\"\nsource={kind=\"folder\",path=\"p\"}\ntriggers={interval_s=0}", "triggers.interval_s"),
+            ("[mqtt]\nhost=\"h\"\npassword=\"p\"", "mqtt.username"),
+            ("[mqtt]\nhost=\"h\"\ntls={ca=\"c\",cert=\"x\"}", "mqtt.tls"),
+            ("[mqtt]\nport=1883", "host"),
+            ("\u{0}", "bridge.toml"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.starts_with("bridge.toml"), "{text:?}: {e}");
+        }
+    }
+
+    /// Issue 22: values `--check-config` passed that panicked or stalled the daemon.
+    #[test]
+    fn every_duration_and_count_is_finite_and_bounded() {
+        let cam = |extra: &str| {
+            format!("[[cameras]]\nname=\"a\"\nsource={{kind=\"process\",command=[\"x\"]}}\n{extra}")
+        };
+        let snapshot = |v: &str| {
+            format!("[[cameras]]\nname=\"a\"\nsource={{kind=\"http_snapshot\",url=\"http://x\",interval_s={v}}}")
+        };
+        let mut cases = Vec::new();
+        for v in ["inf", "1e20", "1e19", "nan", "-1.0"] {
+            cases.push((
+                cam(&format!("triggers={{interval_s={v}}}")),
+                "cameras[0].triggers.interval_s",
+            ));
+            cases.push((
+                cam(&format!("triggers={{cooldown_s={v}}}")),
+                "cameras[0].triggers.cooldown_s",
+            ));
+            cases.push((
+                cam(&format!("triggers={{motion={{hold_s={v}}}}}")),
+                "cameras[0].triggers.motion.hold_s",
+            ));
+            cases.push((snapshot(v), "cameras[0].source.interval_s"));
+        }
+        cases.push(("[clip]\nthreads = 100000".into(), "clip.threads"));
+        cases.push(("[mqtt]\nhost=\"h\"\nkeep_alive_s=100000".into(), "mqtt.keep_alive_s"));
+        cases.push(("[mqtt]\nhost=\"h\"\nqueue_max_mb=0".into(), "mqtt.queue_max_mb"));
+        cases.push(("[mqtt]\nhost=\"h\"\nflush_timeout_s=100000".into(), "mqtt.flush_timeout_s"));
+        cases.push((
+            cam("triggers={max_per_minute=4000000000}"),
+            "cameras[0].triggers.max_per_minute",
+        ));
+        for (text, needle) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.starts_with("bridge.toml"), "{text:?}: {e}");
+        }
+    }
+}
