@@ -2,6 +2,8 @@
 //!
 //! - [`outbox`]: results waiting for the MQTT broker's acknowledgement, bounded in
 //!   bytes on disk, every record checksummed.
+//! - [`history`]: every analysed frame (labels, caption, embedding, thumbnail),
+//!   for search and for people to look back at, bounded by age and bytes.
 //!
 //! SQLite checks its own structure, not the contents of a record: each record here
 //! carries a CRC-32 of its fields, checked whenever it is read, so a flipped byte in
@@ -10,6 +12,7 @@
 //!
 //! This crate links neither tract nor the models: the fuzzers build it alone.
 
+pub mod history;
 mod legacy_queue;
 pub mod outbox;
 
