@@ -569,11 +569,8 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let c: Config = toml::from_str(text).map_err(|e| {
-            let field = e
-                .span()
-                .map(|s| format!("line {}", text[..s.start.min(text.len())].lines().count().max(1)))
-                .unwrap_or_else(|| "(toml)".into());
-            ConfigError { path: path.to_path_buf(), field, reason: e.message().to_string() }
+            let (field, reason) = crate::toml_error::locate(text, &e);
+            ConfigError { path: path.to_path_buf(), field, reason }
         })?;
         c.validate(path)?;
         Ok(c)

@@ -12,3 +12,4 @@ pub mod bridge_config;
 pub mod choices;
 pub mod image;
 pub mod manifest;
+mod toml_error;

@@ -165,14 +165,8 @@ impl Manifest {
     /// Parse and validate a manifest; `path` is only used in error messages.
     pub fn from_str(text: &str, path: &Path) -> Result<Manifest> {
         let m: Manifest = toml::from_str(text).map_err(|e| {
-            let field = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].lines().count().max(1);
-                    format!("line {line}")
-                })
-                .unwrap_or_else(|| "(toml)".into());
-            ManifestError { path: path.to_path_buf(), field, reason: e.message().to_string() }
+            let (field, reason) = crate::toml_error::locate(text, &e);
+            ManifestError { path: path.to_path_buf(), field, reason }
         })?;
         m.validate(path)?;
         Ok(m)
