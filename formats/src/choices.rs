@@ -48,6 +48,15 @@ impl VectorPrecision {
         }
     }
 
+    /// The name it is stored under (`index.json`, the history's spaces).
+    pub fn name(self) -> &'static str {
+        match self {
+            VectorPrecision::F32 => "f32",
+            VectorPrecision::F16 => "f16",
+            VectorPrecision::I8 => "i8",
+        }
+    }
+
     /// Bytes one vector of `dim` values takes.
     pub fn vector_bytes(self, dim: usize) -> usize {
         match self {
@@ -70,6 +79,8 @@ mod tests {
             ("int8", VectorPrecision::I8),
         ] {
             assert_eq!(VectorPrecision::parse(s), Ok(p));
+            // Its stored name parses back.
+            assert_eq!(VectorPrecision::parse(p.name()), Ok(p));
         }
         assert_eq!(
             VectorPrecision::parse("q4").unwrap_err(),

@@ -19,6 +19,9 @@
 //!   contents and its labels, checked whenever a whole frame is read (SQLite
 //!   checks its pages, not what is in them).
 //! - `labels(frame, label, score)`: the zero-shot scores, for filtering in SQL.
+//! - `imports(name, frames, time_ms)` (version 2): what was imported from older
+//!   stores (an index folder's `entries.log`), written in the same transaction as
+//!   the frames, so that an import interrupted anywhere is done once, never twice.
 //!
 //! Retention: frames older than `max_age` go, and while the database, its WAL and
 //! the WAL index together are over `max_bytes`, the oldest frames go first.
@@ -34,10 +37,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::{set_aside, sqlite_err, unix_ms, Error, Result};
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[v]` takes a file from version `v` to `v + 1`, in one transaction.
-pub const MIGRATIONS: &[&str] = &["
+pub const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE spaces (
         id INTEGER PRIMARY KEY,
         model TEXT NOT NULL,
@@ -65,7 +69,14 @@ pub const MIGRATIONS: &[&str] = &["
         score REAL NOT NULL);
     CREATE INDEX labels_by_frame ON labels (frame);
     CREATE INDEX labels_by_label ON labels (label, score);
-"];
+",
+    "
+    CREATE TABLE imports (
+        name TEXT PRIMARY KEY,
+        frames INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL);
+",
+];
 
 /// What a store may hold.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +139,8 @@ pub struct Filter {
     pub caption_contains: Option<String>,
     /// Only frames with an id below this (the next page of a timeline).
     pub before_id: Option<i64>,
+    /// Only these frames.
+    pub ids: Option<Vec<i64>>,
     /// At most this many (0: 100).
     pub limit: usize,
 }
@@ -150,6 +163,8 @@ pub struct History {
     retention: Retention,
     /// Inserts since retention last ran: it runs every few inserts, not each one.
     since_retention: u32,
+    /// Frames retention removed since the store was opened.
+    removed: u64,
 }
 
 /// Retention by age runs at least every this many inserts (by size: whenever the
@@ -174,7 +189,8 @@ impl History {
             Err(d) => return Err(d.into_error(path)),
         };
         opened.migrated_from = (from != SCHEMA_VERSION).then_some(from);
-        let mut h = History { conn, path: path.to_path_buf(), retention, since_retention: 0 };
+        let mut h =
+            History { conn, path: path.to_path_buf(), retention, since_retention: 0, removed: 0 };
         opened.frames = h.count()?;
         h.enforce_retention()?;
         Ok((h, opened))
@@ -217,61 +233,138 @@ impl History {
     /// Store one frame (its labels in the same transaction); returns its id. Once
     /// this returns, the frame survives the process being killed.
     pub fn insert(&mut self, space: Option<i64>, f: &NewFrame) -> Result<i64> {
+        let ids = self.insert_batch(space, std::slice::from_ref(f), None)?;
+        Ok(ids[0])
+    }
+
+    /// Store frames in one transaction: all of them or none. With `import`, the
+    /// batch is recorded as that import (see [`History::imported`]) in the same
+    /// transaction. Retention runs after the commit.
+    pub fn insert_batch(
+        &mut self,
+        space: Option<i64>,
+        frames: &[NewFrame],
+        import: Option<&str>,
+    ) -> Result<Vec<i64>> {
         let path = self.path.clone();
         let err = sqlite_err(&path);
-        if let (Some(space), Some(e)) = (space, &f.embedding) {
-            let bytes: Option<i64> = self
-                .conn
-                .query_row("SELECT vector_bytes FROM spaces WHERE id = ?1", [space], |r| r.get(0))
-                .optional()
-                .map_err(&err)?;
-            match bytes {
-                Some(b) if b as usize == e.len() => {}
-                Some(b) => {
+        let vector_bytes: Option<i64> = match space {
+            Some(space) => Some(
+                self.conn
+                    .query_row("SELECT vector_bytes FROM spaces WHERE id = ?1", [space], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(&err)?
+                    .ok_or_else(|| invalid(&self.path, format!("no embedding space {space}")))?,
+            ),
+            None => None,
+        };
+        for f in frames {
+            match (vector_bytes, &f.embedding) {
+                (Some(b), Some(e)) if b as usize != e.len() => {
                     return Err(invalid(
                         &self.path,
                         format!("a {}-byte embedding in a space of {b}-byte vectors", e.len()),
                     ))
                 }
-                None => return Err(invalid(&self.path, format!("no embedding space {space}"))),
+                (None, Some(_)) => {
+                    return Err(invalid(&self.path, "an embedding needs its space".into()))
+                }
+                _ => {}
             }
-        } else if f.embedding.is_some() {
-            return Err(invalid(&self.path, "an embedding needs its space".into()));
         }
         let tx = self.conn.transaction().map_err(&err)?;
-        tx.execute(
-            "INSERT INTO frames (time_ms, camera, trigger, source, caption, space, embedding,
-                                 thumbnail, frame, crc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                f.time_ms as i64,
-                f.camera,
-                f.trigger,
-                f.source,
-                f.caption,
-                space,
-                f.embedding,
-                f.thumbnail,
-                f.frame,
-                checksum(f) as i64
-            ],
-        )
-        .map_err(&err)?;
-        let id = tx.last_insert_rowid();
+        let mut ids = Vec::with_capacity(frames.len());
         {
-            let mut stmt = tx
+            let mut frame_stmt = tx
+                .prepare_cached(
+                    "INSERT INTO frames (time_ms, camera, trigger, source, caption, space,
+                                         embedding, thumbnail, frame, crc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(&err)?;
+            let mut label_stmt = tx
                 .prepare_cached("INSERT INTO labels (frame, label, score) VALUES (?1, ?2, ?3)")
                 .map_err(&err)?;
-            for (label, score) in &f.labels {
-                stmt.execute(params![id, label, *score as f64]).map_err(&err)?;
+            for f in frames {
+                frame_stmt
+                    .execute(params![
+                        f.time_ms.min(i64::MAX as u64) as i64,
+                        f.camera,
+                        f.trigger,
+                        f.source,
+                        f.caption,
+                        f.embedding.as_ref().and(space),
+                        f.embedding,
+                        f.thumbnail,
+                        f.frame,
+                        checksum(f) as i64
+                    ])
+                    .map_err(&err)?;
+                let id = tx.last_insert_rowid();
+                for (label, score) in &f.labels {
+                    label_stmt.execute(params![id, label, *score as f64]).map_err(&err)?;
+                }
+                ids.push(id);
             }
         }
+        if let Some(name) = import {
+            tx.execute(
+                "INSERT INTO imports (name, frames, time_ms) VALUES (?1, ?2, ?3)",
+                params![name, frames.len() as i64, unix_ms() as i64],
+            )
+            .map_err(&err)?;
+        }
         tx.commit().map_err(&err)?;
-        self.since_retention += 1;
+        self.since_retention += frames.len().min(u32::MAX as usize) as u32;
         if self.since_retention >= RETENTION_EVERY || self.disk_bytes() > self.retention.max_bytes {
             self.enforce_retention()?;
         }
-        Ok(id)
+        Ok(ids)
+    }
+
+    /// Whether an import of this name was committed.
+    pub fn imported(&self, name: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM imports WHERE name = ?1", [name], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(sqlite_err(&self.path))
+    }
+
+    /// The embedding spaces stored, with how many frames have a vector in each.
+    pub fn spaces(&self) -> Result<Vec<(i64, Space, u64)>> {
+        let err = sqlite_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.id, s.model, s.dim, s.precision, s.vector_bytes,
+                        (SELECT count(*) FROM frames f WHERE f.space = s.id)
+                 FROM spaces s ORDER BY s.id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    Space {
+                        model: r.get(1)?,
+                        dim: r.get::<_, i64>(2)? as usize,
+                        precision: r.get(3)?,
+                        vector_bytes: r.get::<_, i64>(4)? as usize,
+                    },
+                    r.get::<_, i64>(5)? as u64,
+                ))
+            })
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    /// Frames removed by retention since this store was opened: a caller holding
+    /// ids in memory compares it to know when to drop the ones gone.
+    pub fn removed(&self) -> u64 {
+        self.removed
     }
 
     /// One whole frame, its checksum verified: `None` if there is no such id.
@@ -313,41 +406,36 @@ impl History {
     /// The frames `filter` asks for, newest first, without their images and
     /// embeddings (a timeline's rows; `get` reads one whole).
     pub fn query(&self, filter: &Filter) -> Result<Vec<StoredFrame>> {
-        let err = sqlite_err(&self.path);
-        let mut sql = String::from(
-            "SELECT id, time_ms, camera, trigger, source, caption FROM frames f WHERE 1",
-        );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(c) = &filter.camera {
-            arg(&mut sql, " AND camera = ?", c.clone().into());
-        }
-        if let Some(t) = filter.since_ms {
-            arg(&mut sql, " AND time_ms >= ?", (t.min(i64::MAX as u64) as i64).into());
-        }
-        if let Some(t) = filter.until_ms {
-            arg(&mut sql, " AND time_ms <= ?", (t.min(i64::MAX as u64) as i64).into());
-        }
-        if let Some(b) = filter.before_id {
-            arg(&mut sql, " AND id < ?", b.into());
-        }
-        if let Some(words) = &filter.caption_contains {
-            // instr, not LIKE: the user's % and _ are plain characters.
-            arg(&mut sql, " AND instr(lower(caption), lower(?)) > 0", words.clone().into());
-        }
-        if let Some(l) = &filter.label {
-            arg(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM labels WHERE frame = f.id AND label = ?",
-                l.clone().into(),
-            );
-            arg(&mut sql, " AND score >= ?)", (filter.min_score as f64).into());
-        }
         let limit = if filter.limit == 0 { 100 } else { filter.limit.min(10_000) };
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+        self.rows(filter, &format!(" ORDER BY id DESC LIMIT {limit}"))
+    }
+
+    /// One frame as [`History::query`] returns it (no images, no embedding).
+    pub fn summary(&self, id: i64) -> Result<Option<StoredFrame>> {
+        let filter = Filter { ids: Some(vec![id]), ..Filter::default() };
+        Ok(self.rows(&filter, "")?.pop())
+    }
+
+    /// The ids of every frame `filter` accepts (its limit and page ignored),
+    /// lowest first: what narrows a vector search.
+    pub fn matching_ids(&self, filter: &Filter) -> Result<Vec<i64>> {
+        let err = sqlite_err(&self.path);
+        let filter = Filter { before_id: None, ..filter.clone() };
+        let (clause, args) = where_clause(&filter);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT id FROM frames f WHERE 1{clause} ORDER BY id"))
+            .map_err(&err)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0)).map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+    }
+
+    fn rows(&self, filter: &Filter, tail: &str) -> Result<Vec<StoredFrame>> {
+        let err = sqlite_err(&self.path);
+        let (clause, args) = where_clause(filter);
+        let sql = format!(
+            "SELECT id, time_ms, camera, trigger, source, caption FROM frames f WHERE 1{clause}{tail}"
+        );
         let mut stmt = self.conn.prepare(&sql).map_err(&err)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), |r| {
@@ -455,6 +543,7 @@ impl History {
                 .map_err(&err)? as u64;
             self.shrink()?;
         }
+        self.removed += gone;
         if gone > 0 {
             self.shrink()?;
             log::info!("history: retention removed {gone} frame(s)");
@@ -483,6 +572,46 @@ impl History {
         }
         Ok(())
     }
+}
+
+/// The SQL conditions of `filter` (each starting with ` AND`) and their arguments.
+fn where_clause(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::new();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(c) = &filter.camera {
+        arg(&mut sql, " AND camera = ?", c.clone().into());
+    }
+    if let Some(t) = filter.since_ms {
+        arg(&mut sql, " AND time_ms >= ?", (t.min(i64::MAX as u64) as i64).into());
+    }
+    if let Some(t) = filter.until_ms {
+        arg(&mut sql, " AND time_ms <= ?", (t.min(i64::MAX as u64) as i64).into());
+    }
+    if let Some(b) = filter.before_id {
+        arg(&mut sql, " AND id < ?", b.into());
+    }
+    if let Some(words) = &filter.caption_contains {
+        // instr, not LIKE: the user's % and _ are plain characters.
+        arg(&mut sql, " AND instr(lower(caption), lower(?)) > 0", words.clone().into());
+    }
+    if let Some(l) = &filter.label {
+        arg(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM labels WHERE frame = f.id AND label = ?",
+            l.clone().into(),
+        );
+        arg(&mut sql, " AND score >= ?)", (filter.min_score as f64).into());
+    }
+    if let Some(ids) = &filter.ids {
+        // Integers, formatted here: no argument per id (SQLite allows 32766).
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        sql.push_str(&format!(" AND id IN ({})", list.join(",")));
+    }
+    (sql, args)
 }
 
 /// CRC-32 of a frame's contents, its labels included, each field length-prefixed

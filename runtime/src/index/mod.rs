@@ -14,16 +14,21 @@
 //!
 //! Vectors are L2-normalised embeddings stored as f32, f16 (half the memory,
 //! cosine error ~1e-4) or int8 with one f32 scale per vector (a quarter plus 4
-//! bytes; symmetric, scale = max|x| / 127). Search is exact: a dot product with
-//! every entry that passes the filters, top-k kept in a heap. f32 uses owlet's
-//! SIMD dot kernel; f16 is widened row by row then uses it; int8 multiplies the f32
-//! query with the codes (portable code the compiler vectorises; no hand-written
-//! int8 kernel yet) and scales.
+//! bytes; symmetric, scale = max|x| / 127), held in memory by a [`VectorSet`].
+//! Search is exact: a dot product with every entry that passes the filters, top-k
+//! kept in a heap. f32 uses owlet's SIMD dot kernel; f16 is widened row by row then
+//! uses it; int8 multiplies the f32 query with the codes (portable code the
+//! compiler vectorises; no hand-written int8 kernel yet) and scales.
+//!
+//! The bridge and the CLI now keep their frames in the SQLite history
+//! (owlet-history), which searches the same [`VectorSet`]; this log is what they
+//! read once, to migrate an index folder of an older owlet.
 
 pub mod kmeans;
+mod vectors;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+pub use vectors::{dot_f32_i8, quantize_i8, Hit, VectorSet};
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,7 +36,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::kernels;
 
 /// How the index stores its vectors (f32, f16 or int8).
 pub use owlet_formats::choices::VectorPrecision as Precision;
@@ -84,23 +88,10 @@ impl Filter {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hit {
-    pub entry: usize,
-    pub score: f32,
-}
-
-/// Storage of the vectors, by precision.
-enum Vectors {
-    F32(Vec<f32>),
-    F16(Vec<half::f16>),
-    I8 { codes: Vec<i8>, scales: Vec<f32> },
-}
-
 pub struct Index {
     dir: PathBuf,
     pub info: IndexInfo,
-    vectors: Vectors,
+    vectors: VectorSet,
     meta: Vec<Meta>,
     /// The log, opened for appending; None when opened to read.
     log: Option<File>,
@@ -194,11 +185,7 @@ impl Index {
         let vb = info.precision.vector_bytes(info.dim);
         let mut ix = Index {
             dir: dir.to_path_buf(),
-            vectors: match info.precision {
-                Precision::F32 => Vectors::F32(Vec::new()),
-                Precision::F16 => Vectors::F16(Vec::new()),
-                Precision::I8 => Vectors::I8 { codes: Vec::new(), scales: Vec::new() },
-            },
+            vectors: VectorSet::new(info.dim, info.precision),
             info,
             meta: Vec::new(),
             log: None,
@@ -267,21 +254,12 @@ impl Index {
 
     /// Bytes the vectors take in memory.
     pub fn vector_memory(&self) -> usize {
-        self.len() * self.info.precision.vector_bytes(self.info.dim)
+        self.vectors.memory_bytes()
     }
 
     /// Append one embedding (normalised here) and its metadata, to disk then memory.
     pub fn add(&mut self, embedding: &[f32], meta: Meta) -> Result<()> {
-        if embedding.len() != self.info.dim {
-            return Err(Error::Invalid(format!(
-                "embedding has {} values; the index holds {}-d vectors",
-                embedding.len(),
-                self.info.dim
-            )));
-        }
-        let mut v = embedding.to_vec();
-        crate::similarity::l2_normalize(&mut v);
-        let vec_bytes = encode_vector(&v, self.info.precision);
+        let vec_bytes = self.vectors.encode(embedding)?;
         let meta_bytes = serde_json::to_vec(&meta).expect("serialisable");
         if meta_bytes.len() > MAX_META_BYTES {
             return Err(Error::Invalid(format!(
@@ -307,79 +285,28 @@ impl Index {
     }
 
     fn push_decoded(&mut self, vec: Vec<u8>, meta: Meta) {
-        match &mut self.vectors {
-            Vectors::F32(d) => {
-                d.extend(vec.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())))
-            }
-            Vectors::F16(d) => d.extend(
-                vec.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap())),
-            ),
-            Vectors::I8 { codes, scales } => {
-                scales.push(f32::from_le_bytes(vec[..4].try_into().unwrap()));
-                codes.extend(vec[4..].iter().map(|&b| b as i8));
-            }
+        // scan_log hands on only records of the vector size: this cannot fail.
+        if self.vectors.push_encoded(&vec).is_ok() {
+            self.meta.push(meta);
         }
-        self.meta.push(meta);
     }
 
     /// Entry `i`'s vector, widened to f32.
     pub fn vector(&self, i: usize) -> Vec<f32> {
-        let d = self.info.dim;
-        match &self.vectors {
-            Vectors::F32(v) => v[i * d..(i + 1) * d].to_vec(),
-            Vectors::F16(v) => v[i * d..(i + 1) * d].iter().map(|x| x.to_f32()).collect(),
-            Vectors::I8 { codes, scales } => {
-                codes[i * d..(i + 1) * d].iter().map(|&c| c as f32 * scales[i]).collect()
-            }
-        }
+        self.vectors.vector(i)
+    }
+
+    /// Entry `i`'s vector as stored (see [`VectorSet::stored`]).
+    pub fn stored_vector(&self, i: usize) -> Vec<u8> {
+        self.vectors.stored(i)
     }
 
     /// The `k` entries most similar (cosine) to `query` among those `filter`
     /// accepts, best first.
     pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
-        if query.len() != self.info.dim {
-            return Err(Error::Invalid(format!(
-                "query has {} values; the index holds {}-d vectors",
-                query.len(),
-                self.info.dim
-            )));
-        }
-        let mut q = query.to_vec();
-        crate::similarity::l2_normalize(&mut q);
-        let d = self.info.dim;
-        let dot = kernels::best().dot_f32;
-        let mut top = TopK::new(k);
         let filtered =
             filter.camera.is_some() || filter.since_ms.is_some() || filter.until_ms.is_some();
-        let want = |i: usize| !filtered || filter.accepts(&self.meta[i]);
-        match &self.vectors {
-            Vectors::F32(v) => {
-                for (i, row) in v.chunks_exact(d).enumerate() {
-                    if want(i) {
-                        top.push(i, dot(&q, row));
-                    }
-                }
-            }
-            Vectors::F16(v) => {
-                let mut wide = vec![0f32; d];
-                for (i, row) in v.chunks_exact(d).enumerate() {
-                    if want(i) {
-                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(row, &mut wide);
-                        top.push(i, dot(&q, &wide));
-                    }
-                }
-            }
-            Vectors::I8 { codes, scales } => {
-                // The query stays f32: quantizing it too cost recall (0.989 top-10
-                // on clustered 512-d data, against 0.99+ this way).
-                for (i, row) in codes.chunks_exact(d).enumerate() {
-                    if want(i) {
-                        top.push(i, dot_f32_i8(&q, row) * scales[i]);
-                    }
-                }
-            }
-        }
-        Ok(top.into_sorted())
+        self.vectors.search(query, k, |i| !filtered || filter.accepts(&self.meta[i]))
     }
 }
 
@@ -485,93 +412,6 @@ fn decode(buf: &[u8], vector_bytes: usize) -> Option<(Vec<u8>, Meta, usize)> {
     }
     let meta: Meta = serde_json::from_slice(&body[vector_bytes..]).ok()?;
     Some((body[..vector_bytes].to_vec(), meta, HEADER + len))
-}
-
-fn encode_vector(v: &[f32], p: Precision) -> Vec<u8> {
-    match p {
-        Precision::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Precision::F16 => v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect(),
-        Precision::I8 => {
-            let (s, c) = quantize_i8(v);
-            let mut out = s.to_le_bytes().to_vec();
-            out.extend(c.iter().map(|&x| x as u8));
-            out
-        }
-    }
-}
-
-/// Symmetric int8: x ~= scale * code, scale = max|x| / 127.
-pub fn quantize_i8(v: &[f32]) -> (f32, Vec<i8>) {
-    let m = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    if m == 0.0 {
-        return (0.0, vec![0; v.len()]);
-    }
-    let s = m / 127.0;
-    (s, v.iter().map(|x| (x / s).round().clamp(-127.0, 127.0) as i8).collect())
-}
-
-/// f32 x i8, eight accumulators so the compiler vectorises it.
-pub fn dot_f32_i8(a: &[f32], b: &[i8]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, ar) = a.split_at(a.len() / 8 * 8);
-    let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j] as f32;
-        }
-    }
-    acc.iter().sum::<f32>() + ar.iter().zip(br).map(|(x, &y)| x * y as f32).sum::<f32>()
-}
-
-/// The k best (entry, score) pairs, kept in a min-heap.
-struct TopK {
-    k: usize,
-    heap: BinaryHeap<MinScore>,
-}
-
-#[derive(PartialEq)]
-struct MinScore(f32, usize);
-
-impl Eq for MinScore {}
-
-impl Ord for MinScore {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Reversed: the heap's top is the worst kept score. Ties: the lower entry wins.
-        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
-    }
-}
-
-impl PartialOrd for MinScore {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl TopK {
-    fn new(k: usize) -> TopK {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
-    }
-
-    fn push(&mut self, entry: usize, score: f32) {
-        if self.k == 0 {
-            return;
-        }
-        if self.heap.len() < self.k {
-            self.heap.push(MinScore(score, entry));
-        } else if let Some(worst) = self.heap.peek() {
-            if score > worst.0 || (score == worst.0 && entry < worst.1) {
-                self.heap.pop();
-                self.heap.push(MinScore(score, entry));
-            }
-        }
-    }
-
-    fn into_sorted(self) -> Vec<Hit> {
-        let mut v: Vec<Hit> =
-            self.heap.into_iter().map(|MinScore(score, entry)| Hit { entry, score }).collect();
-        v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
-        v
-    }
 }
 
 #[cfg(test)]

@@ -315,3 +315,31 @@ fn kmeans_recovers_planted_clusters() {
     assert_eq!(again.assignment, r.assignment, "same seed, same clusters");
     assert!((adjusted_rand_index(&truth, &truth) - 1.0).abs() < 1e-12);
 }
+
+#[test]
+fn a_vector_set_keeps_what_retain_accepts_in_order_for_every_precision() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for p in [Precision::F32, Precision::F16, Precision::I8] {
+        let dim = 13;
+        let mut set = VectorSet::new(dim, p);
+        let data: Vec<Vec<f32>> = (0..40).map(|_| random_unit(&mut rng, dim)).collect();
+        for v in &data {
+            set.push_encoded(&set.encode(v).unwrap()).unwrap();
+        }
+        let before: Vec<Vec<f32>> = (0..40).map(|i| set.vector(i)).collect();
+        assert_eq!(set.stored(5), set.encode(&data[5]).unwrap(), "{p:?}: stored form");
+        set.retain(|i| i % 3 != 0);
+        let kept: Vec<usize> = (0..40).filter(|i| i % 3 != 0).collect();
+        assert_eq!(set.len(), kept.len(), "{p:?}");
+        assert_eq!(set.memory_bytes(), kept.len() * p.vector_bytes(dim));
+        for (row, &was) in kept.iter().enumerate() {
+            assert_eq!(set.vector(row), before[was], "{p:?}: row {row} was {was}");
+        }
+        // The best match of a kept vector is its new row.
+        let hits = set.search(&data[kept[7]], 1, |_| true).unwrap();
+        assert_eq!(hits[0].entry, 7, "{p:?}");
+        // A stored form of the wrong size is refused, naming both sizes.
+        let e = set.push_encoded(&[0u8; 3]).unwrap_err().to_string();
+        assert!(e.contains("3 bytes"), "{e}");
+    }
+}

@@ -248,3 +248,72 @@ fn committed_frames_survive_sigkill() {
     }
     assert!(committed.len() >= 50);
 }
+
+#[test]
+fn matching_ids_are_every_frame_a_filter_accepts_lowest_first() {
+    let d = tempfile::tempdir().unwrap();
+    let mut h = open(&d.path().join("history.db"), 64 << 20);
+    let s = h.space(&space()).unwrap();
+    let ids: Vec<i64> = (0..300)
+        .map(|i| h.insert(Some(s), &frame(i, if i % 3 == 0 { "door" } else { "shelf" })).unwrap())
+        .collect();
+    let door = h
+        .matching_ids(&Filter { camera: Some("door".into()), limit: 5, ..Filter::default() })
+        .unwrap();
+    // No limit, no page: all 100 of them.
+    assert_eq!(door, ids.iter().copied().step_by(3).collect::<Vec<_>>());
+    let sure = h
+        .matching_ids(&Filter {
+            label: Some("package".into()),
+            min_score: 0.8,
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(sure, ids.iter().copied().skip(3).step_by(4).collect::<Vec<_>>());
+    let one = h.summary(ids[7]).unwrap().unwrap();
+    assert_eq!((one.frame.camera.as_str(), one.frame.thumbnail.as_ref()), ("shelf", None));
+    assert_eq!(one.frame.labels, frame(7, "shelf").labels);
+    assert!(h.summary(-1).unwrap().is_none());
+}
+
+#[test]
+fn an_import_is_all_or_nothing_and_remembered_with_its_frames() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("history.db");
+    let mut h = open(&path, 64 << 20);
+    let s = h.space(&space()).unwrap();
+    let mut frames: Vec<NewFrame> = (0..20).map(|i| frame(i, "door")).collect();
+    // One bad embedding refuses the whole batch: nothing stored, no import recorded.
+    frames[13].embedding = Some(vec![0; 3]);
+    let e = h.insert_batch(Some(s), &frames, Some("/old/index")).unwrap_err().to_string();
+    assert!(e.contains("3-byte embedding"), "{e}");
+    assert_eq!((h.count().unwrap(), h.imported("/old/index").unwrap()), (0, false));
+    frames[13] = frame(13, "door");
+    let ids = h.insert_batch(Some(s), &frames, Some("/old/index")).unwrap();
+    assert_eq!(ids.len(), 20);
+    drop(h);
+    let h = open(&path, 64 << 20);
+    assert!(h.imported("/old/index").unwrap());
+    assert!(!h.imported("/another").unwrap());
+    assert_eq!(h.spaces().unwrap(), vec![(s, space(), 20)]);
+}
+
+#[test]
+fn a_version_1_file_is_migrated_keeping_its_frames() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("history.db");
+    {
+        // A file as the first schema left it.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(&format!("BEGIN; {} PRAGMA user_version = 1; COMMIT;", MIGRATIONS[0]))
+            .unwrap();
+        c.execute(
+            "INSERT INTO frames (time_ms, camera, trigger, crc) VALUES (5, 'door', 'interval', 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let (h, opened) = History::open(&path, retention(64 << 20)).unwrap();
+    assert_eq!((opened.frames, opened.migrated_from), (1, Some(1)));
+    assert!(!h.imported("x").unwrap(), "the imports table exists");
+}
