@@ -22,10 +22,12 @@ install_build_deps() {
 }
 
 # What the end-to-end tests drive: a real broker and its clients (the bridge's
-# MQTT tests), ffmpeg (camera streams: child process and HTTP MJPEG).
+# MQTT tests), ffmpeg (camera streams: child process and HTTP MJPEG), Prometheus
+# (it scrapes the bridge's /metrics in a test).
 install_test_deps() {
   local debs=()
   [ -x /usr/sbin/mosquitto ] || debs+=(mosquitto)
+  [ -x /usr/bin/prometheus ] || debs+=(prometheus)
   need mosquitto_sub || debs+=(mosquitto-clients)
   need ffmpeg || debs+=(ffmpeg)
   if [ ${#debs[@]} -gt 0 ]; then

@@ -147,11 +147,13 @@ pub enum Command {
         #[command(subcommand)]
         action: IndexCommand,
     },
-    /// Find the indexed images closest to a text or an image.
+    /// Find the stored images or frames closest to a text or an image.
     Search {
         #[command(flatten)]
         common: Common,
-        #[arg(long, value_name = "DIR")]
+        /// The history: a folder (its history.db; an older owlet's index there is
+        /// imported) or a .db file, as the bridge keeps under its state folder.
+        #[arg(long, value_name = "DIR|FILE")]
         index: PathBuf,
         /// What to look for, in words.
         #[arg(required_unless_present = "image", conflicts_with = "image")]
@@ -161,15 +163,14 @@ pub enum Command {
         image: Option<PathBuf>,
         #[arg(long, short = 'k', default_value_t = 10)]
         k: usize,
-        /// Only entries of this camera.
-        #[arg(long)]
-        camera: Option<String>,
+        #[command(flatten)]
+        only: SearchFilter,
     },
-    /// Group the indexed images (k-means++) and name each group by its closest keywords.
+    /// Group the stored images (k-means++) and name each group by its closest keywords.
     Cluster {
         #[command(flatten)]
         common: Common,
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR|FILE")]
         index: PathBuf,
         #[arg(long, short = 'k')]
         k: usize,
@@ -228,13 +229,16 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum IndexCommand {
-    /// Embed image files (or every image in folders) and append them to the index.
+    /// Embed image files (or every image in folders) and store them in the history.
     Add {
         #[command(flatten)]
         common: Common,
-        #[arg(long, value_name = "DIR")]
+        /// A folder (its history.db; an older owlet's index there is imported) or a
+        /// .db file.
+        #[arg(long, value_name = "DIR|FILE")]
         index: PathBuf,
-        /// Storage of new indexes: f32, f16 (half the memory) or int8 (a quarter).
+        /// Storage of the vectors of a new history: f32, f16 (half the memory) or
+        /// int8 (a quarter).
         #[arg(long, default_value = "f32")]
         precision: String,
         /// Images embedded per model call.
@@ -243,9 +247,37 @@ pub enum IndexCommand {
         /// Camera name to record with the entries.
         #[arg(long)]
         camera: Option<String>,
+        /// Longest side of the JPEG thumbnail stored with each image (0: none).
+        #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u32).range(0..=1024))]
+        thumbnail_px: u32,
+        /// Keep the history under this many MiB (oldest go first); default: no limit.
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+        max_mb: Option<u64>,
         #[arg(value_name = "FILES|DIR", required = true)]
         paths: Vec<PathBuf>,
     },
+}
+
+/// What a search looks at; every option narrows it (in SQL, before the vectors).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// Only frames of this camera.
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Only frames where this label scored at least --min-score.
+    #[arg(long)]
+    pub label: Option<String>,
+    #[arg(long, default_value_t = 0.5, requires = "label")]
+    pub min_score: f32,
+    /// Only frames whose caption contains these words (case-insensitive).
+    #[arg(long, value_name = "WORDS")]
+    pub caption: Option<String>,
+    /// Only frames at or after this time (milliseconds since 1970).
+    #[arg(long, value_name = "MS")]
+    pub since_ms: Option<u64>,
+    /// Only frames at or before this time (milliseconds since 1970).
+    #[arg(long, value_name = "MS")]
+    pub until_ms: Option<u64>,
 }
 
 /// `--beams`: 1 (greedy) to 64.

@@ -1,4 +1,5 @@
-//! `owlet index add`, `owlet search`, `owlet cluster`: an embedding index from the shell.
+//! `owlet index add`, `owlet search`, `owlet cluster`: the frame history (owlet-history)
+//! from the shell: the same file the bridge writes.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -6,12 +7,13 @@ use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
+use owlet_history::{Filter, FrameHistory, NewFrame, Retention};
 use owlet_runtime::image_io::{self, DecodeLimits, IMAGE_EXTENSIONS};
 use owlet_runtime::index::kmeans::kmeans;
-use owlet_runtime::index::{Filter, Index, IndexInfo, Meta, Precision};
+use owlet_runtime::index::{IndexInfo, Precision};
 use serde_json::json;
 
-use crate::args::Common;
+use crate::args::{Common, SearchFilter};
 use crate::load_clip;
 
 /// Files as given, and the images inside folders (sorted), in order.
@@ -37,15 +39,18 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn add(
-    common: &Common,
-    dir: &Path,
-    precision: &str,
-    batch: usize,
-    camera: Option<String>,
-    paths: &[PathBuf],
-) -> Result<ExitCode> {
-    let precision = Precision::parse(precision).map_err(anyhow::Error::msg)?;
+/// Where `owlet index add` stores, and how.
+pub struct AddTo {
+    pub index: PathBuf,
+    pub precision: String,
+    pub batch: usize,
+    pub camera: Option<String>,
+    pub thumbnail_px: u32,
+    pub max_mb: Option<u64>,
+}
+
+pub fn add(common: &Common, to: &AddTo, paths: &[PathBuf]) -> Result<ExitCode> {
+    let precision = Precision::parse(&to.precision).map_err(anyhow::Error::msg)?;
     let clip = load_clip(common)?;
     let files = expand(paths)?;
     anyhow::ensure!(
@@ -56,9 +61,14 @@ pub fn add(
     let probe = clip.embed_texts(&["probe"])?;
     let info =
         IndexInfo { model: clip.bundle.manifest.name.clone(), dim: probe.row(0).len(), precision };
-    let (mut ix, rep) = Index::open_or_create(dir, &info)?;
-    if let Some(what) = rep.describe() {
-        eprintln!("owlet: index {}: {what}", dir.display());
+    let retention = Retention {
+        max_bytes: to.max_mb.map_or(u64::MAX, |mb| mb.saturating_mul(1 << 20)),
+        max_age: None,
+    };
+    let (db, legacy) = locate(&to.index);
+    let (mut history, opening) = FrameHistory::open(&db, retention, &info, legacy)?;
+    for line in opening.describe(&db) {
+        eprintln!("owlet: {line}");
     }
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     if !std::io::stderr().is_terminal() || common.json {
@@ -71,9 +81,9 @@ pub fn add(
         .expect("template"),
     );
     let (mut added, mut failed) = (0usize, 0usize);
-    for chunk in files.chunks(batch.max(1)) {
+    for chunk in files.chunks(to.batch.max(1)) {
         let mut images = Vec::new();
-        let mut metas = Vec::new();
+        let mut frames = Vec::new();
         for f in chunk {
             match image_io::load_rgb(f, DecodeLimits::default()) {
                 Ok(img) => {
@@ -81,14 +91,16 @@ pub fn add(
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as u64);
-                    images.push(img);
-                    metas.push(Meta {
-                        source: f.display().to_string(),
-                        camera: camera.clone(),
+                        .map_or(0, |d| d.as_millis() as u64);
+                    frames.push(NewFrame {
                         time_ms,
-                        caption: None,
+                        camera: to.camera.clone().unwrap_or_default(),
+                        trigger: "file".into(),
+                        source: Some(f.display().to_string()),
+                        thumbnail: owlet_history::thumbnail_jpeg(&img, to.thumbnail_px),
+                        ..NewFrame::default()
                     });
+                    images.push(img);
                 }
                 Err(e) => {
                     bar.suspend(|| eprintln!("owlet: skipping image: {e}"));
@@ -98,26 +110,30 @@ pub fn add(
         }
         if !images.is_empty() {
             let emb = clip.embed_images(&images)?;
-            for (i, m) in metas.into_iter().enumerate() {
-                ix.add(emb.row(i), m)?;
-                added += 1;
-            }
+            let rows = frames
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (f, Some(emb.row(i).to_vec())))
+                .collect::<Vec<_>>();
+            added += history.add(rows)?.len();
         }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let precision = history.info().precision;
     if common.json {
         println!(
             "{}",
-            json!({"index": dir.display().to_string(), "added": added, "failed": failed, "entries": ix.len(), "precision": precision})
+            json!({"index": db.display().to_string(), "added": added, "failed": failed,
+                   "entries": history.len(), "precision": precision})
         );
     } else {
         println!(
             "{}: added {added} image(s), {} in all ({:?}, {} KiB of vectors)",
-            dir.display(),
-            ix.len(),
+            db.display(),
+            history.len(),
             precision,
-            ix.vector_memory() / 1024
+            history.vector_memory() / 1024
         );
     }
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -125,21 +141,13 @@ pub fn add(
 
 pub fn search(
     common: &Common,
-    dir: &Path,
+    index: &Path,
     text: Option<&str>,
     image: Option<&Path>,
     k: usize,
-    camera: Option<String>,
+    only: &SearchFilter,
 ) -> Result<ExitCode> {
     let clip = load_clip(common)?;
-    let ix = open_to_read(dir)?;
-    anyhow::ensure!(
-        ix.info.model == clip.bundle.manifest.name,
-        "index {} was built with model {:?}, not {:?}",
-        dir.display(),
-        ix.info.model,
-        clip.bundle.manifest.name
-    );
     let query = match (text, image) {
         (Some(t), _) => clip.embed_texts(&[t])?.row(0).to_vec(),
         (None, Some(p)) => {
@@ -147,19 +155,31 @@ pub fn search(
         }
         (None, None) => anyhow::bail!("give a text or --image"),
     };
-    let hits = ix.search(&query, k, &Filter { camera, ..Default::default() })?;
+    let history = open_to_read(index, &clip.bundle.manifest.name, query.len())?;
+    let filter = Filter {
+        camera: only.camera.clone(),
+        since_ms: only.since_ms,
+        until_ms: only.until_ms,
+        label: only.label.clone(),
+        min_score: only.min_score,
+        caption_contains: only.caption.clone(),
+        ..Filter::default()
+    };
+    let hits = history.search(&query, k, &filter)?;
     if common.json {
         let rows: Vec<_> = hits
             .iter()
             .map(|h| {
-                let m = ix.meta(h.entry);
-                json!({"entry": h.entry, "score": h.score, "source": m.source, "camera": m.camera, "time_ms": m.time_ms, "caption": m.caption})
+                let f = &h.frame;
+                json!({"frame_id": h.id, "score": h.score, "source": f.source, "camera": camera_of(f),
+                       "time_ms": f.time_ms, "caption": f.caption,
+                       "labels": f.labels.iter().map(|(l, s)| json!({"label": l, "score": s})).collect::<Vec<_>>()})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for h in &hits {
-            println!("{:.4}  {}", h.score, ix.meta(h.entry).source);
+            println!("{:.4}  {}", h.score, describe(&h.frame, h.id));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -175,10 +195,27 @@ pub fn cluster(
 ) -> Result<ExitCode> {
     anyhow::ensure!(k >= 1, "--k must be at least 1");
     let clip = load_clip(common)?;
-    let ix = open_to_read(dir)?;
-    anyhow::ensure!(!ix.is_empty(), "index {} is empty: `owlet index add` first", dir.display());
-    let d = ix.info.dim;
+    let dim = clip.embed_texts(&["probe"])?.row(0).len();
+    let ix = open_to_read(dir, &clip.bundle.manifest.name, dim)?;
+    anyhow::ensure!(
+        !ix.is_empty(),
+        "{} has no images: `owlet index add` first",
+        ix.path().display()
+    );
+    let d = ix.info().dim;
     let points: Vec<f32> = (0..ix.len()).flat_map(|i| ix.vector(i)).collect();
+    // What each row is called: its file, or (a bridge's frame) camera and time.
+    let names: Vec<String> = (0..ix.len())
+        .map(|i| {
+            let id = ix.id(i);
+            match ix.store().summary(id) {
+                Ok(Some(row)) => {
+                    row.frame.source.clone().unwrap_or_else(|| describe(&row.frame, id))
+                }
+                _ => format!("frame {id}"),
+            }
+        })
+        .collect();
     let c = kmeans(&points, d, k, 100, seed);
     let k = c.centroids.len() / d;
     let words: Vec<String> = match keywords {
@@ -221,7 +258,7 @@ pub fn cluster(
             .enumerate()
             .map(|(i, (m, n))| {
                 json!({"cluster": i, "keywords": n.iter().map(|(w, s)| json!({"keyword": w, "score": s})).collect::<Vec<_>>(),
-                       "members": m.iter().map(|&e| ix.meta(e).source.clone()).collect::<Vec<_>>()})
+                       "members": m.iter().map(|&e| names[e].clone()).collect::<Vec<_>>()})
             })
             .collect();
         println!(
@@ -232,23 +269,24 @@ pub fn cluster(
         );
     } else {
         for (i, (m, n)) in clusters.iter().enumerate() {
-            let names =
+            let words =
                 n.iter().map(|(w, s)| format!("{w} ({s:.3})")).collect::<Vec<_>>().join(", ");
             println!(
                 "cluster {i}: {} image(s){}",
                 m.len(),
-                if names.is_empty() { String::new() } else { format!(": {names}") }
+                if words.is_empty() { String::new() } else { format!(": {words}") }
             );
             for &e in m.iter().take(5) {
-                println!("    {}", ix.meta(e).source);
+                println!("    {}", names[e]);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row of up to 8 thumbnails (96 px) per cluster, in cluster order.
-fn contact_sheet(ix: &Index, clusters: &[Vec<usize>], out: &Path) -> Result<()> {
+/// One row of up to 8 thumbnails (96 px) per cluster, in cluster order: the
+/// stored thumbnail, else the image file the frame came from.
+fn contact_sheet(ix: &FrameHistory, clusters: &[Vec<usize>], out: &Path) -> Result<()> {
     const T: u32 = 96;
     const PER_ROW: usize = 8;
     let mut sheet = image::RgbImage::from_pixel(
@@ -258,11 +296,7 @@ fn contact_sheet(ix: &Index, clusters: &[Vec<usize>], out: &Path) -> Result<()> 
     );
     for (row, members) in clusters.iter().enumerate() {
         for (col, &e) in members.iter().take(PER_ROW).enumerate() {
-            let Ok(img) =
-                image_io::load_rgb(Path::new(&ix.meta(e).source), DecodeLimits::default())
-            else {
-                continue;
-            };
+            let Some(img) = picture_of(ix, ix.id(e)) else { continue };
             let thumb = image::imageops::thumbnail(&img, T, T);
             let (x, y) = (
                 col as u32 * T + (T - thumb.width()) / 2,
@@ -275,11 +309,68 @@ fn contact_sheet(ix: &Index, clusters: &[Vec<usize>], out: &Path) -> Result<()> 
     Ok(())
 }
 
-/// Open an index to read, saying on stderr what damage was skipped.
-fn open_to_read(dir: &Path) -> Result<Index> {
-    let (ix, rep) = Index::open(dir)?;
-    if let Some(what) = rep.describe() {
-        eprintln!("owlet: index {}: {what} (nothing was changed)", dir.display());
+/// A frame's stored thumbnail, or its source file when it has none. A frame that
+/// fails its checksum, or whose file is gone, is left blank (and said on stderr).
+fn picture_of(ix: &FrameHistory, id: i64) -> Option<image::RgbImage> {
+    let row = match ix.store().get(id) {
+        Ok(row) => row?.frame,
+        Err(e) => {
+            eprintln!("owlet: {e}");
+            return None;
+        }
+    };
+    if let Some(jpeg) = &row.thumbnail {
+        match image_io::decode_rgb(
+            jpeg,
+            &format!("frame {id}'s thumbnail"),
+            DecodeLimits::default(),
+        ) {
+            Ok(img) => return Some(img),
+            Err(e) => eprintln!("owlet: {e}"),
+        }
     }
-    Ok(ix)
+    image_io::load_rgb(Path::new(row.source.as_deref()?), DecodeLimits::default()).ok()
+}
+
+/// The history behind `--index`: `<DIR>/history.db` with an older index in DIR
+/// imported, or the .db file given.
+fn locate(index: &Path) -> (PathBuf, Option<&Path>) {
+    if index.is_dir() || index.extension().is_none() {
+        (index.join("history.db"), Some(index))
+    } else {
+        (index.to_path_buf(), None)
+    }
+}
+
+/// Open the history to search `model`'s vectors, importing an older index in the
+/// folder first if there is one.
+fn open_to_read(index: &Path, model: &str, dim: usize) -> Result<FrameHistory> {
+    let (db, legacy) = locate(index);
+    if legacy.is_some_and(|d| d.join("index.json").exists()) {
+        let unlimited = Retention { max_bytes: u64::MAX, max_age: None };
+        let want = IndexInfo { model: model.into(), dim, precision: Precision::F32 };
+        let (h, opening) = FrameHistory::open(&db, unlimited, &want, legacy)?;
+        for line in opening.describe(&db) {
+            eprintln!("owlet: {line}");
+        }
+        return Ok(h);
+    }
+    Ok(FrameHistory::open_to_search(&db, model, dim)?)
+}
+
+fn camera_of(f: &NewFrame) -> Option<&str> {
+    (!f.camera.is_empty()).then_some(f.camera.as_str())
+}
+
+/// A frame in one line: its file, else its camera, time and caption.
+fn describe(f: &NewFrame, id: i64) -> String {
+    match &f.source {
+        Some(s) => s.clone(),
+        None => format!(
+            "frame {id}: {} at {} ms{}",
+            camera_of(f).unwrap_or("-"),
+            f.time_ms,
+            f.caption.as_ref().map(|c| format!(": {c}")).unwrap_or_default()
+        ),
+    }
 }

@@ -64,10 +64,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Chat { common, gen, image } => blip2_cmds::chat(&common, &gen, &image),
         Command::Index {
-            action: args::IndexCommand::Add { common, index, precision, batch, camera, paths },
-        } => index_cmds::add(&common, &index, &precision, batch, camera, &paths),
-        Command::Search { common, index, text, image, k, camera } => {
-            index_cmds::search(&common, &index, text.as_deref(), image.as_deref(), k, camera)
+            action:
+                args::IndexCommand::Add {
+                    common,
+                    index,
+                    precision,
+                    batch,
+                    camera,
+                    thumbnail_px,
+                    max_mb,
+                    paths,
+                },
+        } => {
+            let to = index_cmds::AddTo { index, precision, batch, camera, thumbnail_px, max_mb };
+            index_cmds::add(&common, &to, &paths)
+        }
+        Command::Search { common, index, text, image, k, only } => {
+            index_cmds::search(&common, &index, text.as_deref(), image.as_deref(), k, &only)
         }
         Command::Cluster { common, index, k, keywords, sheet, seed } => {
             index_cmds::cluster(&common, &index, k, keywords.as_deref(), sheet.as_deref(), seed)

@@ -16,9 +16,6 @@ use crate::source::{Frame, SourceEvents, Stop};
 use crate::topics::Topics;
 use crate::trigger::{Gate, MotionDetector, Trigger};
 
-/// The search index, shared by the cameras (appends) and the search thread.
-pub type SharedIndex = Arc<std::sync::Mutex<owlet_runtime::index::Index>>;
-
 /// What a source thread hands frames to: motion detection runs here, on every
 /// frame, before the frame joins the inbox (where it may be replaced by a newer one).
 pub struct FrameIntake {
@@ -107,8 +104,10 @@ pub struct CameraWorker {
     pub stills: bool,
     /// Where label sets set by command are kept.
     pub labels_file: PathBuf,
-    /// The device's search index, when frames are indexed.
-    pub index: Option<SharedIndex>,
+    /// Where analysed frames are kept, when the history is on.
+    pub history: Option<crate::history::Recorder>,
+    /// What /metrics counts (frames, skips, each stage's time).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     last_interval: Option<Instant>,
     last_frame: Option<Frame>,
     /// Capture requests waiting for a frame (their ids).
@@ -150,7 +149,8 @@ impl CameraWorker {
             snapshot: cam.snapshot,
             stills,
             labels_file,
-            index: None,
+            history: None,
+            metrics: None,
             last_interval: None,
             last_frame: None,
             captures: Vec::new(),
@@ -213,6 +213,7 @@ impl CameraWorker {
             if let Some(t) = trigger {
                 if let Err(why) = self.gate.allows(t, now) {
                     log::debug!("camera {}: {t:?} trigger skipped: {why}", self.name);
+                    self.count(|m, cam| m.skipped(cam, "gate", 1));
                     match t {
                         Trigger::Line => s.lines = 0,
                         Trigger::Motion => s.motion = false,
@@ -255,8 +256,16 @@ impl CameraWorker {
         self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v));
     }
 
+    /// Count something on /metrics (when it is served).
+    fn count(&self, f: impl FnOnce(&crate::metrics::Metrics, &str)) {
+        if let Some(m) = &self.metrics {
+            f(m, &self.name);
+        }
+    }
+
     fn error(&self, frame: Option<&Frame>, trigger: Option<Trigger>, error: String) {
         log::warn!("camera {}: {error}", self.name);
+        self.count(|m, cam| m.error(cam));
         self.send_json(
             "error",
             json!({"camera": self.name, "frame": frame.map(|f| f.origin.clone()), "trigger": trigger, "error": error, "time_ms": now_ms()}),
@@ -272,14 +281,26 @@ impl CameraWorker {
             }
             v
         };
+        let skipped = self.skipped;
+        self.count(|m, cam| {
+            m.analysed(cam, trigger.name());
+            m.skipped(cam, "replaced", skipped);
+        });
+        let t = Instant::now();
         let decoded = match self.analyzer.decode(&frame) {
             Ok(d) => d,
             Err(e) => return self.error(Some(&frame), Some(trigger), e.to_string()),
         };
+        self.count(|m, cam| m.stage(cam, "decode", t.elapsed()));
         let mut embedding = None;
-        match self.analyzer.labels(&decoded, trigger) {
+        let mut labels = Vec::new();
+        let t = Instant::now();
+        let looked = self.analyzer.labels(&decoded, trigger);
+        self.count(|m, cam| m.stage(cam, "labels", t.elapsed()));
+        match looked {
             Ok((msg, emb)) => {
                 embedding = Some(emb);
+                labels = msg.labels.iter().map(|l| (l.label.clone(), l.score)).collect();
                 for ev in self.events.update(&msg.labels) {
                     let mut v = serde_json::to_value(&ev).unwrap_or_default();
                     if let Some(o) = v.as_object_mut() {
@@ -301,7 +322,10 @@ impl CameraWorker {
         }
         let mut caption = None;
         if self.captions {
-            match self.analyzer.caption(&decoded, trigger) {
+            let t = Instant::now();
+            let captioned = self.analyzer.caption(&decoded, trigger);
+            self.count(|m, cam| m.stage(cam, "caption", t.elapsed()));
+            match captioned {
                 Some(Ok(msg)) => {
                     caption = Some(msg.caption.clone());
                     self.send_json(
@@ -313,15 +337,21 @@ impl CameraWorker {
                 None => {}
             }
         }
-        if let (Some(ix), Some(e)) = (&self.index, embedding) {
-            let meta = owlet_runtime::index::Meta {
-                source: frame.origin.clone(),
-                camera: Some(self.name.clone()),
-                time_ms: Some(time_ms(frame.captured) as u64),
+        if let (Some(rec), Some(e)) = (&self.history, embedding) {
+            let row = owlet_history::NewFrame {
+                time_ms: time_ms(frame.captured) as u64,
+                camera: self.name.clone(),
+                trigger: trigger.name().into(),
+                source: Some(frame.origin.clone()),
                 caption,
+                labels,
+                ..Default::default()
             };
-            if let Err(err) = ix.lock().unwrap_or_else(|p| p.into_inner()).add(&e, meta) {
-                self.error(Some(&frame), Some(trigger), format!("indexing the frame: {err}"));
+            let t = Instant::now();
+            let kept = rec.record(row, &decoded.image, &frame.bytes, e);
+            self.count(|m, cam| m.stage(cam, "history", t.elapsed()));
+            if let Err(err) = kept {
+                self.error(Some(&frame), Some(trigger), format!("keeping the frame: {err}"));
             }
         }
         if self.snapshot && frame.bytes.starts_with(&[0xFF, 0xD8]) {

@@ -5,21 +5,24 @@
 //! what is queued, says offline and disconnects).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::analyze::{Analyzer, Models};
-use crate::camera::{load_labels, CameraWorker, FrameIntake, SharedIndex};
+use crate::camera::{load_labels, CameraWorker, FrameIntake};
 use crate::commands;
 use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
+use crate::history::Recorder;
+use crate::metrics::{Metrics, Probes};
 use crate::mqtt;
 use crate::publish::{Sink, StdoutSink};
 use crate::search;
 use crate::source::inbox::Inbox;
 use crate::source::{process, SourceEvents, Stop};
 use crate::topics::Topics;
+use crate::web::WebState;
 use owlet_store::outbox::Outbox;
 
 pub struct RunOptions {
@@ -34,8 +37,12 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     );
     let topics = Topics::new(&config.device);
     let state_dir = config.state_dir();
+    let metrics = Arc::new(Metrics::new());
+    let loading = Instant::now();
     let analyzers = load_analyzers(&config, &state_dir)?;
+    metrics.model_loaded(loading.elapsed());
     let index = open_index(&config, &state_dir, &analyzers)?;
+    let mut probes = Probes::default();
     let inboxes: Vec<Arc<Inbox>> =
         config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
     let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
@@ -49,6 +56,8 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 })?;
             log_recovered(&outbox, &recovered);
             let (sink, connection) = mqtt::client(mqtt::options(m, &topics)?, outbox);
+            probes.broker_connected = Some(sink.connected_flag());
+            probes.outbox_depth = Some(Arc::new(sink.depth_probe()));
             let entities: Vec<CameraEntities> = config
                 .cameras
                 .iter()
@@ -70,9 +79,9 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                     .discovery
                     .then(|| format!("{}/status", m.discovery_prefix)),
             };
-            let search_tx = index.as_ref().map(|(ix, clip)| {
+            let search_tx = index.as_ref().map(|(rec, clip)| {
                 search::spawn(
-                    ix.clone(),
+                    rec.history.clone(),
                     clip.clone(),
                     sink.clone() as Arc<dyn Sink>,
                     topics.clone(),
@@ -90,6 +99,27 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             let link = mqtt::spawn(sink.clone(), connection, settings, handler);
             (sink as Arc<dyn Sink>, Some(link))
         }
+    };
+
+    if let Some((rec, _)) = &index {
+        let h = rec.history.clone();
+        probes.history_frames = Some(Arc::new(move || {
+            h.lock().unwrap_or_else(|p| p.into_inner()).store().count().unwrap_or(0)
+        }));
+    }
+    metrics.set_probes(probes);
+    let web = match &config.web {
+        None => None,
+        Some(w) => Some(crate::web::spawn(
+            &w.listen,
+            WebState {
+                metrics: metrics.clone(),
+                history: index.as_ref().map(|(rec, _)| rec.history.clone()),
+                clip: index.as_ref().map(|(_, clip)| clip.clone()),
+                token: w.token.as_ref().map(|t| t.0.clone()),
+                started: Instant::now(),
+            },
+        )?),
     };
 
     let mut workers = Vec::new();
@@ -167,12 +197,13 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             stills,
             labels_file,
         );
-        if let Some((ix, clip)) = &index {
+        worker.metrics = Some(metrics.clone());
+        if let Some((rec, clip)) = &index {
             if worker.analyzer.clip_name() == clip.bundle.manifest.name {
-                worker.index = Some(ix.clone());
+                worker.history = Some(rec.clone());
             } else {
                 log::warn!(
-                    "camera {}: its CLIP model is not the index's ({}): its frames are not indexed",
+                    "camera {}: its CLIP model is not the index's ({}): its frames are not kept in the history",
                     cam.name,
                     clip.bundle.manifest.name
                 );
@@ -200,6 +231,9 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         if w.join().is_err() {
             log::error!("a camera worker panicked");
         }
+    }
+    if let Some(web) = web {
+        web.stop();
     }
     if let Some(link) = link {
         link.shutdown();
@@ -245,34 +279,15 @@ fn load_analyzers(
     Ok(analyzers)
 }
 
-/// The search index, where one is configured: every analysed frame of the cameras
-/// whose CLIP model is the index's (the first camera's), with that model.
+/// The history, where `[index]` is configured: every analysed frame of the cameras
+/// whose CLIP model is the history's (the first camera's), searched with that model.
 fn open_index(
     config: &Config,
     state_dir: &std::path::Path,
     analyzers: &[(Analyzer, std::path::PathBuf)],
-) -> Result<Option<(SharedIndex, Arc<owlet_runtime::models::clip::Clip>)>> {
-    Ok(match &config.index {
-        None => None,
-        Some(ic) => {
-            let clip = analyzers[0].0.clip().clone();
-            let dir = ic.dir.clone().unwrap_or_else(|| state_dir.join("index"));
-            let dim = clip.embed_texts(&["probe"])?.row(0).len();
-            let info = owlet_runtime::index::IndexInfo {
-                model: clip.bundle.manifest.name.clone(),
-                dim,
-                precision: owlet_runtime::index::Precision::parse(&ic.precision)
-                    .map_err(anyhow::Error::msg)?,
-            };
-            let (ix, rep) = owlet_runtime::index::Index::open_or_create(&dir, &info)
-                .with_context(|| format!("opening the index {}", dir.display()))?;
-            log::info!("index {}: {} frame(s), {:?}", dir.display(), ix.len(), info.precision);
-            if let Some(what) = rep.describe() {
-                log::warn!("index {}: {what}", dir.display());
-            }
-            Some((Arc::new(std::sync::Mutex::new(ix)), clip))
-        }
-    })
+) -> Result<Option<(Recorder, Arc<owlet_runtime::models::clip::Clip>)>> {
+    let clip = analyzers[0].0.clip().clone();
+    Ok(crate::history::open(config, state_dir, &clip)?.map(|rec| (rec, clip)))
 }
 
 /// Say what opening the outbox found: what waits, what was damaged or imported.

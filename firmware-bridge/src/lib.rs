@@ -13,11 +13,14 @@ pub mod daemon;
 pub mod discovery;
 pub mod error;
 pub mod gpio;
+pub mod history;
+pub mod metrics;
 pub mod mqtt;
 pub mod publish;
 pub mod search;
 pub mod source;
 pub mod trigger;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use owlet_protocol::topics;

@@ -31,6 +31,19 @@ pub struct MqttSink {
     connected: Arc<AtomicBool>,
 }
 
+impl MqttSink {
+    /// True while the broker is connected (read by /metrics).
+    pub fn connected_flag(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
+    }
+
+    /// Results waiting for the broker's acknowledgement (read by /metrics).
+    pub fn depth_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let outbox = self.outbox.clone();
+        move || outbox.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 impl Sink for MqttSink {
     fn send(&self, msg: Message) {
         match msg.delivery {

@@ -1,17 +1,17 @@
-//! Search over MQTT: a text in, the best-matching indexed frames out (frame ids,
-//! cameras, times, captions, scores). Runs on its own thread so the MQTT loop never
+//! Search over MQTT: a text in, the best-matching frames of the history out (frame
+//! names, history ids, cameras, times, captions, labels, scores). Runs on its own thread so the MQTT loop never
 //! waits for a text embedding.
 
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use owlet_runtime::index::Filter;
+use owlet_history::Filter;
 use owlet_runtime::models::clip::Clip;
 use serde_json::json;
 
-use crate::camera::SharedIndex;
 use crate::commands::SearchRequest;
+use crate::history::SharedHistory;
 use crate::publish::{Message, Sink};
 use crate::topics::Topics;
 
@@ -19,7 +19,7 @@ use crate::topics::Topics;
 const QUEUE: usize = 8;
 
 pub fn spawn(
-    index: SharedIndex,
+    history: SharedHistory,
     clip: Arc<Clip>,
     sink: Arc<dyn Sink>,
     topics: Topics,
@@ -31,16 +31,23 @@ pub fn spawn(
             for r in rx {
                 let t = Instant::now();
                 let topic = r.reply_to.clone().unwrap_or_else(|| topics.search_result());
-                let filter = Filter { camera: r.camera.clone(), since_ms: r.since_ms, until_ms: r.until_ms };
+                let filter = Filter {
+                    camera: r.camera.clone(),
+                    since_ms: r.since_ms,
+                    until_ms: r.until_ms,
+                    ..Filter::default()
+                };
                 let result = clip.embed_texts(&[r.text.as_str()]).map_err(|e| e.to_string()).and_then(|q| {
-                    let ix = index.lock().unwrap_or_else(|p| p.into_inner());
-                    let hits = ix.search(q.row(0), r.k, &filter).map_err(|e| e.to_string())?;
+                    let h = history.lock().unwrap_or_else(|p| p.into_inner());
+                    let hits = h.search(q.row(0), r.k, &filter).map_err(|e| e.to_string())?;
                     Ok((
-                        ix.len(),
+                        h.len(),
                         hits.iter()
-                            .map(|h| {
-                                let m = ix.meta(h.entry);
-                                json!({"frame": m.source, "camera": m.camera, "time_ms": m.time_ms, "caption": m.caption, "score": h.score})
+                            .map(|hit| {
+                                let f = &hit.frame;
+                                let labels: Vec<_> = f.labels.iter().map(|(l, s)| json!({"label": l, "score": s})).collect();
+                                json!({"frame": f.source, "frame_id": hit.id, "camera": f.camera, "time_ms": f.time_ms,
+                                       "caption": f.caption, "labels": labels, "score": hit.score})
                             })
                             .collect::<Vec<_>>(),
                     ))

@@ -23,6 +23,19 @@ pub enum Trigger {
     Line,
 }
 
+impl Trigger {
+    /// Its name in results and in the history (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Still => "still",
+            Trigger::Interval => "interval",
+            Trigger::Motion => "motion",
+            Trigger::Command => "command",
+            Trigger::Line => "line",
+        }
+    }
+}
+
 /// Width of the grey image motion is measured on. Small on purpose: it averages
 /// out sensor noise and costs microseconds per frame.
 pub const MOTION_WIDTH: u32 = 64;

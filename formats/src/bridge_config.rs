@@ -51,6 +51,25 @@ pub struct Config {
     /// Where the models run (CPU or GPU).
     #[serde(default)]
     pub compute: ComputeConfig,
+    /// The HTTP side: /healthz, /metrics, the history's API. Off without it.
+    #[serde(default)]
+    pub web: Option<WebConfig>,
+}
+
+/// `[web]`: where the bridge serves HTTP, and the token it asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// `address:port`; beyond loopback (127.0.0.1, ::1) a token is required.
+    #[serde(default = "default_web_listen")]
+    pub listen: String,
+    /// Asked for on everything but /healthz (`Authorization: Bearer <token>`).
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+fn default_web_listen() -> String {
+    "127.0.0.1:8090".into()
 }
 
 /// `[compute]`: the device the models run on. `auto` takes an NVIDIA GPU when the
@@ -128,16 +147,37 @@ pub struct MqttConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexConfig {
-    /// Default: `<state_dir>/index`.
+    /// The history's folder (its `history.db`); default: `<state_dir>/history.db`.
+    /// An older owlet's index there (`<state_dir>/index` by default) is imported.
     #[serde(default)]
     pub dir: Option<PathBuf>,
-    /// f32, f16 or int8 (a quarter of f32's memory).
+    /// f32, f16 or int8 (a quarter of f32's memory), for a new history.
     #[serde(default = "default_index_precision")]
     pub precision: String,
+    /// The database and its WAL together stay under this; the oldest frames go.
+    #[serde(default = "default_history_max_mb")]
+    pub max_mb: u64,
+    /// Frames older than this go (default: kept until the size limit).
+    #[serde(default)]
+    pub max_age_days: Option<f64>,
+    /// Longest side of the JPEG thumbnail kept with each frame (0: none).
+    #[serde(default = "default_thumbnail_px")]
+    pub thumbnail_px: u32,
+    /// Keep each analysed frame's JPEG too (a camera's frames are 50-300 KB each).
+    #[serde(default)]
+    pub keep_frames: bool,
 }
 
 fn default_index_precision() -> String {
     "f16".into()
+}
+
+fn default_history_max_mb() -> u64 {
+    512
+}
+
+fn default_thumbnail_px() -> u32 {
+    160
 }
 
 /// A secret string: never printed by `Debug` (so never in a log line).
@@ -460,6 +500,7 @@ impl Default for Config {
             mqtt: None,
             cameras: Vec::new(),
             compute: ComputeConfig::default(),
+            web: None,
         }
     }
 }
@@ -688,6 +729,31 @@ impl Config {
         if let Some(i) = &self.index {
             VectorPrecision::parse(&i.precision)
                 .map_err(|_| err("index.precision".into(), "must be f32, f16 or int8"))?;
+            in_range(i.max_mb as f64, 1.0, 1_048_576.0, "MiB")
+                .map_err(|r| err("index.max_mb".into(), &r))?;
+            if let Some(days) = i.max_age_days {
+                in_range(days, 0.001, 36_500.0, "days")
+                    .map_err(|r| err("index.max_age_days".into(), &r))?;
+            }
+            in_range(i.thumbnail_px as f64, 0.0, 1024.0, "px (0: none)")
+                .map_err(|r| err("index.thumbnail_px".into(), &r))?;
+        }
+        if let Some(w) = &self.web {
+            let addr: std::net::SocketAddr = w.listen.parse().map_err(|_| {
+                err("web.listen".into(), "must be address:port, e.g. \"127.0.0.1:8090\"")
+            })?;
+            match &w.token {
+                Some(t) if t.0.chars().count() < 12 => {
+                    return Err(err("web.token".into(), "must be at least 12 characters"))
+                }
+                None if !addr.ip().is_loopback() => {
+                    return Err(err(
+                        "web.token".into(),
+                        "is required when web.listen is beyond loopback (127.0.0.1, ::1)",
+                    ))
+                }
+                _ => {}
+            }
         }
         if let Some(m) = &self.mqtt {
             if m.host.trim().is_empty() {
@@ -880,6 +946,13 @@ source = { kind = "folder", path = "frames", watch = true }
             cam("triggers={max_per_minute=4000000000}"),
             "cameras[0].triggers.max_per_minute",
         ));
+        cases.push(("[index]\nmax_mb = 0".into(), "index.max_mb"));
+        cases.push(("[web]\nlisten = \"0.0.0.0:8090\"".into(), "web.token"));
+        cases.push(("[web]\ntoken = \"short\"".into(), "web.token"));
+        cases.push(("[web]\nlisten = \"localhost\"".into(), "web.listen"));
+        cases.push(("[index]\nmax_age_days = inf".into(), "index.max_age_days"));
+        cases.push(("[index]\nmax_age_days = 0.0".into(), "index.max_age_days"));
+        cases.push(("[index]\nthumbnail_px = 100000".into(), "index.thumbnail_px"));
         for (text, needle) in cases {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle) && e.starts_with("bridge.toml"), "{text:?}: {e}");

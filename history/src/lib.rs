@@ -187,6 +187,11 @@ impl FrameHistory {
         self.vectors.vector(i)
     }
 
+    /// The stored vector of frame `id` (widened to f32), if it is searchable.
+    pub fn vector_of(&self, id: i64) -> Option<Vec<f32>> {
+        self.ids.binary_search(&id).ok().map(|i| self.vectors.vector(i))
+    }
+
     /// Bytes the vectors take in memory.
     pub fn vector_memory(&self) -> usize {
         self.vectors.memory_bytes()
@@ -245,6 +250,22 @@ impl FrameHistory {
         self.removed_seen = self.store.removed();
         Ok(())
     }
+}
+
+/// A JPEG thumbnail (quality 80) whose longest side is `px`, aspect ratio kept,
+/// never enlarged; `None` for `px` 0 or an empty image.
+pub fn thumbnail_jpeg(img: &image::RgbImage, px: u32) -> Option<Vec<u8>> {
+    let (w, h) = img.dimensions();
+    if px == 0 || w == 0 || h == 0 {
+        return None;
+    }
+    let scale = (px as f64 / w.max(h) as f64).min(1.0);
+    let (tw, th) =
+        (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
+    let t = image::imageops::thumbnail(img, tw, th);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(&t).ok()?;
+    Some(out)
 }
 
 /// Whether `filter` leaves out any frame (its limit and page aside).

@@ -110,6 +110,10 @@ fn a_search_narrowed_by_label_and_caption_scores_only_the_frames_that_pass() {
         })
         .collect();
     let ids = h.add(frames).unwrap();
+    // "More like this": a frame's own stored vector finds it first.
+    let like = h.vector_of(ids[40]).unwrap();
+    assert_eq!(h.search(&like, 1, &Filter::default()).unwrap()[0].id, ids[40]);
+    assert!(h.vector_of(-5).is_none());
     // Querying with frame 40's own vector: it passes both filters and comes first.
     let q = &vectors[40];
     let parcels = h
@@ -180,4 +184,21 @@ fn another_models_history_or_index_is_refused_naming_both() {
         .unwrap()
         .to_string();
     assert!(e.contains("no history here"), "{e}");
+}
+
+#[test]
+fn a_thumbnail_keeps_the_aspect_ratio_within_its_size_and_is_a_jpeg() {
+    let img = image::RgbImage::from_fn(640, 360, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let jpeg = thumbnail_jpeg(&img, 160).unwrap();
+    assert!(jpeg.starts_with(&[0xFF, 0xD8]));
+    let t = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!((t.width(), t.height()), (160, 90));
+    let tall = image::RgbImage::new(30, 3000);
+    let t = image::load_from_memory(&thumbnail_jpeg(&tall, 100).unwrap()).unwrap();
+    assert_eq!((t.width(), t.height()), (1, 100));
+    assert!(thumbnail_jpeg(&img, 0).is_none());
+    // Smaller than the size asked: not enlarged.
+    let small = image::RgbImage::new(40, 30);
+    let t = image::load_from_memory(&thumbnail_jpeg(&small, 160).unwrap()).unwrap();
+    assert_eq!((t.width(), t.height()), (40, 30));
 }

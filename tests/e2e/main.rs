@@ -8,3 +8,4 @@ mod memory;
 mod mqtt;
 mod reliability;
 mod sources;
+mod web;

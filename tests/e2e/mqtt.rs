@@ -519,7 +519,8 @@ fn tls_with_a_client_certificate_and_a_password_works_and_the_password_is_never_
 fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
     let dir = tmp("owlet-e2e-search-");
     let broker = Broker::start(dir.path(), "");
-    let ix = dir.path().join("state/index");
+    // The bridge's history: its own file under the state folder.
+    let ix = dir.path().join("state/history.db");
     let cfg_text = |watch: bool| {
         format!(
             "[blip2]\nmodel = \"{}\"\nmax_new_tokens = 4\n[index]\nprecision = \"int8\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
@@ -588,4 +589,47 @@ fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
     let cli_frames: Vec<&Value> = cli.as_array().unwrap().iter().map(|h| &h["source"]).collect();
     let mqtt_frames: Vec<&Value> = hits.iter().map(|h| &h["frame"]).collect();
     assert_eq!(cli_frames, mqtt_frames);
+    let ids: Vec<&Value> = cli.as_array().unwrap().iter().map(|h| &h["frame_id"]).collect();
+    assert_eq!(ids, hits.iter().map(|h| &h["frame_id"]).collect::<Vec<_>>());
+    // The history kept each frame's labels and caption: searches narrow by them, in
+    // SQL, to exactly the frames that pass.
+    let clip = clip_bundle();
+    let narrowed = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec!["search", "-m", &clip, "--index", ix.to_str().unwrap()];
+        args.extend_from_slice(&["a rocket on the launch pad", "-k", "50", "--json"]);
+        args.extend_from_slice(extra);
+        let out = run("owlet", &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    };
+    let all = narrowed(&[]);
+    assert_eq!(all.len(), frames);
+    let score_of = |h: &Value, label: &Value| {
+        h["labels"].as_array().unwrap().iter().find(|l| l["label"] == *label).unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    let ids =
+        |v: &[Value]| v.iter().map(|h| h["frame_id"].as_i64().unwrap()).collect::<HashSet<_>>();
+    let best = &all[0];
+    let mut narrowest = frames;
+    for l in best["labels"].as_array().unwrap() {
+        // At least the best frame's own score for this label (its exact f32).
+        let min = l["score"].to_string();
+        let want: Vec<Value> = all
+            .iter()
+            .filter(|h| score_of(h, &l["label"]) >= l["score"].as_f64().unwrap())
+            .cloned()
+            .collect();
+        let got = narrowed(&["--label", l["label"].as_str().unwrap(), "--min-score", &min]);
+        assert_eq!(ids(&got), ids(&want), "--label {} --min-score {min}", l["label"]);
+        assert!(got.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+        narrowest = narrowest.min(got.len());
+    }
+    assert!(narrowest < frames, "some label leaves frames out");
+    let caption = best["caption"].as_str().unwrap();
+    let got = narrowed(&["--caption", caption]);
+    let want: Vec<Value> =
+        all.iter().filter(|h| h["caption"].as_str().unwrap().contains(caption)).cloned().collect();
+    assert_eq!(ids(&got), ids(&want), "--caption {caption:?}");
 }
