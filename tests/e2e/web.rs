@@ -246,6 +246,10 @@ fn a_real_prometheus_scrapes_the_bridges_metrics() {
     wait_for_port(port, Duration::from_secs(60));
     let prom = Prometheus::start(dir.path(), port);
     wait_for_port(prom.port, Duration::from_secs(60));
+    // The port opens before the TSDB is loaded; until then every API call is a 503.
+    wait_for("Prometheus to be ready", &d, Duration::from_secs(60), || {
+        get(&format!("http://127.0.0.1:{}/-/ready", prom.port), None).status == 200
+    });
     let frames = demo_frame_count();
     let mut last = Value::Null;
     wait_for("Prometheus to hold every frame's count", &d, Duration::from_secs(60), || {
