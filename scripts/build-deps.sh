@@ -23,13 +23,19 @@ install_build_deps() {
 
 # What the end-to-end tests drive: a real broker and its clients (the bridge's
 # MQTT tests), ffmpeg (camera streams: child process and HTTP MJPEG), Prometheus
-# (it scrapes the bridge's /metrics in a test).
+# (it scrapes the bridge's /metrics in a test), chromium and chromedriver (the web
+# page's tests).
 install_test_deps() {
   local debs=()
   [ -x /usr/sbin/mosquitto ] || debs+=(mosquitto)
   [ -x /usr/bin/prometheus ] || debs+=(prometheus)
   need mosquitto_sub || debs+=(mosquitto-clients)
   need ffmpeg || debs+=(ffmpeg)
+  # The web page's tests: Debian's chromium, headless, through chromedriver, and
+  # a font for its screenshots.
+  [ -x /usr/bin/chromium ] || debs+=(chromium)
+  [ -x /usr/bin/chromedriver ] || debs+=(chromium-driver)
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || debs+=(fonts-dejavu-core)
   if [ ${#debs[@]} -gt 0 ]; then
     echo "owlet: installing ${debs[*]} for the tests"
     as_root apt-get update -qq

@@ -16,7 +16,7 @@ pub fn program(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} is not installed: scripts/test installs it (apt-get install mosquitto mosquitto-clients ffmpeg)");
+    panic!("{name} is not installed: scripts/test installs it (scripts/build-deps.sh: install_test_deps)");
 }
 
 /// A port nobody listens on now.

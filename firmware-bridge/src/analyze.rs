@@ -204,11 +204,13 @@ impl Analyzer {
         Some(run())
     }
 
-    /// Answer a question about a frame (VQA). Err if this camera has no BLIP-2.
+    /// Answer a question about a frame (VQA); `on_text` is handed each piece of
+    /// the answer as it is generated. Err if this camera has no BLIP-2.
     pub fn ask(
         &self,
         d: &Decoded,
         question: &str,
+        on_text: &mut dyn FnMut(&str),
     ) -> std::result::Result<(String, String, Device), String> {
         let Some((model, cfg)) = self.blip2.as_ref() else {
             return Err(
@@ -219,7 +221,15 @@ impl Analyzer {
         let q = model.encode_image(&d.image).map_err(|e| e.to_string())?;
         let mut g = model.default_config();
         g.max_new_tokens = cfg.max_new_tokens;
-        let out = model.ask(&q, question, &g, &mut |_| {}).map_err(|e| e.to_string())?;
+        let mut stream = owlet_runtime::models::blip2::TextStream::new(model);
+        let out = model
+            .ask(&q, question, &g, &mut |id| {
+                let piece = stream.push(id);
+                if !piece.is_empty() {
+                    on_text(&piece);
+                }
+            })
+            .map_err(|e| e.to_string())?;
         Ok((out.text, model.bundle.manifest.name.clone(), model.device()))
     }
 }

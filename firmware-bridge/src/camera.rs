@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::analyze::{now_ms, time_ms, Analyzer, LabelEvents};
-use crate::commands::CameraCommand;
+use crate::commands::{AnswerPiece, CameraCommand, WorkerCommand};
 use crate::config::CameraConfig;
 use crate::publish::{Delivery, Message, Payload, Sink};
 use crate::source::inbox::Inbox;
@@ -108,6 +108,8 @@ pub struct CameraWorker {
     pub history: Option<crate::history::Recorder>,
     /// What /metrics counts (frames, skips, each stage's time).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// What the web page shows live, when it is served.
+    pub live: Option<Arc<crate::live::Live>>,
     last_interval: Option<Instant>,
     last_frame: Option<Frame>,
     /// Capture requests waiting for a frame (their ids).
@@ -120,7 +122,7 @@ pub struct CameraWorker {
 
 /// What the worker does next.
 enum Next {
-    Command(CameraCommand),
+    Command(WorkerCommand),
     Analyse(Frame, Trigger, Vec<Option<String>>),
     Finished,
 }
@@ -151,6 +153,7 @@ impl CameraWorker {
             labels_file,
             history: None,
             metrics: None,
+            live: None,
             last_interval: None,
             last_frame: None,
             captures: Vec::new(),
@@ -162,6 +165,10 @@ impl CameraWorker {
     /// Run until stopped, or (stills) until the source is done.
     pub fn run(mut self) {
         self.publish_label_state();
+        if let Some(live) = &self.live {
+            let labels = self.analyzer.labels_in_use().to_vec();
+            live.camera(&self.name, labels, self.analyzer.can_caption());
+        }
         loop {
             match self.next() {
                 Next::Finished => return,
@@ -337,22 +344,36 @@ impl CameraWorker {
                 None => {}
             }
         }
+        let mut frame_id = None;
         if let (Some(rec), Some(e)) = (&self.history, embedding) {
             let row = owlet_history::NewFrame {
                 time_ms: time_ms(frame.captured) as u64,
                 camera: self.name.clone(),
                 trigger: trigger.name().into(),
                 source: Some(frame.origin.clone()),
-                caption,
-                labels,
+                caption: caption.clone(),
+                labels: labels.clone(),
                 ..Default::default()
             };
             let t = Instant::now();
             let kept = rec.record(row, &decoded.image, &frame.bytes, e);
             self.count(|m, cam| m.stage(cam, "history", t.elapsed()));
-            if let Err(err) = kept {
-                self.error(Some(&frame), Some(trigger), format!("keeping the frame: {err}"));
+            match kept {
+                Ok(id) => frame_id = Some(id),
+                Err(err) => {
+                    self.error(Some(&frame), Some(trigger), format!("keeping the frame: {err}"))
+                }
             }
+        }
+        if let Some(live) = &self.live {
+            let latest = crate::live::LatestFrame {
+                time_ms: time_ms(frame.captured) as u64,
+                trigger: trigger.name().into(),
+                labels,
+                caption,
+                frame_id,
+            };
+            live.frame(&self.name, latest, &frame.bytes);
         }
         if self.snapshot && frame.bytes.starts_with(&[0xFF, 0xD8]) {
             self.sink.send(Message {
@@ -366,7 +387,26 @@ impl CameraWorker {
         self.last_frame = Some(frame);
     }
 
-    fn handle(&mut self, cmd: CameraCommand) {
+    fn handle(&mut self, cmd: WorkerCommand) {
+        match cmd {
+            WorkerCommand::Camera(c) => self.handle_camera_command(c),
+            WorkerCommand::StreamedAsk(q) => {
+                let pieces = q.pieces;
+                let mut on_text = |t: &str| {
+                    // A page that went away stops listening; the answer still completes.
+                    let _ = pieces.send(AnswerPiece::Text(t.to_string()));
+                };
+                let reply = self.answer(&q.question, None, &mut on_text);
+                let piece = match reply.get("error").and_then(|e| e.as_str()) {
+                    Some(e) => AnswerPiece::Failed(e.to_string()),
+                    None => AnswerPiece::Done(reply),
+                };
+                let _ = pieces.send(piece);
+            }
+        }
+    }
+
+    fn handle_camera_command(&mut self, cmd: CameraCommand) {
         match cmd {
             CameraCommand::Capture { id } => {
                 if let Err(why) = self.gate.allows(Trigger::Command, Instant::now()) {
@@ -376,15 +416,24 @@ impl CameraWorker {
                     self.captures.push(id);
                 }
             }
-            CameraCommand::Ask { question, id, reply_to } => self.answer(question, id, reply_to),
+            CameraCommand::Ask { question, id, reply_to } => {
+                let topic = reply_to.unwrap_or_else(|| self.topics.camera(&self.name, "answer"));
+                let reply = self.answer(&question, id, &mut |_| {});
+                self.sink.send(Message::json(topic, reply));
+            }
             CameraCommand::SetLabels { labels } => self.set_labels(labels),
         }
     }
 
-    /// VQA on the newest frame: the one waiting in the inbox, else the last analysed.
-    fn answer(&mut self, question: String, id: Option<String>, reply_to: Option<String>) {
+    /// VQA on the newest frame: the one waiting in the inbox, else the last
+    /// analysed. The reply as the answer topic carries it (`error` when none).
+    fn answer(
+        &mut self,
+        question: &str,
+        id: Option<String>,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Value {
         let t = Instant::now();
-        let topic = reply_to.unwrap_or_else(|| self.topics.camera(&self.name, "answer"));
         let frame = self.inbox.lock().frame.clone().or_else(|| self.last_frame.clone());
         let mut reply = json!({"camera": self.name, "id": id, "question": question});
         let result = match (&frame, self.gate.allows(Trigger::Command, t)) {
@@ -395,7 +444,7 @@ impl CameraWorker {
                 self.analyzer
                     .decode(f)
                     .map_err(|e| e.to_string())
-                    .and_then(|d| self.analyzer.ask(&d, &question))
+                    .and_then(|d| self.analyzer.ask(&d, question, on_text))
             }
         };
         let obj = reply.as_object_mut().expect("object");
@@ -413,7 +462,7 @@ impl CameraWorker {
                 obj.insert("error".into(), json!(e));
             }
         }
-        self.sink.send(Message::json(topic, reply));
+        reply
     }
 
     fn set_labels(&mut self, labels: Vec<String>) {
@@ -432,6 +481,9 @@ impl CameraWorker {
                 }
                 log::info!("camera {}: labels now {labels:?}", self.name);
                 self.publish_label_state();
+                if let Some(live) = &self.live {
+                    live.label_set(&self.name, labels);
+                }
             }
             Err(e) => {
                 let v = json!({"topic": self.topics.camera(&self.name, "labels/set"), "error": e.to_string(), "time_ms": now_ms()});

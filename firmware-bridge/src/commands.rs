@@ -4,6 +4,31 @@
 
 pub use owlet_protocol::commands::*;
 
+/// What a camera's worker is asked to do: a command that came over MQTT (or its
+/// equivalent from the web page), or a question from the web page whose answer
+/// streams back as it is generated.
+pub enum WorkerCommand {
+    Camera(CameraCommand),
+    StreamedAsk(StreamedQuestion),
+}
+
+/// A question whose answer goes back piece by piece to whoever holds the receiver.
+pub struct StreamedQuestion {
+    pub question: String,
+    pub pieces: tokio::sync::mpsc::UnboundedSender<AnswerPiece>,
+}
+
+/// One step of a streamed answer.
+#[derive(Debug)]
+pub enum AnswerPiece {
+    /// More of the answer's text.
+    Text(String),
+    /// The whole answer, as the MQTT answer topic would carry it.
+    Done(serde_json::Value),
+    /// No answer, and why.
+    Failed(String),
+}
+
 use crate::topics::Topics;
 
 /// Routes the commands that arrive over MQTT: searches to the search thread, camera
@@ -76,10 +101,14 @@ impl Router {
             Err(r) => return Some(r),
         };
         let i = self.cameras.iter().position(|n| *n == camera).expect("parse checks the camera");
-        self.inboxes[i].command(cmd, MAX_PENDING_COMMANDS).err().map(|_| Refused {
-            topic: topic.to_string(),
-            reason: format!("{MAX_PENDING_COMMANDS} commands already waiting for camera {camera}"),
-            id: None,
+        self.inboxes[i].command(WorkerCommand::Camera(cmd), MAX_PENDING_COMMANDS).err().map(|_| {
+            Refused {
+                topic: topic.to_string(),
+                reason: format!(
+                    "{MAX_PENDING_COMMANDS} commands already waiting for camera {camera}"
+                ),
+                id: None,
+            }
         })
     }
 }

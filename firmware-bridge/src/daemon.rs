@@ -15,6 +15,7 @@ use crate::commands;
 use crate::config::{Config, SourceConfig};
 use crate::discovery::{self, CameraEntities};
 use crate::history::Recorder;
+use crate::live::Live;
 use crate::metrics::{Metrics, Probes};
 use crate::mqtt;
 use crate::publish::{Sink, StdoutSink};
@@ -108,9 +109,9 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         }));
     }
     metrics.set_probes(probes);
-    let web = match &config.web {
-        None => None,
-        Some(w) => Some(crate::web::spawn(
+    let live = config.web.as_ref().map(|_| Arc::new(Live::default()));
+    let web = match (&config.web, &live) {
+        (Some(w), Some(live)) => Some(crate::web::spawn(
             &w.listen,
             WebState {
                 metrics: metrics.clone(),
@@ -118,8 +119,14 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 clip: index.as_ref().map(|(_, clip)| clip.clone()),
                 token: w.token.as_ref().map(|t| t.0.clone()),
                 started: Instant::now(),
+                device: config.device.clone(),
+                live: live.clone(),
+                inboxes: Arc::new(
+                    camera_names.iter().cloned().zip(inboxes.iter().cloned()).collect(),
+                ),
             },
         )?),
+        _ => None,
     };
 
     let mut workers = Vec::new();
@@ -198,6 +205,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             labels_file,
         );
         worker.metrics = Some(metrics.clone());
+        worker.live = live.clone();
         if let Some((rec, clip)) = &index {
             if worker.analyzer.clip_name() == clip.bundle.manifest.name {
                 worker.history = Some(rec.clone());

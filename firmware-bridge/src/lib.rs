@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod error;
 pub mod gpio;
 pub mod history;
+pub mod live;
 pub mod metrics;
 pub mod mqtt;
 pub mod publish;

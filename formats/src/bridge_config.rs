@@ -746,6 +746,14 @@ impl Config {
                 Some(t) if t.0.chars().count() < 12 => {
                     return Err(err("web.token".into(), "must be at least 12 characters"))
                 }
+                // It travels in a header and in the page's cookie: no character
+                // either would need quoting.
+                Some(t) if !t.0.chars().all(|c| c.is_ascii_graphic() && !";,\"\\".contains(c)) => {
+                    return Err(err(
+                        "web.token".into(),
+                        "must be printable ASCII without spaces, ';', ',', '\"' or '\\'",
+                    ))
+                }
                 None if !addr.ip().is_loopback() => {
                     return Err(err(
                         "web.token".into(),
@@ -949,6 +957,7 @@ source = { kind = "folder", path = "frames", watch = true }
         cases.push(("[index]\nmax_mb = 0".into(), "index.max_mb"));
         cases.push(("[web]\nlisten = \"0.0.0.0:8090\"".into(), "web.token"));
         cases.push(("[web]\ntoken = \"short\"".into(), "web.token"));
+        cases.push(("[web]\ntoken = \"twelve chars with spaces\"".into(), "web.token"));
         cases.push(("[web]\nlisten = \"localhost\"".into(), "web.listen"));
         cases.push(("[index]\nmax_age_days = inf".into(), "index.max_age_days"));
         cases.push(("[index]\nmax_age_days = 0.0".into(), "index.max_age_days"));

@@ -128,17 +128,11 @@ pub fn parse(
             let j: AskJson = serde_json::from_str(text)
                 .map_err(|e| refuse(format!("ask wants {{\"question\": \"...\", \"id\": \"...\", \"reply_to\": \"...\"}}: {e}"), loose_id(text)))?;
             let id = check_id(j.id).map_err(|r| refuse(r, None))?;
-            let q = j.question.trim();
-            if q.is_empty() || q.chars().count() > MAX_QUESTION || q.chars().any(char::is_control) {
-                return Err(refuse(
-                    format!("question must be 1 to {MAX_QUESTION} printable characters"),
-                    id,
-                ));
-            }
+            let question = check_question(&j.question).map_err(|r| refuse(r, id.clone()))?;
             if let Some(r) = &j.reply_to {
                 check_reply_to(topics, r).map_err(|reason| refuse(reason, id.clone()))?;
             }
-            CameraCommand::Ask { question: q.to_string(), id, reply_to: j.reply_to }
+            CameraCommand::Ask { question, id, reply_to: j.reply_to }
         }
         "labels/set" => {
             let labels = match serde_json::from_str::<LabelsJson>(text) {
@@ -158,6 +152,15 @@ pub fn parse(
         _ => unreachable!("command_of returns known verbs only"),
     };
     Ok((camera.to_string(), cmd))
+}
+
+/// A question for BLIP-2 (over MQTT or from the web page), trimmed; or why not.
+pub fn check_question(question: &str) -> Result<String, String> {
+    let q = question.trim();
+    if q.is_empty() || q.chars().count() > MAX_QUESTION || q.chars().any(char::is_control) {
+        return Err(format!("question must be 1 to {MAX_QUESTION} printable characters"));
+    }
+    Ok(q.to_string())
 }
 
 /// A payload within the size limit, as UTF-8 text.

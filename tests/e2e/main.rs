@@ -2,6 +2,7 @@
 //! transformers reference outputs beside it.
 
 mod bridge;
+mod browser;
 mod cli;
 mod hardware;
 mod memory;

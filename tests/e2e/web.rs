@@ -40,6 +40,23 @@ fn get(url: &str, token: Option<&str>) -> Reply {
     Reply { status: r.status().as_u16(), content_type, body: r.body_mut().read_to_vec().unwrap() }
 }
 
+fn post(url: &str, token: Option<&str>, content_type: &str, body: &str) -> Reply {
+    let mut req = ureq::post(url).config().http_status_as_error(false).build();
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req
+        .header("Content-Type", content_type)
+        .send(body.as_bytes())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    Reply { status: r.status().as_u16(), content_type, body: r.body_mut().read_to_vec().unwrap() }
+}
+
 /// A bridge watching a folder (so it keeps running) into which the demo frames
 /// are then copied, its history on, serving HTTP with a token.
 fn start_bridge(dir: &Path, port: u16) -> Daemon {
@@ -181,6 +198,108 @@ fn the_history_api_serves_frames_thumbnails_and_search_and_refuses_what_is_wrong
         let why = r.json()["error"].as_str().unwrap().to_string();
         assert!(why.contains(needle), "{path}: {why}");
     }
+    // The cameras' side: a question and a label set are checked before they are
+    // queued; the page's bodies are JSON, and nothing else is taken.
+    let json = "application/json";
+    for (path, token, content_type, body, status, needle) in [
+        (
+            "/api/cameras/nope/labels",
+            Some(TOKEN),
+            json,
+            r#"{"labels":["a"]}"#,
+            404,
+            "no camera named \"nope\" (cameras: shelf)",
+        ),
+        (
+            "/api/cameras/shelf/labels",
+            Some(TOKEN),
+            "text/plain",
+            r#"{"labels":["a"]}"#,
+            415,
+            "the body must be",
+        ),
+        (
+            "/api/cameras/shelf/labels",
+            Some(TOKEN),
+            json,
+            r#"{"labels":[]}"#,
+            400,
+            "labels must be a list of 1 to 256",
+        ),
+        (
+            "/api/cameras/shelf/labels",
+            Some(TOKEN),
+            json,
+            r#"{"labels":["a"],"x":1}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            "/api/cameras/shelf/labels",
+            Some(TOKEN),
+            json,
+            r#"{"labels":["a\u0007"]}"#,
+            400,
+            "printable",
+        ),
+        (
+            "/api/cameras/shelf/ask",
+            Some(TOKEN),
+            json,
+            r#"{"question":"  "}"#,
+            400,
+            "question must be",
+        ),
+        ("/api/cameras/shelf/ask", Some(TOKEN), json, "{", 400, "the body must be"),
+        ("/api/cameras/shelf/ask", None, json, r#"{"question":"why?"}"#, 401, "token is required"),
+    ] {
+        let r = post(&format!("{base}{path}"), token, content_type, body);
+        assert_eq!(r.status, status, "{path} {body}: {}", String::from_utf8_lossy(&r.body));
+        let why = r.json()["error"].as_str().unwrap().to_string();
+        assert!(why.contains(needle), "{path} {body}: {why}");
+    }
+    // This camera has no BLIP-2: the question is taken, and its stream says why
+    // there is no answer.
+    let r =
+        post(&format!("{base}/api/cameras/shelf/ask"), Some(TOKEN), json, r#"{"question":"why?"}"#);
+    assert_eq!((r.status, r.content_type.as_str()), (200, "text/event-stream"));
+    let stream = String::from_utf8_lossy(&r.body);
+    assert!(stream.starts_with("event: error\ndata: "), "{stream}");
+    assert!(stream.contains("no BLIP-2 model"), "{stream}");
+    // The newest frame, as it came; the pages, and where a browser without the
+    // cookie is sent.
+    let r = get(&format!("{base}/api/cameras/shelf/snapshot"), Some(TOKEN));
+    assert_eq!(r.status, 200);
+    assert!(r.content_type.starts_with("image/"), "{}", r.content_type);
+    for page in ["/", "/timeline", "/search?q=a%20cat"] {
+        let r = get(&format!("{base}{page}"), Some(TOKEN));
+        assert_eq!(
+            (r.status, r.content_type.as_str()),
+            (200, "text/html; charset=utf-8"),
+            "{page}"
+        );
+    }
+    let r = ureq::get(&format!("{base}/timeline?camera=shelf"))
+        .config()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=%2Ftimeline%3Fcamera%3Dshelf");
+    let r = post(&format!("{base}/login"), None, "application/x-www-form-urlencoded", "nothing=1");
+    assert_eq!(r.status, 400);
+    let r = post(
+        &format!("{base}/login"),
+        None,
+        "application/x-www-form-urlencoded",
+        "token=nope&next=//evil.example",
+    );
+    assert_eq!(r.status, 401, "a wrong token");
+    assert_eq!(get(&format!("{base}/assets/nothing.js"), None).status, 404);
+    assert_eq!(get(&format!("{base}/assets/app.js"), None).status, 200, "assets need no token");
+
     // Not HTTP at all: answered or closed, and the next request is served.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"\x00\x01GARBAGE \xff\r\n\r\n").unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::Frame;
-use crate::commands::CameraCommand;
+use crate::commands::WorkerCommand;
 
 #[derive(Default)]
 pub struct InboxState {
@@ -21,7 +21,7 @@ pub struct InboxState {
     pub motion: bool,
     /// Line-trigger lines since the worker last looked.
     pub lines: u32,
-    pub commands: VecDeque<CameraCommand>,
+    pub commands: VecDeque<WorkerCommand>,
     /// The source has delivered everything it ever will (still files).
     pub source_done: bool,
     pub stop: bool,
@@ -76,7 +76,7 @@ impl Inbox {
     }
 
     /// Queue a command; at most `limit` wait, further ones are refused (returned).
-    pub fn command(&self, cmd: CameraCommand, limit: usize) -> Result<(), CameraCommand> {
+    pub fn command(&self, cmd: WorkerCommand, limit: usize) -> Result<(), WorkerCommand> {
         let mut s = self.lock();
         if s.commands.len() >= limit {
             return Err(cmd);

@@ -1,166 +1,22 @@
-//! The bridge's HTTP side (axum, on its own thread and a single-threaded tokio
-//! runtime, so that a slow client never holds a camera): `/healthz`, `/metrics` in
-//! Prometheus' format, and the history as JSON: the timeline, a frame's thumbnail,
-//! search by words or "more like this".
-//!
-//! A token is required (`Authorization: Bearer <token>`, or the `owlet_token`
-//! cookie a browser keeps) on everything but `/healthz` when one is configured,
-//! and the config refuses to listen beyond loopback without one. Every bad request
-//! gets a status and a JSON `{"error": ...}` naming what was wrong.
+//! The history as JSON: the timeline (`/api/frames`), one frame and its
+//! thumbnail, and search by words or "more like this" (`/api/search`).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use owlet_history::Filter;
-use owlet_runtime::models::clip::Clip;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::{error, internal, ApiError, WebState, MAX_QUERY_CHARS};
 use crate::history::SharedHistory;
-use crate::metrics::Metrics;
 
-/// Longest search text accepted (characters); CLIP reads 77 tokens anyway.
-const MAX_QUERY_CHARS: usize = 1000;
 /// Most results one request returns.
 const MAX_RESULTS: usize = 500;
-
-#[derive(Clone)]
-pub struct WebState {
-    pub metrics: Arc<Metrics>,
-    pub history: Option<SharedHistory>,
-    /// The model that embeds search texts (the history's).
-    pub clip: Option<Arc<Clip>>,
-    pub token: Option<String>,
-    pub started: Instant,
-}
-
-pub struct WebServer {
-    pub addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl WebServer {
-    pub fn stop(self) {
-        let _ = self.shutdown.send(());
-        let _ = self.thread.join();
-    }
-}
-
-/// Bind `listen` and serve on a thread of its own. Binding errors (address in use,
-/// not allowed) come back here, before the daemon says it is running.
-pub fn spawn(listen: &str, state: WebState) -> anyhow::Result<WebServer> {
-    let std_listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| anyhow::anyhow!("web: cannot listen on {listen}: {e}"))?;
-    std_listener.set_nonblocking(true)?;
-    let addr = std_listener.local_addr()?;
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state);
-    let thread = std::thread::Builder::new().name("web".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => return log::error!("web: no runtime: {e}"),
-        };
-        rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                Ok(l) => l,
-                Err(e) => return log::error!("web: {e}"),
-            };
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                log::error!("web: {e}");
-            }
-        });
-    })?;
-    log::info!("web: listening on http://{addr}");
-    Ok(WebServer { addr, shutdown, thread })
-}
-
-pub fn router(state: WebState) -> Router {
-    let guarded = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/frames", get(frames))
-        .route("/api/frames/{id}", get(frame))
-        .route("/api/frames/{id}/thumbnail.jpg", get(thumbnail))
-        .route("/api/search", get(search))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .merge(guarded)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page".into()) })
-        .with_state(state)
-}
-
-/// A refused or failed request: its status and what was wrong, sent as
-/// `{"error": ...}`.
-pub struct ApiError {
-    status: StatusCode,
-    why: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.why}))).into_response()
-    }
-}
-
-fn error(status: StatusCode, why: String) -> ApiError {
-    ApiError { status, why }
-}
-
-async fn require_token(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(want) = &s.token else { return next.run(req).await };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix("owlet_token="))
-        .next();
-    match bearer.or(cookie) {
-        Some(got) if constant_time_eq(got.as_bytes(), want.as_bytes()) => next.run(req).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong token".into()).into_response(),
-        None => error(
-            StatusCode::UNAUTHORIZED,
-            "a token is required: Authorization: Bearer <token> (web.token in the config)".into(),
-        )
-        .into_response(),
-    }
-}
-
-/// Compare without stopping at the first difference (no timing hint).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn healthz(State(s): State<WebState>) -> Json<Value> {
-    Json(json!({"status": "ok", "uptime_s": s.started.elapsed().as_secs()}))
-}
-
-async fn metrics(State(s): State<WebState>) -> Response {
-    let text = s.metrics.render();
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
-        .into_response()
-}
 
 /// The query of `/api/frames` and `/api/search`; every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -220,9 +76,9 @@ fn parse_query(q: QueryResult) -> Result<FrameQuery, ApiError> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text())))
 }
 
-type IdResult = Result<Path<i64>, PathRejection>;
+pub(super) type IdResult = Result<Path<i64>, PathRejection>;
 
-fn parse_id(id: IdResult) -> Result<i64, ApiError> {
+pub(super) fn parse_id(id: IdResult) -> Result<i64, ApiError> {
     id.map(|Path(id)| id)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad frame id: {}", e.body_text())))
 }
@@ -246,7 +102,7 @@ fn frame_json(id: i64, f: &owlet_history::NewFrame, score: Option<f32>) -> Value
     v
 }
 
-async fn frames(State(s): State<WebState>, q: QueryResult) -> Response {
+pub async fn frames(State(s): State<WebState>, q: QueryResult) -> Response {
     let run = || -> Result<Value, ApiError> {
         let q = parse_query(q)?;
         let filter = q.filter()?;
@@ -262,7 +118,7 @@ async fn frames(State(s): State<WebState>, q: QueryResult) -> Response {
     }
 }
 
-async fn frame(State(s): State<WebState>, id: IdResult) -> Response {
+pub async fn frame(State(s): State<WebState>, id: IdResult) -> Response {
     let run = || -> Result<Value, ApiError> {
         let id = parse_id(id)?;
         let h = history_of(&s)?.lock().unwrap_or_else(|p| p.into_inner());
@@ -277,7 +133,7 @@ async fn frame(State(s): State<WebState>, id: IdResult) -> Response {
     }
 }
 
-async fn thumbnail(State(s): State<WebState>, id: IdResult) -> Response {
+pub async fn thumbnail(State(s): State<WebState>, id: IdResult) -> Response {
     let run = || -> Result<Vec<u8>, ApiError> {
         let id = parse_id(id)?;
         let h = history_of(&s)?.lock().unwrap_or_else(|p| p.into_inner());
@@ -294,7 +150,7 @@ async fn thumbnail(State(s): State<WebState>, id: IdResult) -> Response {
     }
 }
 
-async fn search(State(s): State<WebState>, q: QueryResult) -> Response {
+pub async fn search(State(s): State<WebState>, q: QueryResult) -> Response {
     let run = || -> Result<Value, ApiError> {
         let q = parse_query(q)?;
         let mut filter = q.filter()?;
@@ -347,10 +203,4 @@ async fn search(State(s): State<WebState>, q: QueryResult) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(r) => r.into_response(),
     }
-}
-
-/// A failure of the store or the models: logged, and named to the client.
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    log::warn!("web: {e}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
