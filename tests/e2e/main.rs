@@ -5,6 +5,7 @@ mod bridge;
 mod browser;
 mod cli;
 mod hardware;
+mod history;
 mod memory;
 mod mqtt;
 mod reliability;
