@@ -675,6 +675,15 @@ fn open_checked(path: &Path, max_bytes: u64) -> std::result::Result<(Connection,
         _ => Damage::Refused(sqlite_err(path)(e)),
     };
     let conn = Connection::open(path).map_err(damaged_or_refused)?;
+    // Checked before anything is set: a damaged file is set aside as it was.
+    let check: String =
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(damaged_or_refused)?;
+    if check != "ok" {
+        return Err(Damage::Damaged(format!(
+            "SQLite's quick_check: {}",
+            crate::check_report(&check)
+        )));
+    }
     // The WAL is checkpointed and truncated at a sixteenth of the limit.
     let wal_bytes = (max_bytes / 16).clamp(256 << 10, 16 << 20);
     conn.execute_batch(&format!(
@@ -687,11 +696,6 @@ fn open_checked(path: &Path, max_bytes: u64) -> std::result::Result<(Connection,
         wal_bytes / 4096 / 2
     ))
     .map_err(damaged_or_refused)?;
-    let check: String =
-        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(damaged_or_refused)?;
-    if check != "ok" {
-        return Err(Damage::Damaged(format!("SQLite's quick_check: {check}")));
-    }
     let version: i64 =
         conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(damaged_or_refused)?;
     if version > SCHEMA_VERSION {

@@ -46,6 +46,16 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
+/// SQLite's check report as one line of a log (it comes as several), cut short.
+pub(crate) fn check_report(check: &str) -> String {
+    let line =
+        check.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -564,6 +564,15 @@ fn open_checked(path: &Path, max_bytes: u64) -> std::result::Result<Connection, 
         _ => Opened::Refused(sqlite_err(path)(e)),
     };
     let conn = Connection::open(path).map_err(damaged_or_refused)?;
+    // Checked before anything is set: a damaged file is set aside as it was.
+    let check: String =
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(damaged_or_refused)?;
+    if check != "ok" {
+        return Err(Opened::Damaged(format!(
+            "SQLite's quick_check: {}",
+            crate::check_report(&check)
+        )));
+    }
     // The WAL is checkpointed and truncated at an eighth of the bound.
     let wal_bytes = (max_bytes / 8).clamp(64 << 10, 4 << 20);
     conn.execute_batch(&format!(
@@ -575,11 +584,6 @@ fn open_checked(path: &Path, max_bytes: u64) -> std::result::Result<Connection, 
         wal_bytes / 4096 / 2
     ))
     .map_err(damaged_or_refused)?;
-    let check: String =
-        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(damaged_or_refused)?;
-    if check != "ok" {
-        return Err(Opened::Damaged(format!("SQLite's quick_check: {check}")));
-    }
     let version: i64 =
         conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(damaged_or_refused)?;
     if version > SCHEMA_VERSION {

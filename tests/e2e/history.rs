@@ -70,3 +70,80 @@ fn the_bridge_killed_50_times_while_writing_its_history_loses_no_committed_frame
     eprintln!("history under SIGKILL: {} frames kept over 50 runs", seen.len());
     assert!(seen.len() >= 25, "{} frames kept over 50 runs", seen.len());
 }
+
+/// A bridge over the demo frames (a folder read once: it stops when they are
+/// analysed) keeping its history in `state/history.db`.
+fn still_frames_bridge(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\nlabels = [\"car\", \"bird\"]\n[index]\n\
+             [[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\" }}\n",
+            dir.join("state").display(),
+            demo_clip_bundle(),
+            repo().join("models/scenes/demo").display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn frames_in(db: &std::path::Path) -> u64 {
+    let (h, opened) = History::open(db, Retention { max_bytes: 1 << 30, max_age: None }).unwrap();
+    assert_eq!(opened.set_aside, None);
+    assert_eq!(h.integrity_check().unwrap(), "ok");
+    h.count().unwrap()
+}
+
+/// A history file that is not SQLite, then one whose b-tree was overwritten: the
+/// bridge says which file could not be read and where it kept it (byte for byte),
+/// starts a new one, and analyses and keeps every frame.
+#[test]
+fn a_history_that_is_not_sqlite_or_is_corrupted_is_kept_aside_and_the_bridge_goes_on() {
+    let dir = tempfile::Builder::new().prefix("owlet-e2e-history-bad-").tempdir().unwrap();
+    let cfg = still_frames_bridge(dir.path());
+    let db = dir.path().join("state/history.db");
+    let frames = std::fs::read_dir(repo().join("models/scenes/demo"))
+        .unwrap()
+        .filter(|f| f.as_ref().unwrap().path().extension().is_some_and(|e| e == "jpg"))
+        .count() as u64;
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+
+    let shopping_list = b"not a database: eggs, milk, a new SD card".to_vec();
+    let mut damaged = None;
+    for (case, bytes) in [("not SQLite", shopping_list), ("corrupted", vec![])] {
+        let original = if bytes.is_empty() {
+            // The last run's good file, its first table page overwritten.
+            let mut b = std::fs::read(&db).unwrap();
+            let page = u16::from_be_bytes([b[16], b[17]]) as usize;
+            b[page..2 * page].fill(0xA5);
+            b
+        } else {
+            bytes
+        };
+        std::fs::write(&db, &original).unwrap();
+        let mut d = Daemon::start(&cfg);
+        assert!(d.wait(Duration::from_secs(120)).success(), "{case}: {}", d.log());
+        let log = d.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("could not be read"))
+            .unwrap_or_else(|| panic!("{case}: nothing said about the bad file:\n{log}"));
+        assert!(line.contains(&db.display().to_string()), "{case}: {line}");
+        let aside = line.split("kept as ").nth(1).and_then(|a| a.split(" and").next());
+        let aside = aside.unwrap_or_else(|| panic!("{case}: where was it kept? {line}"));
+        let kept = std::fs::read(aside).unwrap();
+        let differ = kept.iter().zip(&original).position(|(a, b)| a != b);
+        assert!(
+            kept.len() == original.len() && differ.is_none(),
+            "{case}: the bad file is not kept as it was: {} bytes, {} before; first difference at {differ:?}",
+            kept.len(),
+            original.len()
+        );
+        assert_ne!(Some(aside.to_string()), damaged, "{case}: the earlier one is not overwritten");
+        damaged = Some(aside.to_string());
+        assert_eq!(frames_in(&db), frames, "{case}: every frame kept in the new file");
+        assert_eq!(d.printed_on("/labels").len() as u64, frames, "{case}");
+    }
+}

@@ -317,3 +317,14 @@ fn a_version_1_file_is_migrated_keeping_its_frames() {
     assert_eq!((opened.frames, opened.migrated_from), (1, Some(1)));
     assert!(!h.imported("x").unwrap(), "the imports table exists");
 }
+
+#[test]
+fn a_damage_report_is_one_line_and_short() {
+    let report = "*** in database main ***\nPage 2: btree page\n\nPage 3: never used";
+    assert_eq!(
+        crate::check_report(report),
+        "*** in database main ***; Page 2: btree page; Page 3: never used"
+    );
+    let long = "x\n".repeat(500);
+    assert_eq!(crate::check_report(&long).chars().count(), 301);
+}
