@@ -132,7 +132,9 @@ impl FrameHistory {
             opening.imported = import(&mut store, space, &info, dir, &ix, report.describe())?;
         }
         let mut vectors = VectorSet::new(info.dim, info.precision);
-        let mut ids = Vec::new();
+        let stored = store.count()? as usize;
+        vectors.reserve(stored);
+        let mut ids = Vec::with_capacity(stored);
         store.embeddings(space, |id, bytes| match vectors.push_encoded(bytes) {
             Ok(()) => ids.push(id),
             Err(_) => opening.unreadable_vectors += 1,
@@ -222,10 +224,12 @@ impl FrameHistory {
     /// The `k` frames most similar to `query` among those `filter` accepts, best
     /// first (its limit and page are ignored: `k` is the limit).
     pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Found>> {
-        let allowed = if narrows(filter) { Some(self.store.matching_ids(filter)?) } else { None };
-        let hits = self.vectors.search(query, k, |i| {
-            allowed.as_ref().is_none_or(|a| a.binary_search(&self.ids[i]).is_ok())
-        })?;
+        let allowed = if narrows(filter) {
+            Some(row_mask(&self.ids, &self.store.matching_ids(filter)?))
+        } else {
+            None
+        };
+        let hits = self.vectors.search(query, k, |i| allowed.as_ref().is_none_or(|a| a[i]))?;
         let mut out = Vec::with_capacity(hits.len());
         for h in hits {
             let id = self.ids[h.entry];
@@ -250,6 +254,19 @@ impl FrameHistory {
         self.removed_seen = self.store.removed();
         Ok(())
     }
+}
+
+/// Which rows hold one of `ids`: both lists ascend (rows are added in id order
+/// and only ever dropped), so one walk over the two does it.
+fn row_mask(rows: &[i64], ids: &[i64]) -> Vec<bool> {
+    debug_assert!(rows.windows(2).all(|w| w[0] < w[1]) && ids.windows(2).all(|w| w[0] < w[1]));
+    let mut mask = vec![false; rows.len()];
+    let mut next = ids.iter().peekable();
+    for (m, row) in mask.iter_mut().zip(rows) {
+        while next.next_if(|id| *id < row).is_some() {}
+        *m = next.peek().is_some_and(|id| *id == row);
+    }
+    mask
 }
 
 /// A JPEG thumbnail (quality 80) whose longest side is `px`, aspect ratio kept,

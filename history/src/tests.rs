@@ -202,3 +202,19 @@ fn a_thumbnail_keeps_the_aspect_ratio_within_its_size_and_is_a_jpeg() {
     let t = image::load_from_memory(&thumbnail_jpeg(&small, 160).unwrap()).unwrap();
     assert_eq!((t.width(), t.height()), (40, 30));
 }
+
+#[test]
+fn the_row_mask_marks_exactly_the_rows_whose_id_a_filter_kept() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for _ in 0..200 {
+        let mut rows: Vec<i64> = (1..300).filter(|_| rng.random_bool(0.7)).collect();
+        rows.dedup();
+        let ids: Vec<i64> = (0..320).filter(|_| rng.random_bool(0.3)).collect();
+        let mask = super::row_mask(&rows, &ids);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(mask[i], ids.binary_search(row).is_ok(), "row {row}");
+        }
+    }
+    assert!(super::row_mask(&[], &[1, 2]).is_empty());
+    assert_eq!(super::row_mask(&[1, 2], &[]), [false, false]);
+}

@@ -27,7 +27,7 @@
 pub mod kmeans;
 mod vectors;
 
-pub use vectors::{dot_f32_i8, quantize_i8, Hit, VectorSet};
+pub use vectors::{quantize_i8, Hit, VectorSet};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

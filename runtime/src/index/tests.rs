@@ -104,13 +104,15 @@ fn int8_top10_recall_is_at_least_099_and_f16_higher_on_clip_like_vectors() {
 }
 
 #[test]
-fn the_f32_by_i8_dot_matches_a_plain_loop_at_ragged_lengths() {
+fn every_f32_by_i8_dot_kernel_matches_a_float64_loop_at_ragged_lengths() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     for n in 0..70 {
         let a: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
         let b: Vec<i8> = (0..n).map(|_| rng.random::<i8>()).collect();
         let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-        assert!((dot_f32_i8(&a, &b) as f64 - want).abs() < 1e-3, "n={n}");
+        for (name, dot) in crate::kernels::dot_i8::candidates() {
+            assert!((dot(&a, &b) as f64 - want).abs() < 1e-3, "{name} n={n}");
+        }
     }
 }
 

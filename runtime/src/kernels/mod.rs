@@ -1,5 +1,6 @@
 //! owlet's own SIMD kernels, for what tract does not do (or does slowly):
-//! embedding arithmetic (similarity, search), int8 matrix products for quantized
+//! embedding arithmetic (similarity, search; `dot_i8` and `dot_f16` for int8 and
+//! f16 vectors), int8 matrix products for quantized
 //! graphs (`int8`), softmax over short rows (`softmax`), layer norms
 //! (`layer_norm`), CLIP's quick-GELU (`quick_gelu`) and attention's
 //! activation-by-activation products (`small_gemm`).
@@ -12,6 +13,8 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
+pub mod dot_f16;
+pub mod dot_i8;
 #[cfg(test)]
 mod harness;
 pub mod int8;
