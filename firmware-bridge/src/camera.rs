@@ -27,6 +27,8 @@ pub struct FrameIntake {
     /// Stills wait for the worker; live frames replace each other.
     pub stills: bool,
     pub stop: Stop,
+    /// Counts every frame the source delivers (`owlet_frames_seen_total`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl FrameIntake {
@@ -39,7 +41,16 @@ impl FrameIntake {
         stills: bool,
     ) -> FrameIntake {
         let motion = cam.triggers.motion.clone().map(MotionDetector::new);
-        FrameIntake { camera: cam.name.clone(), inbox, sink, topics, motion, stills, stop }
+        FrameIntake {
+            camera: cam.name.clone(),
+            inbox,
+            sink,
+            topics,
+            motion,
+            stills,
+            stop,
+            metrics: None,
+        }
     }
 
     fn detect_motion(&mut self, frame: &Frame) {
@@ -71,6 +82,9 @@ impl SourceEvents for FrameIntake {
     fn frame(&mut self, frame: Frame) -> bool {
         if self.stop.is_stopped() {
             return false;
+        }
+        if let Some(m) = &self.metrics {
+            m.seen(&self.camera);
         }
         self.detect_motion(&frame);
         if self.stills {

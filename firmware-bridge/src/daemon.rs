@@ -143,6 +143,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
             stop.clone(),
             stills,
         );
+        intake.metrics = Some(metrics.clone());
         let source = cam.source.clone();
         let name = cam.name.clone();
         let stop_s = stop.clone();

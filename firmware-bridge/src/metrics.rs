@@ -1,5 +1,5 @@
 //! What the bridge counts, for `/metrics` (Prometheus' text format, through the
-//! prometheus-client crate): frames analysed and skipped (and why), each stage's
+//! prometheus-client crate): frames seen, analysed and skipped (and why), each stage's
 //! latency, errors; and, read when scraped, the outbox's depth, the broker link,
 //! the history's size and the process's memory.
 
@@ -50,6 +50,7 @@ pub struct Probes {
 
 pub struct Metrics {
     registry: Registry,
+    seen: Family<CameraLabels, Counter>,
     analysed: Family<AnalysedLabels, Counter>,
     skipped: Family<SkippedLabels, Counter>,
     errors: Family<CameraLabels, Counter>,
@@ -71,6 +72,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("owlet");
+        let seen = Family::<CameraLabels, Counter>::default();
         let analysed = Family::<AnalysedLabels, Counter>::default();
         let skipped = Family::<SkippedLabels, Counter>::default();
         let errors = Family::<CameraLabels, Counter>::default();
@@ -84,6 +86,7 @@ impl Metrics {
         let model_load_seconds = Gauge::<f64, AtomicU64>::default();
         let (broker_connected, outbox_depth, history_frames, resident_bytes) =
             (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register("frames_seen", "Frames the camera's source delivered", seen.clone());
         registry.register("frames_analysed", "Frames the models looked at", analysed.clone());
         registry.register(
             "frames_skipped",
@@ -115,6 +118,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            seen,
             analysed,
             skipped,
             errors,
@@ -130,6 +134,10 @@ impl Metrics {
 
     pub fn set_probes(&self, probes: Probes) {
         *self.probes.lock().unwrap_or_else(|p| p.into_inner()) = probes;
+    }
+
+    pub fn seen(&self, camera: &str) {
+        self.seen.get_or_create(&CameraLabels { camera: camera.into() }).inc();
     }
 
     pub fn analysed(&self, camera: &str, trigger: &str) {
@@ -197,6 +205,9 @@ mod tests {
     #[test]
     fn the_text_format_carries_every_series_with_its_labels() {
         let m = Metrics::new();
+        for _ in 0..5 {
+            m.seen("door");
+        }
         m.analysed("door", "motion");
         m.analysed("door", "motion");
         m.skipped("door", "replaced", 3);
@@ -211,6 +222,7 @@ mod tests {
         });
         let text = m.render();
         for line in [
+            "owlet_frames_seen_total{camera=\"door\"} 5",
             "owlet_frames_analysed_total{camera=\"door\",trigger=\"motion\"} 2",
             "owlet_frames_skipped_total{camera=\"door\",reason=\"replaced\"} 3",
             "owlet_stage_seconds_count{camera=\"door\",stage=\"labels\"} 1",

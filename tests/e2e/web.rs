@@ -381,6 +381,8 @@ fn a_real_prometheus_scrapes_the_bridges_metrics() {
             })
         })
     });
+    let seen = prom.query("owlet_frames_seen_total");
+    assert_eq!(seen["data"]["result"][0]["value"][1], frames.to_string(), "{seen}");
     for series in [
         "owlet_history_frames",
         "owlet_model_load_seconds",
