@@ -70,10 +70,24 @@ impl FrameIntake {
             self.inbox.motion();
         }
         if let Some(on) = o.transition {
-            self.sink.send(Message::text(
-                self.topics.camera(&self.camera, "motion"),
-                if on { "ON" } else { "OFF" },
-            ));
+            self.sink.send(
+                Message::text(
+                    self.topics.camera(&self.camera, "motion"),
+                    if on { "ON" } else { "OFF" },
+                )
+                .retained(),
+            );
+        }
+    }
+}
+
+impl FrameIntake {
+    /// Say there is no motion yet (retained): a bridge killed during motion left
+    /// `ON` retained, and a still scene after the restart would never clear it.
+    pub fn announce_no_motion(&self) {
+        if self.motion.is_some() {
+            let topic = self.topics.camera(&self.camera, "motion");
+            self.sink.send(Message::text(topic, "OFF").retained());
         }
     }
 }
@@ -273,6 +287,13 @@ impl CameraWorker {
         }
     }
 
+    /// The newest state of the camera (labels, caption): retained, so that a
+    /// subscriber arriving later (Home Assistant after its restart) has it at once
+    /// instead of `unknown` until the next analysis.
+    fn send_state(&self, leaf: &str, v: Value) {
+        self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v).retained());
+    }
+
     fn send_json(&self, leaf: &str, v: Value) {
         self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v));
     }
@@ -337,7 +358,7 @@ impl CameraWorker {
                     // the last look: what "the newest frame wins" cost.
                     o.insert("frames_skipped".into(), json!(self.skipped));
                 }
-                self.send_json("labels", v);
+                self.send_state("labels", v);
             }
             Err(e) => self.error(Some(&frame), Some(trigger), e.to_string()),
         }
@@ -349,7 +370,7 @@ impl CameraWorker {
             match captioned {
                 Some(Ok(msg)) => {
                     caption = Some(msg.caption.clone());
-                    self.send_json(
+                    self.send_state(
                         "caption",
                         with_id(serde_json::to_value(&msg).unwrap_or_default()),
                     )
@@ -423,11 +444,22 @@ impl CameraWorker {
     fn handle_camera_command(&mut self, cmd: CameraCommand) {
         match cmd {
             CameraCommand::Capture { id } => {
-                if let Err(why) = self.gate.allows(Trigger::Command, Instant::now()) {
+                let refuse = |why: String| {
                     let v = json!({"topic": self.topics.camera(&self.name, "capture"), "error": why, "id": id, "time_ms": now_ms()});
                     self.sink.send(Message::json(self.topics.error(), v));
-                } else {
+                };
+                if let Err(why) = self.gate.allows(Trigger::Command, Instant::now()) {
+                    refuse(why);
+                } else if !self.stills {
                     self.captures.push(id);
+                } else if let Some(frame) = self.last_frame.clone() {
+                    // Files have no "now" to take: the newest one is looked at again.
+                    self.analyse(frame, Trigger::Command, vec![id]);
+                } else {
+                    refuse(format!(
+                        "camera {} reads files and none has arrived yet: nothing to capture",
+                        self.name
+                    ));
                 }
             }
             CameraCommand::Ask { question, id, reply_to } => {

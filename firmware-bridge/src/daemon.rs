@@ -26,6 +26,9 @@ use crate::topics::Topics;
 use crate::web::WebState;
 use owlet_store::outbox::Outbox;
 
+/// How long a stopping bridge waits for its sources to end.
+const SOURCES_STOP: Duration = Duration::from_secs(2);
+
 pub struct RunOptions {
     /// Print compact JSON when there is no broker.
     pub compact: bool,
@@ -79,6 +82,9 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 discovery_status_topic: m
                     .discovery
                     .then(|| format!("{}/status", m.discovery_prefix)),
+                discovery_configs: m
+                    .discovery
+                    .then(|| format!("{}/device/+/config", m.discovery_prefix)),
             };
             let search_tx = index.as_ref().map(|(rec, clip)| {
                 search::spawn(
@@ -130,6 +136,8 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     };
 
     let mut workers = Vec::new();
+    // Source, line and GPIO threads: they own the camera's child processes.
+    let mut feeders = Vec::new();
     for ((cam, (analyzer, labels_file)), inbox) in
         config.cameras.iter().zip(analyzers).zip(&inboxes)
     {
@@ -148,10 +156,13 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         let name = cam.name.clone();
         let stop_s = stop.clone();
         let inbox_s = inbox.clone();
-        std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
-            crate::source::run(&name, &source, &mut intake, &stop_s);
-            inbox_s.source_done();
-        })?;
+        feeders.push(std::thread::Builder::new().name(format!("source-{name}")).spawn(
+            move || {
+                intake.announce_no_motion();
+                crate::source::run(&name, &source, &mut intake, &stop_s);
+                inbox_s.source_done();
+            },
+        )?);
         if let Some(argv) = cam.triggers.line.clone() {
             let name = cam.name.clone();
             let inbox = inbox.clone();
@@ -164,15 +175,17 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 stop.clone(),
                 false,
             );
-            std::thread::Builder::new().name(format!("line-{name}")).spawn(move || {
-                process::run_lines(
-                    &name,
-                    &argv,
-                    &mut |_| inbox.line(),
-                    &mut |why| reporter.failed(why),
-                    &stop_l,
-                )
-            })?;
+            feeders.push(std::thread::Builder::new().name(format!("line-{name}")).spawn(
+                move || {
+                    process::run_lines(
+                        &name,
+                        &argv,
+                        &mut |_| inbox.line(),
+                        &mut |why| reporter.failed(why),
+                        &stop_l,
+                    )
+                },
+            )?);
         }
         if let Some(gpio) = cam.triggers.gpio.clone() {
             let name = cam.name.clone();
@@ -186,15 +199,17 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 stop.clone(),
                 false,
             );
-            std::thread::Builder::new().name(format!("gpio-{name}")).spawn(move || {
-                crate::gpio::run(
-                    &name,
-                    &gpio,
-                    &mut || inbox.line(),
-                    &mut |why| reporter.failed(why),
-                    &stop_g,
-                )
-            })?;
+            feeders.push(std::thread::Builder::new().name(format!("gpio-{name}")).spawn(
+                move || {
+                    crate::gpio::run(
+                        &name,
+                        &gpio,
+                        &mut || inbox.line(),
+                        &mut |why| reporter.failed(why),
+                        &stop_g,
+                    )
+                },
+            )?);
         }
         let mut worker = CameraWorker::new(
             cam,
@@ -240,6 +255,13 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         if w.join().is_err() {
             log::error!("a camera worker panicked");
         }
+    }
+    // The sources stop their children (ffmpeg, rpicam-vid) as they end; a source
+    // blocked in a read of a silent network camera is not waited for long (its
+    // children still get SIGTERM when the process exits: die_with_parent).
+    let waiting = Instant::now();
+    while !feeders.iter().all(|f| f.is_finished()) && waiting.elapsed() < SOURCES_STOP {
+        std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(web) = web {
         web.stop();

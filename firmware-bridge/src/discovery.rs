@@ -47,6 +47,9 @@ pub fn config(topics: &Topics, c: &CameraEntities) -> Value {
     let mut cmps = Map::new();
     let mut add = |key: &str, mut v: Value| {
         v["unique_id"] = json!(format!("{id}_{key}"));
+        // Home Assistant applies a device-level qos to none of the components:
+        // each says it (states and commands at least once).
+        v["qos"] = json!(1);
         cmps.insert(format!("{id}_{key}"), v);
     };
     if c.captions {
@@ -91,7 +94,7 @@ pub fn config(topics: &Topics, c: &CameraEntities) -> Value {
     json!({
         "device": {
             "identifiers": [id],
-            "name": format!("owlet {} {}", topics.device(), cam),
+            "name": device_name(topics.device(), cam),
             "manufacturer": "owlet",
             "model": "owlet-bridge camera",
             "sw_version": env!("CARGO_PKG_VERSION"),
@@ -103,4 +106,24 @@ pub fn config(topics: &Topics, c: &CameraEntities) -> Value {
         "qos": 1,
         "components": cmps,
     })
+}
+
+/// What Home Assistant calls the camera; it puts the device's name before each
+/// entity's ("door Caption"). The bridge's own name is added only when it is not
+/// the default, to tell two bridges' cameras of the same name apart.
+fn device_name(device: &str, camera: &str) -> String {
+    if device == owlet_formats::bridge_config::DEFAULT_DEVICE {
+        camera.to_string()
+    } else {
+        format!("{camera} ({device})")
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    #[test]
+    fn a_camera_is_named_once_and_its_bridge_only_when_it_has_a_name_of_its_own() {
+        assert_eq!(super::device_name("owlet", "door"), "door");
+        assert_eq!(super::device_name("garage-pi", "door"), "door (garage-pi)");
+    }
 }

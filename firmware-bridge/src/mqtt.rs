@@ -263,6 +263,25 @@ pub struct LinkSettings {
     /// Assistant announces itself on `<prefix>/status`.
     pub discovery: Vec<Message>,
     pub discovery_status_topic: Option<String>,
+    /// Where Home Assistant's device configs are (`<prefix>/device/+/config`):
+    /// read at each connection, so that the retained config of a camera removed
+    /// from this bridge's config is cleared (Home Assistant then removes it).
+    pub discovery_configs: Option<String>,
+}
+
+/// A retained discovery config that names this bridge's status topic but none of
+/// its cameras now: a camera removed from the config.
+fn stale_discovery(s: &LinkSettings, topic: &str, payload: &[u8]) -> bool {
+    let Some(filter) = &s.discovery_configs else { return false };
+    let (head, tail) = filter.split_once('+').unwrap_or((filter, ""));
+    if payload.is_empty() || !topic.starts_with(head) || !topic.ends_with(tail) {
+        return false;
+    }
+    if s.discovery.iter().any(|m| m.topic == topic) {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .is_ok_and(|v| v["availability_topic"] == s.topics.status())
 }
 
 pub fn spawn(
@@ -317,6 +336,7 @@ pub fn spawn(
                         backoff.reset();
                         in_flight = None; // a clean session: re-send from the outbox
                         let mut filters = s.discovery_status_topic.clone().into_iter().collect::<Vec<_>>();
+                        filters.extend(s.discovery_configs.clone());
                         if !oversized.commands_off() {
                             filters.extend(s.topics.command_filters());
                         }
@@ -350,7 +370,15 @@ pub fn spawn(
                         }
                     }
                     Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        if Some(p.topic.as_str()) == s.discovery_status_topic.as_deref() {
+                        if stale_discovery(&s, &p.topic, &p.payload) {
+                            log::info!("Home Assistant: {} is no camera of this bridge any more; clearing it", p.topic);
+                            publish_direct(&Message { topic: p.topic.to_string(), payload: crate::publish::Payload::Bytes(vec![]), retain: true, delivery: crate::publish::Delivery::BestEffort });
+                        } else if s.discovery_configs.as_deref().is_some_and(|f| {
+                            let (head, tail) = f.split_once('+').unwrap_or((f, ""));
+                            p.topic.starts_with(head) && p.topic.ends_with(tail)
+                        }) {
+                            // Another bridge's device, one of ours, or a cleared one.
+                        } else if Some(p.topic.as_str()) == s.discovery_status_topic.as_deref() {
                             if p.payload.as_ref() == b"online" {
                                 log::info!("Home Assistant is online: sending discovery again");
                                 s.discovery.iter().for_each(publish_direct);

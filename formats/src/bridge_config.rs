@@ -144,6 +144,28 @@ pub struct MqttConfig {
     pub discovery_prefix: String,
 }
 
+impl MqttConfig {
+    /// A broker at `host` (and `port`, else 1883 or 8883 with TLS), every other
+    /// option at its default: what `owlet-bridge --demo --mqtt HOST` uses.
+    pub fn new(host: &str, port: Option<u16>) -> MqttConfig {
+        MqttConfig {
+            host: host.to_string(),
+            port,
+            client_id: None,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: None,
+            keep_alive_s: default_keep_alive(),
+            queue_max_mb: default_queue_max_mb(),
+            flush_timeout_s: default_flush_timeout(),
+            max_command_bytes: default_max_command_bytes(),
+            discovery: true,
+            discovery_prefix: default_discovery_prefix(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexConfig {
@@ -402,8 +424,11 @@ pub struct EventConfig {
     pub off: f32,
 }
 
+/// The device name when the config gives none.
+pub const DEFAULT_DEVICE: &str = "owlet";
+
 fn default_device() -> String {
-    "owlet".into()
+    DEFAULT_DEVICE.into()
 }
 fn default_clip_model() -> PathBuf {
     "models/clip-demo".into()
@@ -700,7 +725,9 @@ impl Config {
         cam.labels.clone().unwrap_or_else(|| self.clip.labels.clone())
     }
 
-    fn validate(&self, path: &Path) -> Result<()> {
+    /// Check every field as a config file's are checked (`path` names where it
+    /// came from in the errors).
+    pub fn validate(&self, path: &Path) -> Result<()> {
         let err = |field: String, reason: &str| ConfigError {
             path: path.to_path_buf(),
             field,

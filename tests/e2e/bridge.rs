@@ -14,7 +14,8 @@ fn published(stdout: &[u8]) -> Vec<(String, Value)> {
 
 #[test]
 fn demo_labels_and_captions_every_bundled_frame_with_what_is_in_it() {
-    let out = run("owlet-bridge", &["--demo", "--compact"]);
+    // One line per message by default, as the README shows it.
+    let out = run("owlet-bridge", &["--demo"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = published(&out.stdout);
     let frames = demo_scenes().len();

@@ -154,6 +154,10 @@ fn check_ha_device_discovery(topic: &str, cfg: &Value, published: &HashSet<&str>
         "device needs identifiers"
     );
     assert!(cfg["origin"]["name"].is_string(), "origin needs a name");
+    // Home Assistant puts it before each entity's name: "door Caption", not
+    // "owlet owlet door Caption" (the default device's name is not repeated).
+    let camera = parts[2].rsplit('_').next().unwrap();
+    assert_eq!(dev["name"], camera, "{dev}");
     let avail = cfg["availability_topic"].as_str().unwrap();
     assert!(published.contains(avail), "availability topic {avail} is never published");
     let common: HashSet<&str> = [
@@ -389,6 +393,181 @@ fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_cr
     sub.wait_until("offline", Duration::from_secs(10), |m| {
         m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline")
     });
+}
+
+/// Issue 26: the capture button of a camera that reads files: before any file it
+/// says why there is nothing to capture; after one, the newest file is looked at
+/// again, answering the request.
+#[test]
+fn capture_on_a_folder_camera_looks_at_its_newest_file_or_says_why_not() {
+    let dir = tmp("owlet-e2e-folder-capture-");
+    let frames = dir.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let broker = Broker::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "owlet/#", "e2e-folder-capture");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+             [[cameras]]\nname = \"shelf\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = true }}\n",
+            broker.port,
+            frames.display()
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    sub.wait_until("online", Duration::from_secs(60), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"online")
+    });
+    publish(broker.port, "owlet/owlet/shelf/capture", br#"{"id":"early"}"#, false);
+    let e = sub.wait_until("the refusal", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/error")
+    });
+    let e = e.iter().find(|m| m.topic == "owlet/owlet/error").unwrap().json();
+    assert_eq!(e["id"], "early", "{e}");
+    assert!(e["error"].as_str().unwrap().contains("none has arrived yet"), "{e}");
+
+    let frame = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().next().unwrap();
+    let frame = frame.unwrap().path();
+    std::fs::copy(&frame, frames.join(frame.file_name().unwrap())).unwrap();
+    sub.wait_until("the file's labels", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/shelf/labels")
+    });
+    publish(broker.port, "owlet/owlet/shelf/capture", br#"{"id":"again"}"#, false);
+    let all = sub.wait_until("the captured labels", Duration::from_secs(30), |m| {
+        m.iter().filter(|m| m.topic == "owlet/owlet/shelf/labels").count() == 2
+    });
+    let labels: Vec<Value> =
+        all.iter().filter(|m| m.topic == "owlet/owlet/shelf/labels").map(|m| m.json()).collect();
+    assert_eq!(labels[1]["trigger"], "command");
+    assert_eq!(labels[1]["request_ids"], serde_json::json!(["again"]));
+    assert_eq!(labels[1]["frame"], labels[0]["frame"], "the same file, looked at again");
+    assert_eq!(labels[1]["labels"], labels[0]["labels"]);
+    assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+}
+
+/// Issue 26: `owlet-bridge --demo --mqtt HOST:PORT` puts the demo camera on the
+/// user's broker, Home Assistant discovery included, with no config written;
+/// `--mqtt` without `--demo` is refused.
+#[test]
+fn the_demo_publishes_to_a_broker_named_on_the_command_line() {
+    let dir = tmp("owlet-e2e-demo-mqtt-");
+    let broker = Broker::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "#", "e2e-demo-mqtt");
+    let out = run("owlet-bridge", &["--demo", "--mqtt", &format!("127.0.0.1:{}", broker.port)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "published, not printed");
+    let frames = std::fs::read_dir(repo().join("models/scenes/demo"))
+        .unwrap()
+        .filter(|f| f.as_ref().unwrap().path().extension().is_some_and(|e| e == "jpg"))
+        .count();
+    let all = sub.wait_until("every caption", Duration::from_secs(30), |m| {
+        m.iter().filter(|m| m.topic == "owlet/owlet/demo/caption").count() == frames
+    });
+    let discovery = all
+        .iter()
+        .find(|m| m.topic == "homeassistant/device/owlet_owlet_demo/config")
+        .expect("discovery for the demo camera");
+    assert_eq!(discovery.json()["device"]["name"], "demo");
+    let refused = run("owlet-bridge", &["--mqtt", "127.0.0.1:1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--demo"));
+}
+
+/// Issue 26: what Home Assistant reads after either side restarts.
+/// - A subscriber that arrives late (Home Assistant after its restart) gets each
+///   camera's last labels and caption at once (retained), and its motion state;
+///   a restarted camera says OFF, clearing an ON left behind.
+/// - Each entity asks for QoS 1 itself (Home Assistant ignores a device-level one).
+/// - A camera removed from the config: its retained discovery config is cleared
+///   when the bridge next connects; another bridge's configs are left alone.
+#[test]
+fn states_are_retained_for_late_subscribers_and_a_removed_cameras_discovery_is_cleared() {
+    let dir = tmp("owlet-e2e-ha-state-");
+    let frames = repo().join("models/demo-frames").display().to_string();
+    let broker = Broker::start(dir.path(), "");
+    let mqtt = format!(
+        "[blip2]\nmodel = \"{}\"\nmax_new_tokens = 4\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+        blip2_bundle(),
+        broker.port
+    );
+    let door = format!(
+        "[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{frames}\" }}\n\
+         triggers = {{ motion = {{}} }}\n"
+    );
+    let yard = format!(
+        "[[cameras]]\nname = \"yard\"\nsource = {{ kind = \"folder\", path = \"{frames}\" }}\n"
+    );
+    // Another bridge's camera, which must survive this bridge's clean-up.
+    publish(
+        broker.port,
+        "homeassistant/device/owlet_attic_bat/config",
+        br#"{"availability_topic":"owlet/attic/status","components":{}}"#,
+        true,
+    );
+    let cfg = write_config(dir.path(), &format!("{mqtt}{door}{yard}"));
+    let mut d = Daemon::start(&cfg);
+    assert!(d.wait(Duration::from_secs(120)).success(), "{}", d.log());
+
+    let late = Subscriber::start(broker.port, "#", "e2e-ha-late");
+    let got = late.wait_until("the retained states", Duration::from_secs(10), |m| {
+        ["door/labels", "door/caption", "door/motion", "yard/labels", "yard/caption"]
+            .iter()
+            .all(|leaf| m.iter().any(|m| m.topic == format!("owlet/owlet/{leaf}") && m.retained))
+    });
+    // Eight different files in a row look like motion to the detector, and the
+    // run ends there: ON stays retained, as after a bridge killed during motion.
+    let motion = got.iter().find(|m| m.topic == "owlet/owlet/door/motion").unwrap();
+    assert_eq!(motion.payload, b"ON");
+    let last_file = |cam: &str| {
+        let l = got.iter().find(|m| m.topic == format!("owlet/owlet/{cam}/labels")).unwrap();
+        l.json()["frame"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+    };
+    let mut files: Vec<String> = std::fs::read_dir(&frames)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(last_file("door"), *files.last().unwrap(), "the newest state is kept");
+    for cam in ["door", "yard"] {
+        let c = got
+            .iter()
+            .find(|m| m.topic == format!("homeassistant/device/owlet_owlet_{cam}/config"))
+            .unwrap_or_else(|| panic!("{cam}'s discovery"))
+            .json();
+        for (key, comp) in c["components"].as_object().unwrap() {
+            assert_eq!(comp["qos"], 1, "{key}: {comp}");
+        }
+    }
+
+    // The yard camera leaves the config (the door now watches an empty folder, so
+    // that the bridge runs until it is stopped).
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let door = format!(
+        "[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = true }}\n\
+         triggers = {{ motion = {{}} }}\n",
+        empty.display()
+    );
+    let cfg = write_config(dir.path(), &format!("{mqtt}{door}"));
+    let watch = Subscriber::start(broker.port, "#", "e2e-ha-watch");
+    let mut d = Daemon::start(&cfg);
+    watch.wait_until("the yard's config cleared", Duration::from_secs(60), |m| {
+        m.iter().any(|m| {
+            m.topic == "homeassistant/device/owlet_owlet_yard/config" && m.payload.is_empty()
+        })
+    });
+    // The restarted camera has seen no motion: OFF replaces the ON left behind.
+    watch.wait_until("motion OFF", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "owlet/owlet/door/motion" && m.payload == b"OFF")
+    });
+    assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+    assert!(d.log().contains("no camera of this bridge any more"), "{}", d.log());
+    let after = Subscriber::start(broker.port, "homeassistant/#", "e2e-ha-after");
+    let left = after.wait_until("the retained configs", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic.ends_with("owlet_owlet_door/config"))
+            && m.iter().any(|m| m.topic.ends_with("owlet_attic_bat/config"))
+    });
+    assert!(!left.iter().any(|m| m.topic.contains("owlet_owlet_yard")), "the yard is gone");
 }
 
 #[test]

@@ -315,3 +315,66 @@ fn yuyv_camera_frames_become_jpegs_of_the_picture_ffmpeg_sees() {
             .unwrap();
     assert_eq!(jpeg, jpeg2);
 }
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after its ')'.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        if after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Running: it exists and is not a zombie waiting for whoever adopted it.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+}
+
+/// Issue 26: a camera's child process (one that never writes, as a camera that
+/// has not started yet) and a line trigger's end with the bridge, whether it is
+/// stopped (SIGTERM) or killed (SIGKILL): one left behind would hold the camera
+/// from the restarted bridge.
+#[test]
+fn a_cameras_child_processes_end_with_the_bridge_whether_stopped_or_killed() {
+    for kill in [false, true] {
+        let dir = tmp("owlet-e2e-children-");
+        let cfg = config(
+            dir.path(),
+            "[[cameras]]\nname = \"cam\"\nsource = { kind = \"process\", command = [\"sleep\", \"1000\"] }\n\
+             triggers = { line = [\"sleep\", \"1001\"] }\n",
+        );
+        let mut d = Daemon::start(&cfg);
+        let pid = d.child.id();
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        let children = loop {
+            let c = children_of(pid);
+            if c.len() == 2 {
+                break c;
+            }
+            assert!(std::time::Instant::now() < end, "children {c:?}; log:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if kill {
+            d.child.kill().unwrap();
+            d.child.wait().unwrap();
+        } else {
+            assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+        }
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while children.iter().any(|&c| running(c)) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let left: Vec<u32> = children.iter().copied().filter(|&c| running(c)).collect();
+        for &c in &left {
+            let _ = std::process::Command::new("kill").arg(c.to_string()).status();
+        }
+        assert!(left.is_empty(), "kill={kill}: {left:?} still running after the bridge");
+    }
+}

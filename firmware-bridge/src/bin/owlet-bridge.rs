@@ -27,9 +27,24 @@ struct Args {
     /// Check the configuration (and the files it names) and exit.
     #[arg(long)]
     check_config: bool,
-    /// Print compact JSON payloads (one line each) instead of pretty ones (no broker).
+    /// With no broker, print each payload as indented JSON over several lines
+    /// (the default is one line per message: `topic {json}`).
     #[arg(long)]
+    pretty: bool,
+    /// One line per message: the default now; kept so that scripts using it work.
+    #[arg(long, hide = true)]
     compact: bool,
+    /// With --demo: publish to this MQTT broker (HOST or HOST:PORT) instead of
+    /// printing, so the demo camera appears in Home Assistant there.
+    #[arg(long, value_name = "HOST[:PORT]", requires = "demo")]
+    mqtt: Option<String>,
+    /// With --mqtt: the broker's user name.
+    #[arg(long, requires = "mqtt")]
+    mqtt_username: Option<String>,
+    /// With --mqtt: a file holding the broker's password (not the password itself:
+    /// a command line is visible to every user of the machine).
+    #[arg(long, requires = "mqtt")]
+    mqtt_password_file: Option<PathBuf>,
     /// Where the models run, over the configuration's [compute] device: cpu, cuda or auto.
     #[arg(long, value_enum)]
     device: Option<owlet_runtime::device::DeviceChoice>,
@@ -88,6 +103,14 @@ fn run(args: Args) -> Result<ExitCode> {
         (Some(_), true) => anyhow::bail!("--demo and --config exclude each other"),
         (None, _) => demo_config(),
     };
+    if let Some(broker) = &args.mqtt {
+        let (host, port) = host_and_port(broker)?;
+        let mut m = owlet_bridge::config::MqttConfig::new(&host, port);
+        m.username = args.mqtt_username.clone();
+        m.password_file = args.mqtt_password_file.clone();
+        config.mqtt = Some(m);
+        config.validate(std::path::Path::new("--mqtt"))?;
+    }
     if let Some(d) = args.device {
         config.compute.device = d;
     }
@@ -108,7 +131,8 @@ fn run(args: Args) -> Result<ExitCode> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.flag())?;
     }
-    daemon::run(config, RunOptions { compact: args.compact }, stop)?;
+    let _ = args.compact;
+    daemon::run(config, RunOptions { compact: !args.pretty }, stop)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -170,4 +194,38 @@ fn check_files(c: &Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.
+fn host_and_port(s: &str) -> Result<(String, Option<u16>)> {
+    let bad = || anyhow::anyhow!("--mqtt {s:?}: expected HOST or HOST:PORT");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = port.map(|p| p.parse::<u16>().map_err(|_| bad())).transpose()?;
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_broker_is_host_or_host_and_port() {
+        let ok = |s: &str| super::host_and_port(s).unwrap();
+        assert_eq!(ok("broker.lan"), ("broker.lan".into(), None));
+        assert_eq!(ok("10.0.0.2:1884"), ("10.0.0.2".into(), Some(1884)));
+        assert_eq!(ok("[fd00::2]:8883"), ("fd00::2".into(), Some(8883)));
+        assert_eq!(ok("fd00::2"), ("fd00::2".into(), None));
+        for bad in ["", ":1883", "host:port", "host:70000", "[fd00::2"] {
+            assert!(super::host_and_port(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -20,15 +20,12 @@ pub struct Supervised {
 
 impl Supervised {
     pub fn spawn(argv: &[String], stop: &Stop) -> std::io::Result<(Supervised, ChildStdout)> {
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", argv[0]))
-            })?;
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        die_with_parent(&mut command);
+        let mut child = command.spawn().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start {:?}: {e}", argv[0]))
+        })?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let last_stderr = Arc::new(Mutex::new(String::new()));
@@ -89,6 +86,34 @@ impl Drop for Supervised {
         let _ = c.wait();
     }
 }
+
+/// A camera child (ffmpeg, rpicam-vid) holds the camera device: one left behind
+/// by a bridge that was killed keeps the restarted bridge from opening it. On
+/// Linux the kernel sends the child SIGTERM when the thread that started it ends,
+/// whatever ended it (SIGKILL included); the source threads live as long as their
+/// camera, and a restart starts the new child from the same thread.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (prctl, getppid, _exit), allocating nothing.
+    unsafe {
+        let parent = libc::getpid();
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody would tell us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
 
 /// Run the MJPEG child, restarting it with backoff when it exits (if `restart`).
 pub fn run(
