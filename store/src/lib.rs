@@ -46,6 +46,14 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
+/// SQLite's quick_check on a file just opened, before anything writes to it (so
+/// that a damaged file is set aside as it was found): the report, on one line,
+/// when the file is damaged.
+pub(crate) fn quick_check(conn: &rusqlite::Connection) -> rusqlite::Result<Option<String>> {
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    Ok((check != "ok").then(|| format!("SQLite's quick_check: {}", check_report(&check))))
+}
+
 /// SQLite's check report as one line of a log (it comes as several), cut short.
 pub(crate) fn check_report(check: &str) -> String {
     let line =

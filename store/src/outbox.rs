@@ -564,14 +564,8 @@ fn open_checked(path: &Path, max_bytes: u64) -> std::result::Result<Connection, 
         _ => Opened::Refused(sqlite_err(path)(e)),
     };
     let conn = Connection::open(path).map_err(damaged_or_refused)?;
-    // Checked before anything is set: a damaged file is set aside as it was.
-    let check: String =
-        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(damaged_or_refused)?;
-    if check != "ok" {
-        return Err(Opened::Damaged(format!(
-            "SQLite's quick_check: {}",
-            crate::check_report(&check)
-        )));
+    if let Some(why) = crate::quick_check(&conn).map_err(damaged_or_refused)? {
+        return Err(Opened::Damaged(why));
     }
     // The WAL is checkpointed and truncated at an eighth of the bound.
     let wal_bytes = (max_bytes / 8).clamp(64 << 10, 4 << 20);

@@ -26,12 +26,16 @@ impl Reply {
     }
 }
 
-fn get(url: &str, token: Option<&str>) -> Reply {
-    let mut req = ureq::get(url).config().http_status_as_error(false).build();
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
+/// The request with the token, if any.
+fn with_token<B>(req: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+        None => req,
     }
-    let mut r = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+}
+
+/// The answer, whatever its status.
+fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
     let content_type = r
         .headers()
         .get("content-type")
@@ -40,21 +44,15 @@ fn get(url: &str, token: Option<&str>) -> Reply {
     Reply { status: r.status().as_u16(), content_type, body: r.body_mut().read_to_vec().unwrap() }
 }
 
+fn get(url: &str, token: Option<&str>) -> Reply {
+    let req = with_token(ureq::get(url).config().http_status_as_error(false).build(), token);
+    reply(req.call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+}
+
 fn post(url: &str, token: Option<&str>, content_type: &str, body: &str) -> Reply {
-    let mut req = ureq::post(url).config().http_status_as_error(false).build();
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut r = req
-        .header("Content-Type", content_type)
-        .send(body.as_bytes())
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    Reply { status: r.status().as_u16(), content_type, body: r.body_mut().read_to_vec().unwrap() }
+    let req = with_token(ureq::post(url).config().http_status_as_error(false).build(), token);
+    let r = req.header("Content-Type", content_type).send(body.as_bytes());
+    reply(r.unwrap_or_else(|e| panic!("POST {url}: {e}")))
 }
 
 /// A bridge watching a folder (so it keeps running) into which the demo frames
