@@ -128,6 +128,11 @@ pub struct CameraWorker {
     pub events: LabelEvents,
     pub interval: Option<Duration>,
     pub captions: bool,
+    /// No new caption when a frame's embedding is this close (cosine) to the last
+    /// captioned frame's.
+    pub skip_caption_above: Option<f32>,
+    /// The last captioned frame's embedding and caption.
+    last_captioned: Option<(Vec<f32>, String)>,
     pub snapshot: bool,
     pub stills: bool,
     /// Where label sets set by command are kept.
@@ -138,6 +143,8 @@ pub struct CameraWorker {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// What the web page shows live, when it is served.
     pub live: Option<Arc<crate::live::Live>>,
+    /// This camera's prompt sensors, if it has any.
+    pub prompts: Option<crate::prompts::Prompts>,
     last_interval: Option<Instant>,
     last_frame: Option<Frame>,
     /// Capture requests waiting for a frame (their ids).
@@ -176,12 +183,15 @@ impl CameraWorker {
             events: LabelEvents::new(cam.events.on, cam.events.off),
             interval: cam.triggers.interval_s.map(Duration::from_secs_f64),
             captions: cam.captions,
+            skip_caption_above: cam.skip_caption_above,
+            last_captioned: None,
             snapshot: cam.snapshot,
             stills,
             labels_file,
             history: None,
             metrics: None,
             live: None,
+            prompts: None,
             last_interval: None,
             last_frame: None,
             captures: Vec::new(),
@@ -193,6 +203,7 @@ impl CameraWorker {
     /// Run until stopped, or (stills) until the source is done.
     pub fn run(mut self) {
         self.publish_label_state();
+        self.publish_prompt_states();
         if let Some(live) = &self.live {
             let labels = self.analyzer.labels_in_use().to_vec();
             live.camera(&self.name, labels, self.analyzer.can_caption());
@@ -294,6 +305,15 @@ impl CameraWorker {
         self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v).retained());
     }
 
+    /// The cosine of `embedding` with the last captioned frame's, when captions
+    /// are skipped at that closeness and it reaches it.
+    fn same_scene(&self, embedding: &[f32]) -> Option<f32> {
+        let limit = self.skip_caption_above.filter(|_| self.captions)?;
+        let (last, _) = self.last_captioned.as_ref()?;
+        let cosine = cosine(embedding, last);
+        (cosine >= limit).then_some(cosine)
+    }
+
     fn send_json(&self, leaf: &str, v: Value) {
         self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v));
     }
@@ -335,12 +355,14 @@ impl CameraWorker {
         };
         self.count(|m, cam| m.stage(cam, "decode", t.elapsed()));
         let mut embedding = None;
+        let mut same_scene = None;
         let mut labels = Vec::new();
         let t = Instant::now();
         let looked = self.analyzer.labels(&decoded, trigger);
         self.count(|m, cam| m.stage(cam, "labels", t.elapsed()));
         match looked {
             Ok((msg, emb)) => {
+                same_scene = self.same_scene(&emb);
                 embedding = Some(emb);
                 labels = msg.labels.iter().map(|l| (l.label.clone(), l.score)).collect();
                 for ev in self.events.update(&msg.labels) {
@@ -357,19 +379,32 @@ impl CameraWorker {
                     // Live frames that arrived and were replaced by newer ones since
                     // the last look: what "the newest frame wins" cost.
                     o.insert("frames_skipped".into(), json!(self.skipped));
+                    if let Some(cosine) = same_scene {
+                        o.insert(
+                            "caption_skipped".into(),
+                            json!({"reason": "same scene as the last captioned frame", "cosine": cosine}),
+                        );
+                    }
                 }
                 self.send_state("labels", v);
             }
             Err(e) => self.error(Some(&frame), Some(trigger), e.to_string()),
         }
         let mut caption = None;
-        if self.captions {
+        if self.captions && same_scene.is_some() {
+            // Nothing new to say: the page keeps showing the scene's caption, the
+            // history row has none (the model did not look at this frame).
+            self.count(|m, cam| m.skipped(cam, "same_scene_caption", 1));
+        } else if self.captions {
             let t = Instant::now();
             let captioned = self.analyzer.caption(&decoded, trigger);
             self.count(|m, cam| m.stage(cam, "caption", t.elapsed()));
             match captioned {
                 Some(Ok(msg)) => {
                     caption = Some(msg.caption.clone());
+                    if let Some(e) = &embedding {
+                        self.last_captioned = Some((e.clone(), msg.caption.clone()));
+                    }
                     self.send_state(
                         "caption",
                         with_id(serde_json::to_value(&msg).unwrap_or_default()),
@@ -378,6 +413,9 @@ impl CameraWorker {
                 Some(Err(e)) => self.error(Some(&frame), Some(trigger), e.to_string()),
                 None => {}
             }
+        }
+        if let Some(e) = &embedding {
+            self.update_prompts(e);
         }
         let mut frame_id = None;
         if let (Some(rec), Some(e)) = (&self.history, embedding) {
@@ -401,11 +439,15 @@ impl CameraWorker {
             }
         }
         if let Some(live) = &self.live {
+            let shown = match (&caption, same_scene) {
+                (None, Some(_)) => self.last_captioned.as_ref().map(|(_, c)| c.clone()),
+                _ => caption,
+            };
             let latest = crate::live::LatestFrame {
                 time_ms: time_ms(frame.captured) as u64,
                 trigger: trigger.name().into(),
                 labels,
-                caption,
+                caption: shown,
                 frame_id,
             };
             live.frame(&self.name, latest, &frame.bytes);
@@ -538,6 +580,44 @@ impl CameraWorker {
         }
     }
 
+    fn prompt_topic(&self, slug: &str) -> String {
+        self.topics.camera(&self.name, &format!("prompt/{slug}"))
+    }
+
+    /// The prompt sensors' states an earlier run left, retained again (a
+    /// broker without persistence may have lost them).
+    fn publish_prompt_states(&self) {
+        let Some(p) = &self.prompts else { return };
+        for prompt in p.prompts() {
+            if let Some(on) = prompt.sensor.state() {
+                let state = if on { "ON" } else { "OFF" };
+                self.sink.send(Message::text(self.prompt_topic(&prompt.slug), state).retained());
+            }
+        }
+    }
+
+    /// Score the frame against each prompt: its score and state as attributes,
+    /// its state (retained) when it changed.
+    fn update_prompts(&mut self, embedding: &[f32]) {
+        let Some(p) = &mut self.prompts else { return };
+        for r in p.update(embedding, Instant::now()) {
+            let topic = self.prompt_topic(&r.slug);
+            if let (true, Some(on)) = (r.changed, r.state) {
+                log::info!(
+                    "camera {}: {:?} is now {}",
+                    self.name,
+                    r.name,
+                    if on { "on" } else { "off" }
+                );
+                self.sink
+                    .send(Message::text(topic.clone(), if on { "ON" } else { "OFF" }).retained());
+            }
+            let v = json!({"camera": self.name, "prompt": r.name, "score": r.score, "state": r.state,
+                           "time_ms": now_ms()});
+            self.sink.send(Message::json(format!("{topic}/attributes"), v).retained());
+        }
+    }
+
     fn publish_label_state(&self) {
         let v = json!({"camera": self.name, "labels": self.analyzer.labels_in_use()});
         self.sink.send(Message::json(self.topics.camera(&self.name, "labels/state"), v).retained());
@@ -563,4 +643,15 @@ fn save_labels(path: &std::path::Path, labels: &[String]) -> std::io::Result<()>
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(labels)?)?;
     std::fs::rename(tmp, path)
+}
+
+/// Cosine similarity; 0 when either vector is zero.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let d = norm(a) * norm(b);
+    if d == 0.0 {
+        0.0
+    } else {
+        owlet_runtime::similarity::dot(a, b) / d
+    }
 }

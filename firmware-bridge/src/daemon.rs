@@ -222,6 +222,14 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         );
         worker.metrics = Some(metrics.clone());
         worker.live = live.clone();
+        if !cam.prompts.is_empty() {
+            let file = state_dir.join("prompts").join(format!("{}.json", cam.name));
+            let clip = worker.analyzer.clip().clone();
+            worker.prompts = Some(
+                crate::prompts::Prompts::new(clip, &cam.prompts, file)
+                    .with_context(|| format!("camera {}: embedding its prompts", cam.name))?,
+            );
+        }
         if let Some((rec, clip)) = &index {
             if worker.analyzer.clip_name() == clip.bundle.manifest.name {
                 worker.history = Some(rec.clone());

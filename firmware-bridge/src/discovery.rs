@@ -79,6 +79,15 @@ pub fn config(topics: &Topics, c: &CameraEntities) -> Value {
                    "state_topic": t("motion"), "payload_on": "ON", "payload_off": "OFF"}),
         );
     }
+    for prompt in &c.camera.prompts {
+        let slug = prompt.slug();
+        add(
+            &format!("prompt_{slug}"),
+            json!({"platform": "binary_sensor", "name": prompt.name.trim(), "icon": "mdi:text-search",
+                   "state_topic": t(&format!("prompt/{slug}")), "payload_on": "ON", "payload_off": "OFF",
+                   "json_attributes_topic": t(&format!("prompt/{slug}/attributes"))}),
+        );
+    }
     if c.camera.snapshot {
         add(
             "snapshot",

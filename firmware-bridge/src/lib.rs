@@ -17,6 +17,7 @@ pub mod history;
 pub mod live;
 pub mod metrics;
 pub mod mqtt;
+pub mod prompts;
 pub mod publish;
 pub mod search;
 pub mod source;

@@ -257,11 +257,65 @@ pub struct CameraConfig {
     /// Caption every analysed frame (needs a `[blip2]` section).
     #[serde(default = "default_true")]
     pub captions: bool,
+    /// No new caption for a frame whose CLIP embedding has at least this cosine
+    /// with the last captioned frame's: a still scene is not captioned again (a
+    /// caption costs seconds on a Pi). Off when absent; 0.95 to 0.99 is the range
+    /// that makes sense.
+    #[serde(default)]
+    pub skip_caption_above: Option<f32>,
+    /// Prompt sensors: named yes/no questions about the scene, each a Home
+    /// Assistant binary sensor (`[[cameras.prompts]]`).
+    #[serde(default)]
+    pub prompts: Vec<PromptConfig>,
     /// Publish the analysed JPEG frame on `.../snapshot`.
     #[serde(default)]
     pub snapshot: bool,
     #[serde(default)]
     pub events: EventConfig,
+}
+
+/// A prompt sensor: CLIP scores the frame against `positive` and `negative` texts
+/// (as written, no template); the softmax share of the positive ones is the
+/// score. The sensor turns on when the score reaches `on` and off when it falls
+/// to `off` (hysteresis), each only once the score has stayed there `debounce_s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    /// What Home Assistant shows ("garage door open"); its topic is made from it.
+    pub name: String,
+    pub positive: Vec<String>,
+    pub negative: Vec<String>,
+    #[serde(default = "default_prompt_on")]
+    pub on: f32,
+    #[serde(default = "default_prompt_off")]
+    pub off: f32,
+    #[serde(default = "default_prompt_debounce")]
+    pub debounce_s: f64,
+}
+
+impl PromptConfig {
+    /// The prompt's topic level: lower-case letters, digits and `_`.
+    pub fn slug(&self) -> String {
+        let mut s = String::new();
+        for c in self.name.trim().chars() {
+            if c.is_ascii_alphanumeric() {
+                s.push(c.to_ascii_lowercase());
+            } else if !s.ends_with('_') {
+                s.push('_');
+            }
+        }
+        s.trim_matches('_').to_string()
+    }
+}
+
+fn default_prompt_on() -> f32 {
+    0.6
+}
+fn default_prompt_off() -> f32 {
+    0.4
+}
+fn default_prompt_debounce() -> f64 {
+    2.0
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -540,6 +594,8 @@ impl CameraConfig {
             clip_model: None,
             blip2_model: None,
             captions: true,
+            skip_caption_above: None,
+            prompts: Vec::new(),
             snapshot: false,
             events: EventConfig::default(),
         }
@@ -839,6 +895,33 @@ impl Config {
             }
             cam.source.validate().map_err(|(f, r)| err(at(&format!("source.{f}")), &r))?;
             cam.triggers.validate().map_err(|(f, r)| err(at(&format!("triggers.{f}")), &r))?;
+            let mut slugs = std::collections::HashSet::new();
+            for (j, p) in cam.prompts.iter().enumerate() {
+                let at = |f: &str| format!("cameras[{i}].prompts[{j}].{f}");
+                if p.slug().is_empty() || p.name.chars().count() > 64 {
+                    return Err(err(
+                        at("name"),
+                        "must be 1 to 64 characters, some of them letters or digits",
+                    ));
+                }
+                if !slugs.insert(p.slug()) {
+                    return Err(err(
+                        at("name"),
+                        "another prompt of this camera has the same topic",
+                    ));
+                }
+                check_labels(&p.positive).map_err(|r| err(at("positive"), &r))?;
+                check_labels(&p.negative).map_err(|r| err(at("negative"), &r))?;
+                if !(p.off >= 0.0 && p.off < p.on && p.on <= 1.0) {
+                    return Err(err(at("on"), "need 0 <= off < on <= 1"));
+                }
+                in_range(p.debounce_s, 0.0, MAX_WAIT_S, "s")
+                    .map_err(|r| err(at("debounce_s"), &r))?;
+            }
+            if let Some(c) = cam.skip_caption_above {
+                in_range(c as f64, 0.5, 1.0, "(a cosine)")
+                    .map_err(|r| err(at("skip_caption_above"), &r))?;
+            }
             let e = &cam.events;
             if !(0.0..=1.0).contains(&e.off) || !(0.0..=1.0).contains(&e.on) || e.off >= e.on {
                 return Err(err(at("events"), "need 0 <= off < on <= 1"));
@@ -948,6 +1031,20 @@ source = { kind = "folder", path = "frames", watch = true }
         }
     }
 
+    #[test]
+    fn a_prompt_sensor_parses_with_its_defaults_and_a_topic_made_from_its_name() {
+        let c = parse(
+            "[[cameras]]\nname = \"garage\"\nsource = {kind = \"process\", command = [\"x\"]}\n\
+             [[cameras.prompts]]\nname = \"  Garage door: OPEN \"\n\
+             positive = [\"an open garage door\"]\nnegative = [\"a closed garage door\", \"a wall\"]\n",
+        )
+        .unwrap();
+        let p = &c.cameras[0].prompts[0];
+        assert_eq!(p.slug(), "garage_door_open");
+        assert_eq!((p.on, p.off, p.debounce_s), (0.6, 0.4, 2.0));
+        assert_eq!(p.negative.len(), 2);
+    }
+
     /// Issue 22: values `--check-config` passed that panicked or stalled the daemon.
     #[test]
     fn every_duration_and_count_is_finite_and_bounded() {
@@ -982,6 +1079,34 @@ source = { kind = "folder", path = "frames", watch = true }
             "cameras[0].triggers.max_per_minute",
         ));
         cases.push(("[index]\nmax_mb = 0".into(), "index.max_mb"));
+        let prompt = |extra: &str| {
+            cam(&format!(
+                "[[cameras.prompts]]\nname = \"door open\"\npositive = [\"an open door\"]\nnegative = [\"a closed door\"]\n{extra}"
+            ))
+        };
+        cases.push((prompt("on = 0.3\noff = 0.5"), "cameras[0].prompts[0].on"));
+        cases.push((prompt("on = nan"), "cameras[0].prompts[0].on"));
+        cases.push((prompt("debounce_s = inf"), "cameras[0].prompts[0].debounce_s"));
+        cases.push((prompt("debounce_s = -1"), "cameras[0].prompts[0].debounce_s"));
+        cases.push((
+            cam("[[cameras.prompts]]\nname = \"?!\"\npositive = [\"a\"]\nnegative = [\"b\"]"),
+            "cameras[0].prompts[0].name",
+        ));
+        cases.push((
+            cam("[[cameras.prompts]]\nname = \"x\"\npositive = []\nnegative = [\"b\"]"),
+            "cameras[0].prompts[0].positive",
+        ));
+        cases.push((
+            format!(
+                "{}\n[[cameras.prompts]]\nname = \"Door open\"\npositive = [\"a\"]\nnegative = [\"b\"]",
+                prompt("")
+            ),
+            "cameras[0].prompts[1].name",
+        ));
+        for v in ["1.5", "0.2", "nan", "inf"] {
+            cases
+                .push((cam(&format!("skip_caption_above = {v}")), "cameras[0].skip_caption_above"));
+        }
         cases.push(("[web]\nlisten = \"0.0.0.0:8090\"".into(), "web.token"));
         cases.push(("[web]\ntoken = \"short\"".into(), "web.token"));
         cases.push(("[web]\ntoken = \"twelve chars with spaces\"".into(), "web.token"));

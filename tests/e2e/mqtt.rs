@@ -570,6 +570,96 @@ fn states_are_retained_for_late_subscribers_and_a_removed_cameras_discovery_is_c
     assert!(!left.iter().any(|m| m.topic.contains("owlet_owlet_yard")), "the yard is gone");
 }
 
+/// Issue 26: a prompt sensor on the demo frames. A red car turns "car in the
+/// drive" on, a blue bird off; the state is retained, survives a restart of the
+/// bridge (kept in state_dir), and has its Home Assistant binary sensor. Then the
+/// two frames alternate at 2 frames/s: a plain threshold on the same scores
+/// flips at every frame, the sensor (2 s debounce) not once.
+#[test]
+fn a_prompt_sensor_follows_the_scene_survives_a_restart_and_does_not_flicker() {
+    let dir = tmp("owlet-e2e-prompt-");
+    let frames = dir.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let broker = Broker::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "#", "e2e-prompt");
+    let config = |debounce: f64| {
+        let p = dir.path().join("bridge.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "state_dir = \"{}\"\n[clip]\nmodel = \"{}\"\nlabels = [\"car\", \"bird\"]\n\
+                 [mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+                 [[cameras]]\nname = \"drive\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = true, poll_ms = 50 }}\n\
+                 [[cameras.prompts]]\nname = \"Car in the drive\"\npositive = [\"a photo of a car\"]\n\
+                 negative = [\"a photo of a bird\", \"a photo of a person\"]\ndebounce_s = {debounce}\n",
+                dir.path().join("state").display(),
+                demo_clip_bundle(),
+                broker.port,
+                frames.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let topic = "owlet/owlet/drive/prompt/car_in_the_drive";
+    let states = |m: &[Received]| -> Vec<Vec<u8>> {
+        m.iter().filter(|m| m.topic == topic).map(|m| m.payload.clone()).collect()
+    };
+    let scene = |f: &str| repo().join("models/scenes/demo").join(f);
+    let mut d = Daemon::start(&config(0.0));
+    let disc = sub.wait_until("discovery", Duration::from_secs(60), |m| {
+        m.iter().any(|m| m.topic == "homeassistant/device/owlet_owlet_drive/config")
+    });
+    let disc = disc.iter().find(|m| m.topic.ends_with("owlet_owlet_drive/config")).unwrap().json();
+    let sensor = &disc["components"]["owlet_owlet_drive_prompt_car_in_the_drive"];
+    assert_eq!(sensor["platform"], "binary_sensor", "{disc}");
+    assert_eq!(sensor["state_topic"], topic);
+    std::fs::copy(scene("demo-00117.jpg"), frames.join("a-car.jpg")).unwrap();
+    sub.wait_until("ON", Duration::from_secs(30), |m| states(m) == [b"ON".to_vec()]);
+    std::fs::copy(scene("demo-00001.jpg"), frames.join("b-bird.jpg")).unwrap();
+    sub.wait_until("OFF", Duration::from_secs(30), |m| {
+        states(m).last().map(|s| &s[..]) == Some(b"OFF")
+    });
+    let attrs: Vec<f64> = sub
+        .on(&format!("{topic}/attributes"))
+        .iter()
+        .map(|m| m.json()["score"].as_f64().unwrap())
+        .collect();
+    assert!(attrs[0] >= 0.6 && attrs[1] <= 0.4, "scores {attrs:?}");
+    assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+    let saved = std::fs::read_to_string(dir.path().join("state/prompts/drive.json")).unwrap();
+    assert_eq!(saved, r#"{"car_in_the_drive":false}"#);
+
+    // Restarted (with a 2 s debounce): the saved state is said again before any
+    // frame, then car and bird alternate every 0.5 s for 12 s.
+    let before = sub.on(topic).len();
+    let mut d = Daemon::start(&config(2.0));
+    sub.wait_until("the state again", Duration::from_secs(60), |m| states(m).len() == before + 1);
+    assert_eq!(states(&sub.all()).last().unwrap(), b"OFF");
+    let scored_before = sub.on(&format!("{topic}/attributes")).len();
+    for i in 0..24 {
+        let (f, name) =
+            if i % 2 == 0 { ("demo-00117.jpg", "car") } else { ("demo-00001.jpg", "bird") };
+        std::fs::copy(scene(f), frames.join(format!("c{i:02}-{name}.jpg"))).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let all = sub.wait_until("24 scores", Duration::from_secs(30), |m| {
+        m.iter().filter(|m| m.topic == format!("{topic}/attributes")).count() >= scored_before + 24
+    });
+    let scores: Vec<f64> = all
+        .iter()
+        .filter(|m| m.topic == format!("{topic}/attributes"))
+        .skip(scored_before)
+        .map(|m| m.json()["score"].as_f64().unwrap())
+        .collect();
+    let plain_flips = scores.windows(2).filter(|w| (w[0] >= 0.5) != (w[1] >= 0.5)).count();
+    let sensor_flips = states(&all).len() - (before + 1);
+    eprintln!("12 s at 2 frames/s: a plain 0.5 threshold flipped {plain_flips} times, the sensor {sensor_flips}");
+    assert!(plain_flips >= 20, "{plain_flips}: {scores:?}");
+    assert_eq!(sensor_flips, 0);
+    assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+}
+
 #[test]
 fn a_broker_restart_mid_stream_loses_no_result_and_keeps_the_order() {
     let dir = tmp("owlet-e2e-restart-");
