@@ -130,6 +130,7 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
                 inboxes: Arc::new(
                     camera_names.iter().cloned().zip(inboxes.iter().cloned()).collect(),
                 ),
+                stopping: None,
             },
         )?),
         _ => None,

@@ -58,7 +58,8 @@ pub async fn events(
         Some((events, (rx, live)))
     })
     .flat_map(stream::iter);
-    Sse::new(stream::iter(now).chain(changes)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    let events = stream::iter(now).chain(changes).take_until(super::stopping(s.stopping.clone()));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 type CameraPath = Result<Path<String>, PathRejection>;
@@ -156,7 +157,7 @@ pub async fn ask(State(s): State<WebState>, camera: CameraPath, b: JsonBody<AskB
         let event = event.unwrap_or_else(|_| Event::default());
         Some((Ok::<_, Infallible>(event), more.then_some(rx)))
     });
-    Sse::new(pieces).into_response()
+    Sse::new(pieces.take_until(super::stopping(s.stopping.clone()))).into_response()
 }
 
 #[derive(Deserialize)]

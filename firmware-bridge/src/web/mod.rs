@@ -55,18 +55,44 @@ pub struct WebState {
     pub live: Arc<Live>,
     /// Each camera's inbox, by name: where questions and label sets go.
     pub inboxes: Arc<BTreeMap<String, Arc<Inbox>>>,
+    /// Turns true when the server stops: event streams end then (set by `spawn`).
+    pub stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
+
+/// Resolves when the server is stopping (never where no signal is set): a page's
+/// event stream would otherwise hold a graceful shutdown open forever.
+async fn stopping(rx: Option<tokio::sync::watch::Receiver<bool>>) {
+    match rx {
+        Some(mut rx) => {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a stopping bridge waits for the web server's open requests.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct WebServer {
     pub addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl WebServer {
+    /// Stop taking requests, end the event streams, and give what is in flight
+    /// (an answer being written) a few seconds.
     pub fn stop(self) {
-        let _ = self.shutdown.send(());
-        let _ = self.thread.join();
+        let _ = self.shutdown.send(true);
+        let waiting = Instant::now();
+        while !self.thread.is_finished() && waiting.elapsed() < STOP_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        } else {
+            log::warn!("web: requests still open after {STOP_WAIT:?}; not waiting for them");
+        }
     }
 }
 
@@ -77,7 +103,9 @@ pub fn spawn(listen: &str, state: WebState) -> anyhow::Result<WebServer> {
         .map_err(|e| anyhow::anyhow!("web: cannot listen on {listen}: {e}"))?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    let mut state = state;
+    state.stopping = Some(stopped.clone());
     let app = router(state);
     let thread = std::thread::Builder::new().name("web".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -89,9 +117,7 @@ pub fn spawn(listen: &str, state: WebState) -> anyhow::Result<WebServer> {
                 Ok(l) => l,
                 Err(e) => return log::error!("web: {e}"),
             };
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stopping(Some(stopped)));
             if let Err(e) = serve.await {
                 log::error!("web: {e}");
             }
