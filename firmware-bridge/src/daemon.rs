@@ -1,7 +1,8 @@
-//! Wiring: one source thread, one worker thread (and perhaps a line-trigger thread)
-//! per camera, one MQTT thread or stdout; then wait for SIGTERM (or, when every
-//! camera reads still files, for them to be done) and stop in order: sources,
-//! workers (each finishes what it is doing), then the MQTT link (which delivers
+//! Wiring: the models, the history, the MQTT link (`connect`) or stdout, the web
+//! server (`serve_web`), and per camera a source thread, trigger threads and a
+//! worker (`start_camera`); then wait for SIGTERM (or, when every camera reads
+//! still files, for them to be done) and stop in order: sources, workers (each
+//! finishes what it is doing), the web server, then the MQTT link (which delivers
 //! what is queued, says offline and disconnects).
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use anyhow::{Context, Result};
 use crate::analyze::{Analyzer, Models};
 use crate::camera::{load_labels, CameraWorker, FrameIntake};
 use crate::commands;
-use crate::config::{Config, SourceConfig};
+use crate::config::{CameraConfig, Config, MqttConfig, SourceConfig, WebConfig};
 use crate::discovery::{self, CameraEntities};
 use crate::history::Recorder;
 use crate::live::Live;
@@ -46,68 +47,17 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     let analyzers = load_analyzers(&config, &state_dir)?;
     metrics.model_loaded(loading.elapsed());
     let index = open_index(&config, &state_dir, &analyzers)?;
-    let mut probes = Probes::default();
     let inboxes: Vec<Arc<Inbox>> =
         config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
-    let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
-
-    let (sink, link): (Arc<dyn Sink>, Option<mqtt::MqttLink>) = match &config.mqtt {
-        None => (Arc::new(StdoutSink::new(opts.compact)), None),
+    let mut probes = Probes::default();
+    let (sink, link) = match &config.mqtt {
+        None => (Arc::new(StdoutSink::new(opts.compact)) as Arc<dyn Sink>, None),
         Some(m) => {
-            let (outbox, recovered) = Outbox::open(&state_dir.join("outbox"), m.queue_max_mb << 20)
-                .with_context(|| {
-                    format!("opening the outbox in {}", state_dir.join("outbox").display())
-                })?;
-            log_recovered(&outbox, &recovered);
-            let (sink, connection) = mqtt::client(mqtt::options(m, &topics)?, outbox);
-            probes.broker_connected = Some(sink.connected_flag());
-            probes.outbox_depth = Some(Arc::new(sink.depth_probe()));
-            let entities: Vec<CameraEntities> = config
-                .cameras
-                .iter()
-                .map(|c| CameraEntities {
-                    camera: c,
-                    captions: c.captions && config.blip2_of(c).is_some(),
-                })
-                .collect();
-            let settings = mqtt::LinkSettings {
-                topics: topics.clone(),
-                broker: format!("{}:{}", m.host, m.port()),
-                flush_timeout: Duration::from_secs(m.flush_timeout_s),
-                discovery: if m.discovery {
-                    discovery::messages(&m.discovery_prefix, &topics, &entities)
-                } else {
-                    vec![]
-                },
-                discovery_status_topic: m
-                    .discovery
-                    .then(|| format!("{}/status", m.discovery_prefix)),
-                discovery_configs: m
-                    .discovery
-                    .then(|| format!("{}/device/+/config", m.discovery_prefix)),
-            };
-            let search_tx = index.as_ref().map(|(rec, clip)| {
-                search::spawn(
-                    rec.history.clone(),
-                    clip.clone(),
-                    sink.clone() as Arc<dyn Sink>,
-                    topics.clone(),
-                )
-            });
-            let handler = commands::Router {
-                topics: topics.clone(),
-                cameras: camera_names.clone(),
-                inboxes: inboxes.clone(),
-                search: search_tx,
-                sink: sink.clone(),
-                max_bytes: m.max_command_bytes,
-            }
-            .into_handler();
-            let link = mqtt::spawn(sink.clone(), connection, settings, handler);
-            (sink as Arc<dyn Sink>, Some(link))
+            let (sink, link) =
+                connect(&config, m, &topics, &state_dir, &index, &inboxes, &mut probes)?;
+            (sink, Some(link))
         }
     };
-
     if let Some((rec, _)) = &index {
         let h = rec.history.clone();
         probes.history_frames = Some(Arc::new(move || {
@@ -117,140 +67,20 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     metrics.set_probes(probes);
     let live = config.web.as_ref().map(|_| Arc::new(Live::default()));
     let web = match (&config.web, &live) {
-        (Some(w), Some(live)) => Some(crate::web::spawn(
-            &w.listen,
-            WebState {
-                metrics: metrics.clone(),
-                history: index.as_ref().map(|(rec, _)| rec.history.clone()),
-                clip: index.as_ref().map(|(_, clip)| clip.clone()),
-                token: w.token.as_ref().map(|t| t.0.clone()),
-                started: Instant::now(),
-                device: config.device.clone(),
-                live: live.clone(),
-                inboxes: Arc::new(
-                    camera_names.iter().cloned().zip(inboxes.iter().cloned()).collect(),
-                ),
-                stopping: None,
-            },
-        )?),
+        (Some(w), Some(live)) => Some(serve_web(&config, w, &metrics, &index, live, &inboxes)?),
         _ => None,
     };
 
-    let mut workers = Vec::new();
-    // Source, line and GPIO threads: they own the camera's child processes.
-    let mut feeders = Vec::new();
+    let shared = Shared { topics, sink, stop: stop.clone(), metrics, live, state_dir, index };
+    let mut cameras = Vec::new();
     for ((cam, (analyzer, labels_file)), inbox) in
         config.cameras.iter().zip(analyzers).zip(&inboxes)
     {
-        // Files (once or watched) are each wanted: analysed in turn, never dropped.
-        let stills = matches!(cam.source, SourceConfig::Folder { .. });
-        let mut intake = FrameIntake::new(
-            cam,
-            inbox.clone(),
-            sink.clone(),
-            topics.clone(),
-            stop.clone(),
-            stills,
-        );
-        intake.metrics = Some(metrics.clone());
-        let source = cam.source.clone();
-        let name = cam.name.clone();
-        let stop_s = stop.clone();
-        let inbox_s = inbox.clone();
-        feeders.push(std::thread::Builder::new().name(format!("source-{name}")).spawn(
-            move || {
-                intake.announce_no_motion();
-                crate::source::run(&name, &source, &mut intake, &stop_s);
-                inbox_s.source_done();
-            },
-        )?);
-        if let Some(argv) = cam.triggers.line.clone() {
-            let name = cam.name.clone();
-            let inbox = inbox.clone();
-            let stop_l = stop.clone();
-            let mut reporter = FrameIntake::new(
-                cam,
-                inbox.clone(),
-                sink.clone(),
-                topics.clone(),
-                stop.clone(),
-                false,
-            );
-            feeders.push(std::thread::Builder::new().name(format!("line-{name}")).spawn(
-                move || {
-                    process::run_lines(
-                        &name,
-                        &argv,
-                        &mut |_| inbox.line(),
-                        &mut |why| reporter.failed(why),
-                        &stop_l,
-                    )
-                },
-            )?);
-        }
-        if let Some(gpio) = cam.triggers.gpio.clone() {
-            let name = cam.name.clone();
-            let inbox = inbox.clone();
-            let stop_g = stop.clone();
-            let mut reporter = FrameIntake::new(
-                cam,
-                inbox.clone(),
-                sink.clone(),
-                topics.clone(),
-                stop.clone(),
-                false,
-            );
-            feeders.push(std::thread::Builder::new().name(format!("gpio-{name}")).spawn(
-                move || {
-                    crate::gpio::run(
-                        &name,
-                        &gpio,
-                        &mut || inbox.line(),
-                        &mut |why| reporter.failed(why),
-                        &stop_g,
-                    )
-                },
-            )?);
-        }
-        let mut worker = CameraWorker::new(
-            cam,
-            topics.clone(),
-            sink.clone(),
-            inbox.clone(),
-            analyzer,
-            stills,
-            labels_file,
-        );
-        worker.metrics = Some(metrics.clone());
-        worker.live = live.clone();
-        if !cam.prompts.is_empty() {
-            let file = state_dir.join("prompts").join(format!("{}.json", cam.name));
-            let clip = worker.analyzer.clip().clone();
-            worker.prompts = Some(
-                crate::prompts::Prompts::new(clip, &cam.prompts, file)
-                    .with_context(|| format!("camera {}: embedding its prompts", cam.name))?,
-            );
-        }
-        if let Some((rec, clip)) = &index {
-            if worker.analyzer.clip_name() == clip.bundle.manifest.name {
-                worker.history = Some(rec.clone());
-            } else {
-                log::warn!(
-                    "camera {}: its CLIP model is not the index's ({}): its frames are not kept in the history",
-                    cam.name,
-                    clip.bundle.manifest.name
-                );
-            }
-        }
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("camera-{}", cam.name))
-                .spawn(move || worker.run())?,
-        );
+        cameras.push(start_camera(&shared, cam, analyzer, labels_file, inbox)?);
     }
 
     // Run until told to stop, or until every camera is done (still files only).
-    while !stop.is_stopped() && !workers.iter().all(|w| w.is_finished()) {
+    while !stop.is_stopped() && !cameras.iter().all(|c| c.worker.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if stop.is_stopped() {
@@ -260,10 +90,12 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     for inbox in &inboxes {
         inbox.stop();
     }
-    for w in workers {
-        if w.join().is_err() {
+    let mut feeders = Vec::new();
+    for c in cameras {
+        if c.worker.join().is_err() {
             log::error!("a camera worker panicked");
         }
+        feeders.extend(c.feeders);
     }
     // The sources stop their children (ffmpeg, rpicam-vid) as they end; a source
     // blocked in a read of a silent network camera is not waited for long (its
@@ -279,6 +111,215 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         link.shutdown();
     }
     Ok(())
+}
+
+/// The history, and the model that embeds its searches.
+type Index = Option<(Recorder, Arc<owlet_runtime::models::clip::Clip>)>;
+
+/// What every camera's threads are given.
+struct Shared {
+    topics: Topics,
+    sink: Arc<dyn Sink>,
+    stop: Stop,
+    metrics: Arc<Metrics>,
+    live: Option<Arc<Live>>,
+    state_dir: std::path::PathBuf,
+    index: Index,
+}
+
+/// A camera's threads: its worker, and the source, line and GPIO threads that
+/// feed it (they own the camera's child processes).
+struct RunningCamera {
+    worker: std::thread::JoinHandle<()>,
+    feeders: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The outbox, the MQTT link and its command router (and the search thread,
+/// where there is a history); the sink every result goes to.
+fn connect(
+    config: &Config,
+    m: &MqttConfig,
+    topics: &Topics,
+    state_dir: &std::path::Path,
+    index: &Index,
+    inboxes: &[Arc<Inbox>],
+    probes: &mut Probes,
+) -> Result<(Arc<dyn Sink>, mqtt::MqttLink)> {
+    let outbox_dir = state_dir.join("outbox");
+    let (outbox, recovered) = Outbox::open(&outbox_dir, m.queue_max_mb << 20)
+        .with_context(|| format!("opening the outbox in {}", outbox_dir.display()))?;
+    log_recovered(&outbox, &recovered);
+    let (sink, connection) = mqtt::client(mqtt::options(m, topics)?, outbox);
+    probes.broker_connected = Some(sink.connected_flag());
+    probes.outbox_depth = Some(Arc::new(sink.depth_probe()));
+    let entities: Vec<CameraEntities> = config
+        .cameras
+        .iter()
+        .map(|c| CameraEntities { camera: c, captions: c.captions && config.blip2_of(c).is_some() })
+        .collect();
+    let discovery = |leaf: &str| m.discovery.then(|| format!("{}/{leaf}", m.discovery_prefix));
+    let settings = mqtt::LinkSettings {
+        topics: topics.clone(),
+        broker: format!("{}:{}", m.host, m.port()),
+        flush_timeout: Duration::from_secs(m.flush_timeout_s),
+        discovery: if m.discovery {
+            discovery::messages(&m.discovery_prefix, topics, &entities)
+        } else {
+            vec![]
+        },
+        discovery_status_topic: discovery("status"),
+        discovery_configs: discovery("device/+/config"),
+    };
+    let search = index.as_ref().map(|(rec, clip)| {
+        search::spawn(
+            rec.history.clone(),
+            clip.clone(),
+            sink.clone() as Arc<dyn Sink>,
+            topics.clone(),
+        )
+    });
+    let handler = commands::Router {
+        topics: topics.clone(),
+        cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),
+        inboxes: inboxes.to_vec(),
+        search,
+        sink: sink.clone(),
+        max_bytes: m.max_command_bytes,
+    }
+    .into_handler();
+    let link = mqtt::spawn(sink.clone(), connection, settings, handler);
+    Ok((sink as Arc<dyn Sink>, link))
+}
+
+/// The web page and its API, on their own thread.
+fn serve_web(
+    config: &Config,
+    w: &WebConfig,
+    metrics: &Arc<Metrics>,
+    index: &Index,
+    live: &Arc<Live>,
+    inboxes: &[Arc<Inbox>],
+) -> Result<crate::web::WebServer> {
+    let by_name = config.cameras.iter().map(|c| c.name.clone()).zip(inboxes.iter().cloned());
+    crate::web::spawn(
+        &w.listen,
+        WebState {
+            metrics: metrics.clone(),
+            history: index.as_ref().map(|(rec, _)| rec.history.clone()),
+            clip: index.as_ref().map(|(_, clip)| clip.clone()),
+            token: w.token.as_ref().map(|t| t.0.clone()),
+            started: Instant::now(),
+            device: config.device.clone(),
+            live: live.clone(),
+            inboxes: Arc::new(by_name.collect()),
+            stopping: None,
+        },
+    )
+}
+
+/// A camera's source thread, its trigger threads and its worker, started.
+fn start_camera(
+    shared: &Shared,
+    cam: &CameraConfig,
+    analyzer: Analyzer,
+    labels_file: std::path::PathBuf,
+    inbox: &Arc<Inbox>,
+) -> Result<RunningCamera> {
+    // Files (once or watched) are each wanted: analysed in turn, never dropped.
+    let stills = matches!(cam.source, SourceConfig::Folder { .. });
+    let feeders = start_feeders(shared, cam, inbox, stills)?;
+    let mut worker = CameraWorker::new(
+        cam,
+        shared.topics.clone(),
+        shared.sink.clone(),
+        inbox.clone(),
+        analyzer,
+        stills,
+        labels_file,
+    );
+    worker.metrics = Some(shared.metrics.clone());
+    worker.live = shared.live.clone();
+    if !cam.prompts.is_empty() {
+        let file = shared.state_dir.join("prompts").join(format!("{}.json", cam.name));
+        let clip = worker.analyzer.clip().clone();
+        worker.prompts = Some(
+            crate::prompts::Prompts::new(clip, &cam.prompts, file)
+                .with_context(|| format!("camera {}: embedding its prompts", cam.name))?,
+        );
+    }
+    if let Some((rec, clip)) = &shared.index {
+        if worker.analyzer.clip_name() == clip.bundle.manifest.name {
+            worker.history = Some(rec.clone());
+        } else {
+            log::warn!(
+                "camera {}: its CLIP model is not the index's ({}): its frames are not kept in the history",
+                cam.name,
+                clip.bundle.manifest.name
+            );
+        }
+    }
+    let worker = std::thread::Builder::new()
+        .name(format!("camera-{}", cam.name))
+        .spawn(move || worker.run())?;
+    Ok(RunningCamera { worker, feeders })
+}
+
+/// The threads that feed a camera's inbox: its source, and its line and GPIO
+/// triggers where configured.
+fn start_feeders(
+    shared: &Shared,
+    cam: &CameraConfig,
+    inbox: &Arc<Inbox>,
+    stills: bool,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let intake = |stills: bool| {
+        FrameIntake::new(
+            cam,
+            inbox.clone(),
+            shared.sink.clone(),
+            shared.topics.clone(),
+            shared.stop.clone(),
+            stills,
+        )
+    };
+    let thread = |kind: &str| std::thread::Builder::new().name(format!("{kind}-{}", cam.name));
+    let mut feeders = Vec::new();
+    let mut source_intake = intake(stills);
+    source_intake.metrics = Some(shared.metrics.clone());
+    let (name, source, stop, source_inbox) =
+        (cam.name.clone(), cam.source.clone(), shared.stop.clone(), inbox.clone());
+    feeders.push(thread("source").spawn(move || {
+        source_intake.announce_no_motion();
+        crate::source::run(&name, &source, &mut source_intake, &stop);
+        source_inbox.source_done();
+    })?);
+    if let Some(argv) = cam.triggers.line.clone() {
+        let (name, stop, inbox, mut reporter) =
+            (cam.name.clone(), shared.stop.clone(), inbox.clone(), intake(false));
+        feeders.push(thread("line").spawn(move || {
+            process::run_lines(
+                &name,
+                &argv,
+                &mut |_| inbox.line(),
+                &mut |why| reporter.failed(why),
+                &stop,
+            )
+        })?);
+    }
+    if let Some(gpio) = cam.triggers.gpio.clone() {
+        let (name, stop, inbox, mut reporter) =
+            (cam.name.clone(), shared.stop.clone(), inbox.clone(), intake(false));
+        feeders.push(thread("gpio").spawn(move || {
+            crate::gpio::run(
+                &name,
+                &gpio,
+                &mut || inbox.line(),
+                &mut |why| reporter.failed(why),
+                &stop,
+            )
+        })?);
+    }
+    Ok(feeders)
 }
 
 /// The runtime's threads, then every camera's models, loaded once and shared
@@ -325,7 +366,7 @@ fn open_index(
     config: &Config,
     state_dir: &std::path::Path,
     analyzers: &[(Analyzer, std::path::PathBuf)],
-) -> Result<Option<(Recorder, Arc<owlet_runtime::models::clip::Clip>)>> {
+) -> Result<Index> {
     let clip = analyzers[0].0.clip().clone();
     Ok(crate::history::open(config, state_dir, &clip)?.map(|rec| (rec, clip)))
 }
