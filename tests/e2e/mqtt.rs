@@ -453,7 +453,13 @@ fn the_demo_publishes_to_a_broker_named_on_the_command_line() {
     let dir = tmp("owlet-e2e-demo-mqtt-");
     let broker = Broker::start(dir.path(), "");
     let sub = Subscriber::start(broker.port, "#", "e2e-demo-mqtt");
-    let out = run("owlet-bridge", &["--demo", "--mqtt", &format!("127.0.0.1:{}", broker.port)]);
+    // Run from a folder of its own: the demo keeps its outbox in ./owlet-state.
+    let out = std::process::Command::new(bin("owlet-bridge"))
+        .args(["--demo", "--mqtt", &format!("127.0.0.1:{}", broker.port)])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(dir.path().join("owlet-state/outbox").is_dir());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty(), "published, not printed");
     let frames = std::fs::read_dir(repo().join("models/scenes/demo"))
