@@ -44,6 +44,9 @@ pub struct Opening {
     pub imported: Option<Import>,
     /// Stored vectors of the wrong size for their space, not searchable.
     pub unreadable_vectors: usize,
+    /// Frames whose stored vector failed its checksum: not searchable (their
+    /// rows, thumbnails and labels stay).
+    pub damaged_vectors: Vec<i64>,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,16 @@ impl Opening {
                 i.frames,
                 i.from.display(),
                 i.damage.as_ref().map(|d| format!("; in its log: {d}")).unwrap_or_default()
+            ));
+        }
+        if !self.damaged_vectors.is_empty() {
+            let shown: Vec<String> =
+                self.damaged_vectors.iter().take(10).map(i64::to_string).collect();
+            out.push(format!(
+                "{} stored vector(s) fail their checksum (frames {}{}): not searchable",
+                self.damaged_vectors.len(),
+                shown.join(", "),
+                if self.damaged_vectors.len() > 10 { ", ..." } else { "" }
             ));
         }
         if self.unreadable_vectors > 0 {
@@ -135,10 +148,11 @@ impl FrameHistory {
         let stored = store.count()? as usize;
         vectors.reserve(stored);
         let mut ids = Vec::with_capacity(stored);
-        store.embeddings(space, |id, bytes| match vectors.push_encoded(bytes) {
+        let read = store.embeddings(space, |id, bytes| match vectors.push_encoded(bytes) {
             Ok(()) => ids.push(id),
             Err(_) => opening.unreadable_vectors += 1,
         })?;
+        opening.damaged_vectors = read.damaged;
         let removed_seen = store.removed();
         Ok((FrameHistory { store, space, info, vectors, ids, removed_seen }, opening))
     }
@@ -154,7 +168,11 @@ impl FrameHistory {
         }
         let unlimited = Retention { max_bytes: u64::MAX, max_age: None };
         let want = IndexInfo { model: model.into(), dim, precision: Precision::F32 };
-        Ok(FrameHistory::open(path, unlimited, &want, None)?.0)
+        let (history, opening) = FrameHistory::open(path, unlimited, &want, None)?;
+        for line in opening.describe(path) {
+            log::warn!("history: {line}");
+        }
+        Ok(history)
     }
 
     pub fn info(&self) -> &IndexInfo {

@@ -218,3 +218,43 @@ fn the_row_mask_marks_exactly_the_rows_whose_id_a_filter_kept() {
     assert!(super::row_mask(&[], &[1, 2]).is_empty());
     assert_eq!(super::row_mask(&[1, 2], &[]), [false, false]);
 }
+
+/// A byte flipped inside one stored vector (SQLite's pages still consistent):
+/// opening says which frame, and no search ever returns it; the others rank as
+/// before.
+#[test]
+fn a_damaged_vector_is_reported_at_open_and_never_found() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("history.db");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let vectors: Vec<Vec<f32>> = (0..20).map(|_| unit(&mut rng, 24)).collect();
+    let (mut h, _) = FrameHistory::open(&path, unlimited(), &info(Precision::F32), None).unwrap();
+    let frames = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let f = NewFrame { time_ms: i as u64, camera: "door".into(), ..Default::default() };
+            (f, Some(v.clone()))
+        })
+        .collect();
+    let ids = h.add(frames).unwrap();
+    drop(h);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mut e: Vec<u8> =
+        c.query_row("SELECT embedding FROM frames WHERE id = ?1", [ids[7]], |r| r.get(0)).unwrap();
+    e[10] ^= 0x40;
+    c.execute("UPDATE frames SET embedding = ?2 WHERE id = ?1", rusqlite::params![ids[7], e])
+        .unwrap();
+    drop(c);
+
+    let (h, opening) = FrameHistory::open(&path, unlimited(), &info(Precision::F32), None).unwrap();
+    assert_eq!(opening.damaged_vectors, vec![ids[7]]);
+    let said = opening.describe(&path).join("\n");
+    assert!(said.contains(&format!("fail their checksum (frames {})", ids[7])), "{said}");
+    assert_eq!(h.len(), 19);
+    let hits = h.search(&vectors[7], 20, &Filter::default()).unwrap();
+    assert_eq!(hits.len(), 19);
+    assert!(hits.iter().all(|f| f.id != ids[7]));
+    let best = h.search(&vectors[3], 1, &Filter::default()).unwrap();
+    assert_eq!(best[0].id, ids[3]);
+}

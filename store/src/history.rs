@@ -22,6 +22,11 @@
 //! - `imports(name, frames, time_ms)` (version 2): what was imported from older
 //!   stores (an index folder's `entries.log`), written in the same transaction as
 //!   the frames, so that an import interrupted anywhere is done once, never twice.
+//! - `frames.embedding_crc` (version 3): a CRC-32 of the embedding alone, checked
+//!   as the vectors are loaded for search (which reads no thumbnail, so the row's
+//!   `crc` is not checked there). Rows from version 2 get theirs when the file is
+//!   migrated, once their row checksum has held; a row whose checksum fails gets
+//!   -1, which no CRC equals: its vector is never searched.
 //!
 //! Retention: frames older than `max_age` go, and while the database, its WAL and
 //! the WAL index together are over `max_bytes`, the oldest frames go first.
@@ -37,7 +42,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::{set_aside, sqlite_err, unix_ms, Error, Result};
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[v]` takes a file from version `v` to `v + 1`, in one transaction.
 pub const MIGRATIONS: &[&str] = &[
@@ -76,7 +81,24 @@ pub const MIGRATIONS: &[&str] = &[
         frames INTEGER NOT NULL,
         time_ms INTEGER NOT NULL);
 ",
+    "
+    ALTER TABLE frames ADD COLUMN embedding_crc INTEGER;
+",
 ];
+
+/// The checksum of an embedding's bytes, as `frames.embedding_crc` holds it.
+fn embedding_crc(bytes: &[u8]) -> i64 {
+    crc32fast::hash(bytes) as i64
+}
+
+/// What reading a space's vectors found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VectorsRead {
+    /// Vectors handed on (their checksums held).
+    pub read: usize,
+    /// Frames whose vector failed its checksum: kept in the store, not searched.
+    pub damaged: Vec<i64>,
+}
 
 /// What a store may hold.
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +213,9 @@ impl History {
         opened.migrated_from = (from != SCHEMA_VERSION).then_some(from);
         let mut h =
             History { conn, path: path.to_path_buf(), retention, since_retention: 0, removed: 0 };
+        if (1..3).contains(&from) {
+            h.fill_embedding_crcs()?;
+        }
         opened.frames = h.count()?;
         h.enforce_retention()?;
         Ok((h, opened))
@@ -280,8 +305,8 @@ impl History {
             let mut frame_stmt = tx
                 .prepare_cached(
                     "INSERT INTO frames (time_ms, camera, trigger, source, caption, space,
-                                         embedding, thumbnail, frame, crc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                         embedding, thumbnail, frame, crc, embedding_crc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .map_err(&err)?;
             let mut label_stmt = tx
@@ -299,7 +324,8 @@ impl History {
                         f.embedding,
                         f.thumbnail,
                         f.frame,
-                        checksum(f) as i64
+                        checksum(f) as i64,
+                        f.embedding.as_deref().map(embedding_crc)
                     ])
                     .map_err(&err)?;
                 let id = tx.last_insert_rowid();
@@ -461,24 +487,63 @@ impl History {
 
     /// Every stored embedding of `space`, oldest first, with its frame's id: what
     /// a search loads into memory.
-    pub fn embeddings(&self, space: i64, mut each: impl FnMut(i64, &[u8])) -> Result<usize> {
+    pub fn embeddings(&self, space: i64, mut each: impl FnMut(i64, &[u8])) -> Result<VectorsRead> {
         let err = sqlite_err(&self.path);
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, embedding FROM frames
+                "SELECT id, embedding, embedding_crc FROM frames
                  WHERE space = ?1 AND embedding IS NOT NULL ORDER BY id",
             )
             .map_err(&err)?;
         let mut rows = stmt.query([space]).map_err(&err)?;
-        let mut n = 0;
+        let mut out = VectorsRead::default();
         while let Some(r) = rows.next().map_err(&err)? {
             let id: i64 = r.get(0).map_err(&err)?;
             let blob = r.get_ref(1).map_err(&err)?.as_blob().map_err(|e| err(e.into()))?;
-            each(id, blob);
-            n += 1;
+            let crc: Option<i64> = r.get(2).map_err(&err)?;
+            if crc == Some(embedding_crc(blob)) {
+                each(id, blob);
+                out.read += 1;
+            } else {
+                out.damaged.push(id);
+            }
         }
-        Ok(n)
+        Ok(out)
+    }
+
+    /// Version 3's per-vector checksums for the rows of an older file: each
+    /// row's whole checksum is checked first, and a row that fails it gets -1.
+    fn fill_embedding_crcs(&mut self) -> Result<()> {
+        let err = sqlite_err(&self.path);
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT id FROM frames WHERE embedding IS NOT NULL AND embedding_crc IS NULL",
+                )
+                .map_err(&err)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(&err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&err)?
+        };
+        let mut crcs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let crc = match self.get(id) {
+                Ok(Some(f)) => f.frame.embedding.as_deref().map_or(-1, embedding_crc),
+                _ => -1,
+            };
+            crcs.push((id, crc));
+        }
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE frames SET embedding_crc = ?2 WHERE id = ?1")
+                .map_err(&err)?;
+            for (id, crc) in crcs {
+                stmt.execute(params![id, crc]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
     }
 
     /// Frames stored.

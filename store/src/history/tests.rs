@@ -328,3 +328,56 @@ fn a_damage_report_is_one_line_and_short() {
     let long = "x\n".repeat(500);
     assert_eq!(crate::check_report(&long).chars().count(), 301);
 }
+
+/// Flip one byte inside a stored vector, as a bad SD card sector would: SQLite's
+/// pages stay consistent, so only the vector's own checksum can see it.
+fn flip_embedding_byte(path: &Path, id: i64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut e: Vec<u8> =
+        c.query_row("SELECT embedding FROM frames WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    e[3] ^= 0x10;
+    c.execute("UPDATE frames SET embedding = ?2 WHERE id = ?1", rusqlite::params![id, e]).unwrap();
+}
+
+#[test]
+fn a_vector_that_fails_its_checksum_is_reported_and_not_handed_on() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("history.db");
+    let mut h = open(&path, 64 << 20);
+    let s = h.space(&space()).unwrap();
+    let ids: Vec<i64> = (0..6).map(|i| h.insert(Some(s), &frame(i, "door")).unwrap()).collect();
+    drop(h);
+    flip_embedding_byte(&path, ids[4]);
+    let h = open(&path, 64 << 20);
+    let mut seen = Vec::new();
+    let read = h.embeddings(s, |id, _| seen.push(id)).unwrap();
+    assert_eq!(read, VectorsRead { read: 5, damaged: vec![ids[4]] });
+    assert!(!seen.contains(&ids[4]));
+    assert!(h.get(ids[4]).is_err(), "the whole row fails its checksum too");
+}
+
+/// A version 2 file (no per-vector checksums): migrating gives every vector whose
+/// row checksum holds its checksum, and a damaged row -1, never searched.
+#[test]
+fn migrating_a_version_2_file_checks_each_row_before_trusting_its_vector() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("history.db");
+    let mut h = open(&path, 64 << 20);
+    let s = h.space(&space()).unwrap();
+    let ids: Vec<i64> = (0..4).map(|i| h.insert(Some(s), &frame(i, "shelf")).unwrap()).collect();
+    drop(h);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("ALTER TABLE frames DROP COLUMN embedding_crc; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    flip_embedding_byte(&path, ids[1]);
+    let (h, opened) = History::open(&path, retention(64 << 20)).unwrap();
+    assert_eq!(opened.migrated_from, Some(2));
+    let mut seen = Vec::new();
+    let read = h.embeddings(s, |id, v| seen.push((id, v.to_vec()))).unwrap();
+    assert_eq!(read.damaged, vec![ids[1]]);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[2], (ids[3], frame(3, "shelf").embedding.unwrap()));
+    assert_eq!(h.integrity_check().unwrap(), "ok");
+}
