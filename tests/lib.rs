@@ -39,6 +39,17 @@ pub fn reference() -> serde_json::Value {
 
 pub mod broker;
 
+/// `owlet search --json` with the CLIP test bundle over `index` (a folder or a
+/// history.db): the hits, best first.
+pub fn owlet_search(index: &std::path::Path, text: &str, k: usize) -> serde_json::Value {
+    let index = index.to_str().expect("a UTF-8 path");
+    let k = k.to_string();
+    let args = ["search", "-m", &clip_bundle(), "--index", index, text, "-k", &k, "--json"];
+    let out = run("owlet", &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("search --json prints JSON")
+}
+
 pub fn blip2_bundle() -> String {
     repo().join("models/blip2-test").display().to_string()
 }

@@ -310,7 +310,8 @@ impl CameraWorker {
     fn same_scene(&self, embedding: &[f32]) -> Option<f32> {
         let limit = self.skip_caption_above.filter(|_| self.captions)?;
         let (last, _) = self.last_captioned.as_ref()?;
-        let cosine = cosine(embedding, last);
+        // CLIP's image embeddings are unit vectors: their dot is the cosine.
+        let cosine = owlet_runtime::similarity::dot(embedding, last);
         (cosine >= limit).then_some(cosine)
     }
 
@@ -643,15 +644,4 @@ fn save_labels(path: &std::path::Path, labels: &[String]) -> std::io::Result<()>
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(labels)?)?;
     std::fs::rename(tmp, path)
-}
-
-/// Cosine similarity; 0 when either vector is zero.
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let d = norm(a) * norm(b);
-    if d == 0.0 {
-        0.0
-    } else {
-        owlet_runtime::similarity::dot(a, b) / d
-    }
 }

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::names::check_labels;
+use crate::names::clean_labels;
 use crate::topics::Topics;
 
 /// Longest correlation id accepted.
@@ -145,8 +145,7 @@ pub fn parse(
                     ))
                 }
             };
-            let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
-            check_labels(&labels).map_err(|r| refuse(format!("labels {r}"), None))?;
+            let labels = clean_labels(labels).map_err(|r| refuse(format!("labels {r}"), None))?;
             CameraCommand::SetLabels { labels }
         }
         _ => unreachable!("command_of returns known verbs only"),

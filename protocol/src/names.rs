@@ -14,6 +14,14 @@ pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A label set as sent (a command, the web page): each label trimmed, then
+/// checked as `check_labels` does.
+pub fn clean_labels(labels: Vec<String>) -> std::result::Result<Vec<String>, String> {
+    let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
+    check_labels(&labels)?;
+    Ok(labels)
+}
+
 pub fn valid_topic_level(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64

@@ -845,22 +845,7 @@ fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
     assert_eq!(s2["hits"], serde_json::json!([]), "no frames from a camera named garage");
     assert!(d.terminate(Duration::from_secs(30)).success());
     // The CLI reads the same index and ranks the same way.
-    let out = run(
-        "owlet",
-        &[
-            "search",
-            "-m",
-            &clip_bundle(),
-            "--index",
-            ix.to_str().unwrap(),
-            "a rocket on the launch pad",
-            "-k",
-            "3",
-            "--json",
-        ],
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = owlet_search(&ix, "a rocket on the launch pad", 3);
     let cli_frames: Vec<&Value> = cli.as_array().unwrap().iter().map(|h| &h["source"]).collect();
     let mqtt_frames: Vec<&Value> = hits.iter().map(|h| &h["frame"]).collect();
     assert_eq!(cli_frames, mqtt_frames);

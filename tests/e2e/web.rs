@@ -153,22 +153,7 @@ fn the_history_api_serves_frames_thumbnails_and_search_and_refuses_what_is_wrong
     let web_order: Vec<Value> =
         words.json()["frames"].as_array().unwrap().iter().map(|f| f["id"].clone()).collect();
     let db = dir.path().join("state/history.db");
-    let out = run(
-        "owlet",
-        &[
-            "search",
-            "-m",
-            &clip_bundle(),
-            "--index",
-            db.to_str().unwrap(),
-            "a rocket on the launch pad",
-            "-k",
-            "4",
-            "--json",
-        ],
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = owlet_search(&db, "a rocket on the launch pad", 4);
     let cli_order: Vec<Value> =
         cli.as_array().unwrap().iter().map(|f| f["frame_id"].clone()).collect();
     assert_eq!(web_order, cli_order);

@@ -27,7 +27,7 @@ use crate::commands::{
 };
 use crate::live::CameraView;
 use crate::source::inbox::Inbox;
-use owlet_protocol::names::check_labels;
+use owlet_protocol::names::clean_labels;
 
 /// Comment lines that keep idle event streams open through proxies.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -176,8 +176,8 @@ pub async fn set_labels(
     let run = || -> Result<Response, ApiError> {
         let (name, inbox) = camera_of(&s, camera)?;
         let LabelsBody { labels } = body(b, "{\"labels\": [\"...\", ...]}")?;
-        let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
-        check_labels(&labels).map_err(|r| error(StatusCode::BAD_REQUEST, format!("labels {r}")))?;
+        let labels = clean_labels(labels)
+            .map_err(|r| error(StatusCode::BAD_REQUEST, format!("labels {r}")))?;
         queue(
             &name,
             inbox,
