@@ -258,14 +258,26 @@ fn classify(
 fn tokenize(common: &Common, text: &str) -> Result<ExitCode> {
     let bundle = Bundle::open(&common.model)?;
     let t = bundle.text();
-    let tok = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
-    let (ids, tokens) = tok.tokens(text)?;
+    let tok = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t)?;
+    let t = tok.tokenize(text)?;
     if common.json {
-        output::print_json(&json!({"text": text, "input_ids": ids, "tokens": tokens}));
+        output::print_json(&json!({
+            "text": text,
+            "cleanup": tok.cleanup(),
+            "cleaned": t.cleaned,
+            "input_ids": t.ids,
+            "tokens": t.tokens,
+            "pieces": t.pieces,
+        }));
     } else {
-        println!("{} tokens (context length {})", ids.len(), t.context_length);
-        for (id, token) in ids.iter().zip(&tokens) {
-            println!("{id:>7}  {token}");
+        println!("{} tokens (context length {})", t.ids.len(), bundle.text().context_length);
+        println!("clean-up: {}", tok.cleanup().describe());
+        if t.cleaned != text {
+            println!("cleaned:  {:?}", t.cleaned);
+        }
+        // A piece's trailing space is the end of a word ("</w>" in the vocabulary).
+        for (id, piece) in t.ids.iter().zip(&t.pieces) {
+            println!("{id:>7}  {piece:?}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -97,6 +97,34 @@ pub struct TextSpec {
     pub pad_token: String,
     pub context_length: usize,
     pub embed_dim: usize,
+    /// The clean-up texts get before BPE. Absent: OpenAI's, which CLIP was trained on.
+    #[serde(default)]
+    pub cleanup: TextCleanup,
+}
+
+/// What is done to a text before its BPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextCleanup {
+    /// OpenAI's CLIP tokenizer: ftfy's `fix_text`, HTML entities decoded, whitespace
+    /// collapsed, lower case.
+    #[default]
+    Openai,
+    /// transformers' CLIPTokenizer: only the tokenizer's own normalizer (NFC,
+    /// whitespace, lower case).
+    Transformers,
+}
+
+impl TextCleanup {
+    /// How `owlet tokenize` and the docs name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TextCleanup::Openai => {
+                "OpenAI's (ftfy fix_text, HTML entities, whitespace, lower case)"
+            }
+            TextCleanup::Transformers => "transformers' CLIPTokenizer (its normalizer only)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -130,8 +130,7 @@ fn clip_runs(bundle: &Bundle, set: &CalibrationSet, what: &str) -> Result<Runs> 
 
     let t = bundle.text();
     let text_path = bundle.path_of(&t.file);
-    let tokenizer =
-        TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+    let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t)?;
     let mut text = Vec::new();
     for chunk in set.prompts.chunks(BATCH) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();

@@ -134,6 +134,22 @@ fn tokenize_json_matches_clip_tokenizer() {
 }
 
 #[test]
+fn tokenize_shows_the_clean_up_and_readable_pieces() {
+    let b = clip_bundle();
+    // A phone's curly apostrophe, an HTML entity and an accent.
+    let out = json_of(&run("owlet", &["tokenize", "-m", &b, "--json", "Don’t  caf&eacute;"]));
+    assert_eq!(out["cleanup"], "openai");
+    assert_eq!(out["cleaned"], "don't café");
+    let pieces: Vec<&str> =
+        out["pieces"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(pieces.first(), Some(&"<|startoftext|>"));
+    assert_eq!(pieces.last(), Some(&"<|endoftext|>"));
+    // The byte-level symbols of "café" read back as the word and its end.
+    assert_eq!(pieces[1..pieces.len() - 1].concat(), "don 't café ");
+    assert_eq!(out["input_ids"].as_array().unwrap().len(), pieces.len());
+}
+
+#[test]
 fn preprocess_writes_the_models_view_identical_to_clip_image_processor() {
     let b = clip_bundle();
     let tmp = tempfile::Builder::new().prefix("owlet-e2e-pre-").tempdir().unwrap();

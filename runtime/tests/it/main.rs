@@ -10,3 +10,5 @@ mod cuda;
 mod demo;
 mod device;
 mod parity;
+mod pixel_formats;
+mod text_cleanup;

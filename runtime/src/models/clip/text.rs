@@ -25,8 +25,7 @@ impl TextEncoder {
 
     pub fn load(bundle: &Bundle, on: crate::device::Placement) -> Result<TextEncoder> {
         let t = bundle.text();
-        let tokenizer =
-            TextTokenizer::load(&bundle.path_of(&t.tokenizer), t.context_length, &t.pad_token)?;
+        let tokenizer = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t)?;
         let path = bundle.path_of(&t.file);
         let graph = Graph::load(
             &path,

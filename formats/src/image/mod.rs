@@ -3,7 +3,10 @@
 //! Camera frames and user files are untrusted: the decoder gets dimension and
 //! allocation limits (a 100-byte PNG can claim to be 100000 x 100000), and the
 //! EXIF orientation is applied, because phones and many IP cameras store rotated
-//! pixels plus a tag rather than rotating the pixels.
+//! pixels plus a tag rather than rotating the pixels. Pixels become RGB as PIL makes
+//! them for transformers' image processor (to_rgb.rs): transparency over white.
+
+mod to_rgb;
 
 use std::io::Cursor;
 use std::path::Path;
@@ -97,7 +100,8 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
     // and the rotated copy EXIF may ask for. (The image crate's own max_alloc
     // covers the decoders' working memory, not these buffers.)
     let rgb = 3 * w as u64 * h as u64;
-    let decoded = if is_jpeg { rgb } else { decoder.total_bytes() };
+    // A JPEG may be CMYK: four bytes a pixel before its conversion.
+    let decoded = if is_jpeg { 4 * w as u64 * h as u64 } else { decoder.total_bytes() };
     let converted = if decoder.color_type() == image::ColorType::Rgb8 { 0 } else { rgb };
     let rotated = if orientation == image::metadata::Orientation::NoTransforms { 0 } else { rgb };
     let needed = decoded + converted + rotated;
@@ -115,7 +119,7 @@ pub fn decode_rgb(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<RgbI
         DynamicImage::from_decoder(decoder).map_err(|e| err(describe(e)))?
     };
     img.apply_orientation(orientation);
-    Ok(img.into_rgb8())
+    Ok(to_rgb::to_rgb(img))
 }
 
 /// A small grey version of an image, for cheap work on every frame (motion
@@ -176,12 +180,23 @@ fn decode_jpeg_turbo(bytes: &[u8], dims: (u32, u32)) -> std::result::Result<RgbI
             header.width, header.height, dims.0, dims.1
         ));
     }
-    let out = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB)
-        .map_err(|e| format!("corrupt JPEG: {e}"))?;
+    // libjpeg does not turn CMYK into RGB; PIL decodes it as CMYK and converts.
+    let cmyk =
+        matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK);
+    let (format, bytes_per_pixel) =
+        if cmyk { (turbojpeg::PixelFormat::CMYK, 4) } else { (turbojpeg::PixelFormat::RGB, 3) };
+    let out = turbojpeg::decompress(bytes, format).map_err(|e| format!("corrupt JPEG: {e}"))?;
     let (w, h) = (out.width as u32, out.height as u32);
+    let row = out.width * bytes_per_pixel;
     let mut pixels = out.pixels;
-    if out.pitch != out.width * 3 {
-        pixels = pixels.chunks(out.pitch).flat_map(|row| row[..out.width * 3].to_vec()).collect();
+    if out.pitch != row {
+        pixels = pixels.chunks(out.pitch).flat_map(|r| r[..row].to_vec()).collect();
+    }
+    if pixels.len() != row * out.height {
+        return Err("decoded JPEG has the wrong size".to_string());
+    }
+    if cmyk {
+        return Ok(to_rgb::adobe_cmyk_to_rgb(w, h, &pixels));
     }
     RgbImage::from_raw(w, h, pixels).ok_or_else(|| "decoded JPEG has the wrong size".to_string())
 }

@@ -1,17 +1,39 @@
 //! Text -> token ids with the bundle's tokenizer.json (Hugging Face `tokenizers`).
 //!
 //! CLIP's text graph takes a fixed context (77): every text is truncated to it,
-//! keeping the start and end tokens, and padded with the pad token.
+//! keeping the start and end tokens, and padded with the pad token. Before BPE a text
+//! gets the clean-up its bundle names (clean.rs): OpenAI's by default.
+
+mod clean;
+mod pieces;
 
 use std::path::Path;
 
+use owlet_formats::manifest::TextSpec;
+use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
+
+pub use clean::{clean, TextCleanup};
+pub use pieces::readable_piece;
 
 use crate::error::{Error, Result};
 
 pub struct TextTokenizer {
     inner: Tokenizer,
     context_length: usize,
+    cleanup: TextCleanup,
+}
+
+/// One text as `owlet tokenize` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    /// The text after its clean-up, as BPE saw it.
+    pub cleaned: String,
+    pub ids: Vec<u32>,
+    /// The vocabulary's symbols (byte-level: "cafÃ©</w>").
+    pub tokens: Vec<String>,
+    /// The same as a person reads them ("café" and a space for the word's end).
+    pub pieces: Vec<String>,
 }
 
 /// A batch of encoded texts, row-major `[batch, context_length]`.
@@ -34,7 +56,9 @@ pub fn load_plain(path: &Path) -> Result<Tokenizer> {
 }
 
 impl TextTokenizer {
-    pub fn load(path: &Path, context_length: usize, pad_token: &str) -> Result<TextTokenizer> {
+    /// The tokenizer at `path` (a bundle's tokenizer.json), set up as `spec` says.
+    pub fn load(path: &Path, spec: &TextSpec) -> Result<TextTokenizer> {
+        let (context_length, pad_token) = (spec.context_length, spec.pad_token.as_str());
         let err = |reason: String| Error::BundleFile {
             path: path.to_path_buf(),
             what: "tokenizer",
@@ -58,7 +82,17 @@ impl TextTokenizer {
                 ..Default::default()
             }))
             .map_err(|e| err(e.to_string()))?;
-        Ok(TextTokenizer { inner, context_length })
+        if spec.cleanup == TextCleanup::Openai {
+            // OpenAI's clean-up already collapses whitespace and lower-cases, and does
+            // no NFC after decoding HTML entities: the tokenizer's own normalizer
+            // (NFC, whitespace, lower case) would undo the last.
+            inner.with_normalizer(None::<NormalizerWrapper>);
+        }
+        Ok(TextTokenizer { inner, context_length, cleanup: spec.cleanup })
+    }
+
+    pub fn cleanup(&self) -> TextCleanup {
+        self.cleanup
     }
 
     pub fn context_length(&self) -> usize {
@@ -66,10 +100,10 @@ impl TextTokenizer {
     }
 
     pub fn encode_batch(&self, texts: &[&str]) -> Result<EncodedBatch> {
-        let enc = self
-            .inner
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let cleaned: Vec<String> =
+            texts.iter().map(|t| clean(self.cleanup, t).into_owned()).collect();
+        let enc =
+            self.inner.encode_batch(cleaned, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut out = EncodedBatch {
             batch: texts.len(),
             context_length: self.context_length,
@@ -90,10 +124,22 @@ impl TextTokenizer {
         Ok(out)
     }
 
-    /// Ids and token strings of one text, without padding (for `owlet tokenize`).
-    pub fn tokens(&self, text: &str) -> Result<(Vec<u32>, Vec<String>)> {
-        let e = self.inner.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    /// One text's clean-up, ids, symbols and readable pieces, without padding (for
+    /// `owlet tokenize`).
+    pub fn tokenize(&self, text: &str) -> Result<Tokenized> {
+        let cleaned = clean(self.cleanup, text).into_owned();
+        let e = self
+            .inner
+            .encode(cleaned.as_str(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let n = e.get_attention_mask().iter().filter(|&&m| m == 1).count();
-        Ok((e.get_ids()[..n].to_vec(), e.get_tokens()[..n].to_vec()))
+        let tokens = e.get_tokens()[..n].to_vec();
+        let special = &e.get_special_tokens_mask()[..n];
+        let pieces = tokens
+            .iter()
+            .zip(special)
+            .map(|(t, &s)| if s == 1 { t.clone() } else { readable_piece(t) })
+            .collect();
+        Ok(Tokenized { cleaned, ids: e.get_ids()[..n].to_vec(), tokens, pieces })
     }
 }

@@ -1,0 +1,2 @@
+pub mod sloppy;
+pub mod utf8_variants;
