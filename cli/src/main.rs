@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // The runtime's A/B switches (OWLET_REWRITES, OWLET_KERNELS, ...) come from the
+    // environment; the library reads none itself.
+    if let Err(in_force) = owlet_runtime::RuntimeOptions::from_env().install() {
+        log::warn!("runtime options already set: {in_force:?}");
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

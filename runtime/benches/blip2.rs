@@ -113,6 +113,7 @@ fn rows(label: &str, (w_ttft, w_step): (f64, f64), (o_ttft, o_step): (f64, f64))
 }
 
 fn main() {
+    owlet_runtime::RuntimeOptions::from_env().install().expect("options set once");
     let mut o = Opts {
         model: PathBuf::new(),
         int8: None,

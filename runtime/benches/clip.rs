@@ -192,6 +192,7 @@ fn time_owlet_fresh(bundle: &std::path::Path, o: &Opts) -> (f64, Vec<(String, us
 }
 
 fn main() {
+    owlet_runtime::RuntimeOptions::from_env().install().expect("options set once");
     let o = parse();
     engine::set_threads(o.threads);
     if o.owlet_only {

@@ -12,6 +12,7 @@ use owlet_runtime::kernels::int8::{
 };
 
 fn main() {
+    owlet_runtime::RuntimeOptions::from_env().install().expect("options set once");
     let mut threads = engine::default_threads();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

@@ -394,7 +394,7 @@ pub fn set_threads(n: usize) {
 /// plans run here: text 13.2 -> 10.6 ms, vision 16.0 -> 13.0 ms.
 ///
 /// While `f` runs, the pool's other threads are kept awake (`keep_awake`) unless
-/// `OWLET_POOL_SPIN=off`: between two products a plan runs small single-threaded
+/// `RuntimeOptions::pool_spin` is off: between two products a plan runs small single-threaded
 /// ops, long enough for an idle rayon worker to fall asleep, and waking it again
 /// took 12-23 µs per product (an int8 text-encoder product of 39 µs measured 51-62
 /// µs with a 50-1000 µs pause before each). onnxruntime's pool spins the same way.
@@ -459,11 +459,10 @@ fn keep_awake(
     }
 }
 
-/// Whether on_pool keeps the pool's threads spinning while a plan runs (yes
-/// unless `OWLET_POOL_SPIN=off`).
+/// Whether on_pool keeps the pool's threads spinning while a plan runs
+/// (`RuntimeOptions::pool_spin`).
 fn pool_spin() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("OWLET_POOL_SPIN").as_deref() != Ok("off"))
+    crate::options::current().pool_spin
 }
 
 /// The default thread count: every core the process may use.

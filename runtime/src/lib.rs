@@ -16,8 +16,10 @@ pub mod kernels;
 pub mod memory;
 pub mod models;
 pub mod ops;
+pub mod options;
 pub mod preprocess;
 pub mod similarity;
 pub mod tokenize;
 
 pub use error::{Error, Result};
+pub use options::{Kernels, RuntimeOptions};

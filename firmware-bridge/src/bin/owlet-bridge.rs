@@ -52,6 +52,11 @@ struct Args {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The runtime's A/B switches (OWLET_REWRITES, OWLET_KERNELS, ...) come from the
+    // environment; the library reads none itself.
+    if let Err(in_force) = owlet_runtime::RuntimeOptions::from_env().install() {
+        log::warn!("runtime options already set: {in_force:?}");
+    }
     match run(Args::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -67,6 +67,11 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // The runtime's A/B switches (OWLET_REWRITES, OWLET_KERNELS, ...) come from the
+    // environment; the library reads none itself.
+    if let Err(in_force) = owlet_runtime::RuntimeOptions::from_env().install() {
+        eprintln!("owlet-quantize: runtime options already set: {in_force:?}");
+    }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

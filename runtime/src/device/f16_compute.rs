@@ -13,10 +13,10 @@ use tract_onnx::tract_core::transform::ModelTransform;
 
 /// Whether fp16 bundles compute in f16 on this CPU: aarch64 with f16 arithmetic as
 /// tract detects it (`asimdhp` in /proc/cpuinfo; under qemu, whose cpuinfo is the
-/// host's, `TRACT_CPU_ISA=+fp16` says what the board would). `OWLET_CPU_F16=0` keeps
-/// f32 compute, to compare both on one machine.
+/// host's, `TRACT_CPU_ISA=+fp16` says what the board would). `RuntimeOptions::cpu_f16`
+/// off keeps f32 compute, to compare both on one machine.
 pub fn cpu_computes_f16() -> bool {
-    if std::env::var("OWLET_CPU_F16").as_deref() == Ok("0") {
+    if !crate::options::current().cpu_f16 {
         return false;
     }
     // x86-64's AVX512-FP16 is also f16 arithmetic, but tract has no f16 matmul

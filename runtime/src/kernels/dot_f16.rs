@@ -113,7 +113,7 @@ pub fn candidates() -> Vec<(&'static str, DotF32F16)> {
     all
 }
 
-/// The fastest kernel here (the reference under `OWLET_KERNELS=scalar`).
+/// The fastest kernel here (the reference under `Kernels::Scalar`).
 pub fn best() -> (&'static str, DotF32F16) {
     static BEST: std::sync::OnceLock<(&'static str, DotF32F16)> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| super::pick(candidates()))

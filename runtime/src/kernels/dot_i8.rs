@@ -125,7 +125,7 @@ pub fn candidates() -> Vec<(&'static str, DotF32I8)> {
     ])
 }
 
-/// The fastest kernel here (the reference under `OWLET_KERNELS=scalar`).
+/// The fastest kernel here (the reference under `Kernels::Scalar`).
 pub fn best() -> (&'static str, DotF32I8) {
     static BEST: std::sync::OnceLock<(&'static str, DotF32I8)> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| super::pick(candidates()))

@@ -112,7 +112,7 @@ pub fn candidates() -> Vec<(&'static str, LayerNormRows)> {
     ])
 }
 
-/// The fastest rows kernel here (the reference under `OWLET_KERNELS=scalar`).
+/// The fastest rows kernel here (the reference under `Kernels::Scalar`).
 pub fn best() -> (&'static str, LayerNormRows) {
     static BEST: std::sync::OnceLock<(&'static str, LayerNormRows)> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| super::pick(candidates()))

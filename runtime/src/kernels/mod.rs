@@ -7,7 +7,7 @@
 //!
 //! Every op has a scalar reference (`scalar.rs`, or `reference` in the softmax,
 //! layer-norm, quick-GELU and small-GEMM modules); faster versions are picked behind run-time
-//! CPU feature detection, once, at first use. `OWLET_KERNELS=scalar` forces the
+//! CPU feature detection, once, at first use. `Kernels::Scalar` (options.rs) forces the
 //! references (to A/B or to rule a kernel out). Every kernel is compared with its
 //! reference on random inputs of ragged lengths (`harness.rs`, each module's tests).
 
@@ -80,7 +80,7 @@ fn plugs() -> Vec<fn(&mut Kernels)> {
     v
 }
 
-/// The best table for this CPU (or the scalar one under `OWLET_KERNELS=scalar`).
+/// The best table for this CPU (or the scalar one under `Kernels::Scalar`).
 pub fn best() -> Kernels {
     let mut k = scalar();
     if scalar_forced() {
@@ -139,14 +139,14 @@ pub(crate) fn runnable<F: Copy>(all: &[(&'static str, F, Needs)]) -> Vec<(&'stat
 }
 
 /// The last of `candidates` (the best), or the first (the reference) under
-/// `OWLET_KERNELS=scalar`.
+/// `Kernels::Scalar`.
 pub(crate) fn pick<F: Copy>(candidates: Vec<(&'static str, F)>) -> (&'static str, F) {
     let pick = if scalar_forced() { candidates.first() } else { candidates.last() };
     *pick.expect("the reference is always there")
 }
 
-/// `OWLET_KERNELS=scalar`: every kernel family runs its reference (to A/B a
-/// kernel or rule one out).
+/// `Kernels::Scalar`: every kernel family runs its reference (to A/B a kernel or
+/// rule one out).
 pub(crate) fn scalar_forced() -> bool {
-    std::env::var("OWLET_KERNELS").as_deref() == Ok("scalar")
+    crate::options::current().kernels == crate::options::Kernels::Scalar
 }

@@ -88,7 +88,7 @@ pub fn candidates() -> Vec<(&'static str, QuickGeluFn)> {
     ])
 }
 
-/// The fastest kernel here (the reference under `OWLET_KERNELS=scalar`).
+/// The fastest kernel here (the reference under `Kernels::Scalar`).
 pub fn best() -> (&'static str, QuickGeluFn) {
     static BEST: std::sync::OnceLock<(&'static str, QuickGeluFn)> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| super::pick(candidates()))

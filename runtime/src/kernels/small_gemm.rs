@@ -223,7 +223,7 @@ pub fn beats_tract() -> bool {
     matches!(best().0, "x86_64_avx512_small_gemm" | "x86_64_avx2_small_gemm")
 }
 
-/// The fastest kernel here (the reference under `OWLET_KERNELS=scalar`).
+/// The fastest kernel here (the reference under `Kernels::Scalar`).
 pub fn best() -> (&'static str, SmallGemm) {
     static BEST: std::sync::OnceLock<(&'static str, SmallGemm)> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| super::pick(candidates()))

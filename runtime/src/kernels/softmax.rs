@@ -239,7 +239,7 @@ pub fn candidates() -> Vec<(&'static str, SoftmaxRows)> {
     ])
 }
 
-/// The fastest rows kernel here (the reference under `OWLET_KERNELS=scalar`).
+/// The fastest rows kernel here (the reference under `Kernels::Scalar`).
 pub fn best() -> (&'static str, SoftmaxRows) {
     static BEST: std::sync::OnceLock<(&'static str, SoftmaxRows)> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| super::pick(candidates()))

@@ -82,10 +82,9 @@ where
 }
 
 /// Whether owlet swaps its ops in for tract's (layer norm, attention products,
-/// softmax, broadcast): yes, unless `OWLET_REWRITES=off`, which leaves plans to
-/// tract alone (owlet's int8 op stays: tract has no fast equivalent), to A/B them
-/// or to rule one out.
+/// softmax, broadcast): yes, unless `RuntimeOptions::rewrites` is off, which leaves
+/// plans to tract alone (owlet's int8 op stays: tract has no fast equivalent), to
+/// A/B them or to rule one out.
 pub fn rewrites_on() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("OWLET_REWRITES").as_deref() != Ok("off"))
+    crate::options::current().rewrites
 }

@@ -368,11 +368,11 @@ impl TypedOp for MatMulInt8 {
 /// layer: x is quantized once instead of three times, and the pool forks and
 /// joins once, which at batch 1 (77 text tokens, one decoder token) is a
 /// noticeable part of each product. Outputs are bit-identical to the separate
-/// layers'. Returns how many groups were joined. `OWLET_INT8_FUSE=off` leaves
-/// them apart (to A/B it).
+/// layers'. Returns how many groups were joined. `RuntimeOptions::int8_fuse` off
+/// leaves them apart (to A/B it).
 pub fn fuse_siblings(model: &mut TypedModel) -> TractResult<usize> {
     let mut fused = 0;
-    if std::env::var("OWLET_INT8_FUSE").as_deref() == Ok("off") {
+    if !crate::options::current().int8_fuse {
         return Ok(fused);
     }
     let outlets: Vec<OutletId> = model

@@ -141,7 +141,7 @@ pub fn candidates() -> Vec<QGemmKernel> {
 }
 
 /// The kernel quantized graphs use: the best this CPU has, the scalar reference
-/// under `OWLET_KERNELS=scalar`, or the one `OWLET_INT8_KERNEL` names (one of
+/// under `Kernels::Scalar`, or the one `RuntimeOptions::int8_kernel` names (one of
 /// `candidates()`: to measure another kernel's speed or accuracy, e.g. AVX2's
 /// 7-bit weights on a VNNI machine; a name this CPU cannot run is logged and
 /// ignored). Chosen once and logged.
@@ -149,13 +149,13 @@ pub fn best() -> QGemmKernel {
     static K: OnceLock<QGemmKernel> = OnceLock::new();
     *K.get_or_init(|| {
         let all = candidates();
-        let named = std::env::var("OWLET_INT8_KERNEL").ok().filter(|n| !n.is_empty());
+        let named = crate::options::current().int8_kernel.clone();
         let k = match named.as_deref().map(|n| all.iter().find(|k| k.name == n)) {
             Some(Some(k)) => *k,
             Some(None) => {
                 let names: Vec<&str> = all.iter().map(|k| k.name).collect();
                 log::warn!(
-                    "OWLET_INT8_KERNEL={}: not a kernel this CPU runs ({names:?}); using the best",
+                    "int8 kernel {:?}: not a kernel this CPU runs ({names:?}); using the best",
                     named.unwrap_or_default()
                 );
                 *all.last().expect("the scalar kernel is always there")

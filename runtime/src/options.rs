@@ -1,0 +1,130 @@
+//! owlet-runtime's switches as one value: which kernels run, whether owlet's ops
+//! replace tract's, how the thread pool waits, whether fp16 computes in f16.
+//!
+//! They are process-wide by nature (a kernel is chosen once, the pool is shared), so
+//! a process installs its options once, before the first model loads; until then,
+//! and if nobody installs any, the defaults hold. The library reads no environment:
+//! the binaries map the `OWLET_*` variables onto options with
+//! [`RuntimeOptions::from_env`], which is how the A/B measurements in BENCHMARKS.md
+//! switch them.
+
+use std::sync::OnceLock;
+
+/// Which implementation of each kernel family runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The fastest this CPU runs, chosen once at start-up.
+    #[default]
+    Best,
+    /// Every family's scalar reference (to A/B a kernel or rule one out).
+    Scalar,
+}
+
+/// The runtime's switches; [`Default`] is what owlet ships with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Swap owlet's ops in for tract's (layer norm, attention's products, softmax,
+    /// the mask broadcast). Off leaves the plans to tract, except the int8 product,
+    /// which tract has no fast equivalent of. `OWLET_REWRITES=off`.
+    pub rewrites: bool,
+    /// Join int8 products that share an input (a layer's Q, K and V) into one.
+    /// `OWLET_INT8_FUSE=off`.
+    pub int8_fuse: bool,
+    /// Keep the pool's threads spinning between the products of a running plan
+    /// instead of letting them sleep. `OWLET_POOL_SPIN=off`.
+    pub pool_spin: bool,
+    /// `OWLET_KERNELS=scalar` for [`Kernels::Scalar`].
+    pub kernels: Kernels,
+    /// The int8 kernel to use by name (one the CPU runs; another name is logged and
+    /// the best used), to measure another kernel on the same machine.
+    /// `OWLET_INT8_KERNEL=NAME`.
+    pub int8_kernel: Option<String>,
+    /// Compute fp16 bundles in f16 where the CPU has f16 arithmetic (aarch64 with
+    /// fp16); off keeps f32 compute. `OWLET_CPU_F16=0`.
+    pub cpu_f16: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            rewrites: true,
+            int8_fuse: true,
+            pool_spin: true,
+            kernels: Kernels::Best,
+            int8_kernel: None,
+            cpu_f16: true,
+        }
+    }
+}
+
+static INSTALLED: OnceLock<RuntimeOptions> = OnceLock::new();
+
+impl RuntimeOptions {
+    /// The defaults with the `OWLET_*` environment variables applied (for binaries).
+    pub fn from_env() -> RuntimeOptions {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> RuntimeOptions {
+        let is = |name: &str, value: &str| var(name).as_deref() == Some(value);
+        RuntimeOptions {
+            rewrites: !is("OWLET_REWRITES", "off"),
+            int8_fuse: !is("OWLET_INT8_FUSE", "off"),
+            pool_spin: !is("OWLET_POOL_SPIN", "off"),
+            kernels: if is("OWLET_KERNELS", "scalar") { Kernels::Scalar } else { Kernels::Best },
+            int8_kernel: var("OWLET_INT8_KERNEL").filter(|n| !n.is_empty()),
+            cpu_f16: !is("OWLET_CPU_F16", "0"),
+        }
+    }
+
+    /// Makes these the process's options. Call it before the first model loads:
+    /// once the runtime has used its options (or another call installed others),
+    /// they stay, and the ones in force come back as the error.
+    pub fn install(self) -> Result<(), &'static RuntimeOptions> {
+        let installed = INSTALLED.get_or_init(|| self.clone());
+        if *installed == self {
+            Ok(())
+        } else {
+            Err(installed)
+        }
+    }
+}
+
+/// The options in force (the defaults if none were installed before this call).
+pub(crate) fn current() -> &'static RuntimeOptions {
+    INSTALLED.get_or_init(RuntimeOptions::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names_map_onto_options() {
+        let vars = [
+            ("OWLET_REWRITES", "off"),
+            ("OWLET_INT8_FUSE", "off"),
+            ("OWLET_POOL_SPIN", "off"),
+            ("OWLET_KERNELS", "scalar"),
+            ("OWLET_INT8_KERNEL", "scalar_qgemm_i8"),
+            ("OWLET_CPU_F16", "0"),
+        ];
+        let get = |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
+        let o = RuntimeOptions::from_vars(get);
+        assert_eq!(
+            o,
+            RuntimeOptions {
+                rewrites: false,
+                int8_fuse: false,
+                pool_spin: false,
+                kernels: Kernels::Scalar,
+                int8_kernel: Some("scalar_qgemm_i8".into()),
+                cpu_f16: false,
+            }
+        );
+        // Unset, empty or other values leave the defaults.
+        assert_eq!(RuntimeOptions::from_vars(|_| None), RuntimeOptions::default());
+        let odd = RuntimeOptions::from_vars(|_| Some(String::new()));
+        assert_eq!(odd, RuntimeOptions::default());
+    }
+}
