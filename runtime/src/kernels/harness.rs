@@ -104,7 +104,7 @@ fn the_best_table_uses_simd_where_the_cpu_has_it() {
     let all: Vec<&str> = dot_f32_candidates().iter().map(|c| c.0).collect();
     eprintln!("dot_f32 kernel: {name} (candidates on this CPU: {all:?})");
     #[cfg(target_arch = "aarch64")]
-    assert_eq!(name, "aarch64_neon_dot_f32_16n");
+    assert_eq!(name, "aarch64_neon_dot_f32_32n");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         assert_ne!(name, "scalar_dot_f32");

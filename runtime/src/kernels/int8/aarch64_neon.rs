@@ -15,7 +15,8 @@ pub fn kernels() -> Vec<QGemmKernel> {
         name: "aarch64_neon_qgemm_i8_2x16",
         mr: 2,
         nr: 16,
-        k_align: 4,
+        // Two steps of K per iteration: K padded to 8 leaves no odd step.
+        k_align: 8,
         operands: Operands::Signed,
         micro: micro_neon_2x16,
     }];
@@ -83,60 +84,104 @@ unsafe fn micro_sdot_4x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: 
     }
 }
 
-/// Without `sdot`: 8 x 8 -> 16-bit products (`smull`), two steps of K summed in 16
-/// bits (at most 2 * 127 * 127, no overflow: both sides stay within ±127), then
-/// pairwise into 32 bits (`sadalp`).
+/// Without `sdot` (the Pi 4's Cortex-A72): 8 x 8 -> 16-bit products (`smull`,
+/// `smull2`), two steps of K summed in 16 bits (`smlal`, `smlal2`: at most
+/// 2 * 127 * 127, no overflow, as both sides stay within ±127), then pairwise into
+/// 32 bits (`sadalp`).
+///
+/// The loop is written in assembly because the compiler's version of it did not fit
+/// the register file: 16 accumulators, 8 weight registers (two steps of K for four
+/// channel quads), 4 of x and 4 products in flight are the 32 NEON registers exactly,
+/// and LLVM spilled accumulators to the stack and moved registers around on every
+/// iteration (92 instructions for 32 multiplies and 16 `sadalp`, against 56 here;
+/// `benches/qemu/mca.py` has the cycle model of both).
+///
+/// Register plan, per iteration (two steps of K, 8 bytes of each row of x):
+/// - v16-v23: row 0's accumulators, channel quad q in v(16 + 2q) (channels 0-1 of
+///   the quad, two partial sums each) and v(17 + 2q) (channels 2-3); v24-v31 row 1's.
+/// - v4-v7: the weights of step s for quads 0-3 (16 bytes: 4 channels x 4 k), v8-v11
+///   those of step s + 1.
+/// - v0, v1: row 0's 4 bytes of step s and of s + 1, each repeated over the register
+///   (`ld1r`), so that `smull` and `smull2` both meet them; v2, v3 row 1's.
+/// - v12-v15: products of one quad (two rows x low and high half) being summed.
 ///
 /// # Safety
-/// As `MicroKernel` (NEON is always there on aarch64).
+/// As `MicroKernel` (NEON is always there on aarch64), with k4 even (k_align 8).
 #[target_feature(enable = "neon")]
 unsafe fn micro_neon_2x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
-    const MR: usize = 2;
-    // Per row and channel quad: [lo, hi] halves, lanes (ch, k 0-1), (ch, k 2-3), ...
-    let mut acc = [[[vdupq_n_s32(0); 2]; 4]; MR];
-    let load_x = |r: usize, s: usize| -> int8x16_t {
-        // SAFETY: rows have >= 4 * k4 bytes and s < k4.
-        let word = unsafe { (a.add(r * lda + s * 4) as *const i32).read_unaligned() };
-        vreinterpretq_s8_s32(vdupq_n_s32(word))
-    };
-    let load_w = |s: usize, q: usize| -> int8x16_t {
-        // SAFETY: s < k4, inside the panel.
-        unsafe { vld1q_s8(b.add(s * 64 + q * 16)) }
-    };
-    let mut s = 0;
-    while s + 2 <= k4 {
-        for r in 0..MR {
-            let (x0, x1) = (load_x(r, s), load_x(r, s + 1));
-            for q in 0..4 {
-                let (w0, w1) = (load_w(s, q), load_w(s + 1, q));
-                let lo = vmlal_s8(
-                    vmull_s8(vget_low_s8(w0), vget_low_s8(x0)),
-                    vget_low_s8(w1),
-                    vget_low_s8(x1),
-                );
-                let hi = vmlal_high_s8(vmull_high_s8(w0, x0), w1, x1);
-                acc[r][q][0] = vpadalq_s16(acc[r][q][0], lo);
-                acc[r][q][1] = vpadalq_s16(acc[r][q][1], hi);
-            }
-        }
-        s += 2;
+    debug_assert!(k4.is_multiple_of(2), "k_align 8 makes k4 even");
+    // One quad of four channels for both rows: products of steps s and s + 1 summed
+    // in 16 bits, then into the accumulators. (Left as written: rustfmt would put
+    // each piece of each instruction on a line of its own.)
+    #[rustfmt::skip]
+    macro_rules! quad {
+        ($w0:literal, $w1:literal, $r0lo:literal, $r0hi:literal, $r1lo:literal, $r1hi:literal) => {
+            concat!(
+                "smull  v12.8h, ", $w0, ".8b,  v0.8b\n",
+                "smull2 v13.8h, ", $w0, ".16b, v0.16b\n",
+                "smull  v14.8h, ", $w0, ".8b,  v2.8b\n",
+                "smull2 v15.8h, ", $w0, ".16b, v2.16b\n",
+                "smlal  v12.8h, ", $w1, ".8b,  v1.8b\n",
+                "smlal2 v13.8h, ", $w1, ".16b, v1.16b\n",
+                "smlal  v14.8h, ", $w1, ".8b,  v3.8b\n",
+                "smlal2 v15.8h, ", $w1, ".16b, v3.16b\n",
+                "sadalp ", $r0lo, ".4s, v12.8h\n",
+                "sadalp ", $r0hi, ".4s, v13.8h\n",
+                "sadalp ", $r1lo, ".4s, v14.8h\n",
+                "sadalp ", $r1hi, ".4s, v15.8h\n",
+            )
+        };
     }
-    if s < k4 {
-        for r in 0..MR {
-            let x0 = load_x(r, s);
-            for q in 0..4 {
-                let w0 = load_w(s, q);
-                acc[r][q][0] =
-                    vpadalq_s16(acc[r][q][0], vmull_s8(vget_low_s8(w0), vget_low_s8(x0)));
-                acc[r][q][1] = vpadalq_s16(acc[r][q][1], vmull_high_s8(w0, x0));
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        for (q, [lo, hi]) in acc.iter().enumerate() {
-            // lo lanes: (ch0 k01, ch0 k23, ch1 k01, ch1 k23); hi the same for ch2, ch3.
-            // SAFETY: c holds MR x 16 i32.
-            unsafe { vst1q_s32(c.add(r * 16 + q * 4), vpaddq_s32(*lo, *hi)) };
-        }
+    // SAFETY: row 0 is read at a..a + 4 * k4 and row 1 at a + lda.., both inside
+    // their rows (lda >= 4 * k4); the panel is read for k4 * 64 bytes; c is written
+    // for 2 x 16 i32. Every NEON register is declared clobbered; no stack is used.
+    unsafe {
+        asm!(
+            "movi v16.4s, #0", "movi v17.4s, #0", "movi v18.4s, #0", "movi v19.4s, #0",
+            "movi v20.4s, #0", "movi v21.4s, #0", "movi v22.4s, #0", "movi v23.4s, #0",
+            "movi v24.4s, #0", "movi v25.4s, #0", "movi v26.4s, #0", "movi v27.4s, #0",
+            "movi v28.4s, #0", "movi v29.4s, #0", "movi v30.4s, #0", "movi v31.4s, #0",
+            "cbz {n}, 2f",
+            "1:",
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{b}], #64",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{b}], #64",
+            "ld1r {{v0.4s}}, [{a0}], #4",
+            "ld1r {{v1.4s}}, [{a0}], #4",
+            "ld1r {{v2.4s}}, [{a1}], #4",
+            "ld1r {{v3.4s}}, [{a1}], #4",
+            quad!("v4", "v8", "v16", "v17", "v24", "v25"),
+            quad!("v5", "v9", "v18", "v19", "v26", "v27"),
+            quad!("v6", "v10", "v20", "v21", "v28", "v29"),
+            quad!("v7", "v11", "v22", "v23", "v30", "v31"),
+            "subs {n}, {n}, #1",
+            "b.ne 1b",
+            "2:",
+            // Each channel's two partial sums into one lane: quad q of a row is
+            // addp(v(2q), v(2q + 1)) = channels 4q..4q + 3.
+            "addp v16.4s, v16.4s, v17.4s",
+            "addp v17.4s, v18.4s, v19.4s",
+            "addp v18.4s, v20.4s, v21.4s",
+            "addp v19.4s, v22.4s, v23.4s",
+            "addp v24.4s, v24.4s, v25.4s",
+            "addp v25.4s, v26.4s, v27.4s",
+            "addp v26.4s, v28.4s, v29.4s",
+            "addp v27.4s, v30.4s, v31.4s",
+            "st1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{c}], #64",
+            "st1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{c}]",
+            n = inout(reg) k4 / 2 => _,
+            a0 = inout(reg) a => _,
+            a1 = inout(reg) a.add(lda) => _,
+            b = inout(reg) b => _,
+            c = inout(reg) c => _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
     }
 }
