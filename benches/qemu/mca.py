@@ -39,7 +39,9 @@ import tempfile
 # their own there that differs from it.
 KERNELS = [
     ("int8 2x16, widening", "micro_neon_2x16", "2 rows x 16 channels x 8 k", ["cortex-a72"]),
+    ("int8 1x16, widening", "micro_neon_1x16", "1 row x 16 channels x 8 k", ["cortex-a72"]),
     ("int8 4x16, sdot", "micro_sdot_4x16", "4 rows x 16 channels x 16 k", ["neoverse-n1"]),
+    ("int8 1x16, sdot", "micro_sdot_1x16", "1 row x 16 channels x 16 k", ["neoverse-n1"]),
     ("f32 dot, 32 lanes", "aarch64_neon_dot_f32_32n", "32 products",
      ["cortex-a72", "neoverse-n1"]),
 ]

@@ -19,6 +19,7 @@ pub fn kernels() -> Vec<QGemmKernel> {
         k_align: 8,
         operands: Operands::Signed,
         micro: micro_neon_2x16,
+        micro_1: Some(micro_neon_1x16),
     }];
     if std::arch::is_aarch64_feature_detected!("dotprod") {
         v.push(QGemmKernel {
@@ -28,6 +29,7 @@ pub fn kernels() -> Vec<QGemmKernel> {
             k_align: 16,
             operands: Operands::Signed,
             micro: micro_sdot_4x16,
+            micro_1: Some(micro_sdot_1x16),
         });
     }
     v
@@ -51,7 +53,35 @@ fn sdot_lane<const L: i32>(acc: int32x4_t, b: int8x16_t, a: int8x16_t) -> int32x
 /// As `MicroKernel`, with 4 * k4 a multiple of 16 (k_align), on a CPU with dotprod.
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn micro_sdot_4x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
-    const MR: usize = 4;
+    // SAFETY: as this function's.
+    unsafe { sdot_tile::<4>(k4, a, lda, b, c) }
+}
+
+/// One row (a decoder step's), where the 4-row tile would multiply three rows of
+/// padding.
+///
+/// # Safety
+/// As `micro_sdot_4x16`, for one row.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn micro_sdot_1x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: *mut i32) {
+    // SAFETY: as this function's.
+    unsafe { sdot_tile::<1>(k4, a, lda, b, c) }
+}
+
+/// An `MR` x 16 tile of `sdot`s (the two kernels above, each a symbol of its own for
+/// benches/qemu/mca.py).
+///
+/// # Safety
+/// As `MicroKernel` for `MR` rows, with 4 * k4 a multiple of 16, on a CPU with dotprod.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sdot_tile<const MR: usize>(
+    k4: usize,
+    a: *const i8,
+    lda: usize,
+    b: *const i8,
+    c: *mut i32,
+) {
     let mut acc = [[vdupq_n_s32(0); 4]; MR];
     // 16 bytes of each row cover four steps of 4 along K: one `sdot` lane each.
     for s16 in 0..k4 / 4 {
@@ -181,6 +211,70 @@ unsafe fn micro_neon_2x16(k4: usize, a: *const i8, lda: usize, b: *const i8, c: 
             out("v20") _, out("v21") _, out("v22") _, out("v23") _,
             out("v24") _, out("v25") _, out("v26") _, out("v27") _,
             out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
+    }
+}
+
+/// `micro_neon_2x16` for one row of x (a decoder step), which the two-row tile would
+/// compute twice over: the same loop with row 1 taken out, so v14, v15 and v24-v31
+/// are free and the products of two quads alternate between v12/v13 and v14/v15.
+///
+/// # Safety
+/// As `MicroKernel` (NEON is always there on aarch64), with k4 even (k_align 8).
+#[target_feature(enable = "neon")]
+unsafe fn micro_neon_1x16(k4: usize, a: *const i8, _lda: usize, b: *const i8, c: *mut i32) {
+    debug_assert!(k4.is_multiple_of(2), "k_align 8 makes k4 even");
+    // (Left as written: rustfmt would put each piece of each instruction on a line
+    // of its own.)
+    #[rustfmt::skip]
+    macro_rules! quad {
+        ($w0:literal, $w1:literal, $lo:literal, $hi:literal, $p:literal, $q:literal) => {
+            concat!(
+                "smull  ", $p, ".8h, ", $w0, ".8b,  v0.8b\n",
+                "smull2 ", $q, ".8h, ", $w0, ".16b, v0.16b\n",
+                "smlal  ", $p, ".8h, ", $w1, ".8b,  v1.8b\n",
+                "smlal2 ", $q, ".8h, ", $w1, ".16b, v1.16b\n",
+                "sadalp ", $lo, ".4s, ", $p, ".8h\n",
+                "sadalp ", $hi, ".4s, ", $q, ".8h\n",
+            )
+        };
+    }
+    // SAFETY: the row is read at a..a + 4 * k4 (lda >= 4 * k4 is not needed: one
+    // row), the panel for k4 * 64 bytes; c is written for 16 i32. The registers
+    // used are declared clobbered; no stack is used.
+    unsafe {
+        asm!(
+            "movi v16.4s, #0", "movi v17.4s, #0", "movi v18.4s, #0", "movi v19.4s, #0",
+            "movi v20.4s, #0", "movi v21.4s, #0", "movi v22.4s, #0", "movi v23.4s, #0",
+            "cbz {n}, 2f",
+            "1:",
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{b}], #64",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{b}], #64",
+            "ld1r {{v0.4s}}, [{a0}], #4",
+            "ld1r {{v1.4s}}, [{a0}], #4",
+            quad!("v4", "v8", "v16", "v17", "v12", "v13"),
+            quad!("v5", "v9", "v18", "v19", "v14", "v15"),
+            quad!("v6", "v10", "v20", "v21", "v12", "v13"),
+            quad!("v7", "v11", "v22", "v23", "v14", "v15"),
+            "subs {n}, {n}, #1",
+            "b.ne 1b",
+            "2:",
+            "addp v16.4s, v16.4s, v17.4s",
+            "addp v17.4s, v18.4s, v19.4s",
+            "addp v18.4s, v20.4s, v21.4s",
+            "addp v19.4s, v22.4s, v23.4s",
+            "st1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{c}]",
+            n = inout(reg) k4 / 2 => _,
+            a0 = inout(reg) a => _,
+            b = inout(reg) b => _,
+            c = inout(reg) c => _,
+            out("v0") _, out("v1") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
             options(nostack),
         );
     }

@@ -55,7 +55,8 @@ fn gemm_i32(kernel: &QGemmKernel, xq: &QuantizedRows, w: &PackedWeights) -> Vec<
         for r0 in (0..xq.m).step_by(mr) {
             // SAFETY: as in run_panels (mod.rs).
             unsafe {
-                (kernel.micro)(
+                kernel.tile(
+                    mr.min(xq.m - r0),
                     w.kp / 4,
                     xq.data.as_ptr().add(r0 * xq.kp),
                     xq.kp,

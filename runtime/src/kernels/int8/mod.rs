@@ -62,6 +62,10 @@ pub struct QGemmKernel {
     /// How x and W are handed to `micro`.
     pub operands: Operands,
     pub micro: MicroKernel,
+    /// The same tile for one row of x, where the kernel has one: the last tile of a
+    /// product whose rows leave one over, a decoder step's single row above all,
+    /// which `micro` would compute `mr` times over (its other rows are padding).
+    pub micro_1: Option<MicroKernel>,
 }
 
 /// The operand forms a micro-kernel multiplies.
@@ -116,6 +120,33 @@ impl Operands {
             .collect();
         let grow = 127.0 / w_max as f32;
         (q, scales.iter().map(|s| s * grow).collect())
+    }
+}
+
+impl QGemmKernel {
+    /// One tile whose first `rows` rows (at most `mr`) are real: `micro_1` where
+    /// that is one row and the kernel has it, `micro` otherwise. Only the real rows
+    /// of `c` are meaningful afterwards.
+    ///
+    /// # Safety
+    /// As `MicroKernel`.
+    #[inline]
+    pub unsafe fn tile(
+        &self,
+        rows: usize,
+        k4: usize,
+        a: *const i8,
+        lda: usize,
+        b: *const i8,
+        c: *mut i32,
+    ) {
+        // SAFETY: the caller's guarantees are the kernel's; micro_1 reads one row.
+        unsafe {
+            match self.micro_1 {
+                Some(one_row) if rows == 1 => one_row(k4, a, lda, b, c),
+                _ => (self.micro)(k4, a, lda, b, c),
+            }
+        }
     }
 }
 
@@ -522,7 +553,8 @@ fn run_panels(
             // * nr bytes, tile holds mr * nr; `best`/`candidates` only offer kernels
             // whose CPU features were detected.
             unsafe {
-                (kernel.micro)(
+                kernel.tile(
+                    mr.min(xq.m - r0),
                     w.kp / 4,
                     xq.data.as_ptr().add(r0 * xq.kp),
                     xq.kp,

@@ -9,6 +9,7 @@ pub const KERNEL: QGemmKernel = QGemmKernel {
     k_align: 4,
     operands: Operands::Signed,
     micro,
+    micro_1: None,
 };
 
 /// One 1 x 4 tile (see `MicroKernel`).

@@ -24,6 +24,7 @@ pub fn kernels() -> Vec<QGemmKernel> {
                 k_align: 4,
                 operands: Operands::Signed,
                 micro: micro_4x16::<true>,
+                micro_1: None,
             },
             QGemmKernel {
                 name: "x86_64_avx2_qgemm_u8i7_4x16",
@@ -32,6 +33,7 @@ pub fn kernels() -> Vec<QGemmKernel> {
                 k_align: 4,
                 operands: Operands::UnsignedX { w_max: 64 },
                 micro: micro_4x16::<false>,
+                micro_1: None,
             },
         ]
     } else {

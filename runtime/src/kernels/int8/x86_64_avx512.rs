@@ -20,6 +20,7 @@ pub fn kernels() -> Vec<QGemmKernel> {
             k_align: 4,
             operands: Operands::UnsignedX { w_max: 127 },
             micro: micro_8x32,
+            micro_1: None,
         }]
     } else {
         vec![]
