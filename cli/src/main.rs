@@ -4,6 +4,7 @@
 mod args;
 mod bench_cmd;
 mod blip2_cmds;
+mod cpu_info;
 mod doctor_cmd;
 mod index_cmds;
 mod output;

@@ -596,6 +596,28 @@ fn an_int8_bundle_from_owlet_quantize_classifies_and_captions_like_fp32() {
         assert_eq!(int8["calls"], 16.0, "{row}");
         assert!(int8["ms"].as_f64().unwrap() > 0.0, "{row}");
     }
+    // What a figure from a board needs with it: the machine, each kernel family's
+    // pick (the int8 bundle's products on one of the int8 kernels), tract's kernels.
+    assert!(v["machine"].as_str().is_some_and(|m| m.contains(" x ")), "{v}");
+    let kernels = v["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 8, "{v}");
+    let int8 = kernels.iter().find(|k| k["family"] == "int8 product").unwrap();
+    assert!(int8["kernel"].as_str().unwrap().contains("qgemm"), "{v}");
+    let tract = v["tract_matmul_kernels"].as_array().unwrap();
+    assert!(
+        !tract.is_empty() && tract.iter().all(|k| !k.as_str().unwrap().contains("generic")),
+        "{v}"
+    );
+    let out =
+        run("owlet", &["bench", "-m", &clip8, "--batch", "2", "--runs", "1", "--threads", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("machine: ") && text.contains(", 1 thread\n"), "{text}");
+    assert!(
+        text.contains(&format!("owlet kernels: int8 product {}", int8["kernel"].as_str().unwrap())),
+        "{text}"
+    );
+    assert!(text.contains("ms per image)") && text.contains("ms per text)"), "{text}");
 
     let blip8 = tmp.path().join("blip2-int8").display().to_string();
     let out = run(

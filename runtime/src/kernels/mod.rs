@@ -102,6 +102,22 @@ pub fn kernels() -> &'static Kernels {
     })
 }
 
+/// Which implementation each kernel family runs in this process, as (family,
+/// kernel): what a speed figure depends on besides the CPU (`owlet bench` prints
+/// it, so that a figure reported from a board says which code made it).
+pub fn chosen() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("int8 product", int8::best().name),
+        ("layer norm", layer_norm::best().0),
+        ("softmax", softmax::best().0),
+        ("quick GELU", quick_gelu::best().0),
+        ("small GEMM", small_gemm::best().0),
+        ("f32 dot", kernels().dot_f32_name),
+        ("f32 x int8 dot", dot_i8::best().0),
+        ("f32 x f16 dot", dot_f16::best().0),
+    ]
+}
+
 /// Dot product with the best kernel. Panics if the lengths differ (a caller bug).
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
