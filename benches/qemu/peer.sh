@@ -80,7 +80,7 @@ count_owlet() {  # CPU BUNDLE GRAPH RUNS
   local kind isa
   if [ "$1" = cortex-a72 ]; then kind=CortexA72 isa=; else kind=Generic isa=+fp16; fi
   TRACT_CPU_AARCH64_KIND=$kind TRACT_CPU_ISA=$isa qemu-aarch64 -cpu "$1" -plugin "$PLUGIN" -d plugin \
-    "$OWLET_RUNS" "$2" "$3" "$4" 2>&1 >/dev/null | sed -n 's/guest instructions: //p'
+    "$OWLET_RUNS" "$2" "$3" "$4" 2>&1 >/dev/null | tee "$LOG-owlet-$4" | sed -n 's/guest instructions: //p'
 }
 
 count_ort() {  # CPU MODEL [SYMBOL=SIZE ...] RUNS
@@ -98,7 +98,7 @@ count_ort() {  # CPU MODEL [SYMBOL=SIZE ...] RUNS
   done >"$cpuinfo"
   as_root unshare -m sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$cpuinfo" \
     qemu-aarch64 -cpu "$1" -plugin "$PLUGIN" -d plugin "$ORT_RUNS" "$ORT_LIB" "$2" "${@: -1}" "${@:3:$#-3}" 2>&1 >/dev/null |
-    sed -n 's/guest instructions: //p'
+    tee "$LOG-ort-${*: -1}" | sed -n 's/guest instructions: //p'
   rm -f "$cpuinfo"
 }
 
@@ -129,10 +129,24 @@ for cpu in "${CPUS[@]}"; do
       else
         owlet_bundle=$b-int8 ort_model=$ort_int8/$graph.onnx
       fi
+      # The plugin's whole output of each count, for the instruction classes below.
+      LOG=$WORK/log-$cpu-$graph-$precision
       o=$(per_run count_owlet "$cpu" "$owlet_bundle" "$graph")
       r=$(per_run count_ort "$cpu" "$ort_model" "${ort_sizes[@]}")
       awk -v c="$cpu" -v g="$graph" -v p="$precision" -v o="$o" -v r="$r" \
         'BEGIN {printf "| %s | %s | %s | %.1f M | %.1f M | %.3f |\n", c, g, p, o / 1e6, r / 1e6, o / r}'
     done
+  done
+done
+
+# Which code ran: each side's multiply instructions by class (insn_count.c decodes
+# them), in the one-run count of the int8 image: `sdot` where the CPU has dotprod,
+# the widening smull/smlal/sadalp path where it does not. Whole processes (loading
+# and the warm-up included), so compare kinds, not totals.
+for cpu in "${CPUS[@]}"; do
+  for side in owlet ort; do
+    log=$WORK/log-$cpu-vision-int8-$side-1
+    [ -f "$log" ] || continue
+    echo "$cpu, int8 image, $side: $(sed -n 's/^class //p' "$log" | grep -v ': 0$' | paste -sd ';' | sed 's/;/; /g')"
   done
 done
