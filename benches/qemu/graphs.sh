@@ -33,8 +33,10 @@ BUNDLES=target/qemu/bundles
 mkdir -p target/qemu "$BUNDLES"
 
 # The int8 forms of the test bundles, made by the x86-64 owlet-quantize (scripts/test
-# makes them before it prunes the native build; made here when missing).
+# makes them anew with --bundles, before it prunes the native build, so that they
+# are this owlet-quantize's; made here when missing).
 for b in clip-test blip2-test; do
+  [ "$MODE" != --bundles ] || rm -rf "$BUNDLES/$b-int8"
   if [ ! -f "$BUNDLES/$b-int8/owlet.toml" ]; then
     rm -rf "$BUNDLES/$b-int8"
     # The workspace build (a -p build would resolve other features and rebuild tract).
