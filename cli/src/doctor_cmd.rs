@@ -11,6 +11,18 @@ use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::Clip;
 use serde_json::json;
 
+/// What `owlet doctor` found, for either printer.
+struct Diagnosis {
+    report: device::CudaReport,
+    problems: Vec<String>,
+    /// The GPU can be used (no problems): `--device auto` picks it.
+    usable: bool,
+    /// `--warm`: how long filling the kernel cache took, or why it failed.
+    warmed: Option<std::result::Result<std::time::Duration, String>>,
+    /// Each bundle asked about: its graphs' nodes left on the CPU, or why not.
+    bundles: Vec<(PathBuf, std::result::Result<GraphNodes, String>)>,
+}
+
 pub fn doctor(
     models: &[PathBuf],
     warm: bool,
@@ -25,95 +37,95 @@ pub fn doctor(
     }
     let problems = report.problems();
     let usable = problems.is_empty();
-    let mut bundles = Vec::new();
-    for dir in models {
-        bundles.push((
-            dir.clone(),
-            if usable { graphs_on_gpu(dir, precision) } else { Err("no usable GPU".into()) },
-        ));
-    }
-
+    let bundles = models
+        .iter()
+        .map(|dir| {
+            let graphs =
+                if usable { graphs_on_gpu(dir, precision) } else { Err("no usable GPU".into()) };
+            (dir.clone(), graphs)
+        })
+        .collect();
+    let d = Diagnosis { report, problems, usable, warmed, bundles };
     if as_json {
-        let b: Vec<_> = bundles
-            .iter()
-            .map(|(dir, r)| match r {
-                Ok(graphs) => json!({"bundle": dir, "graphs": graphs.iter().map(|(role, nodes)| json!({
-                    "graph": role, "cpu_nodes": nodes.iter().map(|(op, n)| json!({"op": op, "count": n})).collect::<Vec<_>>()
-                })).collect::<Vec<_>>()}),
-                Err(e) => json!({"bundle": dir, "error": e}),
-            })
-            .collect();
-        crate::output::print_json(&json!({
-            "cuda": report, "problems": problems, "auto_uses": if usable { "cuda" } else { "cpu" },
-            "warm_seconds": warmed.as_ref().and_then(|w| w.as_ref().ok()).map(|d| d.as_secs_f64()),
-            "bundles": b,
-        }));
+        print_json(&d);
     } else {
-        println!("owlet {} doctor", env!("CARGO_PKG_VERSION"));
-        match report.api {
-            None => println!(
-                "cuda: not built in (build with --features cuda-13, or cuda-12 for JetPack 6)"
-            ),
-            Some(api) => println!(
-                "cuda: built in, for CUDA driver API >= {}.{}",
-                api / 1000,
-                api % 1000 / 10
-            ),
-        }
-        for (lib, found, _) in &report.libraries {
-            println!("  {lib:<18} {}", if *found { "found" } else { "MISSING (LD_LIBRARY_PATH?)" });
-        }
-        if report.built_in {
-            println!(
-                "  {:<18} {}",
-                "driver",
-                report.driver.as_ref().map_or_else(|e| format!("PROBLEM: {e}"), |s| s.clone())
-            );
-            println!(
-                "  {:<18} {}",
-                "toolkit headers",
-                report
-                    .headers
-                    .as_ref()
-                    .map_or_else(|e| format!("MISSING: {e}"), |p| p.display().to_string())
-            );
-        }
-        if let Some((dir, warm_now)) = &report.kernel_cache {
-            let state =
-                if *warm_now { "warm" } else { "cold: `owlet doctor --warm` compiles it (~100 s)" };
-            println!(
-                "  {:<18} {} ({state}; moves with XDG_CACHE_HOME)",
-                "kernel cache",
-                dir.display()
-            );
-        }
-        match &warmed {
-            Some(Ok(d)) => println!("  warmed the kernel cache in {:.1} s", d.as_secs_f64()),
-            Some(Err(e)) => println!("  could not warm the kernel cache: {e}"),
-            None => {}
-        }
-        println!("--device auto uses: {}", if usable { "cuda" } else { "cpu" });
-        for (dir, r) in &bundles {
-            match r {
-                Ok(graphs) => {
-                    for (role, nodes) in graphs {
-                        let list = if nodes.is_empty() {
-                            "every node on the GPU".to_string()
-                        } else {
-                            let l: Vec<String> =
-                                nodes.iter().map(|(op, n)| format!("{op} x{n}")).collect();
-                            format!("on the CPU: {}", l.join(", "))
-                        };
-                        println!("{} {role} ({precision:?}): {list}", dir.display());
-                    }
-                }
-                Err(e) => println!("{}: {e}", dir.display()),
-            }
-        }
+        print_text(&d, precision);
     }
     let failed =
-        !usable || matches!(warmed, Some(Err(_))) || bundles.iter().any(|(_, r)| r.is_err());
+        !d.usable || matches!(d.warmed, Some(Err(_))) || d.bundles.iter().any(|(_, r)| r.is_err());
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_json(d: &Diagnosis) {
+    let b: Vec<_> = d
+        .bundles
+        .iter()
+        .map(|(dir, r)| match r {
+            Ok(graphs) => json!({"bundle": dir, "graphs": graphs.iter().map(|(role, nodes)| json!({
+                "graph": role, "cpu_nodes": nodes.iter().map(|(op, n)| json!({"op": op, "count": n})).collect::<Vec<_>>()
+            })).collect::<Vec<_>>()}),
+            Err(e) => json!({"bundle": dir, "error": e}),
+        })
+        .collect();
+    crate::output::print_json(&json!({
+        "cuda": d.report, "problems": d.problems, "auto_uses": if d.usable { "cuda" } else { "cpu" },
+        "warm_seconds": d.warmed.as_ref().and_then(|w| w.as_ref().ok()).map(|t| t.as_secs_f64()),
+        "bundles": b,
+    }));
+}
+
+fn print_text(d: &Diagnosis, precision: GpuPrecision) {
+    let report = &d.report;
+    println!("owlet {} doctor", env!("CARGO_PKG_VERSION"));
+    match report.api {
+        None => {
+            println!("cuda: not built in (build with --features cuda-13, or cuda-12 for JetPack 6)")
+        }
+        Some(api) => {
+            println!("cuda: built in, for CUDA driver API >= {}.{}", api / 1000, api % 1000 / 10)
+        }
+    }
+    for (lib, found, _) in &report.libraries {
+        println!("  {lib:<18} {}", if *found { "found" } else { "MISSING (LD_LIBRARY_PATH?)" });
+    }
+    if report.built_in {
+        let driver = report.driver.as_ref().map_or_else(|e| format!("PROBLEM: {e}"), |s| s.clone());
+        println!("  {:<18} {driver}", "driver");
+        let headers = report
+            .headers
+            .as_ref()
+            .map_or_else(|e| format!("MISSING: {e}"), |p| p.display().to_string());
+        println!("  {:<18} {headers}", "toolkit headers");
+    }
+    if let Some((dir, warm_now)) = &report.kernel_cache {
+        let state =
+            if *warm_now { "warm" } else { "cold: `owlet doctor --warm` compiles it (~100 s)" };
+        println!("  {:<18} {} ({state}; moves with XDG_CACHE_HOME)", "kernel cache", dir.display());
+    }
+    match &d.warmed {
+        Some(Ok(t)) => println!("  warmed the kernel cache in {:.1} s", t.as_secs_f64()),
+        Some(Err(e)) => println!("  could not warm the kernel cache: {e}"),
+        None => {}
+    }
+    println!("--device auto uses: {}", if d.usable { "cuda" } else { "cpu" });
+    for (dir, r) in &d.bundles {
+        let graphs = match r {
+            Ok(graphs) => graphs,
+            Err(e) => {
+                println!("{}: {e}", dir.display());
+                continue;
+            }
+        };
+        for (role, nodes) in graphs {
+            let list = if nodes.is_empty() {
+                "every node on the GPU".to_string()
+            } else {
+                let l: Vec<String> = nodes.iter().map(|(op, n)| format!("{op} x{n}")).collect();
+                format!("on the CPU: {}", l.join(", "))
+            };
+            println!("{} {role} ({precision:?}): {list}", dir.display());
+        }
+    }
 }
 
 type GraphNodes = Vec<(&'static str, Vec<(String, usize)>)>;

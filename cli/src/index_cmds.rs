@@ -70,44 +70,10 @@ pub fn add(common: &Common, to: &AddTo, paths: &[PathBuf]) -> Result<ExitCode> {
     for line in opening.describe(&db) {
         eprintln!("owlet: {line}");
     }
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
-    if !std::io::stderr().is_terminal() || common.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-        )
-        .expect("template"),
-    );
+    let bar = progress_bar(files.len(), common.json);
     let (mut added, mut failed) = (0usize, 0usize);
     for chunk in files.chunks(to.batch.max(1)) {
-        let mut images = Vec::new();
-        let mut frames = Vec::new();
-        for f in chunk {
-            match image_io::load_rgb(f, DecodeLimits::default()) {
-                Ok(img) => {
-                    let time_ms = std::fs::metadata(f)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_millis() as u64);
-                    frames.push(NewFrame {
-                        time_ms,
-                        camera: to.camera.clone().unwrap_or_default(),
-                        trigger: "file".into(),
-                        source: Some(f.display().to_string()),
-                        thumbnail: owlet_history::thumbnail_jpeg(&img, to.thumbnail_px),
-                        ..NewFrame::default()
-                    });
-                    images.push(img);
-                }
-                Err(e) => {
-                    bar.suspend(|| eprintln!("owlet: skipping image: {e}"));
-                    failed += 1;
-                }
-            }
-        }
+        let (images, frames) = read_images(chunk, to, &bar, &mut failed);
         if !images.is_empty() {
             let emb = clip.embed_images(&images)?;
             let rows = frames
@@ -137,6 +103,58 @@ pub fn add(common: &Common, to: &AddTo, paths: &[PathBuf]) -> Result<ExitCode> {
         );
     }
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// A progress bar on stderr, drawn only where stderr is a terminal and the output
+/// is not JSON.
+fn progress_bar(len: usize, json: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if !std::io::stderr().is_terminal() || json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("template"),
+    );
+    bar
+}
+
+/// The images of `files` that decode, each with its frame row (time from the
+/// file, thumbnail); one that does not is said and counted in `failed`.
+fn read_images(
+    files: &[PathBuf],
+    to: &AddTo,
+    bar: &indicatif::ProgressBar,
+    failed: &mut usize,
+) -> (Vec<image::RgbImage>, Vec<NewFrame>) {
+    let (mut images, mut frames) = (Vec::new(), Vec::new());
+    for f in files {
+        match image_io::load_rgb(f, DecodeLimits::default()) {
+            Ok(img) => {
+                let time_ms = std::fs::metadata(f)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as u64);
+                frames.push(NewFrame {
+                    time_ms,
+                    camera: to.camera.clone().unwrap_or_default(),
+                    trigger: "file".into(),
+                    source: Some(f.display().to_string()),
+                    thumbnail: owlet_history::thumbnail_jpeg(&img, to.thumbnail_px),
+                    ..NewFrame::default()
+                });
+                images.push(img);
+            }
+            Err(e) => {
+                bar.suspend(|| eprintln!("owlet: skipping image: {e}"));
+                *failed += 1;
+            }
+        }
+    }
+    (images, frames)
 }
 
 pub fn search(
@@ -204,28 +222,11 @@ pub fn cluster(
     );
     let d = ix.info().dim;
     let points: Vec<f32> = (0..ix.len()).flat_map(|i| ix.vector(i)).collect();
-    // What each row is called: its file, or (a bridge's frame) camera and time.
-    let names: Vec<String> = (0..ix.len())
-        .map(|i| {
-            let id = ix.id(i);
-            match ix.store().summary(id) {
-                Ok(Some(row)) => {
-                    row.frame.source.clone().unwrap_or_else(|| describe(&row.frame, id))
-                }
-                _ => format!("frame {id}"),
-            }
-        })
-        .collect();
+    let names = row_names(&ix);
     let c = kmeans(&points, d, k, 100, seed);
     let k = c.centroids.len() / d;
-    let words: Vec<String> = match keywords {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("reading keywords {}", p.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
+    let words = match keywords {
+        Some(p) => read_keywords(p)?,
         None => vec![],
     };
     let word_emb = if words.is_empty() {
@@ -268,20 +269,55 @@ pub fn cluster(
             )?
         );
     } else {
-        for (i, (m, n)) in clusters.iter().enumerate() {
-            let words =
-                n.iter().map(|(w, s)| format!("{w} ({s:.3})")).collect::<Vec<_>>().join(", ");
-            println!(
-                "cluster {i}: {} image(s){}",
-                m.len(),
-                if words.is_empty() { String::new() } else { format!(": {words}") }
-            );
-            for &e in m.iter().take(5) {
-                println!("    {}", names[e]);
-            }
-        }
+        print_clusters(&clusters, &names);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What each row of the history is called: its file, or (a bridge's frame) camera
+/// and time.
+fn row_names(ix: &FrameHistory) -> Vec<String> {
+    (0..ix.len())
+        .map(|i| {
+            let id = ix.id(i);
+            match ix.store().summary(id) {
+                Ok(Some(row)) => {
+                    row.frame.source.clone().unwrap_or_else(|| describe(&row.frame, id))
+                }
+                _ => format!("frame {id}"),
+            }
+        })
+        .collect()
+}
+
+/// The keywords file: one keyword a line, blank lines skipped.
+fn read_keywords(path: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading keywords {}", path.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// A cluster: its members (rows of the history) and its best keywords with their
+/// scores.
+type Cluster = (Vec<usize>, Vec<(String, f32)>);
+
+/// Each cluster: its size, its best keywords, its first five members.
+fn print_clusters(clusters: &[Cluster], names: &[String]) {
+    for (i, (m, n)) in clusters.iter().enumerate() {
+        let words = n.iter().map(|(w, s)| format!("{w} ({s:.3})")).collect::<Vec<_>>().join(", ");
+        println!(
+            "cluster {i}: {} image(s){}",
+            m.len(),
+            if words.is_empty() { String::new() } else { format!(": {words}") }
+        );
+        for &e in m.iter().take(5) {
+            println!("    {}", names[e]);
+        }
+    }
 }
 
 /// One row of up to 8 thumbnails (96 px) per cluster, in cluster order: the
