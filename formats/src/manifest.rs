@@ -201,105 +201,111 @@ impl Manifest {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        let err = |field: &str, reason: String| ManifestError {
+        let err = |(field, reason): (&str, String)| ManifestError {
             path: path.to_path_buf(),
             field: field.into(),
             reason,
         };
+        self.check_vision().map_err(err)?;
+        match self.kind {
+            ModelKind::Clip => self.check_clip().map_err(err),
+            ModelKind::Blip2 => self.check_blip2().map_err(err),
+        }
+    }
+
+    /// `[vision]` and its preprocessing: the field that is wrong and why.
+    fn check_vision(&self) -> std::result::Result<(), (&'static str, String)> {
         let p = &self.vision.preprocess;
         for (field, v) in [("vision.preprocess.mean", &p.mean), ("vision.preprocess.std", &p.std)] {
             if v.len() != 3 {
-                return Err(err(field, format!("expected 3 values, got {}", v.len())));
+                return Err((field, format!("expected 3 values, got {}", v.len())));
             }
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(err(field, "values must be finite".into()));
+                return Err((field, "values must be finite".into()));
             }
         }
         if p.std.iter().any(|&s| s <= 0.0) {
-            return Err(err("vision.preprocess.std", "values must be > 0".into()));
+            return Err(("vision.preprocess.std", "values must be > 0".into()));
         }
         const MAX_SIDE: u32 = 4096;
         if p.size == 0 || p.size > MAX_SIDE {
-            return Err(err(
+            return Err((
                 "vision.preprocess.size",
                 format!("must be in 1..={MAX_SIDE}, got {}", p.size),
             ));
         }
         if p.crop_size == 0 || p.crop_size > p.size {
-            return Err(err(
+            return Err((
                 "vision.preprocess.crop_size",
                 format!("must be in 1..=size ({}), got {}", p.size, p.crop_size),
             ));
         }
         if !(p.rescale.is_finite() && p.rescale > 0.0) {
-            return Err(err(
-                "vision.preprocess.rescale",
-                format!("must be > 0, got {}", p.rescale),
-            ));
+            return Err(("vision.preprocess.rescale", format!("must be > 0, got {}", p.rescale)));
         }
         if self.vision.embed_dim == 0 {
-            return Err(err("vision.embed_dim", "must be > 0".into()));
+            return Err(("vision.embed_dim", "must be > 0".into()));
         }
-        if self.kind == ModelKind::Clip {
-            let t = self
-                .text
-                .as_ref()
-                .ok_or_else(|| err("text", "a clip bundle needs a [text] section".into()))?;
-            if t.context_length == 0 || t.context_length > 4096 {
-                return Err(err(
-                    "text.context_length",
-                    format!("must be in 1..=4096, got {}", t.context_length),
-                ));
-            }
-            if t.embed_dim != self.vision.embed_dim {
-                return Err(err(
-                    "text.embed_dim",
-                    format!(
-                        "{} differs from vision.embed_dim {}",
-                        t.embed_dim, self.vision.embed_dim
-                    ),
-                ));
-            }
-            let c = self
-                .clip
-                .as_ref()
-                .ok_or_else(|| err("clip", "a clip bundle needs a [clip] section".into()))?;
-            if !(c.logit_scale.is_finite() && c.logit_scale > 0.0) {
-                return Err(err("clip.logit_scale", format!("must be > 0, got {}", c.logit_scale)));
+        Ok(())
+    }
+
+    /// A CLIP bundle's `[text]` and `[clip]`.
+    fn check_clip(&self) -> std::result::Result<(), (&'static str, String)> {
+        let t =
+            self.text.as_ref().ok_or(("text", "a clip bundle needs a [text] section".into()))?;
+        if t.context_length == 0 || t.context_length > 4096 {
+            return Err((
+                "text.context_length",
+                format!("must be in 1..=4096, got {}", t.context_length),
+            ));
+        }
+        if t.embed_dim != self.vision.embed_dim {
+            return Err((
+                "text.embed_dim",
+                format!("{} differs from vision.embed_dim {}", t.embed_dim, self.vision.embed_dim),
+            ));
+        }
+        let c =
+            self.clip.as_ref().ok_or(("clip", "a clip bundle needs a [clip] section".into()))?;
+        if !(c.logit_scale.is_finite() && c.logit_scale > 0.0) {
+            return Err(("clip.logit_scale", format!("must be > 0, got {}", c.logit_scale)));
+        }
+        Ok(())
+    }
+
+    /// A BLIP-2 bundle's `[decoder]` and `[generation]`.
+    fn check_blip2(&self) -> std::result::Result<(), (&'static str, String)> {
+        let d = self
+            .decoder
+            .as_ref()
+            .ok_or(("decoder", "a blip2 bundle needs a [decoder] section".into()))?;
+        for (field, v) in [
+            ("decoder.layers", d.layers),
+            ("decoder.heads", d.heads),
+            ("decoder.head_dim", d.head_dim),
+        ] {
+            if v == 0 || v > 1024 {
+                return Err((field, format!("must be in 1..=1024, got {v}")));
             }
         }
-        if self.kind == ModelKind::Blip2 {
-            let d = self
-                .decoder
-                .as_ref()
-                .ok_or_else(|| err("decoder", "a blip2 bundle needs a [decoder] section".into()))?;
-            for (field, v) in [
-                ("decoder.layers", d.layers),
-                ("decoder.heads", d.heads),
-                ("decoder.head_dim", d.head_dim),
-            ] {
-                if v == 0 || v > 1024 {
-                    return Err(err(field, format!("must be in 1..=1024, got {v}")));
-                }
-            }
-            let g = self.generation.as_ref().ok_or_else(|| {
-                err("generation", "a blip2 bundle needs a [generation] section".into())
-            })?;
-            if g.num_query_tokens == 0 || g.num_query_tokens >= d.max_positions {
-                return Err(err(
-                    "generation.num_query_tokens",
-                    format!(
-                        "must be in 1..{} (decoder.max_positions), got {}",
-                        d.max_positions, g.num_query_tokens
-                    ),
-                ));
-            }
-            if !g.question_template.contains("{}") {
-                return Err(err(
-                    "generation.question_template",
-                    "must contain {} where the question goes".into(),
-                ));
-            }
+        let g = self
+            .generation
+            .as_ref()
+            .ok_or(("generation", "a blip2 bundle needs a [generation] section".into()))?;
+        if g.num_query_tokens == 0 || g.num_query_tokens >= d.max_positions {
+            return Err((
+                "generation.num_query_tokens",
+                format!(
+                    "must be in 1..{} (decoder.max_positions), got {}",
+                    d.max_positions, g.num_query_tokens
+                ),
+            ));
+        }
+        if !g.question_template.contains("{}") {
+            return Err((
+                "generation.question_template",
+                "must contain {} where the question goes".into(),
+            ));
         }
         Ok(())
     }
