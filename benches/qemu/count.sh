@@ -14,19 +14,14 @@ cd "$(dirname "$0")/../.."
 CPU=${1:-cortex-a72}
 IMG=${2:-models/demo-frames/rocket.jpg}
 BIN=${OWLET_AARCH64_BIN:-target/cross/aarch64-unknown-linux-gnu/release/owlet}
-PLUGIN=target/qemu/libinsn_count.so
-mkdir -p target/qemu
-gcc -O2 -shared -fPIC -o "$PLUGIN" benches/qemu/insn_count.c
+. benches/qemu/qemu-common.sh
+build_qemu_plugin
 BUNDLE=${OWLET_BUNDLE:-models/clip-test}
-KIND=$([ "$CPU" = cortex-a72 ] && echo CortexA72 || echo Generic)
-# The A76 has f16 arithmetic (asimdhp), which tract reads from /proc/cpuinfo: under
-# qemu that is the host's, so say it as the board's cpuinfo would.
-ISA=$([ "$CPU" = cortex-a72 ] && echo "" || echo +fp16)
 count() {
   local imgs=()
   for _ in $(seq "$1"); do imgs+=("$IMG"); done
-  TRACT_CPU_AARCH64_KIND=$KIND TRACT_CPU_ISA=$ISA qemu-aarch64 -cpu "$CPU" -plugin "$PLUGIN" -d plugin \
-    "$BIN" embed -m "$BUNDLE" --threads 1 "${imgs[@]}" 2>&1 >/dev/null | sed -n 's/guest instructions: //p'
+  as_board "$CPU" "$BIN" embed -m "$BUNDLE" --threads 1 "${imgs[@]}" 2>&1 >/dev/null |
+    sed -n 's/guest instructions: //p'
 }
 c1=$(count 1); c2=$(count 2); c3=$(count 3)
 echo "$CPU, $BUNDLE, $(basename "$IMG"): 1 image $c1, 2 images $c2, 3 images $c3 guest instructions"

@@ -28,7 +28,6 @@ EXPECTED=benches/qemu/graphs.expected
 TOLERANCE_PCT=3
 RUNS=5
 EXAMPLE=target/cross/aarch64-unknown-linux-gnu/release/examples/graph_runs
-PLUGIN=target/qemu/libinsn_count.so
 BUNDLES=target/qemu/bundles
 mkdir -p target/qemu "$BUNDLES"
 
@@ -46,14 +45,11 @@ for b in clip-test blip2-test; do
 done
 [ "$MODE" = --bundles ] && exit 0
 [ -x "$EXAMPLE" ] || { echo "graphs.sh: no $EXAMPLE (run scripts/cross test first)" >&2; exit 2; }
-gcc -O2 -shared -fPIC -o "$PLUGIN" benches/qemu/insn_count.c
+. benches/qemu/qemu-common.sh
+build_qemu_plugin
 
 count() {  # count CPU BUNDLE GRAPH: instructions of one run, the mean of RUNS
-  local kind isa
-  # Under qemu /proc/cpuinfo is the host's: say what the board's would (scripts/cross).
-  if [ "$1" = cortex-a72 ]; then kind=CortexA72 isa=; else kind=Generic isa=+fp16; fi
-  TRACT_CPU_AARCH64_KIND=$kind TRACT_CPU_ISA=$isa qemu-aarch64 -cpu "$1" -plugin "$PLUGIN" -d plugin \
-    "$EXAMPLE" "$2" "$3" "$RUNS" 2>&1 >/dev/null | sed -n 's/marked instructions: //p' |
+  as_board "$1" "$EXAMPLE" "$2" "$3" "$RUNS" 2>&1 >/dev/null | sed -n 's/marked instructions: //p' |
     awk -v n="$RUNS" '{printf "%d\n", $1 / n}'
 }
 

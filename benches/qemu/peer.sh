@@ -39,15 +39,15 @@ PYTHON=${PYTHON:-python3}
 ORT_VERSION=1.31.1
 WORK=target/arm-peer
 ORT_LIB=$WORK/onnxruntime-node-$ORT_VERSION/package/bin/napi-v6/linux/arm64/libonnxruntime.so.1
-PLUGIN=target/qemu/libinsn_count.so
 OWLET_RUNS=target/cross/aarch64-unknown-linux-gnu/release/examples/graph_runs
 ORT_RUNS=target/ort-graph-runs/aarch64-unknown-linux-gnu/release/ort-graph-runs
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 [ -f "$BUNDLE/owlet.toml" ] || { echo "peer.sh: no bundle at $BUNDLE (models/export.py clip $BUNDLE --random vit-b32)" >&2; exit 2; }
 [ -x "$OWLET_RUNS" ] || { echo "peer.sh: no $OWLET_RUNS (scripts/cross test builds it)" >&2; exit 2; }
-mkdir -p "$WORK" target/qemu
-gcc -O2 -shared -fPIC -o "$PLUGIN" benches/qemu/insn_count.c
+mkdir -p "$WORK"
+. benches/qemu/qemu-common.sh
+build_qemu_plugin
 
 # onnxruntime's aarch64 library, from the npm package (its tarball, no install).
 if [ ! -f "$ORT_LIB" ]; then
@@ -77,10 +77,8 @@ if [[ " ${PRECISIONS[*]} " == *" int8 "* ]]; then
 fi
 
 count_owlet() {  # CPU BUNDLE GRAPH RUNS
-  local kind isa
-  if [ "$1" = cortex-a72 ]; then kind=CortexA72 isa=; else kind=Generic isa=+fp16; fi
-  TRACT_CPU_AARCH64_KIND=$kind TRACT_CPU_ISA=$isa qemu-aarch64 -cpu "$1" -plugin "$PLUGIN" -d plugin \
-    "$OWLET_RUNS" "$2" "$3" "$4" 2>&1 >/dev/null | tee "$LOG-owlet-$4" | sed -n 's/guest instructions: //p'
+  as_board "$1" "$OWLET_RUNS" "$2" "$3" "$4" 2>&1 >/dev/null | tee "$LOG-owlet-$4" |
+    sed -n 's/guest instructions: //p'
 }
 
 count_ort() {  # CPU MODEL [SYMBOL=SIZE ...] RUNS
@@ -97,7 +95,7 @@ count_ort() {  # CPU MODEL [SYMBOL=SIZE ...] RUNS
       "$i" "$features" "$part"
   done >"$cpuinfo"
   as_root unshare -m sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$cpuinfo" \
-    qemu-aarch64 -cpu "$1" -plugin "$PLUGIN" -d plugin "$ORT_RUNS" "$ORT_LIB" "$2" "${@: -1}" "${@:3:$#-3}" 2>&1 >/dev/null |
+    qemu-aarch64 -cpu "$1" -plugin "$QEMU_PLUGIN" -d plugin "$ORT_RUNS" "$ORT_LIB" "$2" "${@: -1}" "${@:3:$#-3}" 2>&1 >/dev/null |
     tee "$LOG-ort-${*: -1}" | sed -n 's/guest instructions: //p'
   rm -f "$cpuinfo"
 }

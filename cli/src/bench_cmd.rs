@@ -3,10 +3,9 @@
 //! of --runs after one warm-up run. benches/ and scripts/gpu-test compare these
 //! figures with onnxruntime and PyTorch on the same machine.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
-
-use std::collections::BTreeSet;
 
 use anyhow::Result;
 use owlet_runtime::bundle::{Bundle, ModelKind, Precision};

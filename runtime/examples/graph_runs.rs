@@ -78,7 +78,7 @@ fn run(dir: &str, graph: &str, runs: usize) -> Result<()> {
         (ModelKind::Blip2, "decoder") => {
             let m = Blip2::load(dir)?;
             // Synthetic image queries, small as the Q-Former's are: the vision graph
-            // would cost minutes under qemu and drop out of the difference anyway.
+            // would cost minutes under qemu, and only the steps are counted.
             let n = m.generation_spec().num_query_tokens;
             let width = m.bundle.manifest.vision.embed_dim;
             let data = pixels(n * width).iter().map(|p| p * 0.1).collect();

@@ -123,7 +123,8 @@ unsafe fn sdot_tile<const MR: usize>(
 /// the register file: 16 accumulators, 8 weight registers (two steps of K for four
 /// channel quads), 4 of x and 4 products in flight are the 32 NEON registers exactly,
 /// and LLVM spilled accumulators to the stack and moved registers around on every
-/// iteration (92 instructions for 32 multiplies and 16 `sadalp`, against 56 here;
+/// iteration (92 instructions for 32 multiplies and 16 `sadalp`, against 55 here,
+/// the loop's branch aside;
 /// `benches/qemu/mca.py` has the cycle model of both).
 ///
 /// Register plan, per iteration (two steps of K, 8 bytes of each row of x):
