@@ -133,6 +133,18 @@ async fn text_of(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
+/// The natural width of the first image `css` finds, once the browser has
+/// finished loading it (0 if it could not be decoded). Images load after the
+/// element that shows them, and lazily, so reading it at once would race.
+async fn loaded_width(c: &Client, d: &Daemon, css: &str) -> u64 {
+    let js = "const i = document.querySelector(arguments[0]); \
+              return i && i.complete ? i.naturalWidth : null";
+    until(&format!("{css} to load"), c, d, Duration::from_secs(60), || async {
+        c.execute(js, vec![json!(css)]).await.ok()?.as_u64()
+    })
+    .await
+}
+
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
@@ -189,7 +201,11 @@ fn the_web_page_in_chromium_shows_captions_answers_changes_labels_and_finds_fram
             .await
             .unwrap();
         c.find(Locator::Css("form button")).await.unwrap().click().await.unwrap();
-        let said = text_of(&c, ".error").await.unwrap_or_default();
+        // The refusal is a new page: wait for it, or the next keys go to the old one.
+        let said = until("the login's refusal", &c, &d, long, || async {
+            text_of(&c, ".error").await.filter(|t| !t.is_empty())
+        })
+        .await;
         assert!(said.contains("not the token"), "{said}");
         c.find(Locator::Css("input[name=token]")).await.unwrap().send_keys(TOKEN).await.unwrap();
         c.find(Locator::Css("form button")).await.unwrap().click().await.unwrap();
@@ -210,11 +226,9 @@ fn the_web_page_in_chromium_shows_captions_answers_changes_labels_and_finds_fram
         .await;
         assert_eq!(caption, "a blue bird");
         assert_eq!(text_of(&c, "section.camera .labels li .label").await.unwrap(), "bird");
-        let loaded = c
-            .execute("return document.querySelector('img.snapshot').naturalWidth", vec![])
-            .await
-            .unwrap();
-        assert_eq!(loaded, json!(320), "the frame itself is shown (320x240)");
+        // The snapshot loads after its caption is shown: wait for the image itself.
+        let loaded = loaded_width(&c, &d, "img.snapshot").await;
+        assert_eq!(loaded, 320, "the frame itself is shown (320x240)");
 
         // A question: the answer streams in, piece by piece, then is whole.
         let ask = c.find(Locator::Css("form.ask input[name=question]")).await.unwrap();
@@ -320,11 +334,8 @@ fn the_web_page_in_chromium_shows_captions_answers_changes_labels_and_finds_fram
         .await;
         assert_eq!(found[0], red_car, "{found:?}");
         assert_eq!(found.len(), total);
-        let thumb = c
-            .execute("return document.querySelector('#frames figure img').naturalWidth", vec![])
-            .await
-            .unwrap();
-        assert!(thumb.as_u64().unwrap() > 0, "the thumbnail loaded");
+        let thumb = loaded_width(&c, &d, "#frames figure img").await;
+        assert!(thumb > 0, "the thumbnail loaded");
         screenshot(&c, "search.png").await;
 
         // "More like this" on the best match: the frame itself first.
