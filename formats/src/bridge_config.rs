@@ -795,6 +795,10 @@ impl Config {
                 "must be non-empty without '/', '+', '#' or spaces (it is an MQTT topic level)",
             ));
         }
+        if self.device == "fleet" {
+            // owlet/fleet/... is the fleet's requests and answers.
+            return Err(err("device".into(), "\"fleet\" is reserved for the fleet's topics"));
+        }
         check_labels(&self.clip.labels).map_err(|r| err("clip.labels".into(), &r))?;
         in_range(self.clip.threads as f64, 0.0, MAX_THREADS as f64, "(0: all cores)")
             .map_err(|r| err("clip.threads".into(), &r))?;
@@ -1012,6 +1016,7 @@ source = { kind = "folder", path = "frames", watch = true }
     fn errors_name_the_field() {
         for (text, needle) in [
             ("device = \"a/b\"", "device"),
+            ("device = \"fleet\"", "reserved"),
             ("[clip]\nlabels = []", "clip.labels"),
             ("[clip]\ntemplates = [\"x\"]", "clip.templates[0]"),
             ("[[cameras]]\nname = \"x\"\nsource = { kind = \"usb\" }", "line"),

@@ -67,8 +67,9 @@ fn loose_id(text: &str) -> Option<String> {
 }
 
 /// A reply topic must not be one of the bridge's own: its status (a retained
-/// online/offline that Home Assistant reads), its error topic, or a command topic
-/// (an answer there would be read back as a command).
+/// online/offline that Home Assistant reads), its error topic, a command topic
+/// (an answer there would be read back as a command), or the fleet's (every
+/// device would read it as a request).
 fn check_reply_to(topics: &Topics, reply_to: &str) -> Result<(), String> {
     if !valid_publish_topic(reply_to) {
         return Err(format!(
@@ -79,6 +80,7 @@ fn check_reply_to(topics: &Topics, reply_to: &str) -> Result<(), String> {
     let own = reply_to == topics.status()
         || reply_to == topics.error()
         || reply_to == topics.search()
+        || reply_to.starts_with("owlet/fleet/")
         || topics.command_of(reply_to).is_some();
     if own {
         return Err(format!(
@@ -285,6 +287,11 @@ mod tests {
             (
                 "owlet/dev/door/ask",
                 &br#"{"question": "q", "reply_to": "owlet/dev/error"}"#[..],
+                "own topics",
+            ),
+            (
+                "owlet/dev/door/ask",
+                &br#"{"question": "q", "reply_to": "owlet/fleet/search"}"#[..],
                 "own topics",
             ),
         ] {

@@ -5,7 +5,9 @@
 //! `owlet/<device>/<camera>/{labels,caption,event,motion,snapshot,answer,error}`
 //! plus `.../labels/state` (the label set in use, retained).
 //! In: `owlet/<device>/<camera>/{capture,ask,labels/set}` and `owlet/<device>/search`
-//! (answered on `owlet/<device>/search/result` or the request's `reply_to`).
+//! (answered on `owlet/<device>/search/result` or the request's `reply_to`), and
+//! the fleet's `owlet/fleet/{search,status}` (answered on `owlet/fleet/reply/<id>`:
+//! see `fleet`).
 
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -50,6 +52,7 @@ impl Topics {
         let mut v: Vec<String> =
             COMMAND_VERBS.iter().map(|v| format!("owlet/{}/+/{v}", self.device)).collect();
         v.push(self.search());
+        v.extend([crate::fleet::SEARCH.to_string(), crate::fleet::STATUS.to_string()]);
         v
     }
 
