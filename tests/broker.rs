@@ -332,6 +332,15 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Wait until its log holds `needle`.
+    pub fn wait_log(&self, what: &str, timeout: Duration, needle: &str) {
+        let end = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < end, "timed out waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -425,4 +434,71 @@ impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
     }
+}
+
+/// A TCP relay on loopback between a client and `to`, which a test can make go
+/// silent: connections stay open and nothing passes, as when a cable between two
+/// sites is pulled (no FIN, no RST: neither side knows until its keep-alive). What
+/// was sent meanwhile is held and passes when the relay speaks again, as TCP's
+/// retransmissions would deliver it.
+pub struct Relay {
+    pub port: u16,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(to: u16) -> Relay {
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = Arc::new(AtomicBool::new(false));
+        let s = silent.clone();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().map_while(Result::ok) {
+                let Ok(outbound) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue; // the far side is down: the connection just closes
+                };
+                for (from, into) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    let s = s.clone();
+                    std::thread::spawn(move || pump(from, into, &s));
+                }
+            }
+        });
+        Relay { port, silent }
+    }
+
+    /// Nothing passes until `speak`.
+    pub fn silence(&self) {
+        self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn speak(&self) {
+        self.silent.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut into: std::net::TcpStream,
+    silent: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while silent.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if into.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = into.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }

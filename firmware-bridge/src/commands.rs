@@ -1,6 +1,6 @@
 //! The MQTT command router: each command, once `owlet_protocol::commands` has
-//! parsed and checked it, goes to its camera's inbox or the search thread;
-//! refusals go to the error topic.
+//! parsed and checked it, goes to its camera's inbox or the search thread, and
+//! the fleet's requests to `fleet::Responder`; refusals go to the error topic.
 
 pub use owlet_protocol::commands::*;
 
@@ -40,7 +40,9 @@ pub struct Router {
     pub cameras: Vec<String>,
     pub inboxes: Vec<std::sync::Arc<crate::source::inbox::Inbox>>,
     /// The search thread's queue, where an index is configured.
-    pub search: Option<std::sync::mpsc::SyncSender<SearchRequest>>,
+    pub search: Option<std::sync::mpsc::SyncSender<crate::search::SearchJob>>,
+    /// Answers the fleet's requests (`owlet/fleet/...`).
+    pub fleet: crate::fleet::Responder,
     pub sink: std::sync::Arc<dyn crate::publish::Sink>,
     /// Payloads larger than this are refused.
     pub max_bytes: usize,
@@ -56,7 +58,10 @@ impl Router {
     }
 
     fn route(&self, topic: &str, payload: &[u8]) {
-        let refused = if topic == self.topics.search() {
+        use owlet_protocol::fleet;
+        let refused = if topic == fleet::SEARCH || topic == fleet::STATUS {
+            self.fleet.handle(topic, payload)
+        } else if topic == self.topics.search() {
             self.search(topic, payload)
         } else {
             self.camera_command(topic, payload)
@@ -85,10 +90,10 @@ impl Router {
                 id: request.id,
             });
         };
-        tx.try_send(request).err().map(|e| {
+        tx.try_send(crate::search::SearchJob::Device(request)).err().map(|e| {
             let id = match e {
-                std::sync::mpsc::TrySendError::Full(r)
-                | std::sync::mpsc::TrySendError::Disconnected(r) => r.id,
+                std::sync::mpsc::TrySendError::Full(job)
+                | std::sync::mpsc::TrySendError::Disconnected(job) => job.id().map(str::to_string),
             };
             Refused { topic: topic.into(), reason: "too many searches waiting".into(), id }
         })

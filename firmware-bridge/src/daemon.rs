@@ -36,25 +36,30 @@ pub struct RunOptions {
 }
 
 pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
+    // No cameras is a search-only bridge: a history that answers the device's and
+    // the fleet's searches over MQTT.
     anyhow::ensure!(
-        !config.cameras.is_empty(),
-        "no cameras configured: add a [[cameras]] section, or run with --demo"
+        !config.cameras.is_empty() || (config.index.is_some() && config.mqtt.is_some()),
+        "no cameras configured: add a [[cameras]] section (or, for a bridge that only \
+         answers searches of its history, [index] and [mqtt]), or run with --demo"
     );
     let topics = Topics::new(&config.device);
     let state_dir = config.state_dir();
     let metrics = Arc::new(Metrics::new());
     let loading = Instant::now();
-    let analyzers = load_analyzers(&config, &state_dir)?;
+    let (analyzers, mut models) = load_analyzers(&config, &state_dir)?;
+    let index = open_index(&config, &state_dir, &analyzers, &mut models)?;
     metrics.model_loaded(loading.elapsed());
-    let index = open_index(&config, &state_dir, &analyzers)?;
+    // What the web page and the fleet's status requests show of each camera.
+    let live = Arc::new(Live::default());
     let inboxes: Vec<Arc<Inbox>> =
         config.cameras.iter().map(|_| Arc::new(Inbox::default())).collect();
     let mut probes = Probes::default();
     let (sink, link) = match &config.mqtt {
         None => (Arc::new(StdoutSink::new(opts.compact)) as Arc<dyn Sink>, None),
         Some(m) => {
-            let (sink, link) =
-                connect(&config, m, &topics, &state_dir, &index, &inboxes, &mut probes)?;
+            let link = Link { topics: &topics, state_dir: &state_dir, index: &index, live: &live };
+            let (sink, link) = connect(&config, m, link, &inboxes, &mut probes)?;
             (sink, Some(link))
         }
     };
@@ -65,12 +70,12 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         }));
     }
     metrics.set_probes(probes);
-    let live = config.web.as_ref().map(|_| Arc::new(Live::default()));
-    let web = match (&config.web, &live) {
-        (Some(w), Some(live)) => Some(serve_web(&config, w, &metrics, &index, live, &inboxes)?),
-        _ => None,
+    let web = match &config.web {
+        Some(w) => Some(serve_web(&config, w, &metrics, &index, &live, &inboxes)?),
+        None => None,
     };
 
+    let live = Some(live);
     let shared = Shared { topics, sink, stop: stop.clone(), metrics, live, state_dir, index };
     let mut cameras = Vec::new();
     for ((cam, (analyzer, labels_file)), inbox) in
@@ -79,8 +84,12 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
         cameras.push(start_camera(&shared, cam, analyzer, labels_file, inbox)?);
     }
 
-    // Run until told to stop, or until every camera is done (still files only).
-    while !stop.is_stopped() && !cameras.iter().all(|c| c.worker.is_finished()) {
+    // Run until told to stop, or until every camera is done (still files only; a
+    // search-only bridge runs until told to stop).
+    let done = |cameras: &[RunningCamera]| {
+        !cameras.is_empty() && cameras.iter().all(|c| c.worker.is_finished())
+    };
+    while !stop.is_stopped() && !done(&cameras) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if stop.is_stopped() {
@@ -136,15 +145,22 @@ struct RunningCamera {
 
 /// The outbox, the MQTT link and its command router (and the search thread,
 /// where there is a history); the sink every result goes to.
+/// What the MQTT side answers from besides the configuration.
+struct Link<'a> {
+    topics: &'a Topics,
+    state_dir: &'a std::path::Path,
+    index: &'a Index,
+    live: &'a Arc<Live>,
+}
+
 fn connect(
     config: &Config,
     m: &MqttConfig,
-    topics: &Topics,
-    state_dir: &std::path::Path,
-    index: &Index,
+    link: Link,
     inboxes: &[Arc<Inbox>],
     probes: &mut Probes,
 ) -> Result<(Arc<dyn Sink>, mqtt::MqttLink)> {
+    let Link { topics, state_dir, index, live } = link;
     let outbox_dir = state_dir.join("outbox");
     let (outbox, recovered) = Outbox::open(&outbox_dir, m.queue_max_mb << 20)
         .with_context(|| format!("opening the outbox in {}", outbox_dir.display()))?;
@@ -178,11 +194,22 @@ fn connect(
             topics.clone(),
         )
     });
+    let cameras: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
+    let fleet = crate::fleet::Responder::new(
+        topics.clone(),
+        cameras.clone(),
+        live.clone(),
+        index.as_ref().map(|(rec, _)| rec.history.clone()),
+        search.clone(),
+        sink.clone(),
+        m.max_command_bytes,
+    );
     let handler = commands::Router {
         topics: topics.clone(),
-        cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),
+        cameras,
         inboxes: inboxes.to_vec(),
         search,
+        fleet,
         sink: sink.clone(),
         max_bytes: m.max_command_bytes,
     }
@@ -325,10 +352,7 @@ fn start_feeders(
 /// The runtime's threads, then every camera's models, loaded once and shared
 /// (`Models`), each with the file its label set is kept in: a wrong bundle is an
 /// error at start, not at the first frame.
-fn load_analyzers(
-    config: &Config,
-    state_dir: &std::path::Path,
-) -> Result<Vec<(Analyzer, std::path::PathBuf)>> {
+fn load_analyzers(config: &Config, state_dir: &std::path::Path) -> Result<(Analyzers, Models)> {
     let threads = if config.clip.threads == 0 {
         owlet_runtime::engine::default_threads()
     } else {
@@ -357,17 +381,30 @@ fn load_analyzers(
     }
     log::info!("{}, on {}, {threads} thread(s)", config.summary(), on.describe());
 
-    Ok(analyzers)
+    Ok((analyzers, models))
 }
 
+/// Each camera's analyzer and the file its label set is kept in.
+type Analyzers = Vec<(Analyzer, std::path::PathBuf)>;
+
 /// The history, where `[index]` is configured: every analysed frame of the cameras
-/// whose CLIP model is the history's (the first camera's), searched with that model.
+/// whose CLIP model is the history's (the first camera's, or `[clip]`'s on a
+/// bridge without cameras), searched with that model.
 fn open_index(
     config: &Config,
     state_dir: &std::path::Path,
-    analyzers: &[(Analyzer, std::path::PathBuf)],
+    analyzers: &Analyzers,
+    models: &mut Models,
 ) -> Result<Index> {
-    let clip = analyzers[0].0.clip().clone();
+    if config.index.is_none() {
+        return Ok(None);
+    }
+    let clip = match analyzers.first() {
+        Some((a, _)) => a.clip().clone(),
+        None => models
+            .clip(&config.clip.model)
+            .with_context(|| format!("loading clip.model {}", config.clip.model.display()))?,
+    };
     Ok(crate::history::open(config, state_dir, &clip)?.map(|rec| (rec, clip)))
 }
 

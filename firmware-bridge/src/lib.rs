@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod error;
+pub mod fleet;
 pub mod gpio;
 pub mod history;
 pub mod live;

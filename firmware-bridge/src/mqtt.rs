@@ -93,19 +93,27 @@ impl MqttLink {
     }
 }
 
-/// Build rumqttc's options from the configuration. Reads the password file and
-/// the TLS files, so their errors come out at start-up, named.
+/// Build the bridge's rumqttc options from the configuration: `connect_options`,
+/// with its last will (the retained status goes `offline`).
 pub fn options(cfg: &MqttConfig, topics: &Topics) -> anyhow::Result<MqttOptions> {
-    use anyhow::Context;
     let id = cfg.client_id.clone().unwrap_or_else(|| format!("owlet-{}", topics.device()));
-    let mut o = MqttOptions::new(id, cfg.host.clone(), cfg.port());
+    let mut o = connect_options(cfg, id)?;
+    o.set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
+    Ok(o)
+}
+
+/// rumqttc's options for the broker `cfg` names: address, keep-alive, credentials
+/// and TLS (the bridge's, and the fleet client's). Reads the password file and the
+/// TLS files, so their errors come out at start-up, named.
+pub fn connect_options(cfg: &MqttConfig, client_id: String) -> anyhow::Result<MqttOptions> {
+    use anyhow::Context;
+    let mut o = MqttOptions::new(client_id, cfg.host.clone(), cfg.port());
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_s))
         .set_clean_session(true)
         // Large enough to receive an oversized command and refuse it with a reason
         // (past this rumqttc drops the connection); snapshots are the largest out.
         .set_max_packet_size(MAX_INCOMING_BYTES, 64 << 20)
-        .set_request_channel_capacity(256)
-        .set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
+        .set_request_channel_capacity(256);
     if let Some(user) = &cfg.username {
         let password = match (&cfg.password, &cfg.password_file) {
             (Some(p), _) => p.0.clone(),

@@ -4,6 +4,7 @@
 mod bridge;
 mod browser;
 mod cli;
+mod fleet;
 mod hardware;
 mod history;
 mod memory;

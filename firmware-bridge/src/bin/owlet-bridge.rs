@@ -15,9 +15,12 @@ use owlet_runtime::bundle::ModelKind;
 #[command(
     name = "owlet-bridge",
     version,
-    about = "owlet's device daemon: camera frames in, labels and captions out over MQTT"
+    about = "owlet's device daemon: camera frames in, labels and captions out over MQTT",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML); every option has a default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -48,6 +51,59 @@ struct Args {
     /// Where the models run, over the configuration's [compute] device: cpu, cuda or auto.
     #[arg(long, value_enum)]
     device: Option<owlet_runtime::device::DeviceChoice>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Ask every owlet device on the broker (and on brokers bridged to it).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum FleetCommand {
+    /// Search every device's history for frames that match TEXT: the best of all,
+    /// merged by score, and which devices answered.
+    Search {
+        text: String,
+        /// Hits wanted, of all devices together (each device sends its best K).
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// Only frames of cameras of this name.
+        #[arg(long)]
+        camera: Option<String>,
+        /// Each hit with its thumbnail (base64 JPEG; in --json only).
+        #[arg(long)]
+        thumbnails: bool,
+        #[command(flatten)]
+        ask: FleetArgs,
+    },
+    /// Each device: online or not, its cameras and their last results, its history.
+    Status {
+        #[command(flatten)]
+        ask: FleetArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct FleetArgs {
+    /// The broker, mqtt://HOST[:PORT] or HOST[:PORT] (default: --config's [mqtt],
+    /// else localhost).
+    #[arg(long)]
+    broker: Option<String>,
+    /// A bridge configuration whose [mqtt] gives the broker, credentials and TLS.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Only these devices (comma-separated); default: every device whose retained
+    /// status is online.
+    #[arg(long, value_delimiter = ',')]
+    devices: Option<Vec<String>>,
+    /// Seconds to wait for the answers.
+    #[arg(long, default_value_t = 3.0)]
+    timeout: f64,
+    /// Print JSON: the merged hits, each answer, the devices missed.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +159,9 @@ fn demo_config() -> Config {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
+    if let Some(Command::Fleet(f)) = args.command {
+        return fleet(f);
+    }
     let mut config = match (&args.config, args.demo) {
         (Some(p), false) => owlet_bridge::config::load(p)?,
         (Some(_), true) => anyhow::bail!("--demo and --config exclude each other"),
@@ -138,6 +197,53 @@ fn run(args: Args) -> Result<ExitCode> {
     }
     let _ = args.compact;
     daemon::run(config, RunOptions { compact: !args.pretty }, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fleet(command: FleetCommand) -> Result<ExitCode> {
+    use owlet_bridge::fleet::{client, report};
+    let (FleetCommand::Search { ask, .. } | FleetCommand::Status { ask }) = &command;
+    anyhow::ensure!(
+        ask.timeout.is_finite() && ask.timeout > 0.0 && ask.timeout <= 600.0,
+        "--timeout {}: expected seconds, more than 0 and at most 600",
+        ask.timeout
+    );
+    let mut broker = match &ask.config {
+        Some(p) => owlet_bridge::config::load(p)?
+            .mqtt
+            .ok_or_else(|| anyhow::anyhow!("{}: no [mqtt] section", p.display()))?,
+        None => owlet_bridge::config::MqttConfig::new("localhost", None),
+    };
+    if let Some(b) = &ask.broker {
+        let (host, port) = host_and_port(b.strip_prefix("mqtt://").unwrap_or(b))?;
+        broker.host = host;
+        broker.port = port;
+    }
+    let asker = client::Asker {
+        broker,
+        timeout: std::time::Duration::from_secs_f64(ask.timeout),
+        devices: ask.devices.clone(),
+    };
+    let out = match command {
+        FleetCommand::Search { text, k, camera, thumbnails, ask } => {
+            let request = owlet_bridge::fleet::search_request(text, k, camera, thumbnails)?;
+            let o = client::search(&asker, request)?;
+            if ask.json {
+                serde_json::to_string_pretty(&o)?
+            } else {
+                report::search(&o, ask.timeout)
+            }
+        }
+        FleetCommand::Status { ask } => {
+            let o = client::status(&asker, client::new_id("status"))?;
+            if ask.json {
+                serde_json::to_string_pretty(&o)?
+            } else {
+                report::status(&o, ask.timeout)
+            }
+        }
+    };
+    println!("{}", out.trim_end());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,7 +309,7 @@ fn check_files(c: &Config) -> Result<()> {
 
 /// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.
 fn host_and_port(s: &str) -> Result<(String, Option<u16>)> {
-    let bad = || anyhow::anyhow!("--mqtt {s:?}: expected HOST or HOST:PORT");
+    let bad = || anyhow::anyhow!("broker {s:?}: expected HOST or HOST:PORT");
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
         (host, after.strip_prefix(':'))
