@@ -174,10 +174,22 @@ fn tls_config(tls: &crate::config::TlsConfig) -> anyhow::Result<rustls::ClientCo
     })
 }
 
+/// A client whose small packets leave at once: with Nagle's algorithm on, a
+/// packet written while the last is unacknowledged waits for the peer's delayed
+/// ACK (40 ms on Linux), which the fleet's request-and-answer exchange measured
+/// (BENCHMARKS.md, fleet search).
+pub fn unbuffered_client(opts: MqttOptions, cap: usize) -> (Client, Connection) {
+    let (client, mut connection) = Client::new(opts, cap);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    connection.eventloop.set_network_options(network);
+    (client, connection)
+}
+
 /// Create the client and the sink that queues into `outbox`. Nothing connects
 /// until `spawn` runs the event loop.
 pub fn client(opts: MqttOptions, outbox: Outbox) -> (Arc<MqttSink>, Connection) {
-    let (client, connection) = Client::new(opts, 256);
+    let (client, connection) = unbuffered_client(opts, 256);
     let sink = Arc::new(MqttSink {
         outbox: Arc::new(Mutex::new(outbox)),
         client,

@@ -20,9 +20,10 @@ use serde::Serialize;
 use crate::analyze::now_ms;
 use crate::config::MqttConfig;
 
-/// How long retained statuses are gathered after subscribing: the broker sends
-/// them right after its SUBACK.
-const SETTLE: Duration = Duration::from_millis(300);
+/// Retained statuses are gathered after subscribing until none has come for
+/// `QUIET` (the broker sends them right after its SUBACK), for `SETTLE` at most.
+const QUIET: Duration = Duration::from_millis(100);
+const SETTLE: Duration = Duration::from_secs(1);
 /// How long to wait for the broker to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -117,9 +118,12 @@ pub fn merge(answers: &[Answered<SearchAnswer>], k: usize) -> Vec<FleetHit> {
     all
 }
 
-/// A request id no other client will pick: this process, this moment.
+/// A request id no other client will pick: this process, this moment, and a
+/// count for requests of one process within one millisecond.
 pub fn new_id(kind: &str) -> String {
-    format!("{kind}-{}-{:x}", std::process::id(), now_ms())
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{kind}-{}-{:x}-{n}", std::process::id(), now_ms())
 }
 
 /// The answer fields every kind of answer has.
@@ -239,7 +243,7 @@ impl Asker {
 
     fn connect(&self, id: &str) -> Result<(Client, Connection)> {
         let opts = crate::mqtt::connect_options(&self.broker, format!("owlet-fleet-{id}"))?;
-        let (client, mut connection) = Client::new(opts, 64);
+        let (client, mut connection) = crate::mqtt::unbuffered_client(opts, 64);
         let end = Instant::now() + CONNECT_TIMEOUT;
         let broker = format!("{}:{}", self.broker.host, self.broker.port());
         loop {
@@ -268,9 +272,14 @@ impl Asker {
         client.subscribe(reply, QoS::AtLeastOnce)?;
         let mut statuses = BTreeMap::new();
         let mut acks = 0;
-        let mut settled: Option<Instant> = None;
+        // When the subscriptions were acknowledged, and when the last status came.
+        let mut acked: Option<Instant> = None;
+        let mut last = Instant::now();
         let end = Instant::now() + CONNECT_TIMEOUT;
-        while settled.is_none_or(|t| Instant::now() < t) {
+        let settled = |acked: Option<Instant>, last: Instant| {
+            acked.is_some_and(|a| last.elapsed() >= QUIET || a.elapsed() >= SETTLE)
+        };
+        while !settled(acked, last) {
             if Instant::now() > end {
                 bail!(
                     "the broker did not acknowledge the subscriptions within {CONNECT_TIMEOUT:?}"
@@ -280,10 +289,12 @@ impl Asker {
                 Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
                     acks += 1;
                     if acks == 2 {
-                        settled = Some(Instant::now() + SETTLE);
+                        acked = Some(Instant::now());
+                        last = Instant::now();
                     }
                 }
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    last = Instant::now();
                     if let Some(device) = status_device(&p.topic) {
                         statuses
                             .insert(device.to_string(), String::from_utf8_lossy(&p.payload).into());
