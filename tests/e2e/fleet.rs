@@ -35,6 +35,11 @@ fn copy_scenes(frames: &Path, scenes: &[&str]) {
 /// A bridge for `device` on the broker at `port`: a1 watches its frames as a
 /// camera; the others get a history filled from theirs before they start.
 fn start_device(root: &Path, device: &str, scenes: &[&str], port: u16) -> Daemon {
+    start_device_with(root, device, scenes, port, "")
+}
+
+/// As [`start_device`], with `mqtt` added to the bridge's `[mqtt]` section.
+fn start_device_with(root: &Path, device: &str, scenes: &[&str], port: u16, mqtt: &str) -> Daemon {
     let dir = root.join(device);
     let history = dir.join("state/history.db");
     let camera = if device == "a1" {
@@ -57,7 +62,7 @@ fn start_device(root: &Path, device: &str, scenes: &[&str], port: u16) -> Daemon
     let text = format!(
         "device = \"{device}\"\nstate_dir = \"{}\"\n[clip]\nmodel = \"{}\"\n\
          labels = [\"bird\", \"car\", \"dog\", \"package\", \"person\", \"bicycle\"]\n\
-         [index]\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n{camera}",
+         [index]\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n{mqtt}{camera}",
         dir.join("state").display(),
         demo_clip_bundle(),
     );
@@ -237,4 +242,90 @@ fn owlet_search_with(index: &Path, model: &str, text: &str) -> Vec<Value> {
     let out = run("owlet", &["search", "-m", model, "--index", index, text, "-k", "1", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+/// The README's mosquitto ACL for a fleet: the `text` block that starts with its
+/// comment, as a user would copy it.
+fn readme_acl() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("```text\n# every client (patterns").expect("the ACL in README.md");
+    let block = &readme[start + "```text\n".len()..];
+    block[..block.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_readme_acl_lets_a_device_answer_the_fleet_and_nothing_more() {
+    let root = tempfile::Builder::new().prefix("owlet-e2e-fleet-acl-").tempdir().unwrap();
+    let dir = root.path();
+    let passwd = dir.join("passwd");
+    std::fs::write(&passwd, "d1:pw-d1\nasker:pw-asker\n").unwrap();
+    let hashed = Command::new("/usr/bin/mosquitto_passwd").arg("-U").arg(&passwd).status();
+    assert!(hashed.expect("mosquitto_passwd").success());
+    let acl = dir.join("acl");
+    std::fs::write(&acl, readme_acl()).unwrap();
+    // The test's own observer uses the first listener (anonymous, no ACL); the
+    // fleet uses the second, with the README's ACL.
+    let port = free_port();
+    let broker_dir = dir.join("broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let broker = Broker::start_with(
+        &broker_dir,
+        "per_listener_settings true",
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ),
+    );
+    wait_for_port(port, Duration::from_secs(5));
+    let seen = Subscriber::start(broker.port, "owlet/#", "e2e-fleet-acl");
+    let login = "username = \"d1\"\npassword = \"pw-d1\"\n";
+    let d1 = start_device_with(dir, "d1", &["demo-00117.jpg"], port, login);
+    d1.wait_log("d1 connected", Duration::from_secs(60), "MQTT: connected");
+
+    // The asker, with its own login, finds d1's frame.
+    let asker = dir.join("asker.toml");
+    std::fs::write(
+        &asker,
+        format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"asker\"\npassword = \"pw-asker\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(bin("owlet-bridge"))
+        .args(["fleet", "search", "a red car", "--json", "--config"])
+        .arg(&asker)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(devices(&found, "answers"), ["d1"], "{found:#}");
+    assert_eq!(found["hits"][0]["device"], "d1");
+
+    // With a device's login: writing another device's topics or a fleet request
+    // is refused by the broker; an answer under the reply prefix passes. They go
+    // in this order on one connection, so once the answer is seen the others
+    // would have been too.
+    const ROGUE: &str = r#"{"rogue": true}"#;
+    let as_d1 = |topic: &str| {
+        let st = Command::new("/usr/bin/mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "d1", "-P", "pw-d1"])
+            .args(["-q", "1", "-t", topic, "-m", ROGUE])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mosquitto_pub {topic}");
+    };
+    as_d1("owlet/d2/door/labels");
+    as_d1("owlet/fleet/search");
+    as_d1("owlet/fleet/reply/acl-check");
+    seen.wait_until("the allowed answer", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "owlet/fleet/reply/acl-check")
+    });
+    let rogue: Vec<String> = seen
+        .all()
+        .iter()
+        .filter(|m| m.payload == ROGUE.as_bytes())
+        .map(|m| m.topic.clone())
+        .collect();
+    assert_eq!(rogue, ["owlet/fleet/reply/acl-check"]);
+    let topics: Vec<String> = seen.all().iter().map(|m| m.topic.clone()).collect();
+    assert!(topics.iter().any(|t| t == "owlet/d1/status"), "{topics:?}");
 }
