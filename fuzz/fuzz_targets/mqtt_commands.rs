@@ -1,18 +1,22 @@
-//! Command payloads from MQTT, on every command topic: parsed or refused with a
-//! reason, never a panic; what is accepted satisfies the checks.
+//! Command payloads from MQTT, on every command topic and the fleet's request
+//! topics: parsed or refused with a reason, never a panic; what is accepted
+//! satisfies the checks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use owlet_protocol::commands::{parse, parse_search, CameraCommand};
+use owlet_protocol::fleet::{self, Request};
 use owlet_protocol::names::check_labels;
 use owlet_protocol::topics::Topics;
 
-const TOPICS: [&str; 5] = [
+const TOPICS: [&str; 7] = [
     "owlet/dev/door/capture",
     "owlet/dev/door/ask",
     "owlet/dev/door/labels/set",
     "owlet/dev/search",
     "owlet/dev/wind\u{0}ow/ask",
+    fleet::SEARCH,
+    fleet::STATUS,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +25,18 @@ fuzz_target!(|data: &[u8]| {
     let topic = TOPICS[usize::from(pick) % TOPICS.len()];
     let short_id =
         |id: &Option<String>| id.as_ref().is_none_or(|i| !i.is_empty() && i.len() <= 128);
+    if topic == fleet::SEARCH || topic == fleet::STATUS {
+        match fleet::parse(topic, payload, 4096) {
+            Ok(r) => {
+                assert!(fleet::check_id(r.id()).is_ok());
+                if let Request::Search(s) = r {
+                    assert!(!s.text.is_empty() && (1..=100).contains(&s.k));
+                }
+            }
+            Err(e) => assert!(!e.reason.is_empty()),
+        }
+        return;
+    }
     if topic == topics.search() {
         match parse_search(&topics, topic, payload, 4096) {
             Ok(r) => {
