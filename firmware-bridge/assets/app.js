@@ -226,12 +226,58 @@ function timeline() {
   load();
 }
 
+// A hit of the fleet: the frame lives on the device that answered, so its
+// thumbnail comes inline and there is no "more like this" here.
+function fleetFigure(h) {
+  const top = h.labels[0];
+  return el("figure", { class: "frame", "data-device": h.device, "data-frame-id": h.frame_id },
+    h.thumbnail ? el("img", { src: h.thumbnail, alt: h.caption || `${h.device} frame ${h.frame_id}` }) : null,
+    el("figcaption", {},
+      el("span", { class: "device", text: h.device }), " ",
+      el("span", { class: "when", text: when(h.time_ms) }), " ",
+      el("span", { class: "cam", text: h.camera }), " ",
+      top ? el("span", { class: "top", text: `${top.label} ${top.score.toFixed(2)}` }) : null, " ",
+      el("span", { class: "similarity", text: `match ${h.score.toFixed(3)}` }),
+      el("span", { class: "caption", text: h.caption || "" })));
+}
+
+async function fleetSearch(text, frames, status) {
+  const devices = document.getElementById("devices");
+  document.getElementById("heading").textContent = `Every device: frames matching “${text}”`;
+  status.textContent = "asking every device…";
+  const r = await api(`/api/fleet/search?${new URLSearchParams({ q: text })}`);
+  if (!r.ok) {
+    status.textContent = await failure(r);
+    status.dataset.state = "error";
+    return;
+  }
+  const j = await r.json();
+  frames.append(...j.hits.map(fleetFigure));
+  devices.append(
+    ...j.answered.map((a) => el("li", { class: "answered", "data-device": a.device,
+      text: `${a.device}: ${a.searched} frame(s), answered after ${a.after_ms.toFixed(0)} ms${a.error ? ` (${a.error})` : ""}` })),
+    ...j.missed.map((d) => el("li", { class: "missed", "data-device": d, text: `${d}: no answer in time` })),
+    ...j.offline.map((d) => el("li", { class: "offline", "data-device": d, text: `${d}: offline` })));
+  status.textContent = `${j.hits.length} hit(s) from ${j.answered.length} device(s), best first`;
+  status.dataset.state = "done";
+}
+
 function search() {
   const frames = document.getElementById("frames");
   if (!frames) return;
   const status = document.getElementById("status");
   const heading = document.getElementById("heading");
   const given = new URLSearchParams(location.search);
+  const fleetLink = document.getElementById("fleet-link");
+  if (fleetLink && given.get("q")) {
+    fleetLink.href = `/search?${new URLSearchParams({ q: given.get("q"), fleet: "1" })}`;
+    fleetLink.hidden = false;
+  }
+  if (given.get("fleet") && given.get("q")) {
+    if (fleetLink) fleetLink.hidden = true;
+    fleetSearch(given.get("q"), frames, status);
+    return;
+  }
   const q = new URLSearchParams();
   if (given.get("like")) {
     q.set("like", given.get("like"));

@@ -239,6 +239,7 @@ fn serve_web(
             device: config.device.clone(),
             live: live.clone(),
             inboxes: Arc::new(by_name.collect()),
+            fleet: config.mqtt.clone().map(crate::web::FleetAccess::new),
             stopping: None,
         },
     )

@@ -26,7 +26,7 @@ fn scene(name: &str) -> PathBuf {
 }
 
 /// Where the screenshots go (README: "What the page looks like").
-fn screenshots() -> PathBuf {
+pub(crate) fn screenshots() -> PathBuf {
     let d = repo().join("target/screenshots");
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -61,13 +61,13 @@ fn start_bridge(dir: &Path, port: u16) -> (Daemon, PathBuf) {
 }
 
 /// chromedriver on a free port, for Debian's chromium.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
-    fn start(dir: &Path) -> Driver {
+    pub(crate) fn start(dir: &Path) -> Driver {
         let port = free_port();
         let child = Command::new(program("chromedriver"))
             .arg(format!("--port={port}"))
@@ -87,7 +87,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -107,7 +107,13 @@ async fn browser(driver: &Driver) -> Client {
 
 /// Poll `probe` until it gives something, or fail after `timeout` with the
 /// bridge's log and the page's text.
-async fn until<T, F, Fut>(what: &str, c: &Client, d: &Daemon, timeout: Duration, mut probe: F) -> T
+pub(crate) async fn until<T, F, Fut>(
+    what: &str,
+    c: &Client,
+    d: &Daemon,
+    timeout: Duration,
+    mut probe: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -129,14 +135,14 @@ where
 }
 
 /// The text of the first element `css` finds, if any.
-async fn text_of(c: &Client, css: &str) -> Option<String> {
+pub(crate) async fn text_of(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
 /// The natural width of the first image `css` finds, once the browser has
 /// finished loading it (0 if it could not be decoded). Images load after the
 /// element that shows them, and lazily, so reading it at once would race.
-async fn loaded_width(c: &Client, d: &Daemon, css: &str) -> u64 {
+pub(crate) async fn loaded_width(c: &Client, d: &Daemon, css: &str) -> u64 {
     let js = "const i = document.querySelector(arguments[0]); \
               return i && i.complete ? i.naturalWidth : null";
     until(&format!("{css} to load"), c, d, Duration::from_secs(60), || async {
@@ -145,7 +151,7 @@ async fn loaded_width(c: &Client, d: &Daemon, css: &str) -> u64 {
     .await
 }
 
-async fn screenshot(c: &Client, name: &str) {
+pub(crate) async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(screenshots().join(name), png).unwrap();

@@ -43,11 +43,14 @@ fn start_device_with(root: &Path, device: &str, scenes: &[&str], port: u16, mqtt
     let dir = root.join(device);
     let history = dir.join("state/history.db");
     let camera = if device == "a1" {
-        // A watched folder sees only files that arrive after it starts.
+        // A watched folder sees only files that arrive after it starts. a1 also
+        // serves the web page, whose search can ask every device.
         std::fs::create_dir_all(dir.join("frames")).unwrap();
         format!(
-            "[[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = true }}\n",
-            dir.join("frames").display()
+            "[web]\nlisten = \"127.0.0.1:{A1_WEB}\"\n\
+             [[cameras]]\nname = \"door\"\nsource = {{ kind = \"folder\", path = \"{}\", watch = true }}\n",
+            dir.join("frames").display(),
+            A1_WEB = a1_web_port()
         )
     } else {
         copy_scenes(&dir.join("frames"), scenes);
@@ -73,6 +76,68 @@ fn start_device_with(root: &Path, device: &str, scenes: &[&str], port: u16, mqtt
         copy_scenes(&dir.join("frames"), scenes);
     }
     daemon
+}
+
+/// a1's web page port, picked once.
+fn a1_web_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(free_port)
+}
+
+fn http_get(path: &str) -> (u16, Value) {
+    let url = format!("http://127.0.0.1:{}{path}", a1_web_port());
+    let mut r = ureq::get(&url).config().http_status_as_error(false).build().call().unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+/// `/api/fleet/search` and the search page's "every device", in chromium.
+fn the_web_page_searches_every_device(a1: &Daemon, all: &[String]) {
+    use crate::browser::{browser, loaded_width, screenshot, until, Driver};
+    use fantoccini::Locator;
+
+    let (status, v) = http_get("/api/fleet/search?q=a%20red%20car&k=6");
+    assert_eq!(status, 200, "{v:#}");
+    let answered: Vec<&str> =
+        v["answered"].as_array().unwrap().iter().map(|a| a["device"].as_str().unwrap()).collect();
+    assert_eq!(answered.len(), all.len(), "{v:#}");
+    assert_eq!(v["hits"][0]["device"], "b2", "{v:#}");
+    let thumb = v["hits"][0]["thumbnail"].as_str().unwrap();
+    assert!(thumb.starts_with("data:image/jpeg;base64,/9j/"), "a JPEG: {}", &thumb[..40]);
+    for (query, names) in [("q=x&timeout_s=0", "timeout_s"), ("q=x&k=0", "k must"), ("k=3", "q")] {
+        let (status, v) = http_get(&format!("/api/fleet/search?{query}"));
+        assert_eq!(status, 400, "{query}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(names), "{query}: {v}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Driver::start(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = browser(&driver).await;
+        let base = format!("http://127.0.0.1:{}", a1_web_port());
+        c.goto(&format!("{base}/search?q=a%20red%20car")).await.unwrap();
+        let link = c.find(Locator::Css("#fleet-link")).await.unwrap();
+        until("the link to every device", &c, a1, Duration::from_secs(30), || async {
+            link.is_displayed().await.ok().filter(|shown| *shown)
+        })
+        .await;
+        link.click().await.unwrap();
+        let js = "return [...document.querySelectorAll('#frames figure.frame')].map(f => f.dataset.device)";
+        let shown: Vec<String> = until("the fleet's hits", &c, a1, Duration::from_secs(30), || async {
+            let v = c.execute(js, vec![]).await.ok()?;
+            let d: Vec<String> = serde_json::from_value(v).ok()?;
+            (!d.is_empty()).then_some(d)
+        })
+        .await;
+        assert_eq!(shown[0], "b2", "{shown:?}");
+        assert!(shown.iter().any(|d| d.starts_with('a')), "hits from both sites: {shown:?}");
+        let js = "return document.querySelectorAll('#devices li.answered').length";
+        assert_eq!(c.execute(js, vec![]).await.unwrap(), serde_json::json!(all.len()));
+        assert!(loaded_width(&c, a1, "#frames figure.frame img").await > 0);
+        screenshot(&c, "fleet-search.png").await;
+        c.close().await.unwrap();
+    });
 }
 
 /// `owlet-bridge fleet ARGS --json` against the broker at `port`: its JSON and
@@ -171,6 +236,8 @@ fn a_fleet_on_two_bridged_brokers_searches_as_one_and_names_who_did_not_answer()
         "a red car",
     );
     assert_eq!(hits[0]["frame_id"], b2_own[0]["frame_id"]);
+    // a1's web page asks the same fleet.
+    the_web_page_searches_every_device(&daemons[0], &all);
 
     // A request delivered twice (QoS 1 allows it) is answered once per device; a
     // hostile one is refused on each device's error topic, by name.

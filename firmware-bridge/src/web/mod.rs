@@ -8,6 +8,7 @@
 //! - [`api`]: the history: timeline, frames, thumbnails, search.
 //! - [`cameras`]: each camera's newest frame, live as server-sent events; a
 //!   question whose answer streams back; the label set.
+//! - [`fleet`]: search every device of the fleet through this bridge's broker.
 //!
 //! A token is required (`Authorization: Bearer <token>`, or the `owlet_token`
 //! cookie the login page sets) on everything but `/healthz`, the login page and
@@ -17,6 +18,7 @@
 
 mod api;
 mod cameras;
+mod fleet;
 mod pages;
 
 use std::collections::BTreeMap;
@@ -37,6 +39,7 @@ use crate::history::SharedHistory;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::source::inbox::Inbox;
+pub use fleet::FleetAccess;
 
 /// Longest search text accepted (characters); CLIP reads 77 tokens anyway.
 const MAX_QUERY_CHARS: usize = 1000;
@@ -55,6 +58,8 @@ pub struct WebState {
     pub live: Arc<Live>,
     /// Each camera's inbox, by name: where questions and label sets go.
     pub inboxes: Arc<BTreeMap<String, Arc<Inbox>>>,
+    /// The fleet, asked through this bridge's broker (where it has `[mqtt]`).
+    pub fleet: Option<FleetAccess>,
     /// Turns true when the server stops: event streams end then (set by `spawn`).
     pub stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -134,6 +139,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/frames/{id}", get(api::frame))
         .route("/api/frames/{id}/thumbnail.jpg", get(api::thumbnail))
         .route("/api/search", get(api::search))
+        .route("/api/fleet/search", get(fleet::search))
         .route("/api/cameras", get(cameras::list))
         .route("/api/events", get(cameras::events))
         .route("/api/cameras/{camera}/snapshot", get(cameras::snapshot))

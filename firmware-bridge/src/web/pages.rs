@@ -130,6 +130,8 @@ struct SearchPage {
     device: String,
     q: String,
     history: bool,
+    /// Whether "every device" can be asked (the bridge has `[mqtt]`).
+    fleet: bool,
 }
 
 pub async fn search(
@@ -141,6 +143,7 @@ pub async fn search(
         device: s.device.clone(),
         q: q.q.unwrap_or_default(),
         history: s.history.is_some(),
+        fleet: s.fleet.is_some(),
     })
 }
 
