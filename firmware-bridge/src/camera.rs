@@ -135,6 +135,10 @@ pub struct CameraWorker {
     last_captioned: Option<(Vec<f32>, String)>,
     pub snapshot: bool,
     pub stills: bool,
+    /// What a stills source's frames are analysed as (`still`, `frigate`).
+    pub still_trigger: Trigger,
+    /// Where a Frigate source's results go back to Frigate.
+    pub write_back: Option<crate::source::frigate::WriteBack>,
     /// Where label sets set by command are kept.
     pub labels_file: PathBuf,
     /// Where analysed frames are kept, when the history is on.
@@ -187,6 +191,8 @@ impl CameraWorker {
             last_captioned: None,
             snapshot: cam.snapshot,
             stills,
+            still_trigger: Trigger::Still,
+            write_back: None,
             labels_file,
             history: None,
             metrics: None,
@@ -230,7 +236,7 @@ impl CameraWorker {
                 if let Some(f) = s.frame.take() {
                     drop(s);
                     self.inbox.notify();
-                    return Next::Analyse(f, Trigger::Still, vec![]);
+                    return Next::Analyse(f, self.still_trigger, vec![]);
                 }
                 if s.source_done {
                     return Next::Finished;
@@ -337,10 +343,14 @@ impl CameraWorker {
 
     fn analyse(&mut self, frame: Frame, trigger: Trigger, ids: Vec<Option<String>>) {
         self.gate.record(Instant::now());
+        let event_id = frame.event_id.clone();
         let with_id = |mut v: Value| {
             let ids: Vec<&String> = ids.iter().flatten().collect();
             if let (Some(obj), false) = (v.as_object_mut(), ids.is_empty()) {
                 obj.insert("request_ids".into(), json!(ids));
+            }
+            if let (Some(obj), Some(id)) = (v.as_object_mut(), &event_id) {
+                obj.insert("frigate_event".into(), json!(id));
             }
             v
         };
@@ -418,6 +428,7 @@ impl CameraWorker {
         if let Some(e) = &embedding {
             self.update_prompts(e);
         }
+        self.write_back(&frame, caption.as_deref(), labels.first());
         let mut frame_id = None;
         if let (Some(rec), Some(e)) = (&self.history, embedding) {
             let row = owlet_history::NewFrame {
@@ -463,6 +474,20 @@ impl CameraWorker {
         }
         drop(decoded);
         self.last_frame = Some(frame);
+    }
+
+    /// Frigate's event gets the caption or the top label back, where configured.
+    fn write_back(&self, frame: &Frame, caption: Option<&str>, top: Option<&(String, f32)>) {
+        let (Some(wb), Some(event)) = (&self.write_back, &frame.event_id) else { return };
+        let top = top.map(|(l, s)| (l.as_str(), *s));
+        let Some((url, body)) = wb.request(event, caption, top) else { return };
+        if let Err(e) = wb.send(&url, &body) {
+            self.error(
+                Some(frame),
+                Some(self.still_trigger),
+                format!("frigate event {event}: writing back: {e}"),
+            );
+        }
     }
 
     fn handle(&mut self, cmd: WorkerCommand) {

@@ -76,7 +76,8 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     };
 
     let live = Some(live);
-    let shared = Shared { topics, sink, stop: stop.clone(), metrics, live, state_dir, index };
+    let mqtt = config.mqtt.clone();
+    let shared = Shared { topics, sink, stop: stop.clone(), metrics, live, state_dir, index, mqtt };
     let mut cameras = Vec::new();
     for ((cam, (analyzer, labels_file)), inbox) in
         config.cameras.iter().zip(analyzers).zip(&inboxes)
@@ -134,6 +135,8 @@ struct Shared {
     live: Option<Arc<Live>>,
     state_dir: std::path::PathBuf,
     index: Index,
+    /// The broker, for sources that listen on it (Frigate's events).
+    mqtt: Option<crate::config::MqttConfig>,
 }
 
 /// A camera's threads: its worker, and the source, line and GPIO threads that
@@ -253,8 +256,9 @@ fn start_camera(
     labels_file: std::path::PathBuf,
     inbox: &Arc<Inbox>,
 ) -> Result<RunningCamera> {
-    // Files (once or watched) are each wanted: analysed in turn, never dropped.
-    let stills = matches!(cam.source, SourceConfig::Folder { .. });
+    // Files (once or watched) and Frigate's event snapshots are each wanted:
+    // analysed in turn, never dropped.
+    let stills = matches!(cam.source, SourceConfig::Folder { .. } | SourceConfig::Frigate(_));
     let feeders = start_feeders(shared, cam, inbox, stills)?;
     let mut worker = CameraWorker::new(
         cam,
@@ -267,6 +271,10 @@ fn start_camera(
     );
     worker.metrics = Some(shared.metrics.clone());
     worker.live = shared.live.clone();
+    if let SourceConfig::Frigate(f) = &cam.source {
+        worker.still_trigger = crate::trigger::Trigger::Frigate;
+        worker.write_back = crate::source::frigate::WriteBack::new(f);
+    }
     if !cam.prompts.is_empty() {
         let file = shared.state_dir.join("prompts").join(format!("{}.json", cam.name));
         let clip = worker.analyzer.clip().clone();
@@ -314,11 +322,16 @@ fn start_feeders(
     let mut feeders = Vec::new();
     let mut source_intake = intake(stills);
     source_intake.metrics = Some(shared.metrics.clone());
-    let (name, source, stop, source_inbox) =
-        (cam.name.clone(), cam.source.clone(), shared.stop.clone(), inbox.clone());
+    let (name, source, stop, source_inbox, mqtt) = (
+        cam.name.clone(),
+        cam.source.clone(),
+        shared.stop.clone(),
+        inbox.clone(),
+        shared.mqtt.clone(),
+    );
     feeders.push(thread("source").spawn(move || {
         source_intake.announce_no_motion();
-        crate::source::run(&name, &source, &mut source_intake, &stop);
+        crate::source::run(&name, &source, mqtt.as_ref(), &mut source_intake, &stop);
         source_inbox.source_done();
     })?);
     if let Some(argv) = cam.triggers.line.clone() {

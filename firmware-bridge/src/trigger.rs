@@ -21,6 +21,8 @@ pub enum Trigger {
     Command,
     /// A line from the line-trigger process (PIR sensor, GPIO edge, microcontroller).
     Line,
+    /// A Frigate event's snapshot: each is analysed once.
+    Frigate,
 }
 
 impl Trigger {
@@ -32,6 +34,7 @@ impl Trigger {
             Trigger::Motion => "motion",
             Trigger::Command => "command",
             Trigger::Line => "line",
+            Trigger::Frigate => "frigate",
         }
     }
 }
@@ -125,7 +128,7 @@ impl Gate {
 
     /// May `trigger` run now? Does not record it: call `record` when it does.
     pub fn allows(&mut self, trigger: Trigger, now: Instant) -> Result<(), String> {
-        if trigger == Trigger::Still {
+        if matches!(trigger, Trigger::Still | Trigger::Frigate) {
             return Ok(());
         }
         while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))

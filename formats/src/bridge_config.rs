@@ -347,6 +347,43 @@ pub enum SourceConfig {
     },
     /// A V4L2 device (`/dev/videoN`): USB webcams, CSI cameras with a V4L2 driver.
     V4l2(V4l2Config),
+    /// Frigate's tracked objects: its events over MQTT (the bridge's `[mqtt]`
+    /// broker), each event's snapshot from its HTTP API.
+    Frigate(FrigateSource),
+}
+
+/// A Frigate camera whose events a camera of owlet's follows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrigateSource {
+    /// Frigate's API, e.g. `http://frigate.local:5000` (its unauthenticated port).
+    pub url: String,
+    /// Frigate's camera name.
+    pub camera: String,
+    /// Only these object labels (default: every label).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Frigate's `mqtt.topic_prefix`.
+    #[serde(default = "default_frigate_prefix")]
+    pub topic_prefix: String,
+    #[serde(default)]
+    pub write_back: FrigateWriteBack,
+}
+
+/// What goes back to Frigate after an event's snapshot is analysed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrigateWriteBack {
+    #[default]
+    None,
+    /// The caption, as the event's description (needs captions on the camera).
+    Description,
+    /// The top zero-shot label, as the event's sub label.
+    SubLabel,
+}
+
+fn default_frigate_prefix() -> String {
+    "frigate".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -637,6 +674,18 @@ impl SourceConfig {
             SourceConfig::V4l2(v) if v.fps == 0 || v.fps > 120 => {
                 Err(field("fps")("must be 1 to 120".into()))
             }
+            SourceConfig::Frigate(f) if !f.url.starts_with("http://") => {
+                Err(field("url")("must be Frigate's http:// URL (port 5000)".into()))
+            }
+            SourceConfig::Frigate(f) if !valid_topic_level(&f.camera) => {
+                Err(field("camera")("must be a Frigate camera name".into()))
+            }
+            SourceConfig::Frigate(f) if !valid_topic_level(&f.topic_prefix) => {
+                Err(field("topic_prefix")("must be one topic level".into()))
+            }
+            SourceConfig::Frigate(f) if !f.labels.is_empty() => {
+                check_labels(&f.labels).map_err(field("labels"))
+            }
             _ => Ok(()),
         }
     }
@@ -898,6 +947,22 @@ impl Config {
                 check_labels(l).map_err(|r| err(at("labels"), &r))?;
             }
             cam.source.validate().map_err(|(f, r)| err(at(&format!("source.{f}")), &r))?;
+            if let SourceConfig::Frigate(f) = &cam.source {
+                if self.mqtt.is_none() {
+                    return Err(err(
+                        at("source.kind"),
+                        "a frigate source needs the [mqtt] section: Frigate's events come over MQTT",
+                    ));
+                }
+                let captioned = cam.captions && (self.blip2.is_some() || cam.blip2_model.is_some());
+                if f.write_back == FrigateWriteBack::Description && !captioned {
+                    return Err(err(
+                        at("source.write_back"),
+                        "\"description\" writes the caption back: it needs captions = true \
+                         and a BLIP-2 model ([blip2] or the camera's blip2_model)",
+                    ));
+                }
+            }
             cam.triggers.validate().map_err(|(f, r)| err(at(&format!("triggers.{f}")), &r))?;
             let mut slugs = std::collections::HashSet::new();
             for (j, p) in cam.prompts.iter().enumerate() {
@@ -1048,6 +1113,32 @@ source = { kind = "folder", path = "frames", watch = true }
         assert_eq!(p.slug(), "garage_door_open");
         assert_eq!((p.on, p.off, p.debounce_s), (0.6, 0.4, 2.0));
         assert_eq!(p.negative.len(), 2);
+    }
+
+    #[test]
+    fn a_frigate_source_needs_mqtt_an_http_url_and_captions_to_write_descriptions() {
+        let cam = |source: &str, extra: &str| {
+            format!("{extra}[[cameras]]\nname=\"drive\"\ncaptions=true\nsource={{kind=\"frigate\",{source}}}\n")
+        };
+        let mqtt = "[mqtt]\nhost=\"h\"\n";
+        let c = parse(&cam("url=\"http://f:5000\",camera=\"front\"", mqtt)).unwrap();
+        let SourceConfig::Frigate(f) = &c.cameras[0].source else { panic!("a frigate source") };
+        assert_eq!((f.topic_prefix.as_str(), f.write_back), ("frigate", FrigateWriteBack::None));
+        assert!(f.labels.is_empty());
+        for (text, needle) in [
+            (cam("url=\"http://f:5000\",camera=\"front\"", ""), "needs the [mqtt] section"),
+            (cam("url=\"https://f\",camera=\"front\"", mqtt), "source.url"),
+            (cam("url=\"http://f\",camera=\"a/b\"", mqtt), "source.camera"),
+            (cam("url=\"http://f\",camera=\"c\",labels=[\"\"]", mqtt), "source.labels"),
+            (cam("url=\"http://f\",camera=\"c\",write_back=\"sublabel\"", mqtt), "`sub_label`"),
+            (
+                format!("{mqtt}[[cameras]]\nname=\"d\"\nsource={{kind=\"frigate\",url=\"http://f\",camera=\"c\",write_back=\"description\"}}\n"),
+                "needs captions = true",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
     }
 
     /// Issue 22: values `--check-config` passed that panicked or stalled the daemon.

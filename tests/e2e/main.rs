@@ -5,6 +5,7 @@ mod bridge;
 mod browser;
 mod cli;
 mod fleet;
+mod frigate;
 mod hardware;
 mod history;
 mod memory;

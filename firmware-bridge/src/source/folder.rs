@@ -37,7 +37,13 @@ pub fn read_frame(camera: &str, path: &Path) -> Result<Frame> {
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let captured =
         std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
-    Ok(Frame { camera: camera.to_string(), origin: path.display().to_string(), captured, bytes })
+    Ok(Frame {
+        camera: camera.to_string(),
+        origin: path.display().to_string(),
+        captured,
+        bytes,
+        event_id: None,
+    })
 }
 
 /// Every image of `dir` once. A file that cannot be read is reported and skipped.

@@ -88,6 +88,7 @@ pub fn run_snapshot(
                     origin: format!("{url}#{n}"),
                     captured: SystemTime::now(),
                     bytes,
+                    event_id: None,
                 };
                 if !events.frame(frame) {
                     return;

@@ -122,6 +122,7 @@ mod tests {
             origin: n.to_string(),
             captured: SystemTime::now(),
             bytes: vec![],
+            event_id: None,
         }
     }
 

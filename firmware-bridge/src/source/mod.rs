@@ -4,6 +4,7 @@
 //! a slow consumer never blocks a live source (see `inbox`).
 
 pub mod folder;
+pub mod frigate;
 pub mod http;
 pub mod inbox;
 pub mod mjpeg;
@@ -23,6 +24,8 @@ pub struct Frame {
     pub origin: String,
     pub captured: SystemTime,
     pub bytes: Vec<u8>,
+    /// The event it shows, for sources of events (Frigate's): results name it.
+    pub event_id: Option<String>,
 }
 
 /// What a source reports besides frames.
@@ -38,6 +41,7 @@ pub trait SourceEvents: Send {
 pub fn run(
     camera: &str,
     source: &crate::config::SourceConfig,
+    mqtt: Option<&crate::config::MqttConfig>,
     events: &mut dyn SourceEvents,
     stop: &Stop,
 ) {
@@ -54,6 +58,7 @@ pub fn run(
         SourceConfig::HttpSnapshot { url, interval_s } => {
             http::run_snapshot(camera, url, Duration::from_secs_f64(*interval_s), events, stop)
         }
+        SourceConfig::Frigate(f) => frigate::run(camera, f, mqtt, events, stop),
         #[cfg(feature = "v4l2")]
         SourceConfig::V4l2(v) => v4l2::run(camera, v, events, stop),
         // Refused by Config::validate in such a build.
@@ -152,6 +157,7 @@ pub(crate) fn pump_mjpeg(
                 origin: format!("{origin}#{count}"),
                 captured: SystemTime::now(),
                 bytes,
+                event_id: None,
             };
             if !events.frame(frame) {
                 return Ok(count);

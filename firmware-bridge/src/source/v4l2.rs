@@ -170,6 +170,7 @@ fn capture(
             origin,
             captured: SystemTime::now(),
             bytes,
+            event_id: None,
         }) {
             return Ok(());
         }
