@@ -44,3 +44,30 @@ install_test_deps() {
   # Debian starts a system mosquitto on 1883; the tests start their own on free
   # ports and do not need it.
 }
+
+# A real Home Assistant core for tests/e2e/home_assistant.rs: pinned, from PyPI,
+# into target/ha-venv (rebuilt when the pins change). It needs Python 3.13: on
+# PATH, or pyenv's. The frontend package is there because Home Assistant's
+# bootstrap always sets the frontend up (without it, it starts in recovery mode);
+# paho-mqtt is the MQTT integration's requirement (hass runs with --skip-pip).
+HA_PINS="homeassistant==2025.4.4 home-assistant-frontend==20250411.0 paho-mqtt==2.1.0"
+install_home_assistant() {
+  local venv=target/ha-venv
+  if [ "$(cat "$venv/.owlet-pins" 2>/dev/null)" = "$HA_PINS" ] && [ -x "$venv/bin/hass" ]; then
+    return 0
+  fi
+  # pyenv's own 3.13 first: its shim on PATH refuses to run while another
+  # version is selected.
+  local py="" p
+  for p in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.13*/bin/python3.13 "$(command -v python3.13 || true)"; do
+    if [ -n "$p" ] && "$p" --version >/dev/null 2>&1; then py=$p; break; fi
+  done
+  [ -n "$py" ] || { echo "owlet: Home Assistant needs Python 3.13 (pyenv's, or python3.13 on PATH)" >&2; exit 2; }
+  echo "owlet: installing Home Assistant into $venv ($HA_PINS) with $py"
+  rm -rf "$venv"
+  "$py" -m venv "$venv" || exit 2
+  "$venv/bin/pip" install -q --upgrade pip
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q $HA_PINS
+  echo "$HA_PINS" > "$venv/.owlet-pins"
+}

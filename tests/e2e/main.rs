@@ -8,6 +8,7 @@ mod fleet;
 mod frigate;
 mod hardware;
 mod history;
+mod home_assistant;
 mod memory;
 mod mqtt;
 mod reliability;
