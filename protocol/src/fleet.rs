@@ -176,12 +176,7 @@ impl Request {
 /// A request id: 1 to 64 of `[A-Za-z0-9_.-]`, so that its reply topic is one
 /// topic level with no wildcard.
 pub fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && id != "."
-        && id != "..";
-    if ok {
+    if crate::names::is_plain_id(id, MAX_ID) {
         Ok(())
     } else {
         Err(format!("id must be 1 to {MAX_ID} letters, digits, '-', '_' or '.'"))

@@ -22,6 +22,16 @@ pub fn clean_labels(labels: Vec<String>) -> std::result::Result<Vec<String>, Str
     Ok(labels)
 }
 
+/// An identifier that is safe as one topic level and as one URL path segment:
+/// 1 to `max` of `A-Z a-z 0-9 _ . -`, and not `.` or `..`.
+pub fn is_plain_id(id: &str, max: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= max
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id != "."
+        && id != ".."
+}
+
 pub fn valid_topic_level(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64

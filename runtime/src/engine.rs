@@ -302,6 +302,12 @@ impl Graph {
             chunks.push(part);
         }
         let mut outs: Vec<Option<Result<Tensor>>> = (0..parts).map(|_| None).collect();
+        // The parts go to the pool as jobs: wait for the pool's turn as on_pool
+        // does (a pool thread is already inside a turn).
+        let _turn = pool
+            .current_thread_index()
+            .is_none()
+            .then(|| POOL_TURN.lock().unwrap_or_else(|p| p.into_inner()));
         pool.in_place_scope(|s| {
             for (part, out) in chunks.into_iter().zip(outs.iter_mut()) {
                 // Each part on one thread: no nested use of the pool.
@@ -398,11 +404,14 @@ pub fn set_threads(n: usize) {
 /// ops, long enough for an idle rayon worker to fall asleep, and waking it again
 /// took 12-23 µs per product (an int8 text-encoder product of 39 µs measured 51-62
 /// µs with a 50-1000 µs pause before each). onnxruntime's pool spins the same way.
+///
+/// One caller's plan runs on the pool at a time ([`POOL_TURN`]).
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
     let exec = current_tract_executor();
     match &exec {
         Executor::MultiThread(pool) if pool.current_thread_index().is_none() => {
+            let _turn = POOL_TURN.lock().unwrap_or_else(|p| p.into_inner());
             let helpers = pool.current_num_threads() - 1;
             if helpers == 0 || !pool_spin() {
                 return pool.install(|| multithread_tract_scope(exec.clone(), f));
@@ -434,6 +443,15 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         _ => f(),
     }
 }
+
+/// Held by a thread outside the pool while its plan runs there. tract keeps a
+/// thread's scratch space borrowed while one of its products waits for the pool,
+/// and a pool thread that waits takes other jobs: had another caller's plan been
+/// handed to the pool meanwhile, it could run inside that wait, borrow the same
+/// scratch and panic ("RefCell already borrowed", two cameras of the bridge;
+/// tests/concurrent_plans.rs). The callers take turns instead: the pool's threads
+/// are all busy with one plan anyway.
+static POOL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// How long `on_pool` waits for its helpers to start before running the plan.
 const HELPER_WAIT_US: u128 = 250;

@@ -25,24 +25,14 @@ use owlet_formats::bridge_config::{FrigateSource, FrigateWriteBack};
 use rumqttc::{Event, Packet, QoS, RecvTimeoutError};
 use serde::Deserialize;
 
+use super::http::{agent, MAX_SNAPSHOT};
 use super::{Backoff, Frame, SourceEvents, Stop};
 use crate::config::MqttConfig;
 
-/// Largest snapshot accepted.
-const MAX_SNAPSHOT: u64 = 16 << 20;
 /// Events remembered (to skip duplicates and what comes after an end).
 const REMEMBERED: usize = 4096;
 /// Frigate's limit on a sub label.
 const MAX_SUB_LABEL: usize = 100;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_secs(15)))
-        .http_status_as_error(true)
-        .build()
-        .into()
-}
 
 /// One `frigate/events` message: its kind and the object after the change.
 #[derive(Debug, Deserialize)]
@@ -107,12 +97,7 @@ impl Kind {
 
 /// An event id goes into a URL path: Frigate's are `<start time>-<random>`.
 pub fn check_event_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        && id != "."
-        && id != "..";
-    if ok {
+    if owlet_protocol::names::is_plain_id(id, 64) {
         Ok(())
     } else {
         Err(format!(

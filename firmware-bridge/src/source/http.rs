@@ -7,9 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{pump_mjpeg, Backoff, Frame, SourceEvents, Stop};
 
 /// Largest snapshot accepted.
-const MAX_SNAPSHOT: u64 = 16 << 20;
+pub(super) const MAX_SNAPSHOT: u64 = 16 << 20;
 
-fn agent() -> ureq::Agent {
+/// The HTTP client of the sources that fetch over HTTP (cameras, Frigate).
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_recv_response(Some(Duration::from_secs(10)))
