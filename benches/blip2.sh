@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="$PWD/target/bench-models/blip2-opt125m"
+. benches/python-env.sh
+bench_python_env
 if [ ! -f "$BUNDLE/owlet.toml" ]; then
-  pip install -q -r models/requirements.txt
   python3 models/export.py blip2 "$BUNDLE" --random opt-125m
 fi
 if [ ! -f "$BUNDLE-int8/owlet.toml" ]; then

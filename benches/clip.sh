@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="$PWD/target/bench-models/clip-vit-b32"
+. benches/python-env.sh
+bench_python_env
 if [ ! -f "$BUNDLE/owlet.toml" ]; then
-  pip install -q -r models/requirements.txt
   python3 models/export.py clip "$BUNDLE" --random vit-b32
 fi
 if [ ! -f "$BUNDLE-int8/owlet.toml" ]; then
