@@ -833,11 +833,27 @@ impl Config {
     /// Check every field as a config file's are checked (`path` names where it
     /// came from in the errors).
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let err = |field: String, reason: &str| ConfigError {
-            path: path.to_path_buf(),
-            field,
-            reason: reason.into(),
-        };
+        let in_file =
+            |(field, reason): FieldError| ConfigError { path: path.to_path_buf(), field, reason };
+        self.check_names_and_models().map_err(in_file)?;
+        self.check_index_and_web().map_err(in_file)?;
+        self.check_mqtt().map_err(in_file)?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            if !seen.insert(&cam.name) {
+                return Err(in_file((
+                    format!("cameras[{i}].name"),
+                    "duplicate camera name".into(),
+                )));
+            }
+            self.check_camera(i, cam).map_err(in_file)?;
+        }
+        Ok(())
+    }
+
+    /// The device's name and the models' settings.
+    fn check_names_and_models(&self) -> std::result::Result<(), FieldError> {
+        let err = |field: String, reason: &str| -> FieldError { (field, reason.to_string()) };
         if !valid_topic_level(&self.device) {
             return Err(err(
                 "device".into(),
@@ -862,6 +878,12 @@ impl Config {
                 return Err(err("blip2.max_new_tokens".into(), "must be between 1 and 512"));
             }
         }
+        Ok(())
+    }
+
+    /// The history's and the web page's sections.
+    fn check_index_and_web(&self) -> std::result::Result<(), FieldError> {
+        let err = |field: String, reason: &str| -> FieldError { (field, reason.to_string()) };
         if let Some(i) = &self.index {
             VectorPrecision::parse(&i.precision)
                 .map_err(|_| err("index.precision".into(), "must be f32, f16 or int8"))?;
@@ -899,6 +921,12 @@ impl Config {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// The broker's section.
+    fn check_mqtt(&self) -> std::result::Result<(), FieldError> {
+        let err = |field: String, reason: &str| -> FieldError { (field, reason.to_string()) };
         if let Some(m) = &self.mqtt {
             if m.host.trim().is_empty() {
                 return Err(err("mqtt.host".into(), "must not be empty"));
@@ -934,67 +962,63 @@ impl Config {
                 return Err(err("mqtt.discovery_prefix".into(), "must be one topic level"));
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, cam) in self.cameras.iter().enumerate() {
-            let at = |f: &str| format!("cameras[{i}].{f}");
-            if !valid_topic_level(&cam.name) {
-                return Err(err(at("name"), "must be non-empty without '/', '+', '#' or spaces"));
+        Ok(())
+    }
+
+    /// Camera `i`: its name, labels, source, triggers, prompts and thresholds.
+    fn check_camera(&self, i: usize, cam: &CameraConfig) -> std::result::Result<(), FieldError> {
+        let err = |field: String, reason: &str| -> FieldError { (field, reason.to_string()) };
+        let at = |f: &str| format!("cameras[{i}].{f}");
+        if !valid_topic_level(&cam.name) {
+            return Err(err(at("name"), "must be non-empty without '/', '+', '#' or spaces"));
+        }
+        if let Some(l) = &cam.labels {
+            check_labels(l).map_err(|r| err(at("labels"), &r))?;
+        }
+        cam.source.validate().map_err(|(f, r)| err(at(&format!("source.{f}")), &r))?;
+        if let SourceConfig::Frigate(f) = &cam.source {
+            if self.mqtt.is_none() {
+                return Err(err(
+                    at("source.kind"),
+                    "a frigate source needs the [mqtt] section: Frigate's events come over MQTT",
+                ));
             }
-            if !seen.insert(&cam.name) {
-                return Err(err(at("name"), "duplicate camera name"));
+            let captioned = cam.captions && (self.blip2.is_some() || cam.blip2_model.is_some());
+            if f.write_back == FrigateWriteBack::Description && !captioned {
+                return Err(err(
+                    at("source.write_back"),
+                    "\"description\" writes the caption back: it needs captions = true \
+                     and a BLIP-2 model ([blip2] or the camera's blip2_model)",
+                ));
             }
-            if let Some(l) = &cam.labels {
-                check_labels(l).map_err(|r| err(at("labels"), &r))?;
+        }
+        cam.triggers.validate().map_err(|(f, r)| err(at(&format!("triggers.{f}")), &r))?;
+        let mut slugs = std::collections::HashSet::new();
+        for (j, p) in cam.prompts.iter().enumerate() {
+            let at = |f: &str| format!("cameras[{i}].prompts[{j}].{f}");
+            if p.slug().is_empty() || p.name.chars().count() > 64 {
+                return Err(err(
+                    at("name"),
+                    "must be 1 to 64 characters, some of them letters or digits",
+                ));
             }
-            cam.source.validate().map_err(|(f, r)| err(at(&format!("source.{f}")), &r))?;
-            if let SourceConfig::Frigate(f) = &cam.source {
-                if self.mqtt.is_none() {
-                    return Err(err(
-                        at("source.kind"),
-                        "a frigate source needs the [mqtt] section: Frigate's events come over MQTT",
-                    ));
-                }
-                let captioned = cam.captions && (self.blip2.is_some() || cam.blip2_model.is_some());
-                if f.write_back == FrigateWriteBack::Description && !captioned {
-                    return Err(err(
-                        at("source.write_back"),
-                        "\"description\" writes the caption back: it needs captions = true \
-                         and a BLIP-2 model ([blip2] or the camera's blip2_model)",
-                    ));
-                }
+            if !slugs.insert(p.slug()) {
+                return Err(err(at("name"), "another prompt of this camera has the same topic"));
             }
-            cam.triggers.validate().map_err(|(f, r)| err(at(&format!("triggers.{f}")), &r))?;
-            let mut slugs = std::collections::HashSet::new();
-            for (j, p) in cam.prompts.iter().enumerate() {
-                let at = |f: &str| format!("cameras[{i}].prompts[{j}].{f}");
-                if p.slug().is_empty() || p.name.chars().count() > 64 {
-                    return Err(err(
-                        at("name"),
-                        "must be 1 to 64 characters, some of them letters or digits",
-                    ));
-                }
-                if !slugs.insert(p.slug()) {
-                    return Err(err(
-                        at("name"),
-                        "another prompt of this camera has the same topic",
-                    ));
-                }
-                check_labels(&p.positive).map_err(|r| err(at("positive"), &r))?;
-                check_labels(&p.negative).map_err(|r| err(at("negative"), &r))?;
-                if !(p.off >= 0.0 && p.off < p.on && p.on <= 1.0) {
-                    return Err(err(at("on"), "need 0 <= off < on <= 1"));
-                }
-                in_range(p.debounce_s, 0.0, MAX_WAIT_S, "s")
-                    .map_err(|r| err(at("debounce_s"), &r))?;
+            check_labels(&p.positive).map_err(|r| err(at("positive"), &r))?;
+            check_labels(&p.negative).map_err(|r| err(at("negative"), &r))?;
+            if !(p.off >= 0.0 && p.off < p.on && p.on <= 1.0) {
+                return Err(err(at("on"), "need 0 <= off < on <= 1"));
             }
-            if let Some(c) = cam.skip_caption_above {
-                in_range(c as f64, 0.5, 1.0, "(a cosine)")
-                    .map_err(|r| err(at("skip_caption_above"), &r))?;
-            }
-            let e = &cam.events;
-            if !(0.0..=1.0).contains(&e.off) || !(0.0..=1.0).contains(&e.on) || e.off >= e.on {
-                return Err(err(at("events"), "need 0 <= off < on <= 1"));
-            }
+            in_range(p.debounce_s, 0.0, MAX_WAIT_S, "s").map_err(|r| err(at("debounce_s"), &r))?;
+        }
+        if let Some(c) = cam.skip_caption_above {
+            in_range(c as f64, 0.5, 1.0, "(a cosine)")
+                .map_err(|r| err(at("skip_caption_above"), &r))?;
+        }
+        let e = &cam.events;
+        if !(0.0..=1.0).contains(&e.off) || !(0.0..=1.0).contains(&e.on) || e.off >= e.on {
+            return Err(err(at("events"), "need 0 <= off < on <= 1"));
         }
         Ok(())
     }
