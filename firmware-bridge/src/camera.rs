@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::analyze::{now_ms, time_ms, Analyzer, LabelEvents};
+use crate::analyze::{now_ms, time_ms, Analyzer, Decoded, LabelEvents};
 use crate::commands::{AnswerPiece, CameraCommand, WorkerCommand};
 use crate::config::CameraConfig;
 use crate::publish::{Delivery, Message, Payload, Sink};
@@ -157,6 +157,36 @@ pub struct CameraWorker {
     dropped_seen: u64,
     /// Frames replaced in the inbox before the one being analysed (newest wins).
     skipped: u64,
+}
+
+/// What looking at a frame gave: its labels, embedding, and whether it is the
+/// scene last captioned (its cosine to that frame).
+#[derive(Default)]
+struct Looked {
+    embedding: Option<Vec<f32>>,
+    same_scene: Option<f32>,
+    labels: Vec<(String, f32)>,
+}
+
+/// What a result names besides the frame: the capture requests it answers and
+/// the Frigate event it shows.
+struct Tags {
+    ids: Vec<String>,
+    event: Option<String>,
+}
+
+impl Tags {
+    fn apply(&self, mut v: Value) -> Value {
+        if let Some(obj) = v.as_object_mut() {
+            if !self.ids.is_empty() {
+                obj.insert("request_ids".into(), json!(self.ids));
+            }
+            if let Some(id) = &self.event {
+                obj.insert("frigate_event".into(), json!(id));
+            }
+        }
+        v
+    }
 }
 
 /// What the worker does next.
@@ -343,17 +373,7 @@ impl CameraWorker {
 
     fn analyse(&mut self, frame: Frame, trigger: Trigger, ids: Vec<Option<String>>) {
         self.gate.record(Instant::now());
-        let event_id = frame.event_id.clone();
-        let with_id = |mut v: Value| {
-            let ids: Vec<&String> = ids.iter().flatten().collect();
-            if let (Some(obj), false) = (v.as_object_mut(), ids.is_empty()) {
-                obj.insert("request_ids".into(), json!(ids));
-            }
-            if let (Some(obj), Some(id)) = (v.as_object_mut(), &event_id) {
-                obj.insert("frigate_event".into(), json!(id));
-            }
-            v
-        };
+        let tags = Tags { ids: ids.into_iter().flatten().collect(), event: frame.event_id.clone() };
         let skipped = self.skipped;
         self.count(|m, cam| {
             m.analysed(cam, trigger.name());
@@ -365,100 +385,146 @@ impl CameraWorker {
             Err(e) => return self.error(Some(&frame), Some(trigger), e.to_string()),
         };
         self.count(|m, cam| m.stage(cam, "decode", t.elapsed()));
-        let mut embedding = None;
-        let mut same_scene = None;
-        let mut labels = Vec::new();
-        let t = Instant::now();
-        let looked = self.analyzer.labels(&decoded, trigger);
-        self.count(|m, cam| m.stage(cam, "labels", t.elapsed()));
-        match looked {
-            Ok((msg, emb)) => {
-                same_scene = self.same_scene(&emb);
-                embedding = Some(emb);
-                labels = msg.labels.iter().map(|l| (l.label.clone(), l.score)).collect();
-                for ev in self.events.update(&msg.labels) {
-                    let mut v = serde_json::to_value(&ev).unwrap_or_default();
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("camera".into(), json!(self.name));
-                        o.insert("frame_time_ms".into(), json!(msg.frame_time_ms));
-                        o.insert("trigger".into(), json!(trigger));
-                    }
-                    self.send_json("event", v);
-                }
-                let mut v = with_id(serde_json::to_value(&msg).unwrap_or_default());
-                if let Some(o) = v.as_object_mut() {
-                    // Live frames that arrived and were replaced by newer ones since
-                    // the last look: what "the newest frame wins" cost.
-                    o.insert("frames_skipped".into(), json!(self.skipped));
-                    if let Some(cosine) = same_scene {
-                        o.insert(
-                            "caption_skipped".into(),
-                            json!({"reason": "same scene as the last captioned frame", "cosine": cosine}),
-                        );
-                    }
-                }
-                self.send_state("labels", v);
-            }
-            Err(e) => self.error(Some(&frame), Some(trigger), e.to_string()),
+        let looked = self.look(&decoded, trigger, &tags);
+        let caption = self.describe(&decoded, trigger, &looked, &tags);
+        if let Some(e) = &looked.embedding {
+            self.update_prompts(e);
         }
-        let mut caption = None;
-        if self.captions && same_scene.is_some() {
+        self.write_back(&frame, caption.as_deref(), looked.labels.first());
+        let frame_id = self.keep(&decoded, trigger, caption.clone(), &looked);
+        self.show(&frame, trigger, looked, caption, frame_id);
+        drop(decoded);
+        self.last_frame = Some(frame);
+    }
+
+    /// Labels (and label events) for the frame, and its embedding.
+    fn look(&mut self, decoded: &Decoded, trigger: Trigger, tags: &Tags) -> Looked {
+        let mut looked = Looked::default();
+        let t = Instant::now();
+        let result = self.analyzer.labels(decoded, trigger);
+        self.count(|m, cam| m.stage(cam, "labels", t.elapsed()));
+        let (msg, emb) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(Some(decoded.frame), Some(trigger), e.to_string());
+                return looked;
+            }
+        };
+        looked.same_scene = self.same_scene(&emb);
+        looked.embedding = Some(emb);
+        looked.labels = msg.labels.iter().map(|l| (l.label.clone(), l.score)).collect();
+        for ev in self.events.update(&msg.labels) {
+            let mut v = serde_json::to_value(&ev).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("camera".into(), json!(self.name));
+                o.insert("frame_time_ms".into(), json!(msg.frame_time_ms));
+                o.insert("trigger".into(), json!(trigger));
+            }
+            self.send_json("event", v);
+        }
+        let mut v = tags.apply(serde_json::to_value(&msg).unwrap_or_default());
+        if let Some(o) = v.as_object_mut() {
+            // Live frames that arrived and were replaced by newer ones since the
+            // last look: what "the newest frame wins" cost.
+            o.insert("frames_skipped".into(), json!(self.skipped));
+            if let Some(cosine) = looked.same_scene {
+                o.insert(
+                    "caption_skipped".into(),
+                    json!({"reason": "same scene as the last captioned frame", "cosine": cosine}),
+                );
+            }
+        }
+        self.send_state("labels", v);
+        looked
+    }
+
+    /// The caption, unless captions are off or the scene is the last captioned one.
+    fn describe(
+        &mut self,
+        decoded: &Decoded,
+        trigger: Trigger,
+        looked: &Looked,
+        tags: &Tags,
+    ) -> Option<String> {
+        if !self.captions {
+            return None;
+        }
+        if looked.same_scene.is_some() {
             // Nothing new to say: the page keeps showing the scene's caption, the
             // history row has none (the model did not look at this frame).
             self.count(|m, cam| m.skipped(cam, "same_scene_caption", 1));
-        } else if self.captions {
-            let t = Instant::now();
-            let captioned = self.analyzer.caption(&decoded, trigger);
-            self.count(|m, cam| m.stage(cam, "caption", t.elapsed()));
-            match captioned {
-                Some(Ok(msg)) => {
-                    caption = Some(msg.caption.clone());
-                    if let Some(e) = &embedding {
-                        self.last_captioned = Some((e.clone(), msg.caption.clone()));
-                    }
-                    self.send_state(
-                        "caption",
-                        with_id(serde_json::to_value(&msg).unwrap_or_default()),
-                    )
+            return None;
+        }
+        let t = Instant::now();
+        let captioned = self.analyzer.caption(decoded, trigger);
+        self.count(|m, cam| m.stage(cam, "caption", t.elapsed()));
+        match captioned? {
+            Ok(msg) => {
+                if let Some(e) = &looked.embedding {
+                    self.last_captioned = Some((e.clone(), msg.caption.clone()));
                 }
-                Some(Err(e)) => self.error(Some(&frame), Some(trigger), e.to_string()),
-                None => {}
+                self.send_state(
+                    "caption",
+                    tags.apply(serde_json::to_value(&msg).unwrap_or_default()),
+                );
+                Some(msg.caption)
+            }
+            Err(e) => {
+                self.error(Some(decoded.frame), Some(trigger), e.to_string());
+                None
             }
         }
-        if let Some(e) = &embedding {
-            self.update_prompts(e);
-        }
-        self.write_back(&frame, caption.as_deref(), labels.first());
-        let mut frame_id = None;
-        if let (Some(rec), Some(e)) = (&self.history, embedding) {
-            let row = owlet_history::NewFrame {
-                time_ms: time_ms(frame.captured) as u64,
-                camera: self.name.clone(),
-                trigger: trigger.name().into(),
-                source: Some(frame.origin.clone()),
-                caption: caption.clone(),
-                labels: labels.clone(),
-                ..Default::default()
-            };
-            let t = Instant::now();
-            let kept = rec.record(row, &decoded.image, &frame.bytes, e);
-            self.count(|m, cam| m.stage(cam, "history", t.elapsed()));
-            match kept {
-                Ok(id) => frame_id = Some(id),
-                Err(err) => {
-                    self.error(Some(&frame), Some(trigger), format!("keeping the frame: {err}"))
-                }
+    }
+
+    /// The frame in the history, where it is kept: its id there.
+    fn keep(
+        &self,
+        decoded: &Decoded,
+        trigger: Trigger,
+        caption: Option<String>,
+        looked: &Looked,
+    ) -> Option<i64> {
+        let (rec, e) = (self.history.as_ref()?, looked.embedding.clone()?);
+        let frame = decoded.frame;
+        let row = owlet_history::NewFrame {
+            time_ms: time_ms(frame.captured) as u64,
+            camera: self.name.clone(),
+            trigger: trigger.name().into(),
+            source: Some(frame.origin.clone()),
+            caption,
+            labels: looked.labels.clone(),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let kept = rec.record(row, &decoded.image, &frame.bytes, e);
+        self.count(|m, cam| m.stage(cam, "history", t.elapsed()));
+        match kept {
+            Ok(id) => Some(id),
+            Err(err) => {
+                self.error(Some(frame), Some(trigger), format!("keeping the frame: {err}"));
+                None
             }
         }
+    }
+
+    /// The web page's live view, and the snapshot topic.
+    fn show(
+        &self,
+        frame: &Frame,
+        trigger: Trigger,
+        looked: Looked,
+        caption: Option<String>,
+        frame_id: Option<i64>,
+    ) {
         if let Some(live) = &self.live {
-            let shown = match (&caption, same_scene) {
+            let shown = match (&caption, looked.same_scene) {
                 (None, Some(_)) => self.last_captioned.as_ref().map(|(_, c)| c.clone()),
                 _ => caption,
             };
             let latest = crate::live::LatestFrame {
                 time_ms: time_ms(frame.captured) as u64,
                 trigger: trigger.name().into(),
-                labels,
+                labels: looked.labels,
                 caption: shown,
                 frame_id,
             };
@@ -472,8 +538,6 @@ impl CameraWorker {
                 delivery: Delivery::BestEffort,
             });
         }
-        drop(decoded);
-        self.last_frame = Some(frame);
     }
 
     /// Frigate's event gets the caption or the top label back, where configured.
