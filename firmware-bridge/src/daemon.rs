@@ -93,11 +93,24 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     while !stop.is_stopped() && !done(&cameras) {
         std::thread::sleep(Duration::from_millis(50));
     }
+    stop_cameras(&stop, &inboxes, cameras);
+    if let Some(web) = web {
+        web.stop();
+    }
+    if let Some(link) = link {
+        link.shutdown();
+    }
+    Ok(())
+}
+
+/// Stop every camera: the workers finish the frames in hand, then the sources
+/// (and their children) are given `SOURCES_STOP` to end.
+fn stop_cameras(stop: &Stop, inboxes: &[Arc<Inbox>], cameras: Vec<RunningCamera>) {
     if stop.is_stopped() {
         log::info!("stopping: finishing the frames in hand");
     }
     stop.stop();
-    for inbox in &inboxes {
+    for inbox in inboxes {
         inbox.stop();
     }
     let mut feeders = Vec::new();
@@ -114,13 +127,6 @@ pub fn run(config: Config, opts: RunOptions, stop: Stop) -> Result<()> {
     while !feeders.iter().all(|f| f.is_finished()) && waiting.elapsed() < SOURCES_STOP {
         std::thread::sleep(Duration::from_millis(20));
     }
-    if let Some(web) = web {
-        web.stop();
-    }
-    if let Some(link) = link {
-        link.shutdown();
-    }
-    Ok(())
 }
 
 /// The history, and the model that embeds its searches.
