@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::commands::SearchRequest;
 use crate::history::SharedHistory;
-use crate::publish::{Delivery, Message, Sink};
+use crate::publish::{Message, Sink};
 use crate::topics::Topics;
 
 /// Searches waiting; more are refused.
@@ -64,6 +64,11 @@ pub fn spawn(
     tx
 }
 
+/// What a search request narrows the history to.
+fn filter(camera: &Option<String>, since_ms: Option<u64>, until_ms: Option<u64>) -> Filter {
+    Filter { camera: camera.clone(), since_ms, until_ms, ..Filter::default() }
+}
+
 struct Searcher {
     history: SharedHistory,
     clip: Arc<Clip>,
@@ -82,13 +87,7 @@ impl Searcher {
     fn device_answer(&self, r: &SearchRequest, topics: &Topics) -> Message {
         let t = Instant::now();
         let topic = r.reply_to.clone().unwrap_or_else(|| topics.search_result());
-        let filter = Filter {
-            camera: r.camera.clone(),
-            since_ms: r.since_ms,
-            until_ms: r.until_ms,
-            ..Filter::default()
-        };
-        let result = self.find(&r.text, r.k, &filter);
+        let result = self.find(&r.text, r.k, &filter(&r.camera, r.since_ms, r.until_ms));
         let mut v =
             json!({"id": r.id, "text": r.text, "latency_ms": t.elapsed().as_secs_f64() * 1e3});
         match result {
@@ -119,21 +118,8 @@ impl Searcher {
             return None;
         }
         let t = Instant::now();
-        let filter = Filter {
-            camera: r.camera.clone(),
-            since_ms: r.since_ms,
-            until_ms: r.until_ms,
-            ..Filter::default()
-        };
-        let mut answer = fleet::SearchAnswer {
-            id: r.id.clone(),
-            device: device.to_string(),
-            hits: vec![],
-            searched: 0,
-            search_ms: 0.0,
-            error: None,
-        };
-        match self.find(&r.text, r.k, &filter) {
+        let mut answer = fleet::SearchAnswer::empty(&r.id, device);
+        match self.find(&r.text, r.k, &filter(&r.camera, r.since_ms, r.until_ms)) {
             Ok((n, found)) => {
                 answer.searched = n;
                 answer.hits = found.into_iter().map(|f| self.fleet_hit(f, r.thumbnails)).collect();
@@ -145,13 +131,7 @@ impl Searcher {
             log::info!("fleet search {}: found after its deadline; not answered", r.id);
             return None;
         }
-        let v = serde_json::to_value(&answer).unwrap_or_default();
-        // QoS 0 and not through the outbox: a fleet answer is worth nothing after
-        // its deadline, so it is not kept for a broker that is away; and the MQTT
-        // thread tracks one QoS 1 packet id at a time, the outbox's.
-        let mut m = Message::json(fleet::reply_topic(&r.id), v);
-        m.delivery = Delivery::BestEffort;
-        Some(m)
+        Some(crate::fleet::reply(&r.id, serde_json::to_value(&answer).unwrap_or_default()))
     }
 
     fn fleet_hit(&self, f: Found, thumbnails: bool) -> fleet::Hit {

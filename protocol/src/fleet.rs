@@ -90,6 +90,20 @@ pub struct SearchAnswer {
     pub error: Option<String>,
 }
 
+impl SearchAnswer {
+    /// An answer of `device` to request `id` with nothing in it yet.
+    pub fn empty(id: &str, device: &str) -> SearchAnswer {
+        SearchAnswer {
+            id: id.to_string(),
+            device: device.to_string(),
+            hits: vec![],
+            searched: 0,
+            search_ms: 0.0,
+            error: None,
+        }
+    }
+}
+
 /// A frame of a device's history that matched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {

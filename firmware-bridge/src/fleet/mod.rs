@@ -23,6 +23,16 @@ use crate::topics::Topics;
 /// deadline.
 const REMEMBERED_IDS: usize = 1024;
 
+/// An answer to fleet request `id`. QoS 0 and not through the outbox: a fleet
+/// answer is worth nothing after its deadline, so it is not kept for a broker
+/// that is away; and the MQTT thread tracks one QoS 1 packet id at a time, the
+/// outbox's.
+pub fn reply(id: &str, answer: serde_json::Value) -> Message {
+    let mut m = Message::json(fleet::reply_topic(id), answer);
+    m.delivery = Delivery::BestEffort;
+    m
+}
+
 /// Whether a deadline (Unix milliseconds) has passed.
 pub fn passed(deadline_ms: u64) -> bool {
     now_ms() >= u128::from(deadline_ms)
@@ -113,21 +123,14 @@ impl Responder {
     /// it as answered and knows why.
     fn refuse_search(&self, id: &str, why: &str) {
         let answer = fleet::SearchAnswer {
-            id: id.to_string(),
-            device: self.topics.device().to_string(),
-            hits: vec![],
-            searched: 0,
-            search_ms: 0.0,
             error: Some(why.to_string()),
+            ..fleet::SearchAnswer::empty(id, self.topics.device())
         };
         self.answer(id, serde_json::to_value(answer).unwrap_or_default());
     }
 
     fn answer(&self, id: &str, v: serde_json::Value) {
-        // QoS 0, not through the outbox: see `search::Searcher::fleet_answer`.
-        let mut m = Message::json(fleet::reply_topic(id), v);
-        m.delivery = Delivery::BestEffort;
-        self.sink.send(m);
+        self.sink.send(reply(id, v));
     }
 
     fn status(&self, id: &str) -> fleet::StatusAnswer {
