@@ -385,13 +385,15 @@ impl CameraWorker {
             Err(e) => return self.error(Some(&frame), Some(trigger), e.to_string()),
         };
         self.count(|m, cam| m.stage(cam, "decode", t.elapsed()));
-        let looked = self.look(&decoded, trigger, &tags);
+        let mut looked = self.look(&decoded, trigger, &tags);
         let caption = self.describe(&decoded, trigger, &looked, &tags);
         if let Some(e) = &looked.embedding {
             self.update_prompts(e);
         }
         self.write_back(&frame, caption.as_deref(), looked.labels.first());
-        let frame_id = self.keep(&decoded, trigger, caption.clone(), &looked);
+        // The history takes the embedding; nothing after it needs it.
+        let embedding = looked.embedding.take();
+        let frame_id = self.keep(&decoded, trigger, caption.clone(), embedding, &looked.labels);
         self.show(&frame, trigger, looked, caption, frame_id);
         drop(decoded);
         self.last_frame = Some(frame);
@@ -482,9 +484,10 @@ impl CameraWorker {
         decoded: &Decoded,
         trigger: Trigger,
         caption: Option<String>,
-        looked: &Looked,
+        embedding: Option<Vec<f32>>,
+        labels: &[(String, f32)],
     ) -> Option<i64> {
-        let (rec, e) = (self.history.as_ref()?, looked.embedding.clone()?);
+        let (rec, e) = (self.history.as_ref()?, embedding?);
         let frame = decoded.frame;
         let row = owlet_history::NewFrame {
             time_ms: time_ms(frame.captured) as u64,
@@ -492,7 +495,7 @@ impl CameraWorker {
             trigger: trigger.name().into(),
             source: Some(frame.origin.clone()),
             caption,
-            labels: looked.labels.clone(),
+            labels: labels.to_vec(),
             ..Default::default()
         };
         let t = Instant::now();
