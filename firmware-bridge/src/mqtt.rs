@@ -306,169 +306,276 @@ fn stale_discovery(s: &LinkSettings, topic: &str, payload: &[u8]) -> bool {
 
 pub fn spawn(
     sink: Arc<MqttSink>,
-    mut connection: Connection,
+    connection: Connection,
     settings: LinkSettings,
-    mut on_command: CommandHandler,
+    on_command: CommandHandler,
 ) -> MqttLink {
     let shutdown = Arc::new(AtomicBool::new(false));
-    let flag = shutdown.clone();
+    let stop = shutdown.clone();
     let thread = std::thread::Builder::new()
         .name("mqtt".into())
         .spawn(move || {
-            let s = settings;
             let client = sink.client.clone();
-            let publish_direct = |m: &Message| {
-                let _ = client.try_publish(m.topic.clone(), QoS::AtMostOnce, m.retain, m.encode(None));
-            };
-            // (seq of the record in flight, its packet id once rumqttc has sent it)
-            let mut in_flight: Option<(u64, Option<u16>)> = None;
-            let mut backoff = Backoff::default();
-            let mut outage_since: Option<Instant> = None;
-            let mut flush_deadline: Option<Instant> = None;
-            let mut oversized = Oversized::default();
-            loop {
-                if oversized.pause_over() && sink.connected.load(Ordering::SeqCst) {
-                    log::info!("MQTT: listening for commands again");
-                    for f in s.topics.command_filters() {
-                        let _ = client.try_subscribe(f, QoS::AtLeastOnce);
-                    }
-                }
-                if flag.load(Ordering::SeqCst) && flush_deadline.is_none() {
-                    flush_deadline = Some(Instant::now() + s.flush_timeout);
-                }
-                if let Some(deadline) = flush_deadline {
-                    let empty = sink.outbox.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-                    if empty || Instant::now() >= deadline {
-                        let left = sink.outbox.lock().unwrap_or_else(|e| e.into_inner()).len();
-                        if left > 0 {
-                            log::warn!("shutting down with {left} message(s) undelivered; they stay queued on disk for the next start");
-                        }
-                        break;
-                    }
-                }
-                match connection.recv_timeout(Duration::from_millis(50)) {
-                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                        match outage_since.take() {
-                            Some(t) => log::info!("MQTT: reconnected to {} after {:.1} s", s.broker, t.elapsed().as_secs_f64()),
-                            None => log::info!("MQTT: connected to {}", s.broker),
-                        }
-                        sink.connected.store(true, Ordering::SeqCst);
-                        backoff.reset();
-                        in_flight = None; // a clean session: re-send from the outbox
-                        let mut filters = s.discovery_status_topic.clone().into_iter().collect::<Vec<_>>();
-                        filters.extend(s.discovery_configs.clone());
-                        if !oversized.commands_off() {
-                            filters.extend(s.topics.command_filters());
-                        }
-                        if let Some(why) = oversized.report() {
-                            log::error!("MQTT: {why}");
-                            let v = serde_json::json!({"error": why, "time_ms": crate::analyze::now_ms()});
-                            let _ = client.try_publish(s.topics.error(), QoS::AtLeastOnce, false, serde_json::to_vec(&v).unwrap_or_default());
-                        }
-                        for f in filters {
-                            let _ = client.try_subscribe(f, QoS::AtLeastOnce);
-                        }
-                        publish_direct(&Message::text(s.topics.status(), "online").retained());
-                        s.discovery.iter().for_each(publish_direct);
-                    }
-                    Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                        if let Some((_, id @ None)) = &mut in_flight {
-                            if pkid != 0 {
-                                *id = Some(pkid);
-                            }
-                        }
-                    }
-                    Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                        if let Some((seq, Some(pkid))) = in_flight {
-                            if ack.pkid == pkid {
-                                let mut ob = sink.outbox.lock().unwrap_or_else(|e| e.into_inner());
-                                if let Err(e) = ob.ack(seq) {
-                                    log::error!("outbox: cannot record a delivery: {e}");
-                                }
-                                in_flight = None;
-                            }
-                        }
-                    }
-                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        if stale_discovery(&s, &p.topic, &p.payload) {
-                            log::info!("Home Assistant: {} is no camera of this bridge any more; clearing it", p.topic);
-                            publish_direct(&Message { topic: p.topic.to_string(), payload: crate::publish::Payload::Bytes(vec![]), retain: true, delivery: crate::publish::Delivery::BestEffort });
-                        } else if s.discovery_configs.as_deref().is_some_and(|f| {
-                            let (head, tail) = f.split_once('+').unwrap_or((f, ""));
-                            p.topic.starts_with(head) && p.topic.ends_with(tail)
-                        }) {
-                            // Another bridge's device, one of ours, or a cleared one.
-                        } else if Some(p.topic.as_str()) == s.discovery_status_topic.as_deref() {
-                            if p.payload.as_ref() == b"online" {
-                                log::info!("Home Assistant is online: sending discovery again");
-                                s.discovery.iter().for_each(publish_direct);
-                            }
-                        } else {
-                            on_command(&p.topic, &p.payload);
-                        }
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        oversized.note(&e);
-                        sink.connected.store(false, Ordering::SeqCst);
-                        in_flight = None;
-                        if flush_deadline.is_some() {
-                            // Stopping and the broker is away: what is queued stays on disk.
-                            let left = sink.outbox.lock().unwrap_or_else(|e| e.into_inner()).len();
-                            log::warn!("MQTT: {e}; stopping with {left} message(s) queued on disk");
-                            return;
-                        }
-                        let delay = backoff.delay(Duration::ZERO);
-                        if outage_since.is_none() {
-                            outage_since = Some(Instant::now());
-                            log::warn!("MQTT: {} unreachable ({e}); results queue on disk; retrying", s.broker);
-                        } else {
-                            log::debug!("MQTT: still unreachable ({e}); next try in {:.1} s", delay.as_secs_f64());
-                        }
-                        // Wait for the next try, but not past a shutdown request:
-                        // stopping during an outage honours flush_timeout_s.
-                        let retry_at = Instant::now() + delay;
-                        while Instant::now() < retry_at && !flag.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(50).min(retry_at - Instant::now()));
-                        }
-                        if flag.load(Ordering::SeqCst) {
-                            let left = sink.outbox.lock().unwrap_or_else(|e| e.into_inner()).len();
-                            log::warn!("MQTT: stopping during an outage with {left} message(s) queued on disk");
-                            return;
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-                if sink.connected.load(Ordering::SeqCst) {
-                    let mut ob = sink.outbox.lock().unwrap_or_else(|e| e.into_inner());
-                    report_losses(&mut ob, &client, &s.topics);
-                    if in_flight.is_none() {
-                        match ob.front() {
-                            Ok(Some(r)) => {
-                                if client.try_publish(r.topic, QoS::AtLeastOnce, r.retain, r.payload).is_ok() {
-                                    in_flight = Some((r.seq, None));
-                                }
-                            }
-                            Ok(None) => {}
-                            Err(e) => log::error!("outbox: cannot read the next record: {e}"),
-                        }
-                    }
-                }
+            LinkThread {
+                sink,
+                client,
+                s: settings,
+                on_command,
+                stop,
+                in_flight: None,
+                backoff: Backoff::default(),
+                outage_since: None,
+                flush_deadline: None,
+                oversized: Oversized::default(),
             }
-            // Clean goodbye: a disconnect does not fire the last will, so say it.
-            if sink.connected.load(Ordering::SeqCst) {
-                publish_direct(&Message::text(s.topics.status(), "offline").retained());
-                let _ = client.try_disconnect();
-                let end = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < end {
-                    match connection.recv_timeout(Duration::from_millis(100)) {
-                        Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) | Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => break,
-                        _ => {}
-                    }
-                }
-            }
+            .run(connection)
         })
         .expect("spawn the MQTT thread");
     MqttLink { shutdown, thread }
+}
+
+/// The MQTT thread's state: the one record in flight, the reconnection back-off,
+/// the outage being timed, and the flush deadline once stopping.
+struct LinkThread {
+    sink: Arc<MqttSink>,
+    client: Client,
+    s: LinkSettings,
+    on_command: CommandHandler,
+    stop: Arc<AtomicBool>,
+    /// (seq of the record in flight, its packet id once rumqttc has sent it)
+    in_flight: Option<(u64, Option<u16>)>,
+    backoff: Backoff,
+    outage_since: Option<Instant>,
+    flush_deadline: Option<Instant>,
+    oversized: Oversized,
+}
+
+/// Whether the thread goes on after an event.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl LinkThread {
+    fn run(mut self, mut connection: Connection) {
+        loop {
+            if self.oversized.pause_over() && self.connected() {
+                log::info!("MQTT: listening for commands again");
+                for f in self.s.topics.command_filters() {
+                    let _ = self.client.try_subscribe(f, QoS::AtLeastOnce);
+                }
+            }
+            if self.flushed() {
+                break;
+            }
+            let next = match connection.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                    self.on_connected();
+                    Next::Continue
+                }
+                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                    if let Some((_, id @ None)) = &mut self.in_flight {
+                        if pkid != 0 {
+                            *id = Some(pkid);
+                        }
+                    }
+                    Next::Continue
+                }
+                Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    self.on_puback(ack.pkid);
+                    Next::Continue
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    self.on_publish(&p.topic, &p.payload);
+                    Next::Continue
+                }
+                Ok(Ok(_)) | Err(RecvTimeoutError::Timeout) => Next::Continue,
+                Ok(Err(e)) => self.on_connection_error(e),
+                Err(RecvTimeoutError::Disconnected) => Next::Stop,
+            };
+            if let Next::Stop = next {
+                return;
+            }
+            self.send_next();
+        }
+        self.goodbye(&mut connection);
+    }
+
+    fn connected(&self) -> bool {
+        self.sink.connected.load(Ordering::SeqCst)
+    }
+
+    fn queued(&self) -> usize {
+        self.sink.outbox.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// A QoS 0 message outside the outbox (status, discovery).
+    fn publish_direct(&self, m: &Message) {
+        let _ = self.client.try_publish(m.topic.clone(), QoS::AtMostOnce, m.retain, m.encode(None));
+    }
+
+    /// Once stopping: true when the outbox is delivered or the flush timeout has
+    /// passed (what is left stays queued on disk for the next start).
+    fn flushed(&mut self) -> bool {
+        if self.stop.load(Ordering::SeqCst) && self.flush_deadline.is_none() {
+            self.flush_deadline = Some(Instant::now() + self.s.flush_timeout);
+        }
+        let Some(deadline) = self.flush_deadline else { return false };
+        let left = self.queued();
+        if left > 0 && Instant::now() < deadline {
+            return false;
+        }
+        if left > 0 {
+            log::warn!(
+                "shutting down with {left} message(s) undelivered; they stay queued on disk for \
+                 the next start"
+            );
+        }
+        true
+    }
+
+    /// A (re)connection: subscribe, report an oversized message, say online, send
+    /// discovery. The session is clean, so the outbox re-sends its oldest record.
+    fn on_connected(&mut self) {
+        match self.outage_since.take() {
+            Some(t) => log::info!(
+                "MQTT: reconnected to {} after {:.1} s",
+                self.s.broker,
+                t.elapsed().as_secs_f64()
+            ),
+            None => log::info!("MQTT: connected to {}", self.s.broker),
+        }
+        self.sink.connected.store(true, Ordering::SeqCst);
+        self.backoff.reset();
+        self.in_flight = None;
+        let mut filters: Vec<String> = self.s.discovery_status_topic.iter().cloned().collect();
+        filters.extend(self.s.discovery_configs.clone());
+        if !self.oversized.commands_off() {
+            filters.extend(self.s.topics.command_filters());
+        }
+        if let Some(why) = self.oversized.report() {
+            log::error!("MQTT: {why}");
+            let v = serde_json::json!({"error": why, "time_ms": crate::analyze::now_ms()});
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            let _ = self.client.try_publish(self.s.topics.error(), QoS::AtLeastOnce, false, bytes);
+        }
+        for f in filters {
+            let _ = self.client.try_subscribe(f, QoS::AtLeastOnce);
+        }
+        self.publish_direct(&Message::text(self.s.topics.status(), "online").retained());
+        self.s.discovery.iter().for_each(|m| self.publish_direct(m));
+    }
+
+    /// The broker has the record in flight: the outbox forgets it.
+    fn on_puback(&mut self, pkid: u16) {
+        let Some((seq, Some(sent))) = self.in_flight else { return };
+        if pkid != sent {
+            return;
+        }
+        let mut ob = self.sink.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = ob.ack(seq) {
+            log::error!("outbox: cannot record a delivery: {e}");
+        }
+        self.in_flight = None;
+    }
+
+    /// A message on a subscribed topic: Home Assistant's discovery traffic, or a
+    /// command.
+    fn on_publish(&mut self, topic: &str, payload: &[u8]) {
+        if stale_discovery(&self.s, topic, payload) {
+            log::info!("Home Assistant: {topic} is no camera of this bridge any more; clearing it");
+            self.publish_direct(&Message {
+                topic: topic.to_string(),
+                payload: crate::publish::Payload::Bytes(vec![]),
+                retain: true,
+                delivery: Delivery::BestEffort,
+            });
+        } else if self.s.discovery_configs.as_deref().is_some_and(|f| {
+            let (head, tail) = f.split_once('+').unwrap_or((f, ""));
+            topic.starts_with(head) && topic.ends_with(tail)
+        }) {
+            // Another bridge's device, one of ours, or a cleared one.
+        } else if Some(topic) == self.s.discovery_status_topic.as_deref() {
+            if payload == b"online" {
+                log::info!("Home Assistant is online: sending discovery again");
+                self.s.discovery.iter().for_each(|m| self.publish_direct(m));
+            }
+        } else {
+            (self.on_command)(topic, payload);
+        }
+    }
+
+    /// The connection failed or dropped: wait out the back-off (not past a
+    /// shutdown request, which then honours flush_timeout_s) and let rumqttc retry.
+    fn on_connection_error(&mut self, e: rumqttc::ConnectionError) -> Next {
+        self.oversized.note(&e);
+        self.sink.connected.store(false, Ordering::SeqCst);
+        self.in_flight = None;
+        if self.flush_deadline.is_some() {
+            // Stopping and the broker is away: what is queued stays on disk.
+            log::warn!("MQTT: {e}; stopping with {} message(s) queued on disk", self.queued());
+            return Next::Stop;
+        }
+        let delay = self.backoff.delay(Duration::ZERO);
+        if self.outage_since.is_none() {
+            self.outage_since = Some(Instant::now());
+            log::warn!(
+                "MQTT: {} unreachable ({e}); results queue on disk; retrying",
+                self.s.broker
+            );
+        } else {
+            let next = delay.as_secs_f64();
+            log::debug!("MQTT: still unreachable ({e}); next try in {next:.1} s");
+        }
+        let retry_at = Instant::now() + delay;
+        while Instant::now() < retry_at && !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50).min(retry_at - Instant::now()));
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            let left = self.queued();
+            log::warn!("MQTT: stopping during an outage with {left} message(s) queued on disk");
+            return Next::Stop;
+        }
+        Next::Continue
+    }
+
+    /// While connected: report losses, and send the oldest record when none is in
+    /// flight.
+    fn send_next(&mut self) {
+        if !self.connected() {
+            return;
+        }
+        let mut ob = self.sink.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        report_losses(&mut ob, &self.client, &self.s.topics);
+        if self.in_flight.is_some() {
+            return;
+        }
+        match ob.front() {
+            Ok(Some(r)) => {
+                if self.client.try_publish(r.topic, QoS::AtLeastOnce, r.retain, r.payload).is_ok() {
+                    self.in_flight = Some((r.seq, None));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("outbox: cannot read the next record: {e}"),
+        }
+    }
+
+    /// Clean goodbye: a disconnect does not fire the last will, so say it.
+    fn goodbye(&self, connection: &mut Connection) {
+        if !self.connected() {
+            return;
+        }
+        self.publish_direct(&Message::text(self.s.topics.status(), "offline").retained());
+        let _ = self.client.try_disconnect();
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            match connection.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(Event::Outgoing(Outgoing::Disconnect)))
+                | Ok(Err(_))
+                | Err(RecvTimeoutError::Disconnected) => break,
+                _ => {}
+            }
+        }
+    }
 }

@@ -368,107 +368,61 @@ pub fn fix_and_explain(
             temp
         };
 
-        let temp = if config.fix_c1_controls {
-            apply_step(
-                fix_c1_controls,
-                &temp,
-                ExplanationStep { transformation: String::from("fix_c1_controls") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if config.fix_latin_ligatures {
-            apply_step(
-                fix_latin_ligatures,
-                &temp,
-                ExplanationStep { transformation: String::from("fix_latin_ligatures") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if config.fix_character_width {
-            apply_step(
-                fix_character_width,
-                &temp,
-                ExplanationStep { transformation: String::from("fix_character_width") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if config.uncurl_quotes {
-            apply_step(
-                uncurl_quotes,
-                &temp,
-                ExplanationStep { transformation: String::from("uncurl_quotes") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if config.fix_line_breaks {
-            apply_step(
-                fix_line_breaks,
-                &temp,
-                ExplanationStep { transformation: String::from("fix_line_breaks") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if config.remove_terminal_escapes {
-            apply_step(
-                remove_terminal_escapes,
-                &temp,
-                ExplanationStep { transformation: String::from("remove_terminal_escapes") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if config.remove_control_chars {
-            apply_step(
-                remove_control_chars,
-                &temp,
-                ExplanationStep { transformation: String::from("remove_control_chars") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        let temp = if let Some(normalization) = &config.normalization {
-            apply_step(
-                |t| match normalization {
-                    Normalization::NFC => t.nfc().collect::<String>().into(),
-                    Normalization::NFD => t.nfd().collect::<String>().into(),
-                    Normalization::NFKD => t.nfkd().collect::<String>().into(),
-                    Normalization::NFKC => t.nfkc().collect::<String>().into(),
-                },
-                &temp,
-                ExplanationStep { transformation: String::from("normalize") },
-                &mut steps,
-            )
-        } else {
-            temp
-        };
-
-        if temp == text {
-            return ExplainedText { text: text.into(), steps };
+        // ftfy's fixers in ftfy's order, each where the config turns it on.
+        let fixers: [(bool, fn(&str) -> Cow<'_, str>, &str); 7] = [
+            (config.fix_c1_controls, fix_c1_controls, "fix_c1_controls"),
+            (config.fix_latin_ligatures, fix_latin_ligatures, "fix_latin_ligatures"),
+            (config.fix_character_width, fix_character_width, "fix_character_width"),
+            (config.uncurl_quotes, uncurl_quotes, "uncurl_quotes"),
+            (config.fix_line_breaks, fix_line_breaks, "fix_line_breaks"),
+            (config.remove_terminal_escapes, remove_terminal_escapes, "remove_terminal_escapes"),
+            (config.remove_control_chars, remove_control_chars, "remove_control_chars"),
+        ];
+        let mut temp = temp.into_owned();
+        for (on, fixer, name) in fixers {
+            if on {
+                temp = fixed_or(temp, |t| apply_step(fixer, t, step(name), &mut steps));
+            }
+        }
+        if let Some(normalization) = &config.normalization {
+            let fixed = normalized(&temp, normalization).into_owned();
+            if fixed != temp {
+                if let Some(s) = &mut steps {
+                    s.push(step("normalize"));
+                }
+                temp = fixed;
+            }
         }
 
-        text = temp.into();
+        if temp == text {
+            return ExplainedText { text, steps };
+        }
+
+        text = temp;
     }
 
     ExplainedText { text, steps }
+}
+
+fn normalized<'a>(text: &'a str, normalization: &Normalization) -> Cow<'a, str> {
+    match normalization {
+        Normalization::NFC => text.nfc().collect::<String>().into(),
+        Normalization::NFD => text.nfd().collect::<String>().into(),
+        Normalization::NFKD => text.nfkd().collect::<String>().into(),
+        Normalization::NFKC => text.nfkc().collect::<String>().into(),
+    }
+}
+
+fn step(name: &str) -> ExplanationStep {
+    ExplanationStep { transformation: name.to_string() }
+}
+
+/// `text` after `fix`, reusing `text` when the fixer changed nothing.
+fn fixed_or(text: String, fix: impl FnOnce(&str) -> Cow<'_, str>) -> String {
+    match fix(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(fixed) => fixed,
+    }
 }
 
 fn fix_encoding_and_explain(
@@ -545,68 +499,9 @@ fn _fix_encoding_one_step_and_explain(
 
             // Now, find out if it's UTF-8 (or close enough). Otherwise,
             // remember the encoding for later.
-            if let Ok(mut encoded_bytes) = encoded_bytes {
-                let mut decoding = CodecType::Utf8;
-                let mut transcode_steps = if explain { Some(Vec::new()) } else { None };
-
-                // Check encoded_bytes for sequences that would be UTF-8,
-                // except they have b' ' where b'\xa0' would belong.
-                if config.restore_byte_a0 && ALTERED_UTF8_RE.is_match(&encoded_bytes) {
-                    let replaced_bytes = restore_byte_a0(&encoded_bytes);
-
-                    if replaced_bytes != encoded_bytes {
-                        if let Some(s) = &mut transcode_steps {
-                            s.push(ExplanationStep {
-                                transformation: String::from("restore_byte_a0"),
-                            });
-                        }
-                        encoded_bytes = replaced_bytes;
-                    }
-                }
-
-                // Replace sequences where information has been lost
-                if config.replace_lossy_sequences && encoding.name().starts_with("sloppy") {
-                    let replaced_bytes = replace_lossy_sequences(&encoded_bytes);
-
-                    if replaced_bytes != encoded_bytes {
-                        if let Some(s) = &mut transcode_steps {
-                            s.push(ExplanationStep {
-                                transformation: String::from("replace_lossy_sequences"),
-                            });
-                        }
-                        encoded_bytes = replaced_bytes;
-                    }
-                }
-
-                if encoded_bytes.contains(&0xED) || encoded_bytes.contains(&0xC0) {
-                    decoding = CodecType::Utf8Variant;
-                }
-
-                let steps = if explain {
-                    Some(vec![
-                        ExplanationStep { transformation: format!("decode {:?}", decoding) },
-                        ExplanationStep { transformation: format!("encode {}", encoding.name()) },
-                    ])
-                } else {
-                    None
-                };
-
-                if decoding == CodecType::Utf8 {
-                    let fixed = std::str::from_utf8(&encoded_bytes);
-
-                    if let Ok(s) = fixed {
-                        return ExplainedText { text: s.to_string(), steps };
-                    } else {
-                        continue;
-                    }
-                } else if decoding == CodecType::Utf8Variant {
-                    let fixed = utf8_variants::variant_decode(&encoded_bytes);
-
-                    if let Ok(s) = fixed {
-                        return ExplainedText { text: s.to_string(), steps };
-                    } else {
-                        continue;
-                    }
+            if let Ok(encoded_bytes) = encoded_bytes {
+                if let Some(fixed) = transcoded(encoded_bytes, *encoding, config, explain) {
+                    return fixed;
                 }
             }
         }
@@ -624,30 +519,9 @@ fn _fix_encoding_one_step_and_explain(
     // be read as Windows-1252, because those two encodings in particular are
     // easily confused.
     if possible_1byte_encodings.contains(&&sloppy::CodecType::Latin1) {
-        if possible_1byte_encodings.contains(&&sloppy::CodecType::SloppyWindows1252) {
-            // This text is in the intersection of Latin-1 and
-            // Windows-1252, so it's probably legit.
-            return ExplainedText { text, steps: None };
-        } else {
-            // Otherwise, it means we have characters that are in Latin-1 but
-            // not in Windows-1252. Those are C1 control characters. Nobody
-            // wants those. Assume they were meant to be Windows-1252.
-            let encoded = LATIN_1.encode(&text);
-            if let Ok(encoded) = encoded {
-                let fixed = WINDOWS_1252.decode(&encoded);
-                if fixed != text {
-                    let steps = if explain {
-                        Some(vec![
-                            ExplanationStep { transformation: String::from("encode latin-1") },
-                            ExplanationStep { transformation: String::from("decode windows-1252") },
-                        ])
-                    } else {
-                        None
-                    };
-
-                    return ExplainedText { text: fixed, steps };
-                }
-            }
+        if let Some(fixed) = latin1_meant_as_windows_1252(&text, &possible_1byte_encodings, explain)
+        {
+            return fixed;
         }
     }
 
@@ -669,6 +543,85 @@ fn _fix_encoding_one_step_and_explain(
     // these in some cases. It would require a lot of testing and tuning, though.
     // For now, we leave the text unchanged in these cases.
     ExplainedText { text, steps: None }
+}
+
+/// One single-byte encoding's bytes of the text (`encoded`), read back as UTF-8 (or
+/// its variant), after restoring 0xA0 bytes and replacing lossy sequences: the fix
+/// when they decode, None when they do not.
+fn transcoded(
+    mut encoded_bytes: Vec<u8>,
+    encoding: &dyn Codec,
+    config: &TextFixerConfig,
+    explain: bool,
+) -> Option<ExplainedText> {
+    let mut transcode_steps = if explain { Some(Vec::new()) } else { None };
+
+    // Check encoded_bytes for sequences that would be UTF-8,
+    // except they have b' ' where b'\xa0' would belong.
+    if config.restore_byte_a0 && ALTERED_UTF8_RE.is_match(&encoded_bytes) {
+        let replaced_bytes = restore_byte_a0(&encoded_bytes);
+        if replaced_bytes != encoded_bytes {
+            if let Some(s) = &mut transcode_steps {
+                s.push(step("restore_byte_a0"));
+            }
+            encoded_bytes = replaced_bytes;
+        }
+    }
+
+    // Replace sequences where information has been lost
+    if config.replace_lossy_sequences && encoding.name().starts_with("sloppy") {
+        let replaced_bytes = replace_lossy_sequences(&encoded_bytes);
+        if replaced_bytes != encoded_bytes {
+            if let Some(s) = &mut transcode_steps {
+                s.push(step("replace_lossy_sequences"));
+            }
+            encoded_bytes = replaced_bytes;
+        }
+    }
+
+    let decoding = if encoded_bytes.contains(&0xED) || encoded_bytes.contains(&0xC0) {
+        CodecType::Utf8Variant
+    } else {
+        CodecType::Utf8
+    };
+    let steps = explain.then(|| {
+        vec![
+            ExplanationStep { transformation: format!("decode {:?}", decoding) },
+            ExplanationStep { transformation: format!("encode {}", encoding.name()) },
+        ]
+    });
+    let text = if decoding == CodecType::Utf8 {
+        std::str::from_utf8(&encoded_bytes).ok()?.to_string()
+    } else {
+        utf8_variants::variant_decode(&encoded_bytes).ok()?.to_string()
+    };
+    Some(ExplainedText { text, steps })
+}
+
+/// Text that Latin-1 can encode: legitimate (unchanged) when Windows-1252 can
+/// too; otherwise its C1 control characters were meant as Windows-1252, and are
+/// decoded so. None when that changes nothing (the caller goes on).
+fn latin1_meant_as_windows_1252(
+    text: &str,
+    possible_1byte_encodings: &[&CodecType],
+    explain: bool,
+) -> Option<ExplainedText> {
+    if possible_1byte_encodings.contains(&&sloppy::CodecType::SloppyWindows1252) {
+        // This text is in the intersection of Latin-1 and
+        // Windows-1252, so it's probably legit.
+        return Some(ExplainedText { text: text.to_string(), steps: None });
+    }
+    // Otherwise, it means we have characters that are in Latin-1 but
+    // not in Windows-1252. Those are C1 control characters. Nobody
+    // wants those. Assume they were meant to be Windows-1252.
+    if let Ok(encoded) = LATIN_1.encode(text) {
+        let fixed = WINDOWS_1252.decode(&encoded);
+        if fixed != text {
+            let steps = explain.then(|| vec![step("encode latin-1"), step("decode windows-1252")]);
+            return Some(ExplainedText { text: fixed, steps });
+        }
+    }
+    None
 }
 
 #[cfg(test)]

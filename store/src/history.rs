@@ -273,32 +273,7 @@ impl History {
     ) -> Result<Vec<i64>> {
         let path = self.path.clone();
         let err = sqlite_err(&path);
-        let vector_bytes: Option<i64> = match space {
-            Some(space) => Some(
-                self.conn
-                    .query_row("SELECT vector_bytes FROM spaces WHERE id = ?1", [space], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                    .map_err(&err)?
-                    .ok_or_else(|| invalid(&self.path, format!("no embedding space {space}")))?,
-            ),
-            None => None,
-        };
-        for f in frames {
-            match (vector_bytes, &f.embedding) {
-                (Some(b), Some(e)) if b as usize != e.len() => {
-                    return Err(invalid(
-                        &self.path,
-                        format!("a {}-byte embedding in a space of {b}-byte vectors", e.len()),
-                    ))
-                }
-                (None, Some(_)) => {
-                    return Err(invalid(&self.path, "an embedding needs its space".into()))
-                }
-                _ => {}
-            }
-        }
+        self.check_embeddings(space, frames)?;
         let tx = self.conn.transaction().map_err(&err)?;
         let mut ids = Vec::with_capacity(frames.len());
         {
@@ -348,6 +323,37 @@ impl History {
             self.enforce_retention()?;
         }
         Ok(ids)
+    }
+
+    /// Every embedding of `frames` fits `space`'s vectors (and has a space).
+    fn check_embeddings(&self, space: Option<i64>, frames: &[NewFrame]) -> Result<()> {
+        let vector_bytes: Option<i64> = match space {
+            Some(space) => Some(
+                self.conn
+                    .query_row("SELECT vector_bytes FROM spaces WHERE id = ?1", [space], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(sqlite_err(&self.path))?
+                    .ok_or_else(|| invalid(&self.path, format!("no embedding space {space}")))?,
+            ),
+            None => None,
+        };
+        for f in frames {
+            match (vector_bytes, &f.embedding) {
+                (Some(b), Some(e)) if b as usize != e.len() => {
+                    return Err(invalid(
+                        &self.path,
+                        format!("a {}-byte embedding in a space of {b}-byte vectors", e.len()),
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(&self.path, "an embedding needs its space".into()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Whether an import of this name was committed.

@@ -46,16 +46,7 @@ pub fn search(
     let keep = 2 * nb; // max(2, 1 + number of eos ids) * num_beams, with one eos id
     let vocab = decoder.vocab_size();
 
-    // Running beams: only the first is real at the start (the others score -1e9).
-    let mut running: Vec<Hyp> = (0..nb)
-        .map(|i| Hyp {
-            tokens: Vec::new(),
-            score: if i == 0 { 0.0 } else { MASKED },
-            finished: false,
-        })
-        .collect();
-    let mut done: Vec<Hyp> =
-        (0..nb).map(|_| Hyp { tokens: Vec::new(), score: MASKED, finished: false }).collect();
+    let (mut running, mut done) = (starting_beams(nb), vec![Hyp::empty(MASKED); nb]);
     let mut heuristic_unsatisfied = true;
 
     let first = decoder.prefill(prefix.embeds, prefix.len)?;
@@ -65,16 +56,7 @@ pub fn search(
 
     loop {
         let generated = running[0].tokens.len();
-        // Accumulated scores of every (beam, token) continuation.
-        let mut acc = vec![0f32; nb * vocab];
-        for (b, beam) in running.iter().enumerate() {
-            let row = &mut logits[b * vocab..][..vocab];
-            log_softmax(row);
-            procs.apply(row, prefix.context_ids, &beam.tokens);
-            for (a, &lp) in acc[b * vocab..][..vocab].iter_mut().zip(row.iter()) {
-                *a = lp + beam.score;
-            }
-        }
+        let acc = accumulated(&running, &mut logits, vocab, procs, prefix.context_ids);
         let cand = topk(&acc, keep);
         let cand_beam: Vec<usize> = cand.iter().map(|&i| i / vocab).collect();
         let cand_tok: Vec<u32> = cand.iter().map(|&i| (i % vocab) as u32).collect();
@@ -93,39 +75,29 @@ pub fn search(
         // candidates that stopped, keep the best num_beams.
         let all_done = done.iter().all(|h| h.finished) && p.early_stopping;
         let denom = ((generated + 1) as f32).powf(p.length_penalty);
+        let closed = [all_done, !heuristic_unsatisfied];
         let mut merged: Vec<Hyp> = done.clone();
-        for k in 0..cand.len() {
+        merged.extend((0..cand.len()).map(|k| {
             let just_finished = hits[k] && k < nb;
-            let mut s = cand_score[k] / denom;
-            s += if all_done { MASKED } else { 0.0 };
-            s += if !heuristic_unsatisfied { MASKED } else { 0.0 };
-            s += if !just_finished { MASKED } else { 0.0 };
-            let mut tokens = running[cand_beam[k]].tokens.clone();
-            tokens.push(cand_tok[k]);
-            merged.push(Hyp { tokens, score: s, finished: just_finished });
-        }
+            let tokens = extended(&running[cand_beam[k]], cand_tok[k]);
+            let score = masked(cand_score[k] / denom, closed, just_finished);
+            Hyp { tokens, score, finished: just_finished }
+        }));
         let merged_scores: Vec<f32> = merged.iter().map(|h| h.score).collect();
         done = topk(&merged_scores, nb).into_iter().map(|i| merged[i].clone()).collect();
 
         let new_running: Vec<Hyp> = next
             .iter()
-            .map(|&k| {
-                let mut tokens = running[cand_beam[k]].tokens.clone();
-                tokens.push(cand_tok[k]);
-                Hyp { tokens, score: run_scores[k], finished: false }
+            .map(|&k| Hyp {
+                tokens: extended(&running[cand_beam[k]], cand_tok[k]),
+                score: run_scores[k],
+                finished: false,
             })
             .collect();
         let rows: Vec<usize> = next.iter().map(|&k| cand_beam[k]).collect();
         running = new_running;
 
-        // Early-stop heuristic (early_stopping=False): can the best running beam,
-        // at its current length, still beat the worst finished one?
-        let gen_len = (generated + 1) as f32;
-        let best_possible = running[0].score / gen_len.powf(p.length_penalty);
-        let min_done = done.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
-        let improvable =
-            done.iter().any(|h| best_possible > if h.finished { min_done } else { MASKED });
-        heuristic_unsatisfied &= improvable;
+        heuristic_unsatisfied &= improvable(&running[0], &done, generated + 1, p.length_penalty);
 
         let open = !(done.iter().all(|h| h.finished) && p.early_stopping);
         let can_continue = !hits.iter().all(|&h| h);
@@ -138,6 +110,65 @@ pub fn search(
         logits = decoder.step(&last)?;
     }
     Ok(done.into_iter().next().map(|h| h.tokens).unwrap_or_default())
+}
+
+/// The accumulated score of every (beam, token) continuation, beam-major: each
+/// beam's log-probabilities (after the logits processors) plus its score so far.
+fn accumulated(
+    running: &[Hyp],
+    logits: &mut [f32],
+    vocab: usize,
+    procs: &Processors,
+    context: &[u32],
+) -> Vec<f32> {
+    let mut acc = vec![0f32; running.len() * vocab];
+    for (b, beam) in running.iter().enumerate() {
+        let row = &mut logits[b * vocab..][..vocab];
+        log_softmax(row);
+        procs.apply(row, context, &beam.tokens);
+        for (a, &lp) in acc[b * vocab..][..vocab].iter_mut().zip(row.iter()) {
+            *a = lp + beam.score;
+        }
+    }
+    acc
+}
+
+/// The early-stop heuristic (early_stopping=False): can the best running beam, at
+/// its current length, still beat the worst finished one?
+fn improvable(best: &Hyp, done: &[Hyp], generated: usize, length_penalty: f32) -> bool {
+    let best_possible = best.score / (generated as f32).powf(length_penalty);
+    let min_done = done.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
+    done.iter().any(|h| best_possible > if h.finished { min_done } else { MASKED })
+}
+
+/// A candidate's score among the finished ones: each reason to leave it out (all
+/// finished and early stopping, the heuristic satisfied, not just finished) adds
+/// a mask, in that order, as transformers does.
+fn masked(score: f32, closed: [bool; 2], just_finished: bool) -> f32 {
+    let mut score = score;
+    for masked in [closed[0], closed[1], !just_finished] {
+        score += if masked { MASKED } else { 0.0 };
+    }
+    score
+}
+
+impl Hyp {
+    fn empty(score: f32) -> Hyp {
+        Hyp { tokens: Vec::new(), score, finished: false }
+    }
+}
+
+/// Running beams at the start: only the first is real (the others score -1e9).
+fn starting_beams(nb: usize) -> Vec<Hyp> {
+    (0..nb).map(|i| Hyp::empty(if i == 0 { 0.0 } else { MASKED })).collect()
+}
+
+/// A hypothesis's tokens and one more.
+fn extended(h: &Hyp, token: u32) -> Vec<u32> {
+    let mut tokens = Vec::with_capacity(h.tokens.len() + 1);
+    tokens.extend_from_slice(&h.tokens);
+    tokens.push(token);
+    tokens
 }
 
 #[cfg(test)]
