@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use owlet_runtime::bundle::{Bundle, ModelKind};
 use owlet_runtime::device::{self, GpuPrecision, Placement};
-use owlet_runtime::engine::Graph;
 use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::Clip;
 use serde_json::json;
@@ -136,16 +135,11 @@ fn graphs_on_gpu(
     precision: GpuPrecision,
 ) -> std::result::Result<GraphNodes, String> {
     let on = Placement::cuda(precision);
-    let list = |graphs: Vec<(&'static str, &Graph)>| {
-        graphs.into_iter().map(|(r, g)| (r, g.cpu_nodes())).collect()
-    };
     let kind = Bundle::open(dir).map_err(|e| e.to_string())?.manifest.kind;
     match kind {
-        ModelKind::Clip => {
-            Clip::load_on(dir, on).map(|m| list(m.graphs())).map_err(|e| e.to_string())
-        }
+        ModelKind::Clip => Clip::load_on(dir, on).map(|m| m.cpu_nodes()).map_err(|e| e.to_string()),
         ModelKind::Blip2 => {
-            Blip2::load_on(dir, on).map(|m| list(m.graphs())).map_err(|e| e.to_string())
+            Blip2::load_on(dir, on).map(|m| m.cpu_nodes()).map_err(|e| e.to_string())
         }
     }
 }

@@ -17,7 +17,6 @@ use clap::Parser;
 use image::RgbImage;
 use owlet_runtime::bundle::Bundle;
 use owlet_runtime::device::Placement;
-use owlet_runtime::engine;
 use owlet_runtime::image_io::{self, DecodeLimits};
 use owlet_runtime::models::clip::Clip;
 use owlet_runtime::preprocess;
@@ -102,7 +101,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Threads and device from the common options, before a model is loaded.
 pub(crate) fn placement(common: &Common) -> Result<Placement> {
-    engine::set_threads(common.threads.map(usize::from).unwrap_or_else(engine::default_threads));
+    owlet_runtime::set_threads(
+        common.threads.map(usize::from).unwrap_or_else(owlet_runtime::default_threads),
+    );
     Ok(Placement::choose(common.device, common.gpu_precision)?)
 }
 

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use owlet_runtime::device::{Device, Placement};
 use owlet_runtime::image_io::{decode_rgb, DecodeLimits};
 use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::{Clip, LabelSet};
+use owlet_runtime::{Device, Placement};
 use serde::Serialize;
 
 use crate::config::{Blip2Config, ClipConfig};

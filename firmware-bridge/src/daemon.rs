@@ -374,16 +374,13 @@ fn start_feeders(
 /// error at start, not at the first frame.
 fn load_analyzers(config: &Config, state_dir: &std::path::Path) -> Result<(Analyzers, Models)> {
     let threads = if config.clip.threads == 0 {
-        owlet_runtime::engine::default_threads()
+        owlet_runtime::default_threads()
     } else {
         config.clip.threads
     };
-    owlet_runtime::engine::set_threads(threads);
+    owlet_runtime::set_threads(threads);
 
-    let on = owlet_runtime::device::Placement::choose(
-        config.compute.device,
-        config.compute.gpu_precision,
-    )?;
+    let on = owlet_runtime::Placement::choose(config.compute.device, config.compute.gpu_precision)?;
     let mut models = Models::new(on);
     let mut analyzers = Vec::new();
     for cam in &config.cameras {

@@ -16,8 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use owlet_runtime::kernels::int8::quantize_weights;
-use owlet_runtime::ops::qmatmul::{OP_TYPE, X_SCALE_ATTR};
+use owlet_runtime::int8::{quantize_weights, DOMAIN, OP_TYPE, X_SCALE_ATTR};
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
 
@@ -281,10 +280,8 @@ pub fn convert_file(
     let init_names: HashSet<String> = view.inits.index.keys().cloned().collect();
     let graph_outputs = view.outputs;
     plan.apply(graph, &init_names, &graph_outputs);
-    if !model.opset_import.iter().any(|o| o.domain == owlet_runtime::ops::DOMAIN) {
-        model
-            .opset_import
-            .push(OperatorSetIdProto { domain: owlet_runtime::ops::DOMAIN.into(), version: 1 });
+    if !model.opset_import.iter().any(|o| o.domain == DOMAIN) {
+        model.opset_import.push(OperatorSetIdProto { domain: DOMAIN.into(), version: 1 });
     }
     // What is left of the float weights (biases, norms, positions) is small: in now,
     // for the fp16 pass and the writer.
@@ -427,7 +424,7 @@ impl Plan {
             vec![NodeProto {
                 name: node.name.clone(),
                 op_type: OP_TYPE.into(),
-                domain: owlet_runtime::ops::DOMAIN.into(),
+                domain: DOMAIN.into(),
                 input: inputs,
                 output: vec![output],
                 attribute,

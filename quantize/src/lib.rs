@@ -18,7 +18,7 @@ pub mod report;
 use std::path::{Path, PathBuf};
 
 pub(crate) use onnx_file::write_model;
-use owlet_runtime::bundle::{Bundle, ModelKind, Precision};
+use owlet_runtime::{Bundle, ModelKind, Precision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -221,42 +221,21 @@ fn write_converted(
         })?;
         let file = table.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let (from, to) = (bundle.path_of(Path::new(&file)), output.join(&file));
-        let s = match opts.to {
-            Target::Fp16 => {
-                let s = fp16::convert_file(&from, &to, on_tensor)?;
-                let detail =
-                    format!("{} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
-                graph_files.extend(s.external_files);
-                GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
-            }
+        let summary = match opts.to {
+            Target::Fp16 => fp16_graph(&from, &to, on_tensor)?,
             Target::Int8 => {
-                let keep = int8::keep_float_for(section, &opts.keep_float);
-                let s = int8::convert_file(
+                let x_max = x_max.and_then(|m| m.get(section));
+                int8_graph(
                     &from,
                     &to,
-                    &keep,
-                    x_max.and_then(|m| m.get(section)),
+                    &int8::keep_float_for(section, &opts.keep_float),
+                    x_max,
                     on_tensor,
-                )?;
-                let detail = format!(
-                    "{} linear layers to int8 ({} with their bias, {}), {} embedding tables to int8, {} kept float{}, {} other tensors to fp16",
-                    s.quantized,
-                    s.with_bias,
-                    if x_max.is_some() { format!("{} with static activation scales", s.static_scales) } else { "activations per row".into() },
-                    s.tables,
-                    s.kept_float.len(),
-                    match s.kept_float.len() {
-                        0 => String::new(),
-                        // A whole tower kept float would be a screenful of names.
-                        n if n > KEPT_NAMES_SHOWN => format!(" ({}, and {} more)", s.kept_float[..KEPT_NAMES_SHOWN].join(", "), n - KEPT_NAMES_SHOWN),
-                        _ => format!(" ({})", s.kept_float.join(", ")),
-                    },
-                    s.fp16
-                );
-                graph_files.extend(s.external_files);
-                GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail }
+                )?
             }
         };
+        graph_files.extend(summary.1);
+        let s = summary.0;
         table.insert("precision".into(), opts.to.name().into());
         graph_files.insert(file);
         stats.push((section.to_string(), s));
@@ -288,6 +267,54 @@ fn write_converted(
     // The result must load: a bundle owlet cannot open is not written silently.
     Bundle::open(output)?;
     Ok(stats)
+}
+
+/// One graph to fp16: its summary and the external data files it read.
+fn fp16_graph(
+    from: &Path,
+    to: &Path,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<(GraphSummary, std::collections::BTreeSet<String>)> {
+    let s = fp16::convert_file(from, to, on_tensor)?;
+    let detail = format!("{} tensors to fp16, {} small ones kept f32", s.converted, s.kept_f32);
+    let summary = GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail };
+    Ok((summary, s.external_files))
+}
+
+/// One graph to int8: its summary and the external data files it read.
+fn int8_graph(
+    from: &Path,
+    to: &Path,
+    keep: &[String],
+    x_max: Option<&calibrate::ActivationMax>,
+    on_tensor: &mut dyn FnMut(),
+) -> Result<(GraphSummary, std::collections::BTreeSet<String>)> {
+    let s = int8::convert_file(from, to, keep, x_max, on_tensor)?;
+    let activations = match x_max {
+        Some(_) => format!("{} with static activation scales", s.static_scales),
+        None => "activations per row".into(),
+    };
+    let kept_names = match s.kept_float.len() {
+        0 => String::new(),
+        // A whole tower kept float would be a screenful of names.
+        n if n > KEPT_NAMES_SHOWN => format!(
+            " ({}, and {} more)",
+            s.kept_float[..KEPT_NAMES_SHOWN].join(", "),
+            n - KEPT_NAMES_SHOWN
+        ),
+        _ => format!(" ({})", s.kept_float.join(", ")),
+    };
+    let detail = format!(
+        "{} linear layers to int8 ({} with their bias, {activations}), {} embedding tables to \
+         int8, {} kept float{kept_names}, {} other tensors to fp16",
+        s.quantized,
+        s.with_bias,
+        s.tables,
+        s.kept_float.len(),
+        s.fp16
+    );
+    let summary = GraphSummary { bytes_before: s.bytes_before, bytes_after: s.bytes_after, detail };
+    Ok((summary, s.external_files))
 }
 
 /// Image files of a calibration folder; an empty or missing folder is an error.

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use owlet_runtime::bundle::{Bundle, ModelKind};
+use image::RgbImage;
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
 use owlet_runtime::memory;
 use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::clip::{Classification, Clip};
+use owlet_runtime::{Bundle, ModelKind};
 use serde::Serialize;
 
 use crate::measures::LayerError;
@@ -139,115 +140,130 @@ pub fn compare(
         kept_float_for_error: Vec::new(),
         max_layer_error: None,
     };
-    let mut cosines = Vec::new();
-    match kind {
-        ModelKind::Clip => {
-            let t = vec![LABEL_TEMPLATE.to_string()];
-            // One untimed round first: thread pools and allocator arenas are made
-            // once per process and would count against whichever bundle came first.
-            Clip::load(original)?.embed_images(&imgs[..1])?;
-            let run = |dir: &Path| -> Result<_> {
-                let base = memory::reset_peak();
-                let clip = Clip::load(dir)?;
-                let e = clip.embed_images(&imgs)?;
-                let s = if labels.is_empty() { None } else { Some(clip.label_set(labels, &t)?) };
-                Ok((clip, e, s, peak_since(base)))
-            };
-            let (a, ea, sa, peak_a) = run(original)?;
-            let (b, eb, sb, peak_b) = run(converted)?;
-            r.peak_rss_mb = (peak_a, peak_b);
-            cosines = ea.rows().zip(eb.rows()).map(|(x, y)| cosine(x, y)).collect();
-            if let (Some(sa), Some(sb)) = (sa, sb) {
-                r.text_cosine_worst = Some(
-                    sa.embeddings
-                        .rows()
-                        .zip(sb.embeddings.rows())
-                        .map(|(x, y)| cosine(x, y))
-                        .fold(1.0, f64::min),
-                );
-                let (ca, cb) = (a.classify_embeddings(&ea, &sa), b.classify_embeddings(&eb, &sb));
-                let same = ca.iter().zip(&cb).filter(|(x, y)| x.top().0 == y.top().0).count();
-                r.zero_shot_agreement = Some(same as f64 / imgs.len() as f64);
-                let lead = |c: &owlet_runtime::models::clip::Classification| {
-                    let ranked = c.ranked();
-                    if ranked.len() < 2 {
-                        1.0
-                    } else {
-                        (ranked[0].1 - ranked[1].1) as f64
-                    }
-                };
-                r.zero_shot_largest_flipped_lead = ca
-                    .iter()
-                    .zip(&cb)
-                    .filter(|(x, y)| x.top().0 != y.top().0)
-                    .map(|(x, _)| lead(x))
-                    .reduce(f64::max);
-                let decided: Vec<bool> = ca
-                    .iter()
-                    .zip(&cb)
-                    .filter(|(x, _)| lead(x) >= DECIDED_MARGIN as f64)
-                    .map(|(x, y)| x.top().0 == y.top().0)
-                    .collect();
-                let n = decided.len();
-                r.zero_shot_decided = Some((
-                    if n == 0 {
-                        1.0
-                    } else {
-                        decided.iter().filter(|d| **d).count() as f64 / n as f64
-                    },
-                    n,
-                ));
-            }
-            r.vision_ms = (
-                median_ms(|| a.embed_images(&imgs[..1]).map(|_| ()))?,
-                median_ms(|| b.embed_images(&imgs[..1]).map(|_| ()))?,
-            );
-        }
-        ModelKind::Blip2 => {
-            let warm = Blip2::load(original)?; // as for CLIP: process-wide set-up, untimed
-            warm.encode_image(&imgs[0])?;
-            drop(warm);
-            let base = memory::reset_peak();
-            let a = Blip2::load(original)?;
-            let qs_a = imgs
-                .iter()
-                .map(|i| a.encode_image(i))
-                .collect::<owlet_runtime::Result<Vec<_>>>()?;
-            let peak_a = peak_since(base);
-            let base = memory::reset_peak();
-            let b = Blip2::load(converted)?;
-            let qs_b = imgs
-                .iter()
-                .map(|i| b.encode_image(i))
-                .collect::<owlet_runtime::Result<Vec<_>>>()?;
-            r.peak_rss_mb = (peak_a, peak_since(base));
-            let cfg = a.default_config();
-            let (mut same, mut total) = (0, 0);
-            for ((qa, qb), path) in qs_a.iter().zip(&qs_b).zip(images) {
-                cosines.push(cosine(&qa.data, &qb.data));
-                let (ga, gb) =
-                    (a.caption(qa, &cfg, &mut |_| {})?, b.caption(qb, &cfg, &mut |_| {})?);
-                total += ga.ids.len().max(gb.ids.len());
-                same += ga.ids.iter().zip(&gb.ids).take_while(|(x, y)| x == y).count();
-                if r.first_divergence.is_none() && ga.ids != gb.ids {
-                    let k = ga.ids.iter().zip(&gb.ids).take_while(|(x, y)| x == y).count();
-                    r.first_divergence = Some((path.display().to_string(), k));
-                }
-            }
-            r.caption_token_agreement =
-                Some(if total == 0 { 1.0 } else { same as f64 / total as f64 });
-            r.vision_ms = (
-                median_ms(|| a.encode_image(&imgs[0]).map(|_| ()))?,
-                median_ms(|| b.encode_image(&imgs[0]).map(|_| ()))?,
-            );
-        }
-    }
+    let cosines = match kind {
+        ModelKind::Clip => compare_clip(&mut r, original, converted, &imgs, labels)?,
+        ModelKind::Blip2 => compare_blip2(&mut r, original, converted, &imgs, images)?,
+    };
     if cosines.is_empty() {
         return Err(Error::Invalid("no calibration image could be compared".into()));
     }
     r.image_cosine_mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
     r.image_cosine_worst = cosines.iter().copied().fold(1.0, f64::min);
     Ok(r)
+}
+
+/// CLIP: both bundles' image embeddings (their cosines returned), label texts and
+/// zero-shot labels, memory and time into `r`.
+fn compare_clip(
+    r: &mut Report,
+    original: &Path,
+    converted: &Path,
+    imgs: &[RgbImage],
+    labels: &[String],
+) -> Result<Vec<f64>> {
+    let t = vec![LABEL_TEMPLATE.to_string()];
+    // One untimed round first: thread pools and allocator arenas are made once per
+    // process and would count against whichever bundle came first.
+    Clip::load(original)?.embed_images(&imgs[..1])?;
+    let run = |dir: &Path| -> Result<_> {
+        let base = memory::reset_peak();
+        let clip = Clip::load(dir)?;
+        let e = clip.embed_images(imgs)?;
+        let s = if labels.is_empty() { None } else { Some(clip.label_set(labels, &t)?) };
+        Ok((clip, e, s, peak_since(base)))
+    };
+    let (a, ea, sa, peak_a) = run(original)?;
+    let (b, eb, sb, peak_b) = run(converted)?;
+    r.peak_rss_mb = (peak_a, peak_b);
+    let cosines = ea.rows().zip(eb.rows()).map(|(x, y)| cosine(x, y)).collect();
+    if let (Some(sa), Some(sb)) = (sa, sb) {
+        r.text_cosine_worst = Some(
+            sa.embeddings
+                .rows()
+                .zip(sb.embeddings.rows())
+                .map(|(x, y)| cosine(x, y))
+                .fold(1.0, f64::min),
+        );
+        let (ca, cb) = (a.classify_embeddings(&ea, &sa), b.classify_embeddings(&eb, &sb));
+        zero_shot(r, &ca, &cb);
+    }
+    r.vision_ms = (
+        median_ms(|| a.embed_images(&imgs[..1]).map(|_| ()))?,
+        median_ms(|| b.embed_images(&imgs[..1]).map(|_| ()))?,
+    );
+    Ok(cosines)
+}
+
+/// How often the converted bundle's top label is fp32's: over all images, over
+/// those fp32 decides by DECIDED_MARGIN, and fp32's largest lead where they differ.
+fn zero_shot(r: &mut Report, ca: &[Classification], cb: &[Classification]) {
+    let same = ca.iter().zip(cb).filter(|(x, y)| x.top().0 == y.top().0).count();
+    r.zero_shot_agreement = Some(same as f64 / ca.len().max(1) as f64);
+    let lead = |c: &Classification| {
+        let ranked = c.ranked();
+        if ranked.len() < 2 {
+            1.0
+        } else {
+            (ranked[0].1 - ranked[1].1) as f64
+        }
+    };
+    r.zero_shot_largest_flipped_lead = ca
+        .iter()
+        .zip(cb)
+        .filter(|(x, y)| x.top().0 != y.top().0)
+        .map(|(x, _)| lead(x))
+        .reduce(f64::max);
+    let decided: Vec<bool> = ca
+        .iter()
+        .zip(cb)
+        .filter(|(x, _)| lead(x) >= DECIDED_MARGIN as f64)
+        .map(|(x, y)| x.top().0 == y.top().0)
+        .collect();
+    let n = decided.len();
+    let agreed = decided.iter().filter(|d| **d).count();
+    r.zero_shot_decided = Some((if n == 0 { 1.0 } else { agreed as f64 / n as f64 }, n));
+}
+
+/// BLIP-2: both bundles' image queries (their cosines returned), greedy captions
+/// token by token, memory and time into `r`.
+fn compare_blip2(
+    r: &mut Report,
+    original: &Path,
+    converted: &Path,
+    imgs: &[RgbImage],
+    paths: &[PathBuf],
+) -> Result<Vec<f64>> {
+    let warm = Blip2::load(original)?; // as for CLIP: process-wide set-up, untimed
+    warm.encode_image(&imgs[0])?;
+    drop(warm);
+    let load = |dir: &Path| -> Result<_> {
+        let base = memory::reset_peak();
+        let m = Blip2::load(dir)?;
+        let queries =
+            imgs.iter().map(|i| m.encode_image(i)).collect::<owlet_runtime::Result<Vec<_>>>()?;
+        Ok((m, queries, peak_since(base)))
+    };
+    let (a, qs_a, peak_a) = load(original)?;
+    let (b, qs_b, peak_b) = load(converted)?;
+    r.peak_rss_mb = (peak_a, peak_b);
+    let cfg = a.default_config();
+    let (mut same, mut total, mut cosines) = (0, 0, Vec::new());
+    for ((qa, qb), path) in qs_a.iter().zip(&qs_b).zip(paths) {
+        cosines.push(cosine(&qa.data, &qb.data));
+        let (ga, gb) = (a.caption(qa, &cfg, &mut |_| {})?, b.caption(qb, &cfg, &mut |_| {})?);
+        total += ga.ids.len().max(gb.ids.len());
+        let k = ga.ids.iter().zip(&gb.ids).take_while(|(x, y)| x == y).count();
+        same += k;
+        if r.first_divergence.is_none() && ga.ids != gb.ids {
+            r.first_divergence = Some((path.display().to_string(), k));
+        }
+    }
+    r.caption_token_agreement = Some(if total == 0 { 1.0 } else { same as f64 / total as f64 });
+    r.vision_ms = (
+        median_ms(|| a.encode_image(&imgs[0]).map(|_| ()))?,
+        median_ms(|| b.encode_image(&imgs[0]).map(|_| ()))?,
+    );
+    Ok(cosines)
 }
 
 impl std::fmt::Display for Report {
@@ -279,6 +295,24 @@ impl std::fmt::Display for Report {
             "  embeddings   cosine to fp32: mean {:.6}, worst {:.6}",
             self.image_cosine_mean, self.image_cosine_worst
         )?;
+        self.fmt_labels(f)?;
+        self.fmt_layers(f)?;
+        writeln!(
+            f,
+            "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)",
+            self.peak_rss_mb.0, self.peak_rss_mb.1
+        )?;
+        write!(
+            f,
+            "  image graph  {:.2} ms -> {:.2} ms (CPU, batch 1, median)",
+            self.vision_ms.0, self.vision_ms.1
+        )
+    }
+}
+
+impl Report {
+    /// The label texts, zero-shot labels and captions against fp32.
+    fn fmt_labels(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(t) = self.text_cosine_worst {
             writeln!(f, "  label texts  cosine to fp32: worst {t:.6}")?;
         }
@@ -305,6 +339,11 @@ impl std::fmt::Display for Report {
                 Some((img, k)) => writeln!(f, "               first divergence: {img}, token {k}")?,
             }
         }
+        Ok(())
+    }
+
+    /// The int8 layers' own errors, worst first, and those kept float.
+    fn fmt_layers(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if !self.layer_errors.is_empty() {
             writeln!(f, "  int8 layers  own error (|X·Wq - X·W| / |X·W|), worst {LAYER_ERRORS_SHOWN} of {}:", self.layer_errors.len())?;
             for e in self.layer_errors.iter().take(LAYER_ERRORS_SHOWN) {
@@ -330,15 +369,6 @@ impl std::fmt::Display for Report {
                 n => writeln!(f, "               {n} above {:.1}% kept float", limit * 100.0)?,
             }
         }
-        writeln!(
-            f,
-            "  peak memory  {:.1} MB -> {:.1} MB (load + calibration set)",
-            self.peak_rss_mb.0, self.peak_rss_mb.1
-        )?;
-        write!(
-            f,
-            "  image graph  {:.2} ms -> {:.2} ms (CPU, batch 1, median)",
-            self.vision_ms.0, self.vision_ms.1
-        )
+        Ok(())
     }
 }

@@ -39,7 +39,7 @@ fn embeddings(bundle: &Path) -> Vec<f32> {
         .collect();
     let clip = Clip::load(bundle).unwrap();
     let e = clip.embed_images(&frames).unwrap();
-    let t = clip.text.embed(&["a photo of a car", "a photo of a bird"]).unwrap();
+    let t = clip.text().embed(&["a photo of a car", "a photo of a bird"]).unwrap();
     e.rows().chain(t.rows()).flatten().copied().collect()
 }
 

@@ -70,7 +70,7 @@ fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
     // When loaded, each layer's Q, K and V (one input) run as one int8 product.
     let clip = owlet_runtime::models::clip::Clip::load(&out).unwrap();
     for (role, counts) in
-        [("vision", clip.vision.graph().op_counts()), ("text", clip.text.graph().op_counts())]
+        [("vision", clip.vision().graph().op_counts()), ("text", clip.text().graph().op_counts())]
     {
         assert_eq!(
             counts.get("OwletMatMulInt8"),

@@ -95,15 +95,15 @@ fn time_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> Vec<f64> {
 
 /// owlet's medians for (graph, batch) on one bundle.
 fn time_owlet(clip: &Clip, o: &Opts) -> Vec<(String, usize, f64)> {
-    let side = clip.vision.preprocess_spec().crop_size as usize;
-    let ctx = clip.text.tokenizer().context_length();
+    let side = clip.vision().preprocess_spec().crop_size as usize;
+    let ctx = clip.text().tokenizer().context_length();
     let mut owlet: Vec<(String, usize, f64)> = Vec::new();
     for &b in &o.batches {
         // Same input distributions as benches/ort_clip.py (values don't change the cost).
         let pixels: Vec<f32> =
             (0..b * 3 * side * side).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
         let v = time_ms(2, o.iters, || {
-            clip.vision.run_pixels(pixels.clone(), b).expect("vision runs");
+            clip.vision().run_pixels(pixels.clone(), b).expect("vision runs");
         });
         owlet.push(("vision".into(), b, median(v)));
         let mut ids = vec![49407i64; b * ctx];
@@ -118,7 +118,7 @@ fn time_owlet(clip: &Clip, o: &Opts) -> Vec<(String, usize, f64)> {
         let enc =
             EncodedBatch { batch: b, context_length: ctx, input_ids: ids, attention_mask: mask };
         let t = time_ms(2, o.iters, || {
-            clip.text.run_encoded(&enc).expect("text runs");
+            clip.text().run_encoded(&enc).expect("text runs");
         });
         owlet.push(("text".into(), b, median(t)));
     }

@@ -60,14 +60,14 @@ fn run(dir: &str, graph: &str, runs: usize) -> Result<()> {
     match (kind, graph) {
         (ModelKind::Clip, "vision") => {
             let clip = Clip::load(dir)?;
-            let side = clip.vision.preprocess_spec().crop_size as usize;
+            let side = clip.vision().preprocess_spec().crop_size as usize;
             let px = pixels(3 * side * side);
-            counted(runs, || Ok(clip.vision.run_pixels(px.clone(), 1).map(drop)?))?;
+            counted(runs, || Ok(clip.vision().run_pixels(px.clone(), 1).map(drop)?))?;
         }
         (ModelKind::Clip, "text") => {
             let clip = Clip::load(dir)?;
-            let enc = clip.text.tokenizer().encode_batch(&["a photo of a red car"])?;
-            counted(runs, || Ok(clip.text.run_encoded(&enc).map(drop)?))?;
+            let enc = clip.text().tokenizer().encode_batch(&["a photo of a red car"])?;
+            counted(runs, || Ok(clip.text().run_encoded(&enc).map(drop)?))?;
         }
         (ModelKind::Blip2, "vision") => {
             let m = Blip2::load(dir)?;

@@ -12,7 +12,9 @@ pub use owlet_formats::manifest::*;
 /// A bundle on disk: its folder and its validated manifest.
 #[derive(Debug, Clone)]
 pub struct Bundle {
+    /// The bundle's folder.
     pub dir: PathBuf,
+    /// Its owlet.toml, validated.
     pub manifest: Manifest,
 }
 
@@ -39,10 +41,12 @@ impl Bundle {
         Ok(bundle)
     }
 
+    /// The owlet.toml's path.
     pub fn manifest_path(&self) -> PathBuf {
         self.dir.join(MANIFEST)
     }
 
+    /// A file the manifest names, as a path.
     pub fn path_of(&self, file: &Path) -> PathBuf {
         self.dir.join(file)
     }

@@ -13,7 +13,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+#[cfg(feature = "internals")]
 pub mod f16_compute;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod f16_compute;
 
 pub use owlet_formats::choices::{DeviceChoice, GpuPrecision};
 
@@ -21,7 +24,9 @@ pub use owlet_formats::choices::{DeviceChoice, GpuPrecision};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
+    /// The CPU, through tract (and owlet's kernels).
     Cpu,
+    /// An NVIDIA GPU, through tract-cuda.
     Cuda,
 }
 
@@ -37,7 +42,9 @@ impl fmt::Display for Device {
 /// Where a bundle's graphs run and in what precision: what model loaders take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
+    /// The device asked for.
     pub device: Device,
+    /// The float type a GPU computes in (f32 or f16); the CPU ignores it.
     pub precision: GpuPrecision,
     /// Chosen by `auto`: a graph the GPU cannot run goes to the CPU instead of
     /// being an error.
@@ -45,9 +52,11 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// Everything on the CPU.
     pub const CPU: Placement =
         Placement { device: Device::Cpu, precision: GpuPrecision::F32, fallback: false };
 
+    /// Everything on the GPU in `precision`; a graph it cannot run is an error.
     pub fn cuda(precision: GpuPrecision) -> Placement {
         Placement { device: Device::Cuda, precision, fallback: false }
     }
@@ -58,7 +67,12 @@ impl Placement {
     ///
     /// On the CPU, an fp16 graph computes in f16 where the CPU has f16 arithmetic
     /// (`f16_compute::cpu_computes_f16`), in f32 otherwise.
-    pub fn for_graph(&self, role: &str, stored: crate::bundle::Precision) -> Result<Placement> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn for_graph(
+        &self,
+        role: &str,
+        stored: crate::bundle::Precision,
+    ) -> Result<Placement> {
         if self.device == Device::Cpu
             && stored == crate::bundle::Precision::Fp16
             && f16_compute::cpu_computes_f16()
@@ -108,6 +122,7 @@ impl Placement {
         Ok(placement)
     }
 
+    /// One line for logs: the device, its precision and whether it falls back.
     pub fn describe(&self) -> String {
         match self.device {
             Device::Cpu => match self.precision {
@@ -138,18 +153,23 @@ pub fn cuda_usable() -> std::result::Result<(), String> {
 /// What `owlet doctor` prints about the GPU path, line by line.
 #[derive(Debug, Clone, Serialize)]
 pub struct CudaReport {
+    /// Whether this build has the CUDA path (cargo feature cuda-12 or cuda-13).
     pub built_in: bool,
     /// The CUDA driver API the build targets (e.g. 13000), when built in.
     pub api: Option<i32>,
     /// (library, found?, how it was looked for)
     pub libraries: Vec<(String, bool, String)>,
+    /// The driver's version, or why it could not be read.
     pub driver: std::result::Result<String, String>,
+    /// Where the CUDA headers NVRTC needs were found, or why not.
     pub headers: std::result::Result<PathBuf, String>,
     /// Where compiled kernels are kept, and whether every kernel library is there.
     pub kernel_cache: Option<(PathBuf, bool)>,
 }
 
 impl CudaReport {
+    /// What stands between this machine and the GPU path, one line each (empty
+    /// when it can run).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !self.built_in {
@@ -172,6 +192,7 @@ impl CudaReport {
 }
 
 #[cfg(not(feature = "cuda"))]
+/// What `owlet doctor` reports of the GPU path on this machine.
 pub fn cuda_report() -> CudaReport {
     CudaReport {
         built_in: false,
@@ -184,6 +205,7 @@ pub fn cuda_report() -> CudaReport {
 }
 
 #[cfg(feature = "cuda")]
+/// What `owlet doctor` reports of the GPU path on this machine.
 pub fn cuda_report() -> CudaReport {
     cuda::probe()
 }
@@ -198,7 +220,8 @@ pub fn warm_kernel_cache() -> std::result::Result<std::time::Duration, String> {
 }
 
 #[cfg(feature = "cuda")]
-pub mod cuda {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) mod cuda {
     //! tract-cuda glue: probing, preparing a graph for the GPU, and the rewrites
     //! that keep CLIP's and BLIP-2's nodes on it.
 

@@ -86,46 +86,7 @@ impl Graph {
         crate::memory::log_stage(role, "parsed");
         assert_axis_sizes(&model.symbols).map_err(|e| err(format!("{e:#}")))?;
 
-        let found = model.input_outlets().map_err(|e| err(format!("{e:#}")))?.len();
-        if found != inputs.len() {
-            return Err(err(format!(
-                "{role} graph must have {} input(s) ({}), found {found}",
-                inputs.len(),
-                inputs.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        for (ix, spec) in inputs.iter().enumerate() {
-            let node = &model.nodes[model.inputs[ix].node];
-            if node.name != spec.name {
-                return Err(err(format!(
-                    "{role} input #{ix} must be `{}`, found `{}`",
-                    spec.name, node.name
-                )));
-            }
-            let fact = &node.outputs[0].fact;
-            if let Some(dt) = fact.datum_type.concretize() {
-                if dt != spec.dtype {
-                    return Err(err(format!(
-                        "{role} input `{}` must be {:?}, found {dt:?}",
-                        spec.name, spec.dtype
-                    )));
-                }
-            }
-            if let Some(rank) = fact.shape.rank().concretize() {
-                if rank as usize != spec.rank {
-                    return Err(err(format!(
-                        "{role} input `{}` must have rank {}, found {rank}",
-                        spec.name, spec.rank
-                    )));
-                }
-            }
-        }
-        if model.outputs.len() != outputs {
-            return Err(err(format!(
-                "{role} graph must have {outputs} output(s), found {}",
-                model.outputs.len()
-            )));
-        }
+        check_interface(&model, role, inputs, outputs).map_err(err)?;
 
         crate::ops::qmatmul::pack_before_typing(&mut model)
             .map_err(|e| err(format!("could not pack the int8 weights: {e:#}")))?;
@@ -142,38 +103,7 @@ impl Graph {
             )));
         }
         let plan = match on.device {
-            Device::Cpu => {
-                let typed = if on.precision == crate::device::GpuPrecision::F16 {
-                    let mut m = typed
-                        .into_decluttered()
-                        .map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
-                    crate::device::f16_compute::translate(&mut m).map_err(|e| {
-                        err(format!("tract could not turn the graph into f16: {e:#}"))
-                    })?;
-                    m
-                } else {
-                    let mut typed = typed;
-                    crate::device::f16_compute::widen_f16_constants(&mut typed).map_err(|e| {
-                        err(format!("tract could not widen the fp16 weights: {e:#}"))
-                    })?;
-                    // owlet's einsum rewrite needs the decluttered form (after
-                    // optimisation the einsums are packing and matmul ops).
-                    let mut m = typed
-                        .into_decluttered()
-                        .map_err(|e| err(format!("tract could not declutter the graph: {e:#}")))?;
-                    crate::ops::rewrite_decluttered(&mut m)
-                        .map_err(|e| err(format!("owlet's rewrite failed: {e:#}")))?;
-                    m
-                };
-                crate::memory::log_stage(role, "decluttered");
-                typed
-                    .into_optimized()
-                    .and_then(|mut m| {
-                        crate::ops::rewrite_plan(&mut m)?;
-                        m.into_runnable()
-                    })
-                    .map_err(|e| err(format!("tract could not optimise the graph: {e:#}")))?
-            }
+            Device::Cpu => plan_for_cpu(typed, role, on.precision).map_err(err)?,
             #[cfg(feature = "cuda")]
             Device::Cuda => crate::device::cuda::prepare(typed, on.precision)
                 .map_err(|e| err(format!("tract-cuda could not prepare the graph: {e:#}")))?,
@@ -222,10 +152,12 @@ impl Graph {
         kinds.into_iter().collect()
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn role(&self) -> &'static str {
         self.role
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -252,6 +184,7 @@ impl Graph {
     /// How many nodes of each op the plan runs, by op name (tract's `Add`/`Mul` on
     /// their generic path, `OptAddUnicast`, `OwletBroadcastBinary`, ...). For tests
     /// that pin which paths a graph takes.
+    #[cfg(any(test, feature = "internals"))]
     pub fn op_counts(&self) -> std::collections::BTreeMap<String, usize> {
         let mut counts = std::collections::BTreeMap::new();
         for node in &self.plan.model().nodes {
@@ -372,6 +305,95 @@ impl Graph {
             out
         })
     }
+}
+
+/// The parsed graph has the inputs `inputs` (names, types, ranks, in order) and
+/// `outputs` outputs; the error says which differs.
+fn check_interface(
+    model: &InferenceModel,
+    role: &str,
+    inputs: &[InputSpec<'_>],
+    outputs: usize,
+) -> std::result::Result<(), String> {
+    let found = model.input_outlets().map_err(|e| format!("{e:#}"))?.len();
+    if found != inputs.len() {
+        return Err(format!(
+            "{role} graph must have {} input(s) ({}), found {found}",
+            inputs.len(),
+            inputs.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for (ix, spec) in inputs.iter().enumerate() {
+        let node = &model.nodes[model.inputs[ix].node];
+        if node.name != spec.name {
+            return Err(format!(
+                "{role} input #{ix} must be `{}`, found `{}`",
+                spec.name, node.name
+            ));
+        }
+        let fact = &node.outputs[0].fact;
+        if let Some(dt) = fact.datum_type.concretize() {
+            if dt != spec.dtype {
+                return Err(format!(
+                    "{role} input `{}` must be {:?}, found {dt:?}",
+                    spec.name, spec.dtype
+                ));
+            }
+        }
+        if let Some(rank) = fact.shape.rank().concretize() {
+            if rank as usize != spec.rank {
+                return Err(format!(
+                    "{role} input `{}` must have rank {}, found {rank}",
+                    spec.name, spec.rank
+                ));
+            }
+        }
+    }
+    if model.outputs.len() != outputs {
+        return Err(format!(
+            "{role} graph must have {outputs} output(s), found {}",
+            model.outputs.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The typed graph planned for the CPU: decluttered, fp16 weights widened (or the
+/// graph computed in f16), owlet's rewrites applied before and after tract's
+/// optimisation.
+fn plan_for_cpu(
+    typed: TypedModel,
+    role: &str,
+    precision: crate::device::GpuPrecision,
+) -> std::result::Result<Arc<TypedRunnableModel>, String> {
+    let typed = if precision == crate::device::GpuPrecision::F16 {
+        let mut m = typed
+            .into_decluttered()
+            .map_err(|e| format!("tract could not declutter the graph: {e:#}"))?;
+        crate::device::f16_compute::translate(&mut m)
+            .map_err(|e| format!("tract could not turn the graph into f16: {e:#}"))?;
+        m
+    } else {
+        let mut typed = typed;
+        crate::device::f16_compute::widen_f16_constants(&mut typed)
+            .map_err(|e| format!("tract could not widen the fp16 weights: {e:#}"))?;
+        // owlet's einsum rewrite needs the decluttered form (after optimisation the
+        // einsums are packing and matmul ops).
+        let mut m = typed
+            .into_decluttered()
+            .map_err(|e| format!("tract could not declutter the graph: {e:#}"))?;
+        crate::ops::rewrite_decluttered(&mut m)
+            .map_err(|e| format!("owlet's rewrite failed: {e:#}"))?;
+        m
+    };
+    crate::memory::log_stage(role, "decluttered");
+    typed
+        .into_optimized()
+        .and_then(|mut m| {
+            crate::ops::rewrite_plan(&mut m)?;
+            m.into_runnable()
+        })
+        .map_err(|e| format!("tract could not optimise the graph: {e:#}"))
 }
 
 /// f16 results (an fp16 GPU plan) as f32, the type every caller works in.

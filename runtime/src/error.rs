@@ -2,26 +2,52 @@
 
 use std::path::PathBuf;
 
+/// A result whose error is owlet-runtime's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong, and where: each variant names the file, graph or input.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bundle's owlet.toml is missing, unreadable or says something invalid.
     #[error("{}: {field}: {reason}", path.display())]
-    Manifest { path: PathBuf, field: String, reason: String },
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The setting at fault, e.g. `vision.embed_dim`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A file the manifest names is absent or unreadable.
     #[error("{}: {what}: {reason}", path.display())]
-    BundleFile { path: PathBuf, what: &'static str, reason: String },
+    BundleFile {
+        /// The file (or folder).
+        path: PathBuf,
+        /// What the bundle needs it for.
+        what: &'static str,
+        /// Why it cannot be used.
+        reason: String,
+    },
 
     /// A graph could not be loaded, typed or planned by tract, or has the wrong
     /// inputs / outputs for its role.
     #[error("{}: {reason}", path.display())]
-    Graph { path: PathBuf, reason: String },
+    Graph {
+        /// The graph file.
+        path: PathBuf,
+        /// What tract or owlet's checks said.
+        reason: String,
+    },
 
     /// An image could not be read or decoded, or is too large.
     #[error("{source_name}: {reason}")]
-    Image { source_name: String, reason: String },
+    Image {
+        /// The file name or source the bytes came from.
+        source_name: String,
+        /// What the decoder said.
+        reason: String,
+    },
 
     /// The tokenizer failed on a text.
     #[error("tokenizer: {0}")]
@@ -29,7 +55,12 @@ pub enum Error {
 
     /// Running a planned graph failed.
     #[error("{graph} graph: {reason}")]
-    Inference { graph: &'static str, reason: String },
+    Inference {
+        /// The graph's role: "vision", "text" or "decoder".
+        graph: &'static str,
+        /// What failed.
+        reason: String,
+    },
 
     /// The caller asked for something that cannot be done (empty label list...).
     #[error("{0}")]

@@ -3,23 +3,49 @@
 //! The runtime knows nothing of cameras or MQTT: it turns images and texts into
 //! embeddings, labels and captions. Start with [`models::clip::Clip::load`] or
 //! [`models::blip2::Blip2::load`].
+//!
+//! The front door is the public modules below and the re-exports at the root;
+//! `scripts/public-api` counts it. The kernels, owlet's tract ops and the graph
+//! engine are the crate's insides: public only with the `internals` feature, which
+//! the crate's own tests and benches (and the tests of quantize and history) turn on.
 
+// Everything public is documented (the insides are exempt when `internals` shows
+// them to the tests).
+#![cfg_attr(not(feature = "internals"), warn(missing_docs))]
+
+pub mod bench;
 pub mod bundle;
 pub mod device;
-pub mod engine;
 pub mod error;
 pub mod generate;
 mod graph_file;
 pub mod image_io;
 pub mod index;
-pub mod kernels;
+pub mod int8;
 pub mod memory;
 pub mod models;
-pub mod ops;
 pub mod options;
 pub mod preprocess;
 pub mod similarity;
 pub mod tokenize;
 
+// The insides: public only to the crate's own tests and benches (the `internals`
+// feature, which the crate's dev-dependency on itself turns on).
+#[cfg(feature = "internals")]
+pub mod engine;
+#[cfg(not(feature = "internals"))]
+mod engine;
+#[cfg(feature = "internals")]
+pub mod kernels;
+#[cfg(not(feature = "internals"))]
+mod kernels;
+#[cfg(feature = "internals")]
+pub mod ops;
+#[cfg(not(feature = "internals"))]
+mod ops;
+
+pub use bundle::{Bundle, ModelKind, Precision};
+pub use device::{Device, DeviceChoice, GpuPrecision, Placement};
+pub use engine::{default_threads, set_threads};
 pub use error::{Error, Result};
 pub use options::{Kernels, RuntimeOptions};

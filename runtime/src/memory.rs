@@ -7,7 +7,9 @@
 /// Resident memory now and at its peak, in MiB.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Usage {
+    /// Resident now (VmRSS).
     pub rss_mb: f64,
+    /// The most resident so far (VmHWM).
     pub peak_mb: f64,
 }
 

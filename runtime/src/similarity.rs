@@ -3,28 +3,35 @@
 /// Row-major embeddings, one row per image or text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
+    /// The width of a row.
     pub dim: usize,
+    /// The rows, one after another.
     pub data: Vec<f32>,
 }
 
 impl Embeddings {
+    /// Rows of `dim` from `data` (its length a multiple of `dim`).
     pub fn new(dim: usize, data: Vec<f32>) -> Embeddings {
         debug_assert!(dim > 0 && data.len().is_multiple_of(dim));
         Embeddings { dim, data }
     }
 
+    /// Rows held.
     pub fn len(&self) -> usize {
         self.data.len() / self.dim
     }
 
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
+    /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..][..self.dim]
     }
 
+    /// The rows in order.
     pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
         self.data.chunks_exact(self.dim)
     }
@@ -48,6 +55,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     crate::kernels::dot_f32(a, b)
 }
 
+/// Scales `v` to unit length (a zero vector stays zero).
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
     if norm > 0.0 {

@@ -9,7 +9,7 @@ use clap::Parser;
 use owlet_bridge::config::{Blip2Config, CameraConfig, Config, SourceConfig};
 use owlet_bridge::daemon::{self, RunOptions};
 use owlet_bridge::source::Stop;
-use owlet_runtime::bundle::ModelKind;
+use owlet_runtime::ModelKind;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,7 +50,7 @@ struct Args {
     mqtt_password_file: Option<PathBuf>,
     /// Where the models run, over the configuration's [compute] device: cpu, cuda or auto.
     #[arg(long, value_enum)]
-    device: Option<owlet_runtime::device::DeviceChoice>,
+    device: Option<owlet_runtime::DeviceChoice>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -250,8 +250,8 @@ fn fleet(command: FleetCommand) -> Result<ExitCode> {
 /// The bundle at `path` opens (manifest valid, files present) and is of `kind`.
 fn check_bundle(field: &str, path: &std::path::Path, kind: ModelKind) -> Result<()> {
     use anyhow::Context;
-    let b = owlet_runtime::bundle::Bundle::open(path)
-        .with_context(|| format!("{field} {}", path.display()))?;
+    let b =
+        owlet_runtime::Bundle::open(path).with_context(|| format!("{field} {}", path.display()))?;
     anyhow::ensure!(
         b.manifest.kind == kind,
         "{field} {}: a {:?} bundle, where a {kind:?} bundle is needed",
@@ -276,7 +276,7 @@ fn check_files(c: &Config) -> Result<()> {
             check_bundle(&format!("cameras[{i}].blip2_model"), m, ModelKind::Blip2)?;
         }
     }
-    let on = owlet_runtime::device::Placement::choose(c.compute.device, c.compute.gpu_precision)
+    let on = owlet_runtime::Placement::choose(c.compute.device, c.compute.gpu_precision)
         .context("[compute] device")?;
     println!("models will run on {}", on.describe());
     if let Some(m) = &c.mqtt {

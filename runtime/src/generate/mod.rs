@@ -13,40 +13,54 @@ mod sampling;
 
 use crate::error::{Error, Result};
 
-pub use processors::Processors;
+pub(crate) use processors::Processors;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Strategy {
+    /// The most probable token at each step.
     Greedy,
+    /// Beam search as transformers' generate() does it.
     Beam {
+        /// Hypotheses kept at each step.
         num_beams: usize,
         /// Scores are divided by (generated length ^ length_penalty): > 0 favours longer.
         length_penalty: f32,
         /// Stop as soon as `num_beams` hypotheses are finished.
         early_stopping: bool,
     },
+    /// Sampling from the softmax, after temperature, top-k and top-p.
     Sample {
+        /// Logits are divided by it before the softmax.
         temperature: f32,
         /// 0 disables top-k.
         top_k: usize,
         /// 1.0 disables top-p.
         top_p: f32,
+        /// The random generator's seed: a seed repeats its text.
         seed: u64,
     },
 }
 
+/// How a generation runs and when it stops (transformers' GenerationConfig, the
+/// parts owlet implements).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
+    /// How the next token is chosen.
     pub strategy: Strategy,
+    /// The most tokens generated.
     pub max_new_tokens: usize,
+    /// End-of-sequence is suppressed until this many tokens are generated.
     pub min_new_tokens: usize,
     /// 1.0 disables it (transformers' RepetitionPenaltyLogitsProcessor).
     pub repetition_penalty: f32,
+    /// The token that ends a generation.
     pub eos_token_id: u32,
 }
 
 impl GenerationConfig {
+    /// Refuses settings that cannot run (no tokens, beams or temperature out of
+    /// range...), naming the setting.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(m));
         if self.max_new_tokens == 0 {
@@ -88,14 +102,16 @@ impl GenerationConfig {
 /// its length in positions, and the ids it stands for (image placeholders +
 /// prompt), which the repetition penalty counts as transformers does.
 #[derive(Debug, Clone, Copy)]
-pub struct Prefix<'a> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) struct Prefix<'a> {
     pub embeds: &'a [f32],
     pub len: usize,
     pub context_ids: &'a [u32],
 }
 
 /// A decoder with a KV cache that the loop drives. Rows are beams.
-pub trait StepDecoder {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) trait StepDecoder {
     fn vocab_size(&self) -> usize;
     /// Run the prefix (one row) and start a cache; returns the last position's logits.
     fn prefill(&mut self, embeds: &[f32], len: usize) -> Result<Vec<f32>>;
@@ -108,7 +124,8 @@ pub trait StepDecoder {
 /// Generate new tokens after a prefix. `on_token` sees each token when it is
 /// final: as it is produced for greedy and sampling, at the end for beam search.
 /// Returns the new tokens, eos included when generation stopped on it.
-pub fn generate(
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn generate(
     decoder: &mut dyn StepDecoder,
     prefix: &Prefix<'_>,
     cfg: &GenerationConfig,
@@ -173,7 +190,8 @@ fn single_row(
 }
 
 /// Index of the largest value; the first on ties (torch.argmax).
-pub fn argmax(v: &[f32]) -> u32 {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {
@@ -184,7 +202,8 @@ pub fn argmax(v: &[f32]) -> u32 {
 }
 
 /// log(softmax(v)) in place, accumulated in f64.
-pub fn log_softmax(v: &mut [f32]) {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn log_softmax(v: &mut [f32]) {
     let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = v.iter().map(|&x| ((x - max) as f64).exp()).sum();
     let lse = max as f64 + sum.ln();

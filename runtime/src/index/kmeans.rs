@@ -6,12 +6,14 @@ use rand::{Rng, SeedableRng};
 use crate::kernels;
 use crate::similarity::l2_normalize;
 
+/// The result of [`kmeans`].
 #[derive(Debug, Clone)]
 pub struct Clustering {
     /// Unit-length centroids, `k` x `dim`, row-major.
     pub centroids: Vec<f32>,
     /// The cluster of each point.
     pub assignment: Vec<usize>,
+    /// Lloyd iterations run.
     pub iterations: usize,
 }
 
@@ -93,6 +95,7 @@ pub fn kmeans(points: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) 
 }
 
 /// The adjusted Rand index of two labelings (1: identical up to renaming, ~0: chance).
+#[cfg(any(test, feature = "internals"))]
 pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
     use std::collections::HashMap;
     let n = a.len() as f64;

@@ -27,9 +27,12 @@
 pub mod kmeans;
 mod vectors;
 
-pub use vectors::{quantize_i8, Hit, VectorSet};
+#[cfg(feature = "internals")]
+pub use vectors::quantize_i8;
+pub use vectors::{Hit, VectorSet};
 
 use std::fs::{File, OpenOptions};
+#[cfg(any(test, feature = "internals"))]
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -40,11 +43,14 @@ use crate::error::{Error, Result};
 /// How the index stores its vectors (f32, f16 or int8).
 pub use owlet_formats::choices::VectorPrecision as Precision;
 
+/// What an index holds: which model's vectors, how long, stored how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexInfo {
     /// The embedding model's name (bundle manifest): vectors of two models do not mix.
     pub model: String,
+    /// The embedding width.
     pub dim: usize,
+    /// How the vectors are stored.
     pub precision: Precision,
 }
 
@@ -53,16 +59,19 @@ pub struct IndexInfo {
 pub struct Meta {
     /// A file path or a frame id.
     pub source: String,
+    /// The camera a frame came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub camera: Option<String>,
     /// Milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_ms: Option<u64>,
+    /// The frame's caption, when one was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
 }
 
 /// Which entries a search looks at.
+#[cfg(any(test, feature = "internals"))]
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub camera: Option<String>,
@@ -71,6 +80,7 @@ pub struct Filter {
     pub until_ms: Option<u64>,
 }
 
+#[cfg(any(test, feature = "internals"))]
 impl Filter {
     fn accepts(&self, m: &Meta) -> bool {
         if let Some(c) = &self.camera {
@@ -88,8 +98,13 @@ impl Filter {
     }
 }
 
+/// An index directory of the format before the SQLite history (an append-only
+/// log of vectors and metadata): opened to read and import; the writing side is
+/// kept for the tests that make such directories.
 pub struct Index {
+    #[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
     dir: PathBuf,
+    /// What the index holds.
     pub info: IndexInfo,
     vectors: VectorSet,
     meta: Vec<Meta>,
@@ -139,6 +154,7 @@ const HEADER: usize = 8;
 impl Index {
     /// Open the index in `dir`, creating it for `info` if it does not exist. An
     /// existing index of another model or dimension is refused.
+    #[cfg(any(test, feature = "internals"))]
     pub fn open_or_create(dir: &Path, info: &IndexInfo) -> Result<(Index, OpenReport)> {
         if dir.join("index.json").exists() {
             let (ix, rep) = Index::open_for_writing(dir)?;
@@ -170,6 +186,7 @@ impl Index {
     }
 
     /// Open the index in `dir` to read and append (repairing it; see the module).
+    #[cfg(any(test, feature = "internals"))]
     pub fn open_for_writing(dir: &Path) -> Result<(Index, OpenReport)> {
         Index::open_with(dir, true)
     }
@@ -236,28 +253,34 @@ impl Index {
         Ok((ix, report))
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Entries held.
     pub fn len(&self) -> usize {
         self.meta.len()
     }
 
+    /// Whether it holds no entries.
     pub fn is_empty(&self) -> bool {
         self.meta.is_empty()
     }
 
+    /// Entry `i`'s metadata.
     pub fn meta(&self, i: usize) -> &Meta {
         &self.meta[i]
     }
 
     /// Bytes the vectors take in memory.
+    #[cfg(any(test, feature = "internals"))]
     pub fn vector_memory(&self) -> usize {
         self.vectors.memory_bytes()
     }
 
     /// Append one embedding (normalised here) and its metadata, to disk then memory.
+    #[cfg(any(test, feature = "internals"))]
     pub fn add(&mut self, embedding: &[f32], meta: Meta) -> Result<()> {
         let vec_bytes = self.vectors.encode(embedding)?;
         let meta_bytes = serde_json::to_vec(&meta).expect("serialisable");
@@ -303,6 +326,7 @@ impl Index {
 
     /// The `k` entries most similar (cosine) to `query` among those `filter`
     /// accepts, best first.
+    #[cfg(any(test, feature = "internals"))]
     pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
         let filtered =
             filter.camera.is_some() || filter.since_ms.is_some() || filter.until_ms.is_some();

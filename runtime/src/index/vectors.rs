@@ -18,7 +18,9 @@ use super::Precision;
 /// A row and its cosine similarity to the query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
+    /// The row.
     pub entry: usize,
+    /// Its cosine similarity to the query.
     pub score: f32,
 }
 
@@ -29,6 +31,8 @@ enum Rows {
     I8 { codes: Vec<i8>, scales: Vec<f32> },
 }
 
+/// Unit vectors held in memory in one precision, searched exactly (a scan with
+/// owlet's dot kernels).
 pub struct VectorSet {
     dim: usize,
     precision: Precision,
@@ -37,6 +41,7 @@ pub struct VectorSet {
 }
 
 impl VectorSet {
+    /// An empty set of `dim`-wide vectors stored in `precision`.
     pub fn new(dim: usize, precision: Precision) -> VectorSet {
         let rows = match precision {
             Precision::F32 => Rows::F32(Vec::new()),
@@ -46,24 +51,29 @@ impl VectorSet {
         VectorSet { dim, precision, rows, len: 0 }
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn precision(&self) -> Precision {
         self.precision
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Bytes one stored vector takes (in memory and in a store).
-    pub fn vector_bytes(&self) -> usize {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn vector_bytes(&self) -> usize {
         self.precision.vector_bytes(self.dim)
     }
 
@@ -153,7 +163,8 @@ impl VectorSet {
     }
 
     /// Row `i` in its stored form, as [`VectorSet::encode`] made it.
-    pub fn stored(&self, i: usize) -> Vec<u8> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn stored(&self, i: usize) -> Vec<u8> {
         let d = self.dim;
         match &self.rows {
             Rows::F32(v) => v[i * d..(i + 1) * d].iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -243,7 +254,8 @@ impl VectorSet {
 }
 
 /// Symmetric int8: x ~= scale * code, scale = max|x| / 127.
-pub fn quantize_i8(v: &[f32]) -> (f32, Vec<i8>) {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn quantize_i8(v: &[f32]) -> (f32, Vec<i8>) {
     let m = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     if m == 0.0 {
         return (0.0, vec![0; v.len()]);

@@ -54,6 +54,7 @@ pub fn scalar() -> Kernels {
 }
 
 /// Every implementation of `dot_f32` this CPU can run, reference first, best last.
+#[cfg(any(test, feature = "internals"))]
 pub fn dot_f32_candidates() -> Vec<(&'static str, DotF32)> {
     let mut v: Vec<(&'static str, DotF32)> = vec![("scalar_dot_f32", scalar::dot_f32)];
     for plug in plugs() {

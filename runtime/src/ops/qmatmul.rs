@@ -33,6 +33,7 @@ use tract_onnx::tract_hir::tract_core::ops::konst::Const;
 
 use crate::kernels::int8::{self, PackedWeights, QGemmKernel, XScale};
 
+/// The ONNX op type of owlet's int8 linear layer (in [`super::DOMAIN`]).
 pub const OP_TYPE: &str = "OwletMatMulInt8";
 
 /// The ONNX attribute that holds a static activation scale.

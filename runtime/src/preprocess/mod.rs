@@ -3,8 +3,8 @@
 //! The steps and their constants come from the bundle's `[vision.preprocess]`, so
 //! the CLI, the bridge and the tests share one implementation.
 
-pub mod normalize;
-pub mod resize;
+pub(crate) mod normalize;
+pub(crate) mod resize;
 
 use image::RgbImage;
 
@@ -14,7 +14,8 @@ use crate::bundle::{CropMode, PreprocessSpec, ResizeMode};
 ///
 /// transformers' `get_resize_output_image_size(default_to_square=False)`: the short
 /// side becomes `size`, the long side `int(size * long / short)` (truncated).
-pub fn resized_dims(spec: &PreprocessSpec, width: u32, height: u32) -> (u32, u32) {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn resized_dims(spec: &PreprocessSpec, width: u32, height: u32) -> (u32, u32) {
     match spec.resize {
         ResizeMode::Square => (spec.size, spec.size),
         ResizeMode::ShortestEdge => {
@@ -69,6 +70,7 @@ fn crop_origin(size: (u32, u32), crop: (u32, u32)) -> (i64, i64) {
 
 /// transformers' `center_crop`: top = int((h - ch) / 2), left likewise; an image
 /// smaller than the crop is padded with zeros around its centre.
+#[cfg(any(test, feature = "internals"))]
 pub fn center_crop(img: &RgbImage, cw: u32, ch: u32) -> RgbImage {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let (left, top) = crop_origin((img.width(), img.height()), (cw, ch));
@@ -89,7 +91,8 @@ pub fn center_crop(img: &RgbImage, cw: u32, ch: u32) -> RgbImage {
 }
 
 /// Append the normalised CHW pixels of one image to `out` (length 3 * side * side).
-pub fn pixel_values_into(spec: &PreprocessSpec, img: &RgbImage, out: &mut Vec<f32>) {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn pixel_values_into(spec: &PreprocessSpec, img: &RgbImage, out: &mut Vec<f32>) {
     let view = model_view(spec, img);
     normalize::normalize_chw_into(&view, spec, out);
 }

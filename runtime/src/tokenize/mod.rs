@@ -13,11 +13,16 @@ use owlet_formats::manifest::TextSpec;
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
-pub use clean::{clean, TextCleanup};
-pub use pieces::readable_piece;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use clean::clean;
+pub use clean::TextCleanup;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use pieces::readable_piece;
 
 use crate::error::{Error, Result};
 
+/// CLIP's tokenizer as OpenAI's code runs it: the text cleaned up (ftfy, HTML
+/// unescaping, whitespace), lower-cased, byte-level BPE, padded to the context.
 pub struct TextTokenizer {
     inner: Tokenizer,
     context_length: usize,
@@ -29,6 +34,7 @@ pub struct TextTokenizer {
 pub struct Tokenized {
     /// The text after its clean-up, as BPE saw it.
     pub cleaned: String,
+    /// The token ids, start and end of text included.
     pub ids: Vec<u32>,
     /// The vocabulary's symbols (byte-level: "cafÃ©</w>").
     pub tokens: Vec<String>,
@@ -38,7 +44,8 @@ pub struct Tokenized {
 
 /// A batch of encoded texts, row-major `[batch, context_length]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EncodedBatch {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) struct EncodedBatch {
     pub batch: usize,
     pub context_length: usize,
     pub input_ids: Vec<i64>,
@@ -47,7 +54,8 @@ pub struct EncodedBatch {
 
 /// A tokenizer for prompts and generated text: no padding, no truncation (the
 /// caller checks lengths against the model's positions).
-pub fn load_plain(path: &Path) -> Result<Tokenizer> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn load_plain(path: &Path) -> Result<Tokenizer> {
     Tokenizer::from_file(path).map_err(|e| Error::BundleFile {
         path: path.to_path_buf(),
         what: "tokenizer",
@@ -91,15 +99,18 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner, context_length, cleanup: spec.cleanup })
     }
 
+    /// The clean-up this bundle's texts get before BPE.
     pub fn cleanup(&self) -> TextCleanup {
         self.cleanup
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn context_length(&self) -> usize {
         self.context_length
     }
 
-    pub fn encode_batch(&self, texts: &[&str]) -> Result<EncodedBatch> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn encode_batch(&self, texts: &[&str]) -> Result<EncodedBatch> {
         let cleaned: Vec<String> =
             texts.iter().map(|t| clean(self.cleanup, t).into_owned()).collect();
         let enc =

@@ -47,8 +47,8 @@ fn tract_runs_clip_matmuls_on_simd_kernels_not_generic_code() {
 #[test]
 fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
     let clip = owlet_runtime::models::clip::Clip::load(clip_bundle()).unwrap();
-    let vision = clip.vision.graph().op_counts();
-    let text = clip.text.graph().op_counts();
+    let vision = clip.vision().graph().op_counts();
+    let text = clip.text().graph().op_counts();
     eprintln!("vision ops: {vision:?}\ntext ops: {text:?}");
     let layers = 2; // clip-test: num_hidden_layers in models/export.py
     for (role, counts) in [("vision", &vision), ("text", &text)] {
@@ -122,23 +122,23 @@ fn blip2_decoder_mask_add_takes_owlets_broadcast() {
 fn a_batch_split_across_threads_gives_the_rows_of_single_runs() {
     use tract_linalg::multithread::{multithread_tract_scope, Executor};
     let clip = load_clip();
-    let side = clip.vision.preprocess_spec().crop_size as usize;
+    let side = clip.vision().preprocess_spec().crop_size as usize;
     let one = 3 * side * side;
     let pixels: Vec<f32> = (0..5 * one).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let texts = ["a red car", "a dog on the grass", "a bird", "two people", "a parcel"];
     let (batched, batched_text) = multithread_tract_scope(Executor::multithread(2), || {
-        (clip.vision.run_pixels(pixels.clone(), 5).unwrap(), clip.text.embed(&texts).unwrap())
+        (clip.vision().run_pixels(pixels.clone(), 5).unwrap(), clip.text().embed(&texts).unwrap())
     });
     let dim = batched.len() / 5;
     for i in 0..5 {
-        let alone = clip.vision.run_pixels(pixels[i * one..(i + 1) * one].to_vec(), 1).unwrap();
+        let alone = clip.vision().run_pixels(pixels[i * one..(i + 1) * one].to_vec(), 1).unwrap();
         let row = &batched[i * dim..(i + 1) * dim];
         let worst = row.iter().zip(&alone).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(
             worst <= 1e-5 * alone.iter().fold(1f32, |m, v| m.max(v.abs())),
             "image {i}: differs by {worst}"
         );
-        let text_alone = clip.text.embed(&texts[i..i + 1]).unwrap();
+        let text_alone = clip.text().embed(&texts[i..i + 1]).unwrap();
         assert!(cosine(batched_text.row(i), text_alone.row(0)) > 0.999999, "text {i}");
     }
 }

@@ -17,7 +17,7 @@ fn reference_images() -> Vec<String> {
 #[test]
 fn preprocessing_of_real_photographs_is_within_one_level_of_clip_image_processor() {
     let clip = load_clip();
-    let spec = clip.vision.preprocess_spec().clone();
+    let spec = clip.vision().preprocess_spec().clone();
     for name in reference_images() {
         let stem = name.rsplit_once('.').unwrap().0;
         let expected: ndarray::Array3<f32> =
@@ -62,7 +62,7 @@ fn vision_graph_matches_transformers_on_its_pixel_values() {
             read_npy(clip_bundle().join(format!("reference/{stem}.pixel_values.npy"))).unwrap();
         pixels.extend(a.iter().cloned());
     }
-    let raw = clip.vision.run_pixels(pixels, names.len()).unwrap();
+    let raw = clip.vision().run_pixels(pixels, names.len()).unwrap();
     let dim = expected[0].len();
     for (i, e) in expected.iter().enumerate() {
         let c = cosine(&raw[i * dim..][..dim], e);

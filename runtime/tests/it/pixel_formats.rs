@@ -44,7 +44,7 @@ fn decoded_rgb_is_identical_to_transformers_convert_to_rgb() {
 
 #[test]
 fn pixel_values_match_clip_image_processor() {
-    let spec = load_clip().vision.preprocess_spec().clone();
+    let spec = load_clip().vision().preprocess_spec().clone();
     let mut checked = 0;
     for case in cases() {
         let Some(file) = case["pixel_values"].as_str() else { continue };

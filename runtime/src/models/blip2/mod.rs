@@ -14,7 +14,11 @@ use ndarray::Array2;
 use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
 
-pub use decoder::{Decoder, DecoderSession, DecoderStats};
+pub use decoder::DecoderStats;
+#[cfg(feature = "internals")]
+pub use decoder::{Decoder, DecoderSession};
+#[cfg(not(feature = "internals"))]
+use decoder::{Decoder, DecoderSession};
 
 use crate::bundle::{Bundle, GenerationSpec, ModelKind, PreprocessSpec};
 use crate::device::{Device, Placement};
@@ -27,7 +31,10 @@ use crate::tokenize::load_plain;
 /// Longest question accepted, in characters (a prompt must leave room to answer).
 pub const MAX_QUESTION_CHARS: usize = 1000;
 
+/// A loaded BLIP-2 bundle: the image encoder and the language model planned, ready
+/// to caption, answer and chat.
 pub struct Blip2 {
+    /// The bundle it was loaded from.
     pub bundle: Bundle,
     vision: Graph,
     spec: PreprocessSpec,
@@ -42,6 +49,7 @@ pub struct Blip2 {
 pub struct ImageQueries {
     /// [num_query_tokens, hidden], row-major.
     pub data: Vec<f32>,
+    /// num_query_tokens: the rows of `data`.
     pub len: usize,
 }
 
@@ -50,7 +58,9 @@ pub struct ImageQueries {
 pub struct Generated {
     /// New token ids, eos excluded.
     pub ids: Vec<u32>,
+    /// The new tokens as text.
     pub text: String,
+    /// How the decoder's steps went.
     pub stats: DecoderStats,
 }
 
@@ -67,8 +77,15 @@ impl Blip2 {
     }
 
     /// The bundle's graphs by role.
-    pub fn graphs(&self) -> Vec<(&'static str, &Graph)> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn graphs(&self) -> Vec<(&'static str, &Graph)> {
         vec![("vision", &self.vision), ("decoder", self.decoder.graph())]
+    }
+
+    /// Per graph (by role), the kinds of node left on the CPU and how many of each:
+    /// empty on the CPU, a GPU placement's fall-backs otherwise.
+    pub fn cpu_nodes(&self) -> Vec<(&'static str, Vec<(String, usize)>)> {
+        self.graphs().into_iter().map(|(role, g)| (role, g.cpu_nodes())).collect()
     }
 
     /// Load a bundle to run where `on` says (crate::device).
@@ -86,44 +103,10 @@ impl Blip2 {
         }
         let v = &bundle.manifest.vision;
         let hidden = v.embed_dim;
-        let vpath = bundle.path_of(&v.file);
-        let vision = Graph::load(
-            &vpath,
-            "vision",
-            &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
-            3,
-            on.for_graph("vision", v.precision)?,
-        )?;
-        if let Some(w) = vision.output_width() {
-            if w != hidden {
-                return Err(Error::Graph {
-                    path: vpath,
-                    reason: format!(
-                        "query width {w} differs from vision.embed_dim {hidden} in owlet.toml"
-                    ),
-                });
-            }
-        }
+        let vision = load_vision(&bundle, on)?;
         let d = bundle.decoder().clone();
         let decoder = Decoder::load(&bundle, on)?;
-        let epath = bundle.path_of(&d.embed_tokens);
-        let embed: Array2<f32> = ndarray_npy::read_npy(&epath).map_err(|e| Error::BundleFile {
-            path: epath.clone(),
-            what: "decoder.embed_tokens",
-            reason: format!("not a 2-D f32 .npy table: {e}"),
-        })?;
-        if embed.ncols() != hidden || embed.nrows() < decoder.vocab_size() {
-            return Err(Error::BundleFile {
-                path: epath,
-                what: "decoder.embed_tokens",
-                reason: format!(
-                    "table is {}x{}, expected at least {}x{hidden} (decoder vocabulary x vision.embed_dim)",
-                    embed.nrows(),
-                    embed.ncols(),
-                    decoder.vocab_size()
-                ),
-            });
-        }
+        let embed = load_embed_tokens(&bundle, hidden, decoder.vocab_size())?;
         let tpath = bundle.path_of(&d.tokenizer);
         let tokenizer = load_plain(&tpath)?;
         // Prompt ids index the table: a tokenizer larger than it is a broken bundle.
@@ -167,6 +150,7 @@ impl Blip2 {
         })
     }
 
+    /// The bundle's generation settings (prompts, query tokens, token ids, limits).
     pub fn generation_spec(&self) -> &GenerationSpec {
         &self.generation
     }
@@ -190,7 +174,8 @@ impl Blip2 {
     }
 
     /// As `encode_image`, from already preprocessed pixel values [3, S, S].
-    pub fn encode_pixels(&self, pixels: Vec<f32>) -> Result<ImageQueries> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn encode_pixels(&self, pixels: Vec<f32>) -> Result<ImageQueries> {
         let side = self.spec.crop_size as usize;
         let input = Tensor::from_shape(&[1, 3, side, side], &pixels)
             .map_err(|e| Error::Inference { graph: "vision", reason: e.to_string() })?;
@@ -215,7 +200,8 @@ impl Blip2 {
     }
 
     /// Prompt ids as the model's tokenizer makes them (OPT prepends `</s>`).
-    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
         let enc =
             self.tokenizer.encode(prompt, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
@@ -270,6 +256,7 @@ impl Blip2 {
     }
 
     /// Logits of the first generation step after `[image] + ids` (for parity checks).
+    #[cfg(any(test, feature = "internals"))]
     pub fn first_logits(&self, image: &ImageQueries, ids: &[u32]) -> Result<Vec<f32>> {
         use crate::generate::StepDecoder;
         let prefix = self.prefix_embeds(image, ids);
@@ -277,17 +264,20 @@ impl Blip2 {
     }
 
     /// A fresh decoder session (KV cache) for driving steps by hand.
-    pub fn session(&self) -> DecoderSession<'_> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn session(&self) -> DecoderSession<'_> {
         self.decoder.session(&self.embed)
     }
 
     /// The prompt's embeddings after the image's queries: a prefill's input.
-    pub fn prefix(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn prefix(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
         self.prefix_embeds(image, ids)
     }
 
     /// Logits of the prefill and then of each step fed `tokens` one by one (one
     /// row): what device comparisons and step benchmarks look at.
+    #[cfg(any(test, feature = "internals"))]
     pub fn step_logits(
         &self,
         image: &ImageQueries,
@@ -304,6 +294,7 @@ impl Blip2 {
         Ok(out)
     }
 
+    /// Token ids back to text (special tokens dropped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let t = self.tokenizer.decode(ids, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(t.trim().to_string())
@@ -333,6 +324,56 @@ impl Blip2 {
     }
 }
 
+/// The image encoder (vision tower, Q-Former, projection): queries as wide as the
+/// language model's embeddings.
+fn load_vision(bundle: &Bundle, on: Placement) -> Result<Graph> {
+    let v = &bundle.manifest.vision;
+    let hidden = v.embed_dim;
+    let vpath = bundle.path_of(&v.file);
+    let vision = Graph::load(
+        &vpath,
+        "vision",
+        &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
+        3,
+        on.for_graph("vision", v.precision)?,
+    )?;
+    if let Some(w) = vision.output_width() {
+        if w != hidden {
+            return Err(Error::Graph {
+                path: vpath,
+                reason: format!(
+                    "query width {w} differs from vision.embed_dim {hidden} in owlet.toml"
+                ),
+            });
+        }
+    }
+    Ok(vision)
+}
+
+/// The decoder's token embedding table: `hidden` wide, a row for every id the
+/// decoder's logits can name.
+fn load_embed_tokens(bundle: &Bundle, hidden: usize, vocab: usize) -> Result<Array2<f32>> {
+    let epath = bundle.path_of(&bundle.decoder().embed_tokens);
+    let embed: Array2<f32> = ndarray_npy::read_npy(&epath).map_err(|e| Error::BundleFile {
+        path: epath.clone(),
+        what: "decoder.embed_tokens",
+        reason: format!("not a 2-D f32 .npy table: {e}"),
+    })?;
+    if embed.ncols() != hidden || embed.nrows() < vocab {
+        return Err(Error::BundleFile {
+            path: epath,
+            what: "decoder.embed_tokens",
+            reason: format!(
+                "table is {}x{}, expected at least {vocab}x{hidden} (decoder vocabulary x \
+                 vision.embed_dim)",
+                embed.nrows(),
+                embed.ncols(),
+            ),
+        });
+    }
+    Ok(embed)
+}
+
 fn check_question(question: &str) -> Result<&str> {
     let q = question.trim();
     if q.is_empty() {
@@ -352,10 +393,12 @@ fn check_question(question: &str) -> Result<&str> {
 pub struct Chat<'a> {
     model: &'a Blip2,
     image: ImageQueries,
+    /// The earlier turns: (question, answer).
     pub turns: Vec<(String, String)>,
 }
 
 impl<'a> Chat<'a> {
+    /// A conversation about `image` with no turns yet.
     pub fn new(model: &'a Blip2, image: ImageQueries) -> Chat<'a> {
         Chat { model, image, turns: Vec::new() }
     }
@@ -368,6 +411,7 @@ impl<'a> Chat<'a> {
         parts.join(" ")
     }
 
+    /// Asks `question` with the earlier turns in the prompt, and keeps the turn.
     pub fn ask(
         &mut self,
         question: &str,
@@ -391,10 +435,12 @@ pub struct TextStream<'a> {
 }
 
 impl<'a> TextStream<'a> {
+    /// A stream for one generation's tokens.
     pub fn new(model: &'a Blip2) -> TextStream<'a> {
         TextStream { model, ids: Vec::new(), printed: String::new() }
     }
 
+    /// Adds the next token; returns the text it completes (may be empty).
     pub fn push(&mut self, id: u32) -> String {
         if id == self.model.generation.eos_token_id {
             return String::new();

@@ -10,8 +10,14 @@ use std::path::Path;
 
 use image::RgbImage;
 
+#[cfg(feature = "internals")]
 pub use text::TextEncoder;
+#[cfg(not(feature = "internals"))]
+use text::TextEncoder;
+#[cfg(feature = "internals")]
 pub use vision::VisionEncoder;
+#[cfg(not(feature = "internals"))]
+use vision::VisionEncoder;
 
 use crate::bundle::{Bundle, ModelKind};
 use crate::device::{Device, Placement};
@@ -21,10 +27,12 @@ use crate::similarity::{softmax, Embeddings};
 /// The prompt used when the caller gives none (CLIP paper, section 3.1.4).
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {}";
 
+/// A loaded CLIP bundle: both towers planned, ready to embed and classify.
 pub struct Clip {
+    /// The bundle it was loaded from.
     pub bundle: Bundle,
-    pub vision: VisionEncoder,
-    pub text: TextEncoder,
+    vision: VisionEncoder,
+    text: TextEncoder,
     logit_scale: f32,
 }
 
@@ -32,11 +40,14 @@ pub struct Clip {
 /// probabilities, and the index of the best one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classification {
+    /// The labels, in the caller's order.
     pub labels: Vec<String>,
+    /// Each label's probability (they sum to 1).
     pub probs: Vec<f32>,
 }
 
 impl Classification {
+    /// The most probable label and its probability.
     pub fn top(&self) -> (&str, f32) {
         let (i, p) = self
             .probs
@@ -59,7 +70,9 @@ impl Classification {
 /// Label prompts, embedded once and reused for every frame.
 #[derive(Debug, Clone)]
 pub struct LabelSet {
+    /// The labels, in the caller's order.
     pub labels: Vec<String>,
+    /// The prompt templates each label was embedded under (`{}` for the label).
     pub templates: Vec<String>,
     /// One normalised embedding per label (the mean over templates, renormalised).
     pub embeddings: Embeddings,
@@ -77,9 +90,28 @@ impl Clip {
         self.vision.device()
     }
 
+    /// The image tower (preprocessed pixels in, for tests and benches).
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn vision(&self) -> &VisionEncoder {
+        &self.vision
+    }
+
+    /// The text tower (encoded token batches in, for tests and benches).
+    #[cfg(any(test, feature = "internals"))]
+    pub fn text(&self) -> &TextEncoder {
+        &self.text
+    }
+
     /// The bundle's graphs by role.
-    pub fn graphs(&self) -> Vec<(&'static str, &crate::engine::Graph)> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn graphs(&self) -> Vec<(&'static str, &crate::engine::Graph)> {
         vec![("vision", self.vision.graph()), ("text", self.text.graph())]
+    }
+
+    /// Per graph (by role), the kinds of node left on the CPU and how many of each:
+    /// empty on the CPU, a GPU placement's fall-backs otherwise.
+    pub fn cpu_nodes(&self) -> Vec<(&'static str, Vec<(String, usize)>)> {
+        self.graphs().into_iter().map(|(role, g)| (role, g.cpu_nodes())).collect()
     }
 
     /// Load a bundle to run where `on` says (crate::device).
@@ -101,14 +133,18 @@ impl Clip {
         Ok(Clip { bundle, vision, text, logit_scale })
     }
 
+    /// The learned temperature cosines are multiplied by before the softmax.
     pub fn logit_scale(&self) -> f32 {
         self.logit_scale
     }
 
+    /// Normalised embeddings, one row per image (preprocessed as the bundle says).
     pub fn embed_images(&self, images: &[RgbImage]) -> Result<Embeddings> {
         self.vision.embed(images)
     }
 
+    /// Normalised embeddings, one row per text (cleaned and tokenized as OpenAI's
+    /// CLIP does).
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Embeddings> {
         self.text.embed(texts)
     }
@@ -163,6 +199,7 @@ impl Clip {
             .collect()
     }
 
+    /// Zero-shot labels for each image against `labels`.
     pub fn classify(&self, images: &[RgbImage], labels: &LabelSet) -> Result<Vec<Classification>> {
         let e = self.embed_images(images)?;
         Ok(self.classify_embeddings(&e, labels))

@@ -51,6 +51,7 @@ impl TextEncoder {
         Ok(TextEncoder { graph, tokenizer, dim: t.embed_dim })
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
     }
