@@ -547,36 +547,26 @@ fn _fix_encoding_one_step_and_explain(
 
 /// One single-byte encoding's bytes of the text (`encoded`), read back as UTF-8 (or
 /// its variant), after restoring 0xA0 bytes and replacing lossy sequences: the fix
-/// when they decode, None when they do not.
+/// when they decode, None when they do not. (The explanation names the decode and
+/// the encode only, as it did before this was a function of its own: the 0xA0 and
+/// lossy-sequence repairs were tracked and never reported, so they are not tracked.)
 fn transcoded(
     mut encoded_bytes: Vec<u8>,
     encoding: &dyn Codec,
     config: &TextFixerConfig,
     explain: bool,
 ) -> Option<ExplainedText> {
-    let mut transcode_steps = if explain { Some(Vec::new()) } else { None };
-
     // Check encoded_bytes for sequences that would be UTF-8,
     // except they have b' ' where b'\xa0' would belong.
     if config.restore_byte_a0 && ALTERED_UTF8_RE.is_match(&encoded_bytes) {
         let replaced_bytes = restore_byte_a0(&encoded_bytes);
-        if replaced_bytes != encoded_bytes {
-            if let Some(s) = &mut transcode_steps {
-                s.push(step("restore_byte_a0"));
-            }
-            encoded_bytes = replaced_bytes;
-        }
+        encoded_bytes = replaced_bytes;
     }
 
     // Replace sequences where information has been lost
     if config.replace_lossy_sequences && encoding.name().starts_with("sloppy") {
         let replaced_bytes = replace_lossy_sequences(&encoded_bytes);
-        if replaced_bytes != encoded_bytes {
-            if let Some(s) = &mut transcode_steps {
-                s.push(step("replace_lossy_sequences"));
-            }
-            encoded_bytes = replaced_bytes;
-        }
+        encoded_bytes = replaced_bytes;
     }
 
     let decoding = if encoded_bytes.contains(&0xED) || encoded_bytes.contains(&0xC0) {
