@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use owlet_runtime::engine;
 use owlet_runtime::kernels::int8::{
-    candidates, qmatmul, quantize_rows, quantize_weights, PackedWeights, XScale,
+    qmatmul, quantize_rows, quantize_weights, PackedWeights, XScale, FAMILY,
 };
 
 fn main() {
@@ -55,7 +55,7 @@ fn main() {
             let w: Vec<f32> =
                 (0..n * k).map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0).collect();
             let (wq, scales) = quantize_weights(&w, n, k);
-            for kernel in candidates().iter().filter(|k| k.name != "scalar_qgemm_i8") {
+            for kernel in FAMILY.candidates().iter().filter(|k| k.name != "scalar_qgemm_i8") {
                 let packed = PackedWeights::pack(kernel, &wq, n, k, scales.clone(), None);
                 let mut y = vec![0f32; m * n];
                 let iters = (2e9 / (m * k * n) as f64).clamp(3.0, 200.0) as usize;

@@ -31,7 +31,7 @@ pub struct Int8Linear {
 impl Int8Linear {
     /// Quantizes and packs `w_nk` (n output channels of k values each, row-major).
     pub fn new(w_nk: &[f32], n: usize, k: usize) -> Int8Linear {
-        let kernel = kernels::best();
+        let kernel = kernels::FAMILY.chosen();
         let (q, scales) = quantize_weights(w_nk, n, k);
         let weights = PackedWeights::pack(&kernel, &q, n, k, scales, None);
         Int8Linear { kernel, weights }

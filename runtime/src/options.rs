@@ -8,6 +8,7 @@
 //! [`RuntimeOptions::from_env`], which is how the A/B measurements in BENCHMARKS.md
 //! switch them.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// Which implementation of each kernel family runs.
@@ -35,10 +36,12 @@ pub struct RuntimeOptions {
     pub pool_spin: bool,
     /// `OWLET_KERNELS=scalar` for [`Kernels::Scalar`].
     pub kernels: Kernels,
-    /// The int8 kernel to use by name (one the CPU runs; another name is logged and
-    /// the best used), to measure another kernel on the same machine.
-    /// `OWLET_INT8_KERNEL=NAME`.
-    pub int8_kernel: Option<String>,
+    /// One kernel by name for a family instead of the best, keyed by the family's
+    /// id (`"int8"`, `"softmax"`, ...: the module's name in `kernels`), to measure
+    /// another kernel on the same machine; a name the CPU does not run is logged and
+    /// the best used. `OWLET_KERNEL=FAMILY=NAME[,FAMILY=NAME...]`, and
+    /// `OWLET_INT8_KERNEL=NAME` for the int8 family.
+    pub kernel_choice: BTreeMap<String, String>,
     /// Compute fp16 bundles in f16 where the CPU has f16 arithmetic (aarch64 with
     /// fp16); off keeps f32 compute. `OWLET_CPU_F16=0`.
     pub cpu_f16: bool,
@@ -51,7 +54,7 @@ impl Default for RuntimeOptions {
             int8_fuse: true,
             pool_spin: true,
             kernels: Kernels::Best,
-            int8_kernel: None,
+            kernel_choice: BTreeMap::new(),
             cpu_f16: true,
         }
     }
@@ -72,7 +75,7 @@ impl RuntimeOptions {
             int8_fuse: !is("OWLET_INT8_FUSE", "off"),
             pool_spin: !is("OWLET_POOL_SPIN", "off"),
             kernels: if is("OWLET_KERNELS", "scalar") { Kernels::Scalar } else { Kernels::Best },
-            int8_kernel: var("OWLET_INT8_KERNEL").filter(|n| !n.is_empty()),
+            kernel_choice: kernel_choice(var("OWLET_KERNEL"), var("OWLET_INT8_KERNEL")),
             cpu_f16: !is("OWLET_CPU_F16", "0"),
         }
     }
@@ -81,6 +84,12 @@ impl RuntimeOptions {
     /// once the runtime has used its options (or another call installed others),
     /// they stay, and the ones in force come back as the error.
     pub fn install(self) -> Result<(), &'static RuntimeOptions> {
+        for family in self.kernel_choice.keys() {
+            if !crate::kernels::family_ids().any(|id| id == family) {
+                let ids: Vec<_> = crate::kernels::family_ids().collect();
+                log::warn!("kernel choice for {family:?}: no such kernel family ({ids:?})");
+            }
+        }
         let installed = INSTALLED.get_or_init(|| self.clone());
         if *installed == self {
             Ok(())
@@ -88,6 +97,24 @@ impl RuntimeOptions {
             Err(installed)
         }
     }
+}
+
+/// `OWLET_KERNEL`'s `family=name` pairs, then `OWLET_INT8_KERNEL`'s name for int8.
+/// A pair without `=` is logged and left out.
+fn kernel_choice(pairs: Option<String>, int8: Option<String>) -> BTreeMap<String, String> {
+    let mut choice = BTreeMap::new();
+    for pair in pairs.iter().flat_map(|p| p.split(',')).filter(|p| !p.trim().is_empty()) {
+        match pair.split_once('=') {
+            Some((family, name)) => {
+                choice.insert(family.trim().to_string(), name.trim().to_string());
+            }
+            None => log::warn!("OWLET_KERNEL: {pair:?} is not FAMILY=NAME; left out"),
+        }
+    }
+    if let Some(name) = int8.filter(|n| !n.is_empty()) {
+        choice.insert("int8".to_string(), name);
+    }
+    choice
 }
 
 /// The options in force (the defaults if none were installed before this call).
@@ -107,6 +134,7 @@ mod tests {
             ("OWLET_POOL_SPIN", "off"),
             ("OWLET_KERNELS", "scalar"),
             ("OWLET_INT8_KERNEL", "scalar_qgemm_i8"),
+            ("OWLET_KERNEL", "softmax=reference_softmax_rows, no-equals-sign,dot_f32=x"),
             ("OWLET_CPU_F16", "0"),
         ];
         let get = |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
@@ -118,7 +146,11 @@ mod tests {
                 int8_fuse: false,
                 pool_spin: false,
                 kernels: Kernels::Scalar,
-                int8_kernel: Some("scalar_qgemm_i8".into()),
+                kernel_choice: BTreeMap::from([
+                    ("int8".into(), "scalar_qgemm_i8".into()),
+                    ("softmax".into(), "reference_softmax_rows".into()),
+                    ("dot_f32".into(), "x".into()),
+                ]),
                 cpu_f16: false,
             }
         );

@@ -753,9 +753,10 @@ fn owlet_quantize_keeps_float_the_layers_whose_error_is_above_the_limit() {
 }
 
 /// `OWLET_INT8_KERNEL` picks the int8 kernel by name (to measure another one on
-/// this CPU); a name this CPU cannot run is a warning, and the best one runs.
+/// this CPU), `OWLET_KERNEL` any family's; a name this CPU cannot run is a warning,
+/// and the best one runs.
 #[test]
-fn owlet_int8_kernel_names_the_kernel_int8_graphs_run_on() {
+fn owlet_kernel_variables_name_the_kernels_graphs_run_on() {
     let tmp = tempfile::tempdir().unwrap();
     let clip8 = tmp.path().join("clip-int8").display().to_string();
     let out = run(
@@ -764,7 +765,7 @@ fn owlet_int8_kernel_names_the_kernel_int8_graphs_run_on() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let car = repo().join("models/scenes/demo/demo-00117.jpg").display().to_string();
-    let classify = |kernel: &str| {
+    let classify = |variable: &str, value: &str| {
         let out = std::process::Command::new(bin("owlet"))
             .args([
                 "classify",
@@ -775,8 +776,8 @@ fn owlet_int8_kernel_names_the_kernel_int8_graphs_run_on() {
                 "--json",
                 &car,
             ])
-            .env("OWLET_INT8_KERNEL", kernel)
-            .env("RUST_LOG", "owlet_runtime::kernels::int8=info")
+            .env(variable, value)
+            .env("RUST_LOG", "owlet_runtime::kernels=info")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -785,12 +786,20 @@ fn owlet_int8_kernel_names_the_kernel_int8_graphs_run_on() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    let (label, log) = classify("scalar_qgemm_i8");
+    let (label, log) = classify("OWLET_INT8_KERNEL", "scalar_qgemm_i8");
     assert_eq!(label, "car");
     assert!(log.contains("owlet int8 kernel: scalar_qgemm_i8"), "{log}");
-    let (label, log) = classify("no_such_kernel");
+    let (label, log) = classify("OWLET_INT8_KERNEL", "no_such_kernel");
     assert_eq!(label, "car");
-    assert!(log.contains("int8 kernel \"no_such_kernel\": not a kernel this CPU runs"), "{log}");
+    assert!(log.contains("int8 kernel \"no_such_kernel\": not one this CPU runs"), "{log}");
+    let (label, log) = classify(
+        "OWLET_KERNEL",
+        "softmax=reference_softmax_rows,layer_norm=reference_layer_norm_rows",
+    );
+    assert_eq!(label, "car");
+    assert!(log.contains("owlet softmax kernel: reference_softmax_rows"), "{log}");
+    assert!(log.contains("owlet layer_norm kernel: reference_layer_norm_rows"), "{log}");
+    assert!(!log.contains("owlet int8 kernel: scalar_qgemm_i8"), "the best int8 kernel: {log}");
 }
 
 /// `OWLET_REWRITES=off` leaves the plans to tract: owlet's softmax and layer norm

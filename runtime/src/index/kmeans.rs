@@ -24,7 +24,7 @@ pub struct Clustering {
 pub fn kmeans(points: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) -> Clustering {
     let n = points.len().checked_div(dim).unwrap_or(0);
     let k = k.min(n).max(1);
-    let dot = kernels::best().dot_f32;
+    let dot = kernels::dot_f32::FAMILY.chosen().run;
     let row = |i: usize| &points[i * dim..(i + 1) * dim];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     if n == 0 {

@@ -110,8 +110,8 @@ fn every_f32_by_i8_dot_kernel_matches_a_float64_loop_at_ragged_lengths() {
         let a: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
         let b: Vec<i8> = (0..n).map(|_| rng.random::<i8>()).collect();
         let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-        for (name, dot) in crate::kernels::dot_i8::candidates() {
-            assert!((dot(&a, &b) as f64 - want).abs() < 1e-3, "{name} n={n}");
+        for kernel in crate::kernels::dot_i8::FAMILY.candidates() {
+            assert!(((kernel.run)(&a, &b) as f64 - want).abs() < 1e-3, "{kernel:?} n={n}");
         }
     }
 }

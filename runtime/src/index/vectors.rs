@@ -220,7 +220,7 @@ impl VectorSet {
         let mut q = query.to_vec();
         crate::similarity::l2_normalize(&mut q);
         let d = self.dim;
-        let dot = kernels::best().dot_f32;
+        let dot = kernels::dot_f32::FAMILY.chosen().run;
         let mut top = TopK::new(k);
         match &self.rows {
             Rows::F32(v) => {
@@ -231,7 +231,7 @@ impl VectorSet {
                 }
             }
             Rows::F16(v) => {
-                let dot_f16 = kernels::dot_f16::best().1;
+                let dot_f16 = kernels::dot_f16::FAMILY.chosen().run;
                 for (i, row) in v.chunks_exact(d).enumerate() {
                     if want(i) {
                         top.push(i, dot_f16(&q, row));
@@ -241,7 +241,7 @@ impl VectorSet {
             Rows::I8 { codes, scales } => {
                 // The query stays f32: quantizing it too cost recall (0.989 top-10
                 // on clustered 512-d data, against 0.99+ this way).
-                let dot_i8 = kernels::dot_i8::best().1;
+                let dot_i8 = kernels::dot_i8::FAMILY.chosen().run;
                 for (i, row) in codes.chunks_exact(d).enumerate() {
                     if want(i) {
                         top.push(i, dot_i8(&q, row) * scales[i]);

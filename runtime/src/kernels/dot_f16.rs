@@ -5,6 +5,8 @@
 //! registers as it is read: F16C/AVX2 eight values at a time, AVX-512 sixteen
 //! (chosen at run time), a portable body elsewhere.
 
+use super::{Family, Kernel, Needs};
+
 use half::f16;
 
 /// `a · b` with `b` widened to f32; `a` and `b` of equal length.
@@ -93,8 +95,7 @@ fn avx512(a: &[f32], b: &[f16]) -> f32 {
 }
 
 /// Every kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<(&'static str, DotF32F16)> {
-    use super::Needs;
+fn candidates() -> Vec<Kernel<DotF32F16>> {
     #[allow(unused_mut)]
     let mut all = super::runnable(&[
         ("reference_dot_f32_f16", reference as DotF32F16, Needs::Nothing),
@@ -113,8 +114,5 @@ pub fn candidates() -> Vec<(&'static str, DotF32F16)> {
     all
 }
 
-/// The fastest kernel here (the reference under `Kernels::Scalar`).
-pub fn best() -> (&'static str, DotF32F16) {
-    static BEST: std::sync::OnceLock<(&'static str, DotF32F16)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| super::pick(candidates()))
-}
+/// The f32-by-f16 dot products.
+pub static FAMILY: Family<Kernel<DotF32F16>> = Family::new("dot_f16", candidates);

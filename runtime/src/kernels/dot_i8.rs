@@ -8,6 +8,8 @@
 //! time): a sign-extending load, a conversion and a fused multiply-add per 8 or
 //! 16 values, four accumulators.
 
+use super::{Family, Kernel, Needs};
+
 /// `a · b` with `b` widened to f32; `a` and `b` of equal length.
 pub type DotF32I8 = fn(&[f32], &[i8]) -> f32;
 
@@ -113,8 +115,7 @@ fn avx512(a: &[f32], b: &[i8]) -> f32 {
 }
 
 /// Every kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<(&'static str, DotF32I8)> {
-    use super::Needs;
+fn candidates() -> Vec<Kernel<DotF32I8>> {
     super::runnable(&[
         ("reference_dot_f32_i8", reference as DotF32I8, Needs::Nothing),
         ("portable_dot_f32_i8", portable, Needs::Nothing),
@@ -125,8 +126,5 @@ pub fn candidates() -> Vec<(&'static str, DotF32I8)> {
     ])
 }
 
-/// The fastest kernel here (the reference under `Kernels::Scalar`).
-pub fn best() -> (&'static str, DotF32I8) {
-    static BEST: std::sync::OnceLock<(&'static str, DotF32I8)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| super::pick(candidates()))
-}
+/// The f32-by-int8 dot products.
+pub static FAMILY: Family<Kernel<DotF32I8>> = Family::new("dot_i8", candidates);

@@ -10,6 +10,8 @@
 //! on 16 lanes and compiled for AVX-512, AVX2+FMA and the baseline (NEON on
 //! aarch64); `reference_rows` (f64) is what the tests compare it to.
 
+use super::{Family, Kernel, Needs};
+
 const LANES: usize = 16;
 
 /// A rows kernel: each `gamma.len()` long row of `x` normalised into the same row
@@ -100,8 +102,7 @@ fn avx512_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) 
 }
 
 /// Every rows kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<(&'static str, LayerNormRows)> {
-    use super::Needs;
+fn candidates() -> Vec<Kernel<LayerNormRows>> {
     super::runnable(&[
         ("reference_layer_norm_rows", reference_rows as LayerNormRows, Needs::Nothing),
         ("portable_layer_norm_rows", portable_rows, Needs::Nothing),
@@ -112,43 +113,50 @@ pub fn candidates() -> Vec<(&'static str, LayerNormRows)> {
     ])
 }
 
-/// The fastest rows kernel here (the reference under `Kernels::Scalar`).
-pub fn best() -> (&'static str, LayerNormRows) {
-    static BEST: std::sync::OnceLock<(&'static str, LayerNormRows)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| super::pick(candidates()))
-}
+/// The layer-norm rows kernels.
+pub static FAMILY: Family<Kernel<LayerNormRows>> = Family::new("layer_norm", candidates);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_kernel_matches_the_reference_on_random_ragged_rows() {
+    /// A layer's input, weights and bias.
+    struct Rows {
+        x: Vec<f32>,
+        gamma: Vec<f32>,
+        beta: Vec<f32>,
+    }
+
+    /// Rows of ragged widths around the blocks and of CLIP's (512, 768 + 1), some far
+    /// from zero (the variance's stability).
+    fn ragged_rows() -> Vec<(String, Rows)> {
         let mut seed = 11u32;
         let mut rnd = move || {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
         };
+        let mut cases = Vec::new();
         for d in [1, 3, 15, 16, 17, 50, 64, 77, 512, 769] {
             for rows in [1, 2, 9] {
-                // An offset far from zero tests the variance's stability.
                 let offset = if d % 2 == 0 { 100.0 } else { 0.0 };
                 let x: Vec<f32> = (0..rows * d).map(|_| rnd() * 8.0 + offset).collect();
                 let gamma: Vec<f32> = (0..d).map(|_| 1.0 + rnd()).collect();
                 let beta: Vec<f32> = (0..d).map(|_| rnd()).collect();
-                let mut want = vec![0f32; x.len()];
-                reference_rows(&x, &gamma, &beta, 1e-5, &mut want);
-                for (name, kernel) in candidates() {
-                    let mut got = vec![f32::NAN; x.len()];
-                    kernel(&x, &gamma, &beta, 1e-5, &mut got);
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - w).abs() <= 2e-5 + 2e-5 * w.abs(),
-                            "{name} d {d} at {i}: {g} vs {w}"
-                        );
-                    }
-                }
+                cases.push((format!("{rows} rows of {d}"), Rows { x, gamma, beta }));
             }
+        }
+        cases
+    }
+
+    crate::kernels::reference_test! {
+        fn every_kernel_matches_the_reference_on_random_ragged_rows(FAMILY) {
+            cases: ragged_rows(),
+            run: |kernel: Kernel<LayerNormRows>, r: &Rows| {
+                let mut y = vec![f32::NAN; r.x.len()];
+                (kernel.run)(&r.x, &r.gamma, &r.beta, 1e-5, &mut y);
+                y
+            },
+            agree: |_: &Rows, g: f32, w: f32| (g - w).abs() <= 2e-5 + 2e-5 * w.abs(),
         }
     }
 
@@ -158,11 +166,11 @@ mod tests {
         let beta: Vec<f32> = (0..20).map(|i| i as f32).collect();
         let mut x = vec![3.0; 40];
         x[25] = f32::NAN;
-        for (name, kernel) in candidates() {
+        for kernel in FAMILY.candidates() {
             let mut y = vec![0f32; 40];
-            kernel(&x, &gamma, &beta, 1e-5, &mut y);
-            assert_eq!(&y[..20], &beta[..], "{name}: constant row");
-            assert!(y[20..].iter().all(|v| v.is_nan()), "{name}: the NaN row");
+            (kernel.run)(&x, &gamma, &beta, 1e-5, &mut y);
+            assert_eq!(&y[..20], &beta[..], "{kernel:?}: constant row");
+            assert!(y[20..].iter().all(|v| v.is_nan()), "{kernel:?}: the NaN row");
         }
     }
 }

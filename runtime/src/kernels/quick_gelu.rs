@@ -9,6 +9,8 @@
 //! AVX2+FMA and for the baseline (NEON on aarch64). `reference` (libm's exp in
 //! f64) is what the tests compare it to.
 
+use super::{Family, Kernel, Needs};
+
 use super::softmax::{exp_nonpositive, BASELINE_FMA};
 
 const LANES: usize = 16;
@@ -76,8 +78,7 @@ fn avx512(data: &mut [f32], alpha: f32) {
 }
 
 /// Every kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<(&'static str, QuickGeluFn)> {
-    use super::Needs;
+fn candidates() -> Vec<Kernel<QuickGeluFn>> {
     super::runnable(&[
         ("reference_quick_gelu", reference as QuickGeluFn, Needs::Nothing),
         ("portable_quick_gelu", portable, Needs::Nothing),
@@ -88,49 +89,48 @@ pub fn candidates() -> Vec<(&'static str, QuickGeluFn)> {
     ])
 }
 
-/// The fastest kernel here (the reference under `Kernels::Scalar`).
-pub fn best() -> (&'static str, QuickGeluFn) {
-    static BEST: std::sync::OnceLock<(&'static str, QuickGeluFn)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| super::pick(candidates()))
-}
+/// The quick-GELU kernels.
+pub static FAMILY: Family<Kernel<QuickGeluFn>> = Family::new("quick_gelu", candidates);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_kernel_matches_the_reference_on_random_ragged_slices() {
+    /// Activations of either sign, small and large (|α·x| past the exp's -87.3
+    /// floor on both sides), in slices of ragged lengths, for CLIP's α and 1.
+    fn ragged_slices() -> Vec<(String, (Vec<f32>, f32))> {
         let mut seed = 11u32;
         let mut rnd = move || {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1 << 24) as f32
         };
+        let mut cases = Vec::new();
         for len in [1, 5, 15, 16, 17, 100, 2048, 3075] {
-            // Activations of either sign, small and large (|α·x| past the exp's
-            // -87.3 floor on both sides).
             let data: Vec<f32> =
                 (0..len).map(|i| (rnd() - 0.5) * if i % 7 == 0 { 200.0 } else { 12.0 }).collect();
             for alpha in [1.702, 1.0] {
-                let mut want = data.clone();
-                reference(&mut want, alpha);
-                for (name, kernel) in candidates() {
-                    let mut got = data.clone();
-                    kernel(&mut got, alpha);
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - w).abs() <= 1e-7 + 1e-6 * w.abs(),
-                            "{name} len {len} alpha {alpha} at {i} (x {}): {g} vs {w}",
-                            data[i]
-                        );
-                    }
-                }
+                cases.push((format!("len {len}, alpha {alpha}"), (data.clone(), alpha)));
             }
+        }
+        cases
+    }
+
+    fn run(kernel: Kernel<QuickGeluFn>, (data, alpha): &(Vec<f32>, f32)) -> Vec<f32> {
+        let mut out = data.clone();
+        (kernel.run)(&mut out, *alpha);
+        out
+    }
+
+    crate::kernels::reference_test! {
+        fn every_kernel_matches_the_reference_on_random_ragged_slices(FAMILY) {
+            cases: ragged_slices(),
+            run: run,
+            agree: |_: &(Vec<f32>, f32), g: f32, w: f32| (g - w).abs() <= 1e-7 + 1e-6 * w.abs(),
         }
     }
 
-    #[test]
-    fn edges_come_out_as_the_reference_says() {
-        let data = [
+    fn edges() -> [(&'static str, (Vec<f32>, f32)); 1] {
+        let data = vec![
             0.0,
             -0.0,
             f32::NAN,
@@ -141,14 +141,14 @@ mod tests {
             1e-30,
             -1e-30,
         ];
-        let mut want = data;
-        reference(&mut want, 1.702);
-        for (name, kernel) in candidates() {
-            let mut got = data;
-            kernel(&mut got, 1.702);
-            for ((g, w), x) in got.iter().zip(&want).zip(&data) {
-                assert!(g == w || (g.is_nan() && w.is_nan()), "{name}: x {x}: {g} vs {w}");
-            }
+        [("zeros, NaN, infinities, extremes", (data, 1.702))]
+    }
+
+    crate::kernels::reference_test! {
+        fn edges_come_out_as_the_reference_says(FAMILY) {
+            cases: edges(),
+            run: run,
+            agree: |_: &(Vec<f32>, f32), g: f32, w: f32| g == w || (g.is_nan() && w.is_nan()),
         }
     }
 }

@@ -12,6 +12,8 @@
 //! and NEON build) is the fallback. `reference` is the triple loop the tests hold
 //! them to.
 
+use super::{Family, Kernel, Needs};
+
 /// Columns of a block; the packed `B` and `C` rows are a multiple of it long.
 pub const COLS: usize = 16;
 /// Rows of a block; the packed `A` and `C` have a multiple of it.
@@ -200,8 +202,7 @@ fn avx512(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
 }
 
 /// Every kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<(&'static str, SmallGemm)> {
-    use super::Needs;
+fn candidates() -> Vec<Kernel<SmallGemm>> {
     super::runnable(&[
         ("reference_small_gemm", reference as SmallGemm, Needs::Nothing),
         ("portable_small_gemm", portable, Needs::Nothing),
@@ -220,43 +221,52 @@ pub fn candidates() -> Vec<(&'static str, SmallGemm)> {
 /// at batch 8 (and mostly at batch 1). Elsewhere (aarch64, armv7) tract keeps
 /// these products: its NEON kernels are hand-written, owlet's portable one is not.
 pub fn beats_tract() -> bool {
-    matches!(best().0, "x86_64_avx512_small_gemm" | "x86_64_avx2_small_gemm")
+    matches!(FAMILY.chosen().name, "x86_64_avx512_small_gemm" | "x86_64_avx2_small_gemm")
 }
 
-/// The fastest kernel here (the reference under `Kernels::Scalar`).
-pub fn best() -> (&'static str, SmallGemm) {
-    static BEST: std::sync::OnceLock<(&'static str, SmallGemm)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| super::pick(candidates()))
-}
+/// The small f32 matrix products.
+pub static FAMILY: Family<Kernel<SmallGemm>> = Family::new("small_gemm", candidates);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_kernel_matches_the_reference_on_random_shapes() {
+    /// A product's operands and shape.
+    struct Product {
+        a: Vec<f32>,
+        b: Vec<f32>,
+        m: usize,
+        k: usize,
+        n: usize,
+    }
+
+    /// Shapes around the blocks and attention's (80 rows, heads of 64, 77 tokens).
+    fn shapes() -> Vec<(String, Product)> {
         let mut seed = 5u32;
         let mut rnd = move || {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
         };
-        for (m, k, n) in
-            [(8, 1, 16), (8, 7, 32), (16, 64, 48), (80, 64, 80), (80, 77, 64), (24, 3, 96)]
-        {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-            let mut want = vec![0f32; m * n];
-            reference(&a, &b, &mut want, m, k, n);
-            for (name, kernel) in candidates() {
-                let mut got = vec![f32::NAN; m * n];
-                kernel(&a, &b, &mut got, m, k, n);
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + k as f32).sqrt(),
-                        "{name} {m}x{k}x{n} at {i}: {g} vs {w}"
-                    );
-                }
-            }
+        [(8, 1, 16), (8, 7, 32), (16, 64, 48), (80, 64, 80), (80, 77, 64), (24, 3, 96)]
+            .into_iter()
+            .map(|(m, k, n)| {
+                let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                (format!("{m}x{k}x{n}"), Product { a, b, m, k, n })
+            })
+            .collect()
+    }
+
+    crate::kernels::reference_test! {
+        fn every_kernel_matches_the_reference_on_random_shapes(FAMILY) {
+            cases: shapes(),
+            run: |kernel: Kernel<SmallGemm>, p: &Product| {
+                let mut c = vec![f32::NAN; p.m * p.n];
+                (kernel.run)(&p.a, &p.b, &mut c, p.m, p.k, p.n);
+                c
+            },
+            // Sums of k products in another order: error growing as sqrt(k).
+            agree: |p: &Product, g: f32, w: f32| (g - w).abs() <= 1e-5 * (1.0 + p.k as f32).sqrt(),
         }
     }
 }

@@ -15,6 +15,8 @@
 //! which on aarch64 is NEON. `reference_row` (libm's `exp`, f64 sum) is what the
 //! tests compare it to.
 
+use super::{Family, Kernel, Needs};
+
 const LANES: usize = 16;
 
 /// exp(x) for x <= 0 (a softmax's `x - max`), within 2 ulp of libm's for
@@ -227,8 +229,7 @@ fn avx512_rows(data: &mut [f32], row_len: usize) {
 }
 
 /// Every rows kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<(&'static str, SoftmaxRows)> {
-    use super::Needs;
+fn candidates() -> Vec<Kernel<SoftmaxRows>> {
     super::runnable(&[
         ("reference_softmax_rows", reference_rows as SoftmaxRows, Needs::Nothing),
         ("portable_softmax_rows", portable_rows, Needs::Nothing),
@@ -239,11 +240,8 @@ pub fn candidates() -> Vec<(&'static str, SoftmaxRows)> {
     ])
 }
 
-/// The fastest rows kernel here (the reference under `Kernels::Scalar`).
-pub fn best() -> (&'static str, SoftmaxRows) {
-    static BEST: std::sync::OnceLock<(&'static str, SoftmaxRows)> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| super::pick(candidates()))
-}
+/// The softmax rows kernels.
+pub static FAMILY: Family<Kernel<SoftmaxRows>> = Family::new("softmax", candidates);
 
 #[cfg(test)]
 mod tests {
@@ -273,38 +271,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_kernel_matches_the_reference_on_random_ragged_rows() {
+    /// Rows of every length that matters (shorter than a block, ragged, CLIP's 50
+    /// and 77), with masked scores as attention's causal and padding masks leave.
+    fn ragged_rows() -> Vec<(String, (Vec<f32>, usize))> {
         let mut seed = 7u32;
         let mut rnd = move || {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1 << 24) as f32
         };
+        let mut cases = Vec::new();
         for row_len in [1, 2, 7, 15, 16, 17, 50, 77, 100, 257] {
             for rows in [1, 3, 12] {
                 let mut data: Vec<f32> =
                     (0..rows * row_len).map(|_| (rnd() - 0.5) * 40.0).collect();
-                // Masked scores, as attention's causal and padding masks leave.
                 for (i, x) in data.iter_mut().enumerate() {
                     if i % 5 == 3 && i % row_len != 0 {
                         *x = if i % 2 == 0 { f32::NEG_INFINITY } else { f32::MIN };
                     }
                 }
-                let mut want = data.clone();
-                reference_rows(&mut want, row_len);
-                for (name, kernel) in candidates() {
-                    let mut got = data.clone();
-                    kernel(&mut got, row_len);
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - w).abs() <= 1e-6 + 2e-6 * w.abs(),
-                            "{name} len {row_len} at {i}: {g} vs {w}"
-                        );
-                    }
-                    for row in got.chunks(row_len) {
-                        let s: f32 = row.iter().sum();
-                        assert!((s - 1.0).abs() < 1e-5, "{name} len {row_len}: row sums to {s}");
-                    }
+                cases.push((format!("{rows} rows of {row_len}"), (data, row_len)));
+            }
+        }
+        cases
+    }
+
+    fn run(kernel: Kernel<SoftmaxRows>, (data, row_len): &(Vec<f32>, usize)) -> Vec<f32> {
+        let mut out = data.clone();
+        (kernel.run)(&mut out, *row_len);
+        out
+    }
+
+    crate::kernels::reference_test! {
+        fn every_kernel_matches_the_reference_on_random_ragged_rows(FAMILY) {
+            cases: ragged_rows(),
+            run: run,
+            agree: |_: &(Vec<f32>, usize), g: f32, w: f32| (g - w).abs() <= 1e-6 + 2e-6 * w.abs(),
+        }
+    }
+
+    #[test]
+    fn every_kernel_s_rows_sum_to_one() {
+        for (label, case) in ragged_rows() {
+            for kernel in FAMILY.candidates() {
+                for row in run(kernel, &case).chunks(case.1) {
+                    let s: f32 = row.iter().sum();
+                    assert!((s - 1.0).abs() < 1e-5, "{kernel:?}, {label}: a row sums to {s}");
                 }
             }
         }
@@ -320,13 +331,13 @@ mod tests {
         ] {
             let mut want = row.clone();
             reference_rows(&mut want, row.len());
-            for (name, kernel) in candidates() {
+            for kernel in FAMILY.candidates() {
                 let mut got = row.clone();
-                kernel(&mut got, row.len());
+                (kernel.run)(&mut got, row.len());
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
-                        "{name} {row:?}: {got:?} vs {want:?}"
+                        "{kernel:?} {row:?}: {got:?} vs {want:?}"
                     );
                 }
             }

@@ -22,7 +22,7 @@ use tract_onnx::tract_core::axes::AxesMapping;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::kernels::small_gemm::{best, COLS, ROWS};
+use crate::kernels::small_gemm::{COLS, FAMILY, ROWS};
 
 pub const OP_NAME: &str = "OwletBatchedMatMul";
 
@@ -79,7 +79,7 @@ impl Op for BatchedMatMul {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, kernel {}", self, best().0)])
+        Ok(vec![format!("{:?}, kernel {}", self, FAMILY.chosen().name)])
     }
 
     op_as_typed_op!();
@@ -214,7 +214,7 @@ impl EvalOp for BatchedMatMul {
         let mut cv = c.to_plain_array_view_mut::<f32>()?;
         let out = SharedOut(cv.as_slice_mut().context("a new tensor is contiguous")?.as_mut_ptr());
         let (mp, np) = (m.next_multiple_of(ROWS), n.next_multiple_of(COLS));
-        let kernel = best().1;
+        let kernel = FAMILY.chosen().run;
         let run = |range: std::ops::Range<usize>| {
             // Padding rows of A and columns of B stay zero: their products are
             // computed and never written out.

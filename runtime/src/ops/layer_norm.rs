@@ -15,7 +15,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::kernels::layer_norm::best;
+use crate::kernels::layer_norm::FAMILY;
 
 pub const OP_TYPE: &str = "LayerNormalization";
 pub const OP_NAME: &str = "OwletLayerNorm";
@@ -125,7 +125,7 @@ impl Op for LayerNorm {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("eps {}, {}", self.epsilon, best().0)])
+        Ok(vec![format!("eps {}, {}", self.epsilon, FAMILY.chosen().name)])
     }
 
     op_as_typed_op!();
@@ -161,7 +161,7 @@ impl EvalOp for LayerNorm {
         if d == 0 || xs.is_empty() {
             return Ok(tvec!(y.into_tvalue()));
         }
-        let kernel = best().1;
+        let kernel = FAMILY.chosen().run;
         {
             let mut yv = y.to_plain_array_view_mut::<f32>()?;
             let ys = yv.as_slice_mut().context("a new tensor is contiguous")?;

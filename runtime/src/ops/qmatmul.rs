@@ -105,7 +105,7 @@ impl std::hash::Hash for Prepacked {
 /// still infer: the op's rules read N from the empty constant, K from the packing.
 pub fn pack_before_typing(model: &mut InferenceModel) -> TractResult<usize> {
     let mut packed_layers = 0;
-    let kernel = int8::best();
+    let kernel = int8::FAMILY.chosen();
     for id in 0..model.nodes.len() {
         let Some(op) = inference_op(model, id) else { continue };
         if op.packed.is_some() {
@@ -233,7 +233,7 @@ impl Expansion for MatMulInt8Inference {
                 format!("{OP_TYPE} `{prefix}`: {what} must be a constant (an initializer)")
             })
         };
-        let kernel = int8::best();
+        let kernel = int8::FAMILY.chosen();
         let packed = match &self.packed {
             Some(Prepacked(p)) => p.clone(),
             None => {
@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn layers_reading_one_tensor_become_one_node_with_the_same_outputs() {
-        let kernel = int8::best();
+        let kernel = int8::FAMILY.chosen();
         let (k, nr) = (40, kernel.nr);
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([2, 5, k])).unwrap();

@@ -13,7 +13,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::kernels::quick_gelu::{best, QuickGeluFn};
+use crate::kernels::quick_gelu::{QuickGeluFn, FAMILY};
 
 pub const OP_NAME: &str = "OwletQuickGelu";
 
@@ -40,7 +40,7 @@ impl Op for QuickGelu {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("alpha {}, {}", self.alpha(), best().0)])
+        Ok(vec![format!("alpha {}, {}", self.alpha(), FAMILY.chosen().name)])
     }
 
     op_as_typed_op!();
@@ -55,7 +55,7 @@ impl EvalOp for QuickGelu {
         let mut t = input.into_tensor(); // in place when the value is not shared
         let mut view = t.to_plain_array_view_mut::<f32>()?;
         let data = view.as_slice_mut().context("a plan's tensors are contiguous")?;
-        let (kernel, alpha): (QuickGeluFn, f32) = (best().1, self.alpha());
+        let (kernel, alpha): (QuickGeluFn, f32) = (FAMILY.chosen().run, self.alpha());
         let total = data.len();
         // Rows in chunks over tract's pool (inline when small or single-threaded).
         tract_linalg::multithread::par_chunks_mut(data, row_len, total, |_, rows| {

@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 use tract_onnx::tract_hir::internal::*;
 
-use crate::kernels::softmax::{best, SoftmaxRows};
+use crate::kernels::softmax::{SoftmaxRows, FAMILY};
 
 pub const OP_NAME: &str = "OwletSoftmax";
 
@@ -26,7 +26,7 @@ impl Op for LastAxisSoftmax {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![best().0.to_string()])
+        Ok(vec![FAMILY.chosen().name.to_string()])
     }
 
     op_as_typed_op!();
@@ -44,7 +44,7 @@ impl EvalOp for LastAxisSoftmax {
         }
         let mut view = t.to_plain_array_view_mut::<f32>()?;
         let data = view.as_slice_mut().context("a plan's tensors are contiguous")?;
-        let kernel: SoftmaxRows = best().1;
+        let kernel: SoftmaxRows = FAMILY.chosen().run;
         let total = data.len();
         // Rows in chunks over tract's pool (inline when small or single-threaded),
         // as tract's own softmax does.

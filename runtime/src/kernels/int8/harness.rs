@@ -187,7 +187,7 @@ proptest! {
 
 #[test]
 fn concat_refuses_layers_that_would_share_a_panel_or_differ_in_k() {
-    let kernel = best();
+    let kernel = FAMILY.chosen();
     let layer = |n: usize, k: usize| {
         let (wq, scales) = quantize_weights(&random_f32(n * k, 7), n, k);
         PackedWeights::pack(&kernel, &wq, n, k, scales, None)

@@ -39,7 +39,7 @@ mod x86_64_avx512;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avxvnni;
 
-use std::sync::OnceLock;
+use super::{Candidate, Family};
 
 /// One `mr` x `nr` tile: `c[r * nr + j] = Σ_k a[r * lda + k] * panel(k, j)` for k in
 /// `0..4 * k4`, with the panel laid out as `[k4][nr][4]`.
@@ -157,7 +157,7 @@ impl std::fmt::Debug for QGemmKernel {
 }
 
 /// Every int8 kernel this CPU can run, reference first, best last.
-pub fn candidates() -> Vec<QGemmKernel> {
+fn candidates() -> Vec<QGemmKernel> {
     #[allow(unused_mut)]
     let mut v = vec![scalar::KERNEL];
     #[cfg(target_arch = "x86_64")]
@@ -171,32 +171,15 @@ pub fn candidates() -> Vec<QGemmKernel> {
     v
 }
 
-/// The kernel quantized graphs use: the best this CPU has, the scalar reference
-/// under `Kernels::Scalar`, or the one `RuntimeOptions::int8_kernel` names (one of
-/// `candidates()`: to measure another kernel's speed or accuracy, e.g. AVX2's
-/// 7-bit weights on a VNNI machine; a name this CPU cannot run is logged and
-/// ignored). Chosen once and logged.
-pub fn best() -> QGemmKernel {
-    static K: OnceLock<QGemmKernel> = OnceLock::new();
-    *K.get_or_init(|| {
-        let all = candidates();
-        let named = crate::options::current().int8_kernel.clone();
-        let k = match named.as_deref().map(|n| all.iter().find(|k| k.name == n)) {
-            Some(Some(k)) => *k,
-            Some(None) => {
-                let names: Vec<&str> = all.iter().map(|k| k.name).collect();
-                log::warn!(
-                    "int8 kernel {:?}: not a kernel this CPU runs ({names:?}); using the best",
-                    named.unwrap_or_default()
-                );
-                *all.last().expect("the scalar kernel is always there")
-            }
-            None if super::scalar_forced() => scalar::KERNEL,
-            None => *all.last().expect("the scalar kernel is always there"),
-        };
-        log::info!("owlet int8 kernel: {k:?}");
-        k
-    })
+/// The int8 products. `RuntimeOptions::kernel_choice` naming one of them for "int8"
+/// measures another kernel's speed or accuracy on the same machine, e.g. AVX2's
+/// 7-bit weights on a VNNI machine.
+pub static FAMILY: Family<QGemmKernel> = Family::new("int8", candidates);
+
+impl Candidate for QGemmKernel {
+    fn name(&self) -> &'static str {
+        self.name
+    }
 }
 
 fn round_up(x: usize, to: usize) -> usize {
