@@ -146,6 +146,87 @@ impl Received {
     }
 }
 
+/// Whether `payload` is exactly a `T`: parsed into the contract's type and written
+/// again, it must come out the same (a field the type lacks would vanish, one of
+/// another type would not parse).
+fn round_trips<T>(payload: &serde_json::Value) -> Result<(), String>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let typed: T = serde_json::from_value(payload.clone()).map_err(|e| e.to_string())?;
+    let again = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    if same(&again, payload) {
+        Ok(())
+    } else {
+        Err(format!("as the contract's type it reads {again}"))
+    }
+}
+
+/// Equal JSON, floats within f32's precision: an f32 read back from its decimal
+/// text may print differently in the last digit (serde_json's default float
+/// parsing is not correctly rounded), which no subscriber can tell apart.
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Number(x), Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            (x - y).abs() <= 1e-6 * x.abs().max(y.abs())
+        }
+        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Object(x), Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Checks an owlet output topic's payload against its type in
+/// `owlet_protocol::payloads` (what docs/mqtt/'s schemas are made from). None for a
+/// topic that has no JSON contract (commands in, text states, discovery, a
+/// request's own reply topic).
+pub fn contract_violation(m: &Received) -> Option<String> {
+    use owlet_protocol::fleet::{SearchAnswer, StatusAnswer};
+    use owlet_protocol::payloads::*;
+    let parts: Vec<&str> = m.topic.split('/').collect();
+    type Check = fn(&serde_json::Value) -> Result<(), String>;
+    let check: Check = match parts[..] {
+        ["owlet", "fleet", "reply", _] => {
+            |v| round_trips::<SearchAnswer>(v).or_else(|_| round_trips::<StatusAnswer>(v))
+        }
+        ["owlet", _, "error"] => round_trips::<DeviceErrorMessage>,
+        ["owlet", _, "search", "result"] => round_trips::<Published<SearchResult>>,
+        ["owlet", _, _, "labels"] => round_trips::<Published<Labels>>,
+        ["owlet", _, _, "caption"] => round_trips::<Published<Caption>>,
+        ["owlet", _, _, "event"] => round_trips::<Published<LabelEvent>>,
+        ["owlet", _, _, "labels", "state"] => round_trips::<Published<LabelSet>>,
+        ["owlet", _, _, "answer"] => round_trips::<Published<Answer>>,
+        ["owlet", _, _, "error"] => round_trips::<Published<CameraError>>,
+        ["owlet", _, _, "prompt", _, "attributes"] => round_trips::<Published<PromptAttributes>>,
+        _ => return None,
+    };
+    let payload: serde_json::Value = match serde_json::from_slice(&m.payload) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("{}: not JSON ({e})", m.topic)),
+    };
+    check(&payload).err().map(|why| format!("{}: {payload}: {why}", m.topic))
+}
+
+/// Asserts that every message in `msgs` on an owlet output topic is what the
+/// contract's types say, and that there was at least one.
+pub fn assert_contract(msgs: &[Received]) {
+    let violations: Vec<String> = msgs.iter().filter_map(contract_violation).collect();
+    assert!(
+        violations.is_empty(),
+        "payloads outside the MQTT contract:\n{}",
+        violations.join("\n")
+    );
+    let json_topics = msgs
+        .iter()
+        .filter(|m| m.topic.starts_with("owlet/") && m.payload.starts_with(b"{"))
+        .count();
+    assert!(json_topics > 0, "no owlet JSON payload to check");
+}
+
 /// mosquitto_sub on `filter`, QoS 1, a persistent session (`-c`) so that it gets
 /// what was published while the broker was restarting. Payloads travel as hex.
 pub struct Subscriber {

@@ -7,53 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use owlet_protocol::payloads::{Caption, EventType, FrameInfo, LabelScore, Labels};
 use owlet_runtime::image_io::{decode_rgb, DecodeLimits};
 use owlet_runtime::models::blip2::Blip2;
 use owlet_runtime::models::clip::{Clip, LabelSet};
 use owlet_runtime::{Device, Placement};
-use serde::Serialize;
 
 use crate::config::{Blip2Config, ClipConfig};
 use crate::error::Result;
 use crate::source::Frame;
 use crate::trigger::Trigger;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LabelScore {
-    pub label: String,
-    pub score: f32,
-}
-
-/// The payload published on `owlet/<device>/<camera>/labels`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LabelsMessage {
-    pub camera: String,
-    pub frame: String,
-    /// Capture time, milliseconds since the Unix epoch.
-    pub frame_time_ms: u128,
-    pub trigger: Trigger,
-    pub model: String,
-    /// Where the model ran: cpu or cuda.
-    pub runs_on: Device,
-    pub top_label: String,
-    pub top_score: f32,
-    /// All labels, best first.
-    pub labels: Vec<LabelScore>,
-    pub latency_ms: f64,
-}
-
-/// The payload published on `owlet/<device>/<camera>/caption`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaptionMessage {
-    pub camera: String,
-    pub frame: String,
-    pub frame_time_ms: u128,
-    pub trigger: Trigger,
-    pub model: String,
-    pub runs_on: Device,
-    pub caption: String,
-    pub latency_ms: f64,
-}
 
 /// Loaded models, shared by the cameras.
 pub struct Models {
@@ -150,31 +113,26 @@ impl Analyzer {
         })
     }
 
-    /// Labels, and the image embedding they came from (for the search index).
-    pub fn labels(&self, d: &Decoded, trigger: Trigger) -> Result<(LabelsMessage, Vec<f32>)> {
+    /// Labels (without the camera worker's tags and counts), and the image
+    /// embedding they came from (for the search index).
+    pub fn labels(&self, d: &Decoded, trigger: Trigger) -> Result<(Labels, Vec<f32>)> {
         let t = Instant::now();
         let emb = self.clip.embed_images(std::slice::from_ref(&d.image))?;
         let c = self.clip.classify_embeddings(&emb, &self.labels).remove(0);
         let (top_label, top_score) = c.top();
-        Ok((
-            LabelsMessage {
-                camera: d.frame.camera.clone(),
-                frame: d.frame.origin.clone(),
-                frame_time_ms: time_ms(d.frame.captured),
-                trigger,
-                model: self.clip_name().to_string(),
-                runs_on: self.clip.device(),
-                top_label: top_label.to_string(),
-                top_score,
-                labels: c
-                    .ranked()
-                    .into_iter()
-                    .map(|(l, s)| LabelScore { label: l.to_string(), score: s })
-                    .collect(),
-                latency_ms: t.elapsed().as_secs_f64() * 1e3,
-            },
-            emb.row(0).to_vec(),
-        ))
+        let labels = Labels {
+            frame: frame_info(d, trigger, self.clip_name(), self.clip.device(), t),
+            top_label: top_label.to_string(),
+            top_score,
+            labels: c
+                .ranked()
+                .into_iter()
+                .map(|(l, s)| LabelScore { label: l.to_string(), score: s })
+                .collect(),
+            frames_skipped: 0,
+            caption_skipped: None,
+        };
+        Ok((labels, emb.row(0).to_vec()))
     }
 
     pub fn clip(&self) -> &Arc<Clip> {
@@ -182,23 +140,18 @@ impl Analyzer {
     }
 
     /// A caption, if this camera has BLIP-2.
-    pub fn caption(&self, d: &Decoded, trigger: Trigger) -> Option<Result<CaptionMessage>> {
+    pub fn caption(&self, d: &Decoded, trigger: Trigger) -> Option<Result<Caption>> {
         let (model, cfg) = self.blip2.as_ref()?;
         let t = Instant::now();
-        let run = || -> Result<CaptionMessage> {
+        let run = || -> Result<Caption> {
             let q = model.encode_image(&d.image)?;
             let mut g = model.default_config();
             g.max_new_tokens = cfg.max_new_tokens;
             let out = model.caption(&q, &g, &mut |_| {})?;
-            Ok(CaptionMessage {
-                camera: d.frame.camera.clone(),
-                frame: d.frame.origin.clone(),
-                frame_time_ms: time_ms(d.frame.captured),
-                trigger,
-                model: model.bundle.manifest.name.clone(),
-                runs_on: model.device(),
+            let name = &model.bundle.manifest.name;
+            Ok(Caption {
+                frame: frame_info(d, trigger, name, model.device(), t),
                 caption: out.text,
-                latency_ms: t.elapsed().as_secs_f64() * 1e3,
             })
         };
         Some(run())
@@ -234,12 +187,34 @@ impl Analyzer {
     }
 }
 
-pub fn time_ms(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+/// Which frame a result is about, from a model that started at `started`.
+fn frame_info(
+    d: &Decoded,
+    trigger: Trigger,
+    model: &str,
+    runs_on: Device,
+    started: Instant,
+) -> FrameInfo {
+    FrameInfo {
+        camera: d.frame.camera.clone(),
+        frame: d.frame.origin.clone(),
+        frame_time_ms: time_ms(d.frame.captured),
+        trigger,
+        model: model.to_string(),
+        runs_on: runs_on.to_string(),
+        latency_ms: started.elapsed().as_secs_f64() * 1e3,
+        request_ids: vec![],
+        frigate_event: None,
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it; u64 lasts 584 million years).
+pub fn time_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u128 {
+pub fn now_ms() -> u64 {
     time_ms(SystemTime::now())
 }
 
@@ -251,10 +226,11 @@ pub struct LabelEvents {
     present: HashMap<String, bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LabelEvent {
-    /// "appeared" or "disappeared" (Home Assistant's event_type).
-    pub event_type: &'static str,
+/// A label that crossed a threshold (the camera adds the frame's time and trigger
+/// to make the `event` payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Crossing {
+    pub event_type: EventType,
     pub label: String,
     pub score: f32,
 }
@@ -269,21 +245,21 @@ impl LabelEvents {
         self.present.retain(|l, _| labels.contains(l));
     }
 
-    pub fn update(&mut self, scores: &[LabelScore]) -> Vec<LabelEvent> {
+    pub fn update(&mut self, scores: &[LabelScore]) -> Vec<Crossing> {
         let mut out = Vec::new();
         for s in scores {
             let present = self.present.entry(s.label.clone()).or_insert(false);
             if !*present && s.score >= self.on {
                 *present = true;
-                out.push(LabelEvent {
-                    event_type: "appeared",
+                out.push(Crossing {
+                    event_type: EventType::Appeared,
                     label: s.label.clone(),
                     score: s.score,
                 });
             } else if *present && s.score <= self.off {
                 *present = false;
-                out.push(LabelEvent {
-                    event_type: "disappeared",
+                out.push(Crossing {
+                    event_type: EventType::Disappeared,
                     label: s.label.clone(),
                     score: s.score,
                 });
@@ -311,7 +287,14 @@ mod tests {
         let got: Vec<(f32, Vec<(&str, String)>)> = seq
             .iter()
             .map(|&c| {
-                (c, e.update(&scores(c)).into_iter().map(|ev| (ev.event_type, ev.label)).collect())
+                let named = |ev: Crossing| {
+                    let kind = match ev.event_type {
+                        EventType::Appeared => "appeared",
+                        EventType::Disappeared => "disappeared",
+                    };
+                    (kind, ev.label)
+                };
+                (c, e.update(&scores(c)).into_iter().map(named).collect())
             })
             .collect();
         let expect: Vec<Vec<(&str, &str)>> = vec![

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use owlet_protocol::payloads::{
+    Answer, AnswerOutcome, CameraError, CaptionSkipped, DeviceError, FrameInfo, LabelEvent,
+    LabelSet, PromptAttributes,
+};
+use serde::Serialize;
 
 use crate::analyze::{now_ms, time_ms, Analyzer, Decoded, LabelEvents};
 use crate::commands::{AnswerPiece, CameraCommand, WorkerCommand};
@@ -111,10 +115,15 @@ impl SourceEvents for FrameIntake {
 
     fn failed(&mut self, reason: &str) {
         log::warn!("camera {}: {reason}", self.camera);
-        self.sink.send(Message::json(
-            self.topics.camera(&self.camera, "error"),
-            json!({"camera": self.camera, "error": reason, "kind": "source", "time_ms": now_ms()}),
-        ));
+        let error = CameraError {
+            camera: self.camera.clone(),
+            error: reason.to_string(),
+            kind: Some("source".into()),
+            frame: None,
+            trigger: None,
+            time_ms: now_ms(),
+        };
+        self.sink.send(Message::payload(self.topics.camera(&self.camera, "error"), &error));
     }
 }
 
@@ -176,16 +185,9 @@ struct Tags {
 }
 
 impl Tags {
-    fn apply(&self, mut v: Value) -> Value {
-        if let Some(obj) = v.as_object_mut() {
-            if !self.ids.is_empty() {
-                obj.insert("request_ids".into(), json!(self.ids));
-            }
-            if let Some(id) = &self.event {
-                obj.insert("frigate_event".into(), json!(id));
-            }
-        }
-        v
+    fn apply(&self, frame: &mut FrameInfo) {
+        frame.request_ids = self.ids.clone();
+        frame.frigate_event = self.event.clone();
     }
 }
 
@@ -337,8 +339,9 @@ impl CameraWorker {
     /// The newest state of the camera (labels, caption): retained, so that a
     /// subscriber arriving later (Home Assistant after its restart) has it at once
     /// instead of `unknown` until the next analysis.
-    fn send_state(&self, leaf: &str, v: Value) {
-        self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v).retained());
+    fn send_state(&self, leaf: &str, payload: &impl Serialize) {
+        let topic = self.topics.camera(&self.name, leaf);
+        self.sink.send(Message::payload(topic, payload).retained());
     }
 
     /// The cosine of `embedding` with the last captioned frame's, when captions
@@ -351,8 +354,8 @@ impl CameraWorker {
         (cosine >= limit).then_some(cosine)
     }
 
-    fn send_json(&self, leaf: &str, v: Value) {
-        self.sink.send(Message::json(self.topics.camera(&self.name, leaf), v));
+    fn send_json(&self, leaf: &str, payload: &impl Serialize) {
+        self.sink.send(Message::payload(self.topics.camera(&self.name, leaf), payload));
     }
 
     /// Count something on /metrics (when it is served).
@@ -365,10 +368,15 @@ impl CameraWorker {
     fn error(&self, frame: Option<&Frame>, trigger: Option<Trigger>, error: String) {
         log::warn!("camera {}: {error}", self.name);
         self.count(|m, cam| m.error(cam));
-        self.send_json(
-            "error",
-            json!({"camera": self.name, "frame": frame.map(|f| f.origin.clone()), "trigger": trigger, "error": error, "time_ms": now_ms()}),
-        );
+        let error = CameraError {
+            camera: self.name.clone(),
+            error,
+            kind: None,
+            frame: frame.map(|f| f.origin.clone()),
+            trigger,
+            time_ms: now_ms(),
+        };
+        self.send_json("error", &error);
     }
 
     fn analyse(&mut self, frame: Frame, trigger: Trigger, ids: Vec<Option<String>>) {
@@ -405,7 +413,7 @@ impl CameraWorker {
         let t = Instant::now();
         let result = self.analyzer.labels(decoded, trigger);
         self.count(|m, cam| m.stage(cam, "labels", t.elapsed()));
-        let (msg, emb) = match result {
+        let (mut msg, emb) = match result {
             Ok(r) => r,
             Err(e) => {
                 self.error(Some(decoded.frame), Some(trigger), e.to_string());
@@ -415,28 +423,24 @@ impl CameraWorker {
         looked.same_scene = self.same_scene(&emb);
         looked.embedding = Some(emb);
         looked.labels = msg.labels.iter().map(|l| (l.label.clone(), l.score)).collect();
-        for ev in self.events.update(&msg.labels) {
-            let mut v = serde_json::to_value(&ev).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("camera".into(), json!(self.name));
-                o.insert("frame_time_ms".into(), json!(msg.frame_time_ms));
-                o.insert("trigger".into(), json!(trigger));
-            }
-            self.send_json("event", v);
+        for crossing in self.events.update(&msg.labels) {
+            let event = LabelEvent {
+                event_type: crossing.event_type,
+                label: crossing.label,
+                score: crossing.score,
+                camera: self.name.clone(),
+                frame_time_ms: msg.frame.frame_time_ms,
+                trigger,
+            };
+            self.send_json("event", &event);
         }
-        let mut v = tags.apply(serde_json::to_value(&msg).unwrap_or_default());
-        if let Some(o) = v.as_object_mut() {
-            // Live frames that arrived and were replaced by newer ones since the
-            // last look: what "the newest frame wins" cost.
-            o.insert("frames_skipped".into(), json!(self.skipped));
-            if let Some(cosine) = looked.same_scene {
-                o.insert(
-                    "caption_skipped".into(),
-                    json!({"reason": "same scene as the last captioned frame", "cosine": cosine}),
-                );
-            }
-        }
-        self.send_state("labels", v);
+        tags.apply(&mut msg.frame);
+        msg.frames_skipped = self.skipped;
+        msg.caption_skipped = looked.same_scene.map(|cosine| CaptionSkipped {
+            reason: "same scene as the last captioned frame".into(),
+            cosine,
+        });
+        self.send_state("labels", &msg);
         looked
     }
 
@@ -461,14 +465,12 @@ impl CameraWorker {
         let captioned = self.analyzer.caption(decoded, trigger);
         self.count(|m, cam| m.stage(cam, "caption", t.elapsed()));
         match captioned? {
-            Ok(msg) => {
+            Ok(mut msg) => {
                 if let Some(e) = &looked.embedding {
                     self.last_captioned = Some((e.clone(), msg.caption.clone()));
                 }
-                self.send_state(
-                    "caption",
-                    tags.apply(serde_json::to_value(&msg).unwrap_or_default()),
-                );
+                tags.apply(&mut msg.frame);
+                self.send_state("caption", &msg);
                 Some(msg.caption)
             }
             Err(e) => {
@@ -490,7 +492,7 @@ impl CameraWorker {
         let (rec, e) = (self.history.as_ref()?, embedding?);
         let frame = decoded.frame;
         let row = owlet_history::NewFrame {
-            time_ms: time_ms(frame.captured) as u64,
+            time_ms: time_ms(frame.captured),
             camera: self.name.clone(),
             trigger: trigger.name().into(),
             source: Some(frame.origin.clone()),
@@ -525,7 +527,7 @@ impl CameraWorker {
                 _ => caption,
             };
             let latest = crate::live::LatestFrame {
-                time_ms: time_ms(frame.captured) as u64,
+                time_ms: time_ms(frame.captured),
                 trigger: trigger.name().into(),
                 labels: looked.labels,
                 caption: shown,
@@ -567,9 +569,9 @@ impl CameraWorker {
                     let _ = pieces.send(AnswerPiece::Text(t.to_string()));
                 };
                 let reply = self.answer(&q.question, None, &mut on_text);
-                let piece = match reply.get("error").and_then(|e| e.as_str()) {
-                    Some(e) => AnswerPiece::Failed(e.to_string()),
-                    None => AnswerPiece::Done(reply),
+                let piece = match &reply.outcome {
+                    AnswerOutcome::Failed { error } => AnswerPiece::Failed(error.clone()),
+                    AnswerOutcome::Answered { .. } => AnswerPiece::Done(reply),
                 };
                 let _ = pieces.send(piece);
             }
@@ -580,8 +582,13 @@ impl CameraWorker {
         match cmd {
             CameraCommand::Capture { id } => {
                 let refuse = |why: String| {
-                    let v = json!({"topic": self.topics.camera(&self.name, "capture"), "error": why, "id": id, "time_ms": now_ms()});
-                    self.sink.send(Message::json(self.topics.error(), v));
+                    let refused = DeviceError::Refused {
+                        topic: self.topics.camera(&self.name, "capture"),
+                        error: why,
+                        id: id.clone(),
+                        time_ms: now_ms(),
+                    };
+                    self.sink.send(Message::payload(self.topics.error(), &refused));
                 };
                 if let Err(why) = self.gate.allows(Trigger::Command, Instant::now()) {
                     refuse(why);
@@ -600,7 +607,7 @@ impl CameraWorker {
             CameraCommand::Ask { question, id, reply_to } => {
                 let topic = reply_to.unwrap_or_else(|| self.topics.camera(&self.name, "answer"));
                 let reply = self.answer(&question, id, &mut |_| {});
-                self.sink.send(Message::json(topic, reply));
+                self.sink.send(Message::payload(topic, &reply));
             }
             CameraCommand::SetLabels { labels } => self.set_labels(labels),
         }
@@ -613,10 +620,9 @@ impl CameraWorker {
         question: &str,
         id: Option<String>,
         on_text: &mut dyn FnMut(&str),
-    ) -> Value {
+    ) -> Answer {
         let t = Instant::now();
         let frame = self.inbox.lock().frame.clone().or_else(|| self.last_frame.clone());
-        let mut reply = json!({"camera": self.name, "id": id, "question": question});
         let result = match (&frame, self.gate.allows(Trigger::Command, t)) {
             (_, Err(why)) => Err(why),
             (None, _) => Err("no frame from this camera yet".to_string()),
@@ -628,22 +634,19 @@ impl CameraWorker {
                     .and_then(|d| self.analyzer.ask(&d, question, on_text))
             }
         };
-        let obj = reply.as_object_mut().expect("object");
-        match result {
-            Ok((answer, model, runs_on)) => {
-                let f = frame.as_ref().expect("answered from a frame");
-                obj.insert("answer".into(), json!(answer));
-                obj.insert("model".into(), json!(model));
-                obj.insert("runs_on".into(), json!(runs_on));
-                obj.insert("frame".into(), json!(f.origin));
-                obj.insert("frame_time_ms".into(), json!(time_ms(f.captured)));
-                obj.insert("latency_ms".into(), json!(t.elapsed().as_secs_f64() * 1e3));
-            }
-            Err(e) => {
-                obj.insert("error".into(), json!(e));
-            }
-        }
-        reply
+        let outcome = match (result, &frame) {
+            (Ok((answer, model, runs_on)), Some(f)) => AnswerOutcome::Answered {
+                answer,
+                model,
+                runs_on: runs_on.to_string(),
+                frame: f.origin.clone(),
+                frame_time_ms: time_ms(f.captured),
+                latency_ms: t.elapsed().as_secs_f64() * 1e3,
+            },
+            (Ok(_), None) => unreachable!("an answer comes from a frame"),
+            (Err(error), _) => AnswerOutcome::Failed { error },
+        };
+        Answer { camera: self.name.clone(), id, question: question.to_string(), outcome }
     }
 
     fn set_labels(&mut self, labels: Vec<String>) {
@@ -667,8 +670,13 @@ impl CameraWorker {
                 }
             }
             Err(e) => {
-                let v = json!({"topic": self.topics.camera(&self.name, "labels/set"), "error": e.to_string(), "time_ms": now_ms()});
-                self.sink.send(Message::json(self.topics.error(), v));
+                let refused = DeviceError::Refused {
+                    topic: self.topics.camera(&self.name, "labels/set"),
+                    error: e.to_string(),
+                    id: None,
+                    time_ms: now_ms(),
+                };
+                self.sink.send(Message::payload(self.topics.error(), &refused));
             }
         }
     }
@@ -705,15 +713,22 @@ impl CameraWorker {
                 self.sink
                     .send(Message::text(topic.clone(), if on { "ON" } else { "OFF" }).retained());
             }
-            let v = json!({"camera": self.name, "prompt": r.name, "score": r.score, "state": r.state,
-                           "time_ms": now_ms()});
-            self.sink.send(Message::json(format!("{topic}/attributes"), v).retained());
+            let attributes = PromptAttributes {
+                camera: self.name.clone(),
+                prompt: r.name,
+                score: r.score,
+                state: r.state,
+                time_ms: now_ms(),
+            };
+            let topic = format!("{topic}/attributes");
+            self.sink.send(Message::payload(topic, &attributes).retained());
         }
     }
 
     fn publish_label_state(&self) {
-        let v = json!({"camera": self.name, "labels": self.analyzer.labels_in_use()});
-        self.sink.send(Message::json(self.topics.camera(&self.name, "labels/state"), v).retained());
+        let set =
+            LabelSet { camera: self.name.clone(), labels: self.analyzer.labels_in_use().to_vec() };
+        self.send_state("labels/state", &set);
     }
 }
 

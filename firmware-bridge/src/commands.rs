@@ -23,8 +23,8 @@ pub struct StreamedQuestion {
 pub enum AnswerPiece {
     /// More of the answer's text.
     Text(String),
-    /// The whole answer, as the MQTT answer topic would carry it.
-    Done(serde_json::Value),
+    /// The whole answer, as the MQTT answer topic carries it.
+    Done(owlet_protocol::payloads::Answer),
     /// No answer, and why.
     Failed(String),
 }
@@ -58,7 +58,7 @@ impl Router {
     }
 
     fn route(&self, topic: &str, payload: &[u8]) {
-        use owlet_protocol::fleet;
+        use owlet_protocol::{fleet, payloads::DeviceError};
         let refused = if topic == fleet::SEARCH || topic == fleet::STATUS {
             self.fleet.handle(topic, payload)
         } else if topic == self.topics.search() {
@@ -68,13 +68,14 @@ impl Router {
         };
         if let Some(r) = refused {
             log::warn!("command refused on {}: {}", r.topic, r.reason);
-            let mut v = serde_json::json!({"topic": r.topic, "error": r.reason,
-                "time_ms": crate::analyze::now_ms()});
-            // The sender's id when it gave a usable one; no `"id": null` otherwise.
-            if let Some(id) = r.id {
-                v["id"] = id.into();
-            }
-            self.sink.send(crate::publish::Message::json(self.topics.error(), v));
+            // The sender's id when it gave a usable one.
+            let refused = DeviceError::Refused {
+                topic: r.topic,
+                error: r.reason,
+                id: r.id,
+                time_ms: crate::analyze::now_ms(),
+            };
+            self.sink.send(crate::publish::Message::payload(self.topics.error(), &refused));
         }
     }
 

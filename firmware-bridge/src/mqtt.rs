@@ -23,6 +23,7 @@ use crate::config::MqttConfig;
 use crate::publish::{Delivery, Message, Sink};
 use crate::source::Backoff;
 use crate::topics::Topics;
+use owlet_protocol::payloads::{DeviceError, LostRange};
 use owlet_store::outbox::{Held, Outbox};
 
 pub struct MqttSink {
@@ -206,12 +207,21 @@ fn report_losses(ob: &mut Outbox, client: &Client, topics: &Topics) {
         return;
     }
     let count: u64 = losses.iter().map(|l| l.count()).sum();
-    let ranges: Vec<serde_json::Value> = losses
+    let lost = losses
         .iter()
-        .map(|l| serde_json::json!({"first_seq": l.first, "last_seq": l.last, "count": l.count(), "reason": l.reason.as_str()}))
+        .map(|l| LostRange {
+            first_seq: l.first,
+            last_seq: l.last,
+            count: l.count(),
+            reason: l.reason.as_str().to_string(),
+        })
         .collect();
-    let payload = serde_json::json!({"error": "results lost", "count": count, "lost": ranges,
-        "time_ms": crate::analyze::now_ms()});
+    let payload = DeviceError::Lost {
+        error: "results lost".into(),
+        count,
+        lost,
+        time_ms: crate::analyze::now_ms(),
+    };
     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
     if client.try_publish(topics.error(), QoS::AtLeastOnce, false, bytes).is_err() {
         ob.return_losses(losses);
@@ -455,7 +465,7 @@ impl LinkThread {
         }
         if let Some(why) = self.oversized.report() {
             log::error!("MQTT: {why}");
-            let v = serde_json::json!({"error": why, "time_ms": crate::analyze::now_ms()});
+            let v = DeviceError::Other { error: why, time_ms: crate::analyze::now_ms() };
             let bytes = serde_json::to_vec(&v).unwrap_or_default();
             let _ = self.client.try_publish(self.s.topics.error(), QoS::AtLeastOnce, false, bytes);
         }

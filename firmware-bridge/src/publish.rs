@@ -41,6 +41,14 @@ impl Message {
         Message { topic, payload: Payload::Json(value), retain: false, delivery: Delivery::Queued }
     }
 
+    /// One of the contract's payloads (`owlet_protocol::payloads`), queued.
+    pub fn payload(topic: String, payload: &impl serde::Serialize) -> Message {
+        // The payload types are plain structs of strings and numbers: serializing
+        // them cannot fail (a float that is not finite becomes null).
+        let value = serde_json::to_value(payload).unwrap_or_default();
+        Message::json(topic, value)
+    }
+
     pub fn text(topic: String, text: &str) -> Message {
         Message {
             topic,

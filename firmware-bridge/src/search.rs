@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use owlet_history::{Filter, Found};
 use owlet_protocol::fleet;
+use owlet_protocol::payloads::{LabelScore, SearchHit, SearchResult};
 use owlet_runtime::models::clip::Clip;
-use serde_json::json;
 
 use crate::commands::SearchRequest;
 use crate::history::SharedHistory;
@@ -64,6 +64,20 @@ pub fn spawn(
     tx
 }
 
+/// A frame the history found, as the device's search result lists it.
+fn search_hit(hit: Found) -> SearchHit {
+    let f = hit.frame;
+    SearchHit {
+        frame: f.source,
+        frame_id: hit.id,
+        camera: f.camera,
+        time_ms: f.time_ms,
+        caption: f.caption,
+        labels: f.labels.into_iter().map(|(label, score)| LabelScore { label, score }).collect(),
+        score: hit.score,
+    }
+}
+
 /// What a search request narrows the history to.
 fn filter(camera: &Option<String>, since_ms: Option<u64>, until_ms: Option<u64>) -> Filter {
     Filter { camera: camera.clone(), since_ms, until_ms, ..Filter::default() }
@@ -88,27 +102,22 @@ impl Searcher {
         let t = Instant::now();
         let topic = r.reply_to.clone().unwrap_or_else(|| topics.search_result());
         let result = self.find(&r.text, r.k, &filter(&r.camera, r.since_ms, r.until_ms));
-        let mut v =
-            json!({"id": r.id, "text": r.text, "latency_ms": t.elapsed().as_secs_f64() * 1e3});
+        let mut answer = SearchResult {
+            id: r.id.clone(),
+            text: r.text.clone(),
+            latency_ms: t.elapsed().as_secs_f64() * 1e3,
+            hits: vec![],
+            searched: 0,
+            error: None,
+        };
         match result {
             Ok((n, hits)) => {
-                let hits: Vec<_> = hits
-                    .iter()
-                    .map(|hit| {
-                        let f = &hit.frame;
-                        let labels: Vec<_> =
-                            f.labels.iter().map(|(l, s)| json!({"label": l, "score": s})).collect();
-                        json!({"frame": f.source, "frame_id": hit.id, "camera": f.camera,
-                               "time_ms": f.time_ms, "caption": f.caption, "labels": labels,
-                               "score": hit.score})
-                    })
-                    .collect();
-                v["hits"] = json!(hits);
-                v["searched"] = json!(n);
+                answer.hits = hits.into_iter().map(search_hit).collect();
+                answer.searched = n as u64;
             }
-            Err(e) => v["error"] = json!(e),
+            Err(e) => answer.error = Some(e),
         }
-        Message::json(topic, v)
+        Message::payload(topic, &answer)
     }
 
     /// The answer to a fleet search, or None once its deadline has passed.

@@ -5,39 +5,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use image::GrayImage;
-use serde::Serialize;
 
 use crate::config::{MotionConfig, TriggerConfig};
 
-/// Why a frame was analysed; every result carries it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// A still image file (folder source): each is analysed once.
-    Still,
-    Interval,
-    Motion,
-    /// "capture now" over MQTT.
-    Command,
-    /// A line from the line-trigger process (PIR sensor, GPIO edge, microcontroller).
-    Line,
-    /// A Frigate event's snapshot: each is analysed once.
-    Frigate,
-}
-
-impl Trigger {
-    /// Its name in results and in the history (as serde writes it).
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Still => "still",
-            Trigger::Interval => "interval",
-            Trigger::Motion => "motion",
-            Trigger::Command => "command",
-            Trigger::Line => "line",
-            Trigger::Frigate => "frigate",
-        }
-    }
-}
+/// Why a frame was analysed: part of the MQTT contract (`owlet_protocol::payloads`).
+pub use owlet_protocol::payloads::Trigger;
 
 /// Width of the grey image motion is measured on. Small on purpose: it averages
 /// out sensor noise and costs microseconds per frame.

@@ -14,6 +14,7 @@
 //! deliver a request twice), and refuses one that is too large or not the schema
 //! on its own error topic, with the request's id when it had a usable one.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::{printable, Refused};
@@ -39,7 +40,7 @@ pub fn reply_topic(id: &str) -> String {
 /// `owlet/fleet/search`: `{"id": "...", "text": "a red car", "deadline_ms": ...,
 /// "k": 5, "devices": ["door", ...], "camera": ..., "since_ms": ..., "until_ms": ...,
 /// "thumbnails": false}`. Without `devices`, every device answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub id: String,
@@ -65,7 +66,7 @@ fn default_k() -> usize {
 }
 
 /// `owlet/fleet/status`: `{"id": "...", "deadline_ms": ..., "devices": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     pub id: String,
@@ -75,7 +76,7 @@ pub struct StatusRequest {
 }
 
 /// One device's answer to a search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SearchAnswer {
     pub id: String,
     pub device: String,
@@ -105,7 +106,7 @@ impl SearchAnswer {
 }
 
 /// A frame of a device's history that matched.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Hit {
     pub frame_id: i64,
     pub camera: String,
@@ -126,7 +127,7 @@ pub struct Hit {
 }
 
 /// One device's answer to a status request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusAnswer {
     pub id: String,
     pub device: String,
@@ -138,7 +139,7 @@ pub struct StatusAnswer {
     pub history_frames: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CameraStatus {
     pub name: String,
     /// The camera's last result, if it has had one since the bridge started.
@@ -146,7 +147,7 @@ pub struct CameraStatus {
     pub last: Option<LastResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LastResult {
     pub time_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

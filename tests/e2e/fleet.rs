@@ -260,6 +260,8 @@ fn a_fleet_on_two_bridged_brokers_searches_as_one_and_names_who_did_not_answer()
         assert_eq!(v["id"], "bad-1", "{v}");
         assert!(v["error"].as_str().unwrap().contains("unknown field `where`"), "{v}");
     }
+    assert_contract(&replies.all());
+    assert_contract(&errors.all());
 
     // The link goes silent: site A answers, site B is named missed, and the
     // search ends at its timeout, not later.

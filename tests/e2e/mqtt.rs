@@ -132,6 +132,8 @@ fn stills_reach_an_outside_subscriber_with_status_captions_and_valid_discovery()
     let late = Subscriber::start(broker.port, "homeassistant/#", "e2e-late");
     let got = late.wait_until("retained discovery", Duration::from_secs(5), |m| !m.is_empty());
     assert!(got[0].retained);
+    // Labels, captions, label events, the label set: each as the contract's types.
+    assert_contract(&sub.all());
 }
 
 /// Home Assistant's rules for device-based discovery (MQTT integration, 2024.11+):
@@ -393,6 +395,15 @@ fn commands_capture_ask_and_set_labels_and_hostile_ones_are_refused_without_a_cr
     sub.wait_until("offline", Duration::from_secs(10), |m| {
         m.iter().any(|m| m.topic == "owlet/owlet/status" && m.payload == b"offline")
     });
+    // Answers, refusals on the device's error topic, results with request ids.
+    assert_contract(&sub.all());
+    assert_contract(
+        &answers
+            .all()
+            .into_iter()
+            .map(|m| Received { topic: "owlet/owlet/gate/answer".into(), ..m })
+            .collect::<Vec<_>>(),
+    );
 }
 
 /// Issue 26: the capture button of a camera that reads files: before any file it
@@ -443,6 +454,7 @@ fn capture_on_a_folder_camera_looks_at_its_newest_file_or_says_why_not() {
     assert_eq!(labels[1]["frame"], labels[0]["frame"], "the same file, looked at again");
     assert_eq!(labels[1]["labels"], labels[0]["labels"]);
     assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+    assert_contract(&sub.all());
 }
 
 /// Issue 26: `owlet-bridge --demo --mqtt HOST:PORT` puts the demo camera on the
@@ -664,6 +676,9 @@ fn a_prompt_sensor_follows_the_scene_survives_a_restart_and_does_not_flicker() {
     assert!(plain_flips >= 20, "{plain_flips}: {scores:?}");
     assert_eq!(sensor_flips, 0);
     assert!(d.terminate(Duration::from_secs(30)).success(), "{}", d.log());
+    // The prompt sensors' attributes among the rest.
+    assert!(all.iter().any(|m| m.topic.ends_with("/attributes")));
+    assert_contract(&all);
 }
 
 #[test]
@@ -892,4 +907,5 @@ fn frames_are_indexed_and_searchable_over_mqtt_across_restarts() {
     let want: Vec<Value> =
         all.iter().filter(|h| h["caption"].as_str().unwrap().contains(caption)).cloned().collect();
     assert_eq!(ids(&got), ids(&want), "--caption {caption:?}");
+    assert_contract(&sub.all());
 }

@@ -105,6 +105,7 @@ fn a_full_disk_loses_nothing_unaccounted_for_while_the_broker_comes_and_goes() {
         "seq neither received nor reported lost: {unaccounted:?}; the bridge's log:\n{}",
         d.log()
     );
+    assert_contract(&everything.all());
 }
 
 /// Issue 22: SIGTERM during an outage took 12-30 s against `flush_timeout_s = 5`.
@@ -164,6 +165,8 @@ fn an_oversized_retained_command_is_reported_and_results_keep_flowing() {
     let reconnects = d.log().matches("reconnected").count();
     assert!(reconnects <= 1, "{reconnects} reconnections:\n{}", d.log());
     assert!(d.terminate(Duration::from_secs(30)).success());
+    // The report of the oversized command, as the device error's type.
+    assert_contract(&errors.all());
 }
 
 /// The bridge's resident memory in KiB (0 once it has exited).
@@ -300,6 +303,8 @@ fn a_soak_of_outages_kills_and_a_full_disk_leaves_no_result_unaccounted_for() {
         context.join("\n")
     );
     assert!(lost.iter().all(|s| !received.contains(s)), "a result reported lost was received");
+    // Every result and every loss report, as the contract's types.
+    assert_contract(&everything.all());
     if let Some((_, warm, end, watched)) = longest {
         assert!(end < warm + 8 * 1024, "RSS grew from {warm} to {end} KiB in one run");
         // Over ten minutes or more, the goal itself: under 1 MB per 10 minutes.

@@ -153,7 +153,7 @@ impl Asker {
             }
         };
         let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        let deadline_ms = u64::try_from(now_ms()).unwrap_or(u64::MAX).saturating_add(timeout_ms);
+        let deadline_ms = now_ms().saturating_add(timeout_ms);
         let payload = make(deadline_ms);
         let mut outcome = Outcome {
             id: id.to_string(),

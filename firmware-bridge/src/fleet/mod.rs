@@ -35,7 +35,7 @@ pub fn reply(id: &str, answer: serde_json::Value) -> Message {
 
 /// Whether a deadline (Unix milliseconds) has passed.
 pub fn passed(deadline_ms: u64) -> bool {
-    now_ms() >= u128::from(deadline_ms)
+    now_ms() >= deadline_ms
 }
 
 /// A device's side of the fleet: checks each request, answers status requests at
