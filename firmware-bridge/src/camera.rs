@@ -581,27 +581,19 @@ impl CameraWorker {
     fn handle_camera_command(&mut self, cmd: CameraCommand) {
         match cmd {
             CameraCommand::Capture { id } => {
-                let refuse = |why: String| {
-                    let refused = DeviceError::Refused {
-                        topic: self.topics.camera(&self.name, "capture"),
-                        error: why,
-                        id: id.clone(),
-                        time_ms: now_ms(),
-                    };
-                    self.sink.send(Message::payload(self.topics.error(), &refused));
-                };
                 if let Err(why) = self.gate.allows(Trigger::Command, Instant::now()) {
-                    refuse(why);
+                    self.refuse("capture", why, id);
                 } else if !self.stills {
                     self.captures.push(id);
                 } else if let Some(frame) = self.last_frame.clone() {
                     // Files have no "now" to take: the newest one is looked at again.
                     self.analyse(frame, Trigger::Command, vec![id]);
                 } else {
-                    refuse(format!(
+                    let why = format!(
                         "camera {} reads files and none has arrived yet: nothing to capture",
                         self.name
-                    ));
+                    );
+                    self.refuse("capture", why, id);
                 }
             }
             CameraCommand::Ask { question, id, reply_to } => {
@@ -623,7 +615,7 @@ impl CameraWorker {
     ) -> Answer {
         let t = Instant::now();
         let frame = self.inbox.lock().frame.clone().or_else(|| self.last_frame.clone());
-        let result = match (&frame, self.gate.allows(Trigger::Command, t)) {
+        let answered = match (&frame, self.gate.allows(Trigger::Command, t)) {
             (_, Err(why)) => Err(why),
             (None, _) => Err("no frame from this camera yet".to_string()),
             (Some(f), Ok(())) => {
@@ -632,10 +624,11 @@ impl CameraWorker {
                     .decode(f)
                     .map_err(|e| e.to_string())
                     .and_then(|d| self.analyzer.ask(&d, question, on_text))
+                    .map(|answer| (answer, f))
             }
         };
-        let outcome = match (result, &frame) {
-            (Ok((answer, model, runs_on)), Some(f)) => AnswerOutcome::Answered {
+        let outcome = match answered {
+            Ok(((answer, model, runs_on), f)) => AnswerOutcome::Answered {
                 answer,
                 model,
                 runs_on: runs_on.to_string(),
@@ -643,10 +636,17 @@ impl CameraWorker {
                 frame_time_ms: time_ms(f.captured),
                 latency_ms: t.elapsed().as_secs_f64() * 1e3,
             },
-            (Ok(_), None) => unreachable!("an answer comes from a frame"),
-            (Err(error), _) => AnswerOutcome::Failed { error },
+            Err(error) => AnswerOutcome::Failed { error },
         };
         Answer { camera: self.name.clone(), id, question: question.to_string(), outcome }
+    }
+
+    /// A command to this camera refused: on the device's error topic, with the
+    /// command's topic and the sender's id.
+    fn refuse(&self, verb: &str, error: String, id: Option<String>) {
+        let topic = self.topics.camera(&self.name, verb);
+        let refused = DeviceError::Refused { topic, error, id, time_ms: now_ms() };
+        self.sink.send(Message::payload(self.topics.error(), &refused));
     }
 
     fn set_labels(&mut self, labels: Vec<String>) {
@@ -670,13 +670,7 @@ impl CameraWorker {
                 }
             }
             Err(e) => {
-                let refused = DeviceError::Refused {
-                    topic: self.topics.camera(&self.name, "labels/set"),
-                    error: e.to_string(),
-                    id: None,
-                    time_ms: now_ms(),
-                };
-                self.sink.send(Message::payload(self.topics.error(), &refused));
+                self.refuse("labels/set", e.to_string(), None);
             }
         }
     }

@@ -140,7 +140,7 @@ impl Searcher {
             log::info!("fleet search {}: found after its deadline; not answered", r.id);
             return None;
         }
-        Some(crate::fleet::reply(&r.id, serde_json::to_value(&answer).unwrap_or_default()))
+        Some(crate::fleet::reply(&r.id, &answer))
     }
 
     fn fleet_hit(&self, f: Found, thumbnails: bool) -> fleet::Hit {

@@ -90,11 +90,10 @@ fn clip_runs(bundle: &Bundle, images: &[RgbImage], prompts: &[String]) -> Result
     }
     let v = &bundle.manifest.vision;
     let vision_path = bundle.path_of(&v.file);
-    let side = v.preprocess.crop_size as usize;
     let mut vision = Vec::new();
     for chunk in images.chunks(BATCH) {
         let pixels: Vec<f32> = chunk.iter().flat_map(|img| pixel_values(bundle, img)).collect();
-        let t = Tensor::from_shape(&[chunk.len(), 3, side, side], &pixels)
+        let t = crate::preprocess::pixel_tensor(&v.preprocess, &pixels, chunk.len())
             .map_err(|e| graph_error(&vision_path, e))?;
         vision.push(tvec!(t.into()));
     }
@@ -106,11 +105,7 @@ fn clip_runs(bundle: &Bundle, images: &[RgbImage], prompts: &[String]) -> Result
     for chunk in prompts.chunks(BATCH) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let enc = tokenizer.encode_batch(&texts)?;
-        let shape = [enc.batch, enc.context_length];
-        let bad = |e| graph_error(&text_path, e);
-        let ids = Tensor::from_shape(&shape, &enc.input_ids).map_err(bad)?;
-        let mask = Tensor::from_shape(&shape, &enc.attention_mask).map_err(bad)?;
-        text.push(tvec!(ids.into(), mask.into()));
+        text.push(enc.graph_inputs().map_err(|e| graph_error(&text_path, e))?);
     }
     Ok(vec![
         GraphRuns { section: "vision", path: vision_path, runs: vision },
@@ -124,11 +119,11 @@ fn blip2_runs(bundle: &Bundle, images: &[RgbImage]) -> Result<Vec<GraphRuns>> {
     let prompt = blip2.generation_spec().caption_prompt.clone();
     let (vision_path, d) = (bundle.path_of(&bundle.manifest.vision.file), bundle.decoder());
     let decoder_path = bundle.path_of(&d.file);
-    let side = bundle.manifest.vision.preprocess.crop_size as usize;
+    let spec = &bundle.manifest.vision.preprocess;
     let (mut vision, mut decoder) = (Vec::new(), Vec::new());
     for img in images {
         let pixels = pixel_values(bundle, img);
-        let t = Tensor::from_shape(&[1, 3, side, side], &pixels)
+        let t = crate::preprocess::pixel_tensor(spec, &pixels, 1)
             .map_err(|e| graph_error(&vision_path, e))?;
         vision.push(tvec!(t.into()));
         let queries = blip2.encode_pixels(pixels)?;
@@ -138,14 +133,10 @@ fn blip2_runs(bundle: &Bundle, images: &[RgbImage]) -> Result<Vec<GraphRuns>> {
         let embeds = blip2.prefix(&queries, &ids);
         let len = queries.len + ids.len();
         let bad = |e: TractError| graph_error(&decoder_path, e);
-        let mut inputs: TVec<TValue> = tvec!(
-            Tensor::from_shape(&[1, len, embeds.len() / len.max(1)], &embeds).map_err(bad)?.into(),
-            Tensor::from_shape(&[1, len], &vec![1i64; len]).map_err(bad)?.into()
-        );
-        for _ in 0..2 * d.layers {
-            inputs.push(Tensor::zero::<f32>(&[1, d.heads, 0, d.head_dim]).map_err(bad)?.into());
-        }
-        decoder.push(inputs);
+        let embeds =
+            Tensor::from_shape(&[1, len, embeds.len() / len.max(1)], &embeds).map_err(bad)?;
+        let inputs = crate::models::blip2::decoder_inputs(d, embeds, 1, len, std::iter::empty());
+        decoder.push(inputs.map_err(bad)?);
     }
     Ok(vec![
         GraphRuns { section: "vision", path: vision_path, runs: vision },

@@ -50,9 +50,12 @@ impl Embeddings {
     }
 }
 
-/// Dot product with owlet's SIMD kernel (see crate::kernels).
+/// Dot product with owlet's SIMD kernel (`kernels::dot_f32`). Panics if the
+/// lengths differ (a caller bug).
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    crate::kernels::dot_f32(a, b)
+    assert_eq!(a.len(), b.len(), "dot on slices of different lengths");
+    (crate::kernels::dot_f32::FAMILY.chosen().run)(a, b)
 }
 
 /// Scales `v` to unit length (a zero vector stays zero).

@@ -27,8 +27,8 @@ const REMEMBERED_IDS: usize = 1024;
 /// answer is worth nothing after its deadline, so it is not kept for a broker
 /// that is away; and the MQTT thread tracks one QoS 1 packet id at a time, the
 /// outbox's.
-pub fn reply(id: &str, answer: serde_json::Value) -> Message {
-    let mut m = Message::json(fleet::reply_topic(id), answer);
+pub fn reply(id: &str, answer: &impl serde::Serialize) -> Message {
+    let mut m = Message::payload(fleet::reply_topic(id), answer);
     m.delivery = Delivery::BestEffort;
     m
 }
@@ -97,7 +97,7 @@ impl Responder {
         }
         match request {
             Request::Status(r) => {
-                self.answer(&r.id, serde_json::to_value(self.status(&r.id)).unwrap_or_default());
+                self.answer(&r.id, &self.status(&r.id));
                 None
             }
             Request::Search(r) => self.search(r),
@@ -126,11 +126,11 @@ impl Responder {
             error: Some(why.to_string()),
             ..fleet::SearchAnswer::empty(id, self.topics.device())
         };
-        self.answer(id, serde_json::to_value(answer).unwrap_or_default());
+        self.answer(id, &answer);
     }
 
-    fn answer(&self, id: &str, v: serde_json::Value) {
-        self.sink.send(reply(id, v));
+    fn answer(&self, id: &str, answer: &impl serde::Serialize) {
+        self.sink.send(reply(id, answer));
     }
 
     fn status(&self, id: &str) -> fleet::StatusAnswer {

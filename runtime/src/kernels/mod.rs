@@ -55,13 +55,6 @@ pub(crate) fn family_ids() -> impl Iterator<Item = &'static str> {
     FAMILIES.iter().map(|f| f.id())
 }
 
-/// Dot product with the best kernel. Panics if the lengths differ (a caller bug).
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot_f32 on slices of different lengths");
-    (dot_f32::FAMILY.chosen().run)(a, b)
-}
-
 /// What a compiled variant of a float kernel needs of the CPU (the softmax,
 /// layer-norm and small-GEMM modules compile one source several times).
 #[derive(Clone, Copy)]

@@ -97,6 +97,17 @@ pub(crate) fn pixel_values_into(spec: &PreprocessSpec, img: &RgbImage, out: &mut
     normalize::normalize_chw_into(&view, spec, out);
 }
 
+/// `batch` images' preprocessed pixels (`pixel_values_into`, one after the other)
+/// as the vision graphs take them: [batch, 3, S, S].
+pub(crate) fn pixel_tensor(
+    spec: &PreprocessSpec,
+    pixels: &[f32],
+    batch: usize,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::Tensor> {
+    let side = spec.crop_size as usize;
+    tract_onnx::prelude::Tensor::from_shape(&[batch, 3, side, side], pixels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

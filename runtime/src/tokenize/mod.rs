@@ -52,6 +52,20 @@ pub(crate) struct EncodedBatch {
     pub attention_mask: Vec<i64>,
 }
 
+impl EncodedBatch {
+    /// The text graph's inputs: input_ids and attention_mask, [batch, context_length].
+    pub(crate) fn graph_inputs(
+        &self,
+    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>
+    {
+        use tract_onnx::prelude::{tvec, Tensor};
+        let shape = [self.batch, self.context_length];
+        let ids = Tensor::from_shape(&shape, &self.input_ids)?;
+        let mask = Tensor::from_shape(&shape, &self.attention_mask)?;
+        Ok(tvec!(ids.into(), mask.into()))
+    }
+}
+
 /// A tokenizer for prompts and generated text: no padding, no truncation (the
 /// caller checks lengths against the model's positions).
 #[cfg_attr(feature = "internals", visibility::make(pub))]

@@ -91,6 +91,28 @@ pub struct DecoderSession<'a> {
     pub stats: DecoderStats,
 }
 
+/// The decoder graph's inputs: `embeds` [rows, seq, hidden], a mask of ones over
+/// the `total` positions, and the layers' cache: `past` (2 per layer, keys then
+/// values) or, when it is empty (a prefill), empty ones.
+pub(crate) fn decoder_inputs(
+    d: &DecoderSpec,
+    embeds: Tensor,
+    rows: usize,
+    total: usize,
+    past: impl ExactSizeIterator<Item = Tensor>,
+) -> TractResult<TVec<TValue>> {
+    let mask = Tensor::from_shape(&[rows, total], &vec![1i64; rows * total])?;
+    let mut inputs: TVec<TValue> = tvec!(embeds.into(), mask.into());
+    if past.len() == 0 {
+        for _ in 0..2 * d.layers {
+            inputs.push(Tensor::zero::<f32>(&[rows, d.heads, 0, d.head_dim])?.into());
+        }
+    } else {
+        inputs.extend(past.map(TValue::from));
+    }
+    Ok(inputs)
+}
+
 impl DecoderSession<'_> {
     fn run(&mut self, embeds: Tensor, rows: usize, seq: usize) -> Result<Vec<f32>> {
         let d = &self.decoder.spec;
@@ -101,20 +123,8 @@ impl DecoderSession<'_> {
                 d.max_positions
             )));
         }
-        let mask =
-            Tensor::from_shape(&[rows, total], &vec![1i64; rows * total]).map_err(inference)?;
-        let mut inputs: TVec<TValue> = tvec!(embeds.into(), mask.into());
-        if self.past.is_empty() {
-            for _ in 0..2 * d.layers {
-                inputs.push(
-                    Tensor::zero::<f32>(&[rows, d.heads, 0, d.head_dim]).map_err(inference)?.into(),
-                );
-            }
-        } else {
-            for t in self.past.drain(..) {
-                inputs.push(t.into());
-            }
-        }
+        let inputs =
+            decoder_inputs(d, embeds, rows, total, self.past.drain(..)).map_err(inference)?;
         // The cache stays in the plan's type (f16 on an fp16 GPU plan).
         let mut out = self.decoder.graph.run_all_in_plan_types("decoder", inputs)?;
         let logits = crate::engine::to_f32(out.remove(0)).map_err(inference)?;

@@ -6,6 +6,7 @@
 //! decoder generates from there with owlet's loop (crate::generate).
 
 mod decoder;
+pub(crate) use decoder::decoder_inputs;
 
 use std::path::Path;
 
@@ -22,7 +23,7 @@ use decoder::{Decoder, DecoderSession};
 
 use crate::bundle::{Bundle, GenerationSpec, ModelKind, PreprocessSpec};
 use crate::device::{Device, Placement};
-use crate::engine::{Graph, InputSpec};
+use crate::engine::Graph;
 use crate::error::{Error, Result};
 use crate::generate::{generate, GenerationConfig, Prefix, Strategy};
 use crate::preprocess;
@@ -103,7 +104,7 @@ impl Blip2 {
         }
         let v = &bundle.manifest.vision;
         let hidden = v.embed_dim;
-        let vision = load_vision(&bundle, on)?;
+        let vision = crate::models::load_vision(&bundle, on, 3)?;
         let d = bundle.decoder().clone();
         let decoder = Decoder::load(&bundle, on)?;
         let embed = load_embed_tokens(&bundle, hidden, decoder.vocab_size())?;
@@ -176,8 +177,7 @@ impl Blip2 {
     /// As `encode_image`, from already preprocessed pixel values [3, S, S].
     #[cfg_attr(feature = "internals", visibility::make(pub))]
     pub(crate) fn encode_pixels(&self, pixels: Vec<f32>) -> Result<ImageQueries> {
-        let side = self.spec.crop_size as usize;
-        let input = Tensor::from_shape(&[1, 3, side, side], &pixels)
+        let input = preprocess::pixel_tensor(&self.spec, &pixels, 1)
             .map_err(|e| Error::Inference { graph: "vision", reason: e.to_string() })?;
         let out = self.vision.run("vision", tvec!(input.into()))?;
         let (q, h) = (self.generation.num_query_tokens, self.embed.ncols());
@@ -227,7 +227,7 @@ impl Blip2 {
                 cfg.max_new_tokens
             )));
         }
-        let prefix = self.prefix_embeds(image, &ids);
+        let prefix = self.prefix(image, &ids);
         let len = image.len + ids.len();
         debug_assert_eq!(prefix.len(), len * hidden);
         let mut context = vec![self.generation.image_token_id; image.len];
@@ -247,7 +247,8 @@ impl Blip2 {
     }
 
     /// `[image queries] + embeddings of ids`, row-major [len, hidden].
-    fn prefix_embeds(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn prefix(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
         let mut prefix = image.data.clone();
         for &id in ids {
             prefix.extend(self.embed.row(id as usize).iter());
@@ -259,7 +260,7 @@ impl Blip2 {
     #[cfg(any(test, feature = "internals"))]
     pub fn first_logits(&self, image: &ImageQueries, ids: &[u32]) -> Result<Vec<f32>> {
         use crate::generate::StepDecoder;
-        let prefix = self.prefix_embeds(image, ids);
+        let prefix = self.prefix(image, ids);
         self.decoder.session(&self.embed).prefill(&prefix, image.len + ids.len())
     }
 
@@ -267,12 +268,6 @@ impl Blip2 {
     #[cfg_attr(feature = "internals", visibility::make(pub))]
     pub(crate) fn session(&self) -> DecoderSession<'_> {
         self.decoder.session(&self.embed)
-    }
-
-    /// The prompt's embeddings after the image's queries: a prefill's input.
-    #[cfg_attr(feature = "internals", visibility::make(pub))]
-    pub(crate) fn prefix(&self, image: &ImageQueries, ids: &[u32]) -> Vec<f32> {
-        self.prefix_embeds(image, ids)
     }
 
     /// Logits of the prefill and then of each step fed `tokens` one by one (one
@@ -285,7 +280,7 @@ impl Blip2 {
         tokens: &[u32],
     ) -> Result<Vec<Vec<f32>>> {
         use crate::generate::StepDecoder;
-        let prefix = self.prefix_embeds(image, ids);
+        let prefix = self.prefix(image, ids);
         let mut session = self.session();
         let mut out = vec![session.prefill(&prefix, image.len + ids.len())?];
         for &t in tokens {
@@ -322,32 +317,6 @@ impl Blip2 {
         let prompt = self.generation.question_template.replace("{}", q);
         self.generate(image, &prompt, cfg, on_token)
     }
-}
-
-/// The image encoder (vision tower, Q-Former, projection): queries as wide as the
-/// language model's embeddings.
-fn load_vision(bundle: &Bundle, on: Placement) -> Result<Graph> {
-    let v = &bundle.manifest.vision;
-    let hidden = v.embed_dim;
-    let vpath = bundle.path_of(&v.file);
-    let vision = Graph::load(
-        &vpath,
-        "vision",
-        &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
-        3,
-        on.for_graph("vision", v.precision)?,
-    )?;
-    if let Some(w) = vision.output_width() {
-        if w != hidden {
-            return Err(Error::Graph {
-                path: vpath,
-                reason: format!(
-                    "query width {w} differs from vision.embed_dim {hidden} in owlet.toml"
-                ),
-            });
-        }
-    }
-    Ok(vision)
 }
 
 /// The decoder's token embedding table: `hidden` wide, a row for every id the

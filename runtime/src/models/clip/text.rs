@@ -70,13 +70,10 @@ impl TextEncoder {
 
     /// Raw (unnormalised) text_embeds for an encoded batch.
     pub fn run_encoded(&self, enc: &EncodedBatch) -> Result<Vec<f32>> {
-        let shape = [enc.batch, enc.context_length];
-        let ids = Tensor::from_shape(&shape, &enc.input_ids);
-        let mask = Tensor::from_shape(&shape, &enc.attention_mask);
-        let (ids, mask) = ids
-            .and_then(|i| Ok((i, mask?)))
+        let inputs = enc
+            .graph_inputs()
             .map_err(|e| Error::Inference { graph: "text", reason: format!("{e:#}") })?;
-        let out = self.graph.run_batch_split("text", tvec!(ids.into(), mask.into()))?;
+        let out = self.graph.run_batch_split("text", inputs)?;
         check_output("text", &out, enc.batch, self.dim)
     }
 }

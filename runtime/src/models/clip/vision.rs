@@ -5,7 +5,7 @@ use tract_onnx::prelude::*;
 
 use crate::bundle::{Bundle, PreprocessSpec};
 use crate::device::Placement;
-use crate::engine::{Graph, InputSpec};
+use crate::engine::Graph;
 use crate::error::{Error, Result};
 use crate::preprocess;
 use crate::similarity::Embeddings;
@@ -23,25 +23,7 @@ pub struct VisionEncoder {
 impl VisionEncoder {
     pub fn load(bundle: &Bundle, on: Placement) -> Result<VisionEncoder> {
         let v = &bundle.manifest.vision;
-        let path = bundle.path_of(&v.file);
-        let graph = Graph::load(
-            &path,
-            "vision",
-            &[InputSpec { name: "pixel_values", dtype: f32::datum_type(), rank: 4 }],
-            2,
-            on.for_graph("vision", v.precision)?,
-        )?;
-        if let Some(w) = graph.output_width() {
-            if w != v.embed_dim {
-                return Err(Error::Graph {
-                    path,
-                    reason: format!(
-                        "output width {w} differs from vision.embed_dim {} in owlet.toml",
-                        v.embed_dim
-                    ),
-                });
-            }
-        }
+        let graph = crate::models::load_vision(bundle, on, 2)?;
         Ok(VisionEncoder { graph, spec: v.preprocess.clone(), dim: v.embed_dim })
     }
 
@@ -75,8 +57,7 @@ impl VisionEncoder {
 
     /// Raw (unnormalised) image_embeds for already preprocessed pixel values.
     pub fn run_pixels(&self, pixels: Vec<f32>, batch: usize) -> Result<Vec<f32>> {
-        let side = self.spec.crop_size as usize;
-        let input = Tensor::from_shape(&[batch, 3, side, side], &pixels)
+        let input = preprocess::pixel_tensor(&self.spec, &pixels, batch)
             .map_err(|e| Error::Inference { graph: "vision", reason: format!("{e:#}") })?;
         let out = self.graph.run_batch_split("vision", tvec!(input.into()))?;
         check_output("vision", &out, batch, self.dim)
