@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
+use owlet_history::kmeans::kmeans;
 use owlet_history::{Filter, FrameHistory, NewFrame, Retention};
+use owlet_history::{IndexInfo, Precision};
 use owlet_runtime::image_io::{self, DecodeLimits, IMAGE_EXTENSIONS};
-use owlet_runtime::index::kmeans::kmeans;
-use owlet_runtime::index::{IndexInfo, Precision};
 use serde_json::json;
 
 use crate::args::{Common, SearchFilter};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use owlet_formats::bridge_config::{Config, IndexConfig};
 use owlet_history::{FrameHistory, NewFrame, Retention};
-use owlet_runtime::index::{IndexInfo, Precision};
+use owlet_history::{IndexInfo, Precision};
 use owlet_runtime::models::clip::Clip;
 
 /// The history, shared by the cameras (adds) and the search thread.

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use owlet_history::old_index::{Filter as IndexFilter, Index, Meta};
 use owlet_history::{Filter, FrameHistory, NewFrame, Retention};
-use owlet_runtime::index::{Index, IndexInfo, Meta, Precision};
+use owlet_history::{IndexInfo, Precision};
 use rand::{Rng, SeedableRng};
 
 const DIM: usize = 512;
@@ -160,9 +161,8 @@ fn old_index(dir: &Path, info: &IndexInfo, data: &[f32], qs: &[Vec<f32>]) -> (f6
     for (i, v) in data.chunks_exact(DIM).enumerate() {
         ix.add(v, Meta { source: i.to_string(), ..Default::default() }).unwrap();
     }
-    let ms = median_ms(qs, |q| {
-        assert_eq!(ix.search(q, 10, &owlet_runtime::index::Filter::default()).unwrap().len(), 10)
-    });
+    let ms =
+        median_ms(qs, |q| assert_eq!(ix.search(q, 10, &IndexFilter::default()).unwrap().len(), 10));
     let bytes = dir_bytes(&d);
     drop(ix);
     std::fs::remove_dir_all(&d).unwrap();

@@ -3,9 +3,14 @@
 //!
 //! The rows live in SQLite ([`owlet_store::history`]: labels, caption, thumbnail,
 //! filters in SQL, retention); the embeddings of one space (a model, a dimension,
-//! a precision) are also held in memory in a [`VectorSet`] and searched exactly by
-//! owlet-runtime's kernels, as the entries.log index was. This crate joins the two
-//! so that neither the runtime's model API nor the store knows about the other.
+//! a precision) are also held in memory in a [`VectorSet`] and searched exactly with
+//! owlet-runtime's dot kernels (`owlet_runtime::similarity`), as the entries.log
+//! index was. This crate joins the two so that neither the runtime nor the store
+//! knows about the other.
+//!
+//! Modules: [`vectors`] (the in-memory vectors and their exact search), [`kmeans`]
+//! (`owlet cluster`), [`old_index`] (the entries.log folders of older owlets, read
+//! once to import them).
 //!
 //! - Row `i` of the vectors is the frame `ids[i]`; both grow together on every add,
 //!   and when retention removes frames the rows of the gone ids are dropped.
@@ -19,19 +24,29 @@
 
 use std::path::{Path, PathBuf};
 
-use owlet_runtime::index::{Index, IndexInfo, Precision, VectorSet};
+pub mod kmeans;
+pub mod old_index;
+pub mod vectors;
+
+use old_index::Index;
+pub use old_index::IndexInfo;
+/// How vectors are stored (f32, f16 or int8).
+pub use owlet_formats::choices::VectorPrecision as Precision;
 pub use owlet_store::history::{Filter, NewFrame, Retention, StoredFrame};
 use owlet_store::history::{History, Opened, Space};
+pub use vectors::{Hit, VectorSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] owlet_store::Error),
-    #[error(transparent)]
-    Runtime(#[from] owlet_runtime::Error),
     /// The history cannot serve this model, or an old index cannot be imported.
     #[error("{0}")]
     Refused(String),
+    /// A vector, query or index file that is not what it must be (the message
+    /// names which and why).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,5 +1,5 @@
 use super::*;
-use owlet_runtime::index::{Filter as IndexFilter, Meta};
+use crate::old_index::{Filter as IndexFilter, Meta};
 use rand::{Rng, SeedableRng};
 
 fn unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {

@@ -137,7 +137,8 @@ impl Placement {
 /// Ok when the GPU path can be used now: the feature is built in, the driver is new
 /// enough, and cudart, nvrtc, cublas, cudnn and the toolkit headers NVRTC needs are
 /// found. Err says what is missing.
-pub fn cuda_usable() -> std::result::Result<(), String> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn cuda_usable() -> std::result::Result<(), String> {
     #[cfg(feature = "cuda")]
     {
         let report = cuda::probe();

@@ -20,7 +20,6 @@ pub mod error;
 pub mod generate;
 mod graph_file;
 pub mod image_io;
-pub mod index;
 pub mod int8;
 pub mod memory;
 pub mod models;

@@ -1,5 +1,6 @@
 //! The dot product of an f32 query with an int8 row: what searching int8 vectors
-//! spends its time on (`index::vectors`). The rows are a quarter of f32's bytes,
+//! spends its time on (owlet-history's `VectorSet`, through `similarity::dot_i8`).
+//! The rows are a quarter of f32's bytes,
 //! so the search should run at the memory's pace; compiled for the x86-64
 //! baseline (SSE2), or even for AVX2 by the compiler, the widening of int8 to f32
 //! made it compute-bound instead (6.4 G values/s on an EPYC core, a fifth of the

@@ -30,7 +30,7 @@ use crate::preprocess;
 use crate::tokenize::load_plain;
 
 /// Longest question accepted, in characters (a prompt must leave room to answer).
-pub const MAX_QUESTION_CHARS: usize = 1000;
+pub(crate) const MAX_QUESTION_CHARS: usize = 1000;
 
 /// A loaded BLIP-2 bundle: the image encoder and the language model planned, ready
 /// to caption, answer and chat.
@@ -373,7 +373,8 @@ impl<'a> Chat<'a> {
     }
 
     /// The prompt the next question would be asked with.
-    pub fn prompt_for(&self, question: &str) -> String {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn prompt_for(&self, question: &str) -> String {
         let mut parts: Vec<String> =
             self.turns.iter().map(|(q, a)| format!("Question: {q} Answer: {a}.")).collect();
         parts.push(self.model.generation.question_template.replace("{}", question));

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::similarity::{softmax, Embeddings};
 
 /// The prompt used when the caller gives none (CLIP paper, section 3.1.4).
-pub const DEFAULT_TEMPLATE: &str = "a photo of a {}";
+pub(crate) const DEFAULT_TEMPLATE: &str = "a photo of a {}";
 
 /// A loaded CLIP bundle: both towers planned, ready to embed and classify.
 pub struct Clip {

@@ -21,27 +21,22 @@
 //! compiler vectorises; no hand-written int8 kernel yet) and scales.
 //!
 //! The bridge and the CLI now keep their frames in the SQLite history
-//! (owlet-history), which searches the same [`VectorSet`]; this log is what they
-//! read once, to migrate an index folder of an older owlet.
-
-pub mod kmeans;
-mod vectors;
-
-#[cfg(feature = "internals")]
-pub use vectors::quantize_i8;
-pub use vectors::{Hit, VectorSet};
+//! ([`crate::FrameHistory`]), which searches the same [`VectorSet`]; this log is
+//! what they read once, to migrate an index folder of an older owlet. Writing one
+//! (and searching it) is left for the tests and the search bench (the
+//! `old-index-writer` feature).
 
 use std::fs::{File, OpenOptions};
-#[cfg(any(test, feature = "internals"))]
+#[cfg(any(test, feature = "old-index-writer"))]
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-
-/// How the index stores its vectors (f32, f16 or int8).
-pub use owlet_formats::choices::VectorPrecision as Precision;
+#[cfg(any(test, feature = "old-index-writer"))]
+use crate::vectors::Hit;
+use crate::vectors::VectorSet;
+use crate::{Error, Precision, Result};
 
 /// What an index holds: which model's vectors, how long, stored how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +66,7 @@ pub struct Meta {
 }
 
 /// Which entries a search looks at.
-#[cfg(any(test, feature = "internals"))]
+#[cfg(any(test, feature = "old-index-writer"))]
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub camera: Option<String>,
@@ -80,7 +75,7 @@ pub struct Filter {
     pub until_ms: Option<u64>,
 }
 
-#[cfg(any(test, feature = "internals"))]
+#[cfg(any(test, feature = "old-index-writer"))]
 impl Filter {
     fn accepts(&self, m: &Meta) -> bool {
         if let Some(c) = &self.camera {
@@ -102,7 +97,7 @@ impl Filter {
 /// log of vectors and metadata): opened to read and import; the writing side is
 /// kept for the tests that make such directories.
 pub struct Index {
-    #[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
+    #[cfg_attr(not(any(test, feature = "old-index-writer")), allow(dead_code))]
     dir: PathBuf,
     /// What the index holds.
     pub info: IndexInfo,
@@ -154,7 +149,7 @@ const HEADER: usize = 8;
 impl Index {
     /// Open the index in `dir`, creating it for `info` if it does not exist. An
     /// existing index of another model or dimension is refused.
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "old-index-writer"))]
     pub fn open_or_create(dir: &Path, info: &IndexInfo) -> Result<(Index, OpenReport)> {
         if dir.join("index.json").exists() {
             let (ix, rep) = Index::open_for_writing(dir)?;
@@ -186,7 +181,7 @@ impl Index {
     }
 
     /// Open the index in `dir` to read and append (repairing it; see the module).
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "old-index-writer"))]
     pub fn open_for_writing(dir: &Path) -> Result<(Index, OpenReport)> {
         Index::open_with(dir, true)
     }
@@ -253,7 +248,7 @@ impl Index {
         Ok((ix, report))
     }
 
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "old-index-writer"))]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -274,13 +269,13 @@ impl Index {
     }
 
     /// Bytes the vectors take in memory.
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "old-index-writer"))]
     pub fn vector_memory(&self) -> usize {
         self.vectors.memory_bytes()
     }
 
     /// Append one embedding (normalised here) and its metadata, to disk then memory.
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "old-index-writer"))]
     pub fn add(&mut self, embedding: &[f32], meta: Meta) -> Result<()> {
         let vec_bytes = self.vectors.encode(embedding)?;
         let meta_bytes = serde_json::to_vec(&meta).expect("serialisable");
@@ -326,7 +321,7 @@ impl Index {
 
     /// The `k` entries most similar (cosine) to `query` among those `filter`
     /// accepts, best first.
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(any(test, feature = "old-index-writer"))]
     pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
         let filtered =
             filter.camera.is_some() || filter.since_ms.is_some() || filter.until_ms.is_some();

@@ -3,8 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 
-use crate::kernels;
-use crate::similarity::l2_normalize;
+use owlet_runtime::similarity::{dot, l2_normalize};
 
 /// The result of [`kmeans`].
 #[derive(Debug, Clone)]
@@ -24,7 +23,6 @@ pub struct Clustering {
 pub fn kmeans(points: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) -> Clustering {
     let n = points.len().checked_div(dim).unwrap_or(0);
     let k = k.min(n).max(1);
-    let dot = kernels::dot_f32::FAMILY.chosen().run;
     let row = |i: usize| &points[i * dim..(i + 1) * dim];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     if n == 0 {
@@ -95,7 +93,7 @@ pub fn kmeans(points: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) 
 }
 
 /// The adjusted Rand index of two labelings (1: identical up to renaming, ~0: chance).
-#[cfg(any(test, feature = "internals"))]
+#[cfg(test)]
 pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
     use std::collections::HashMap;
     let n = a.len() as f64;
@@ -117,4 +115,36 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
         return 1.0;
     }
     (index - expected) / (max - expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::vectors::tests::random_unit;
+
+    #[test]
+    fn kmeans_recovers_planted_clusters() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let dim = 64;
+        let k = 6;
+        let centres: Vec<Vec<f32>> = (0..k).map(|_| random_unit(&mut rng, dim)).collect();
+        let mut points = Vec::new();
+        let mut truth = Vec::new();
+        for i in 0..600 {
+            let c = i % k;
+            let mut v: Vec<f32> =
+                centres[c].iter().map(|x| x + (rng.random::<f32>() - 0.5) * 0.15).collect();
+            l2_normalize(&mut v);
+            points.extend(v);
+            truth.push(c);
+        }
+        let r = kmeans(&points, dim, k, 50, 42);
+        let ari = adjusted_rand_index(&truth, &r.assignment);
+        assert!(ari > 0.99, "adjusted Rand index {ari}");
+        let again = kmeans(&points, dim, k, 50, 42);
+        assert_eq!(again.assignment, r.assignment, "same seed, same clusters");
+        assert!((adjusted_rand_index(&truth, &truth) - 1.0).abs() < 1e-12);
+    }
 }

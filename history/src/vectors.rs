@@ -2,18 +2,17 @@
 //! a scale per vector), rows of one dimension, searched by a dot product with every
 //! row a predicate accepts, the best k kept in a heap.
 //!
-//! This is what both stores search: the entries.log index of this module's parent
-//! and the SQLite history (owlet-history). A store keeps the bytes
+//! This is what both stores search: the SQLite history ([`crate::FrameHistory`])
+//! and the entries.log index of older owlets ([`crate::old_index`]). A store keeps the bytes
 //! [`VectorSet::encode`] makes and hands them back to [`VectorSet::push_encoded`]
 //! when it opens; row `i` here is the `i`-th vector pushed.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::error::{Error, Result};
-use crate::kernels;
+use owlet_runtime::similarity::{self, l2_normalize};
 
-use super::Precision;
+use crate::{Error, Precision, Result};
 
 /// A row and its cosine similarity to the query.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,28 +50,23 @@ impl VectorSet {
         VectorSet { dim, precision, rows, len: 0 }
     }
 
-    #[cfg(any(test, feature = "internals"))]
     pub fn dim(&self) -> usize {
         self.dim
     }
 
-    #[cfg(any(test, feature = "internals"))]
     pub fn precision(&self) -> Precision {
         self.precision
     }
 
-    #[cfg(any(test, feature = "internals"))]
     pub fn len(&self) -> usize {
         self.len
     }
 
-    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Bytes one stored vector takes (in memory and in a store).
-    #[cfg_attr(feature = "internals", visibility::make(pub))]
     pub(crate) fn vector_bytes(&self) -> usize {
         self.precision.vector_bytes(self.dim)
     }
@@ -108,7 +102,7 @@ impl VectorSet {
             )));
         }
         let mut v = embedding.to_vec();
-        crate::similarity::l2_normalize(&mut v);
+        l2_normalize(&mut v);
         Ok(match self.precision {
             Precision::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Precision::F16 => {
@@ -163,7 +157,6 @@ impl VectorSet {
     }
 
     /// Row `i` in its stored form, as [`VectorSet::encode`] made it.
-    #[cfg_attr(feature = "internals", visibility::make(pub))]
     pub(crate) fn stored(&self, i: usize) -> Vec<u8> {
         let d = self.dim;
         match &self.rows {
@@ -218,33 +211,30 @@ impl VectorSet {
             )));
         }
         let mut q = query.to_vec();
-        crate::similarity::l2_normalize(&mut q);
+        l2_normalize(&mut q);
         let d = self.dim;
-        let dot = kernels::dot_f32::FAMILY.chosen().run;
         let mut top = TopK::new(k);
         match &self.rows {
             Rows::F32(v) => {
                 for (i, row) in v.chunks_exact(d).enumerate() {
                     if want(i) {
-                        top.push(i, dot(&q, row));
+                        top.push(i, similarity::dot(&q, row));
                     }
                 }
             }
             Rows::F16(v) => {
-                let dot_f16 = kernels::dot_f16::FAMILY.chosen().run;
                 for (i, row) in v.chunks_exact(d).enumerate() {
                     if want(i) {
-                        top.push(i, dot_f16(&q, row));
+                        top.push(i, similarity::dot_f16(&q, row));
                     }
                 }
             }
             Rows::I8 { codes, scales } => {
                 // The query stays f32: quantizing it too cost recall (0.989 top-10
                 // on clustered 512-d data, against 0.99+ this way).
-                let dot_i8 = kernels::dot_i8::FAMILY.chosen().run;
                 for (i, row) in codes.chunks_exact(d).enumerate() {
                     if want(i) {
-                        top.push(i, dot_i8(&q, row) * scales[i]);
+                        top.push(i, similarity::dot_i8(&q, row) * scales[i]);
                     }
                 }
             }
@@ -254,7 +244,6 @@ impl VectorSet {
 }
 
 /// Symmetric int8: x ~= scale * code, scale = max|x| / 127.
-#[cfg_attr(feature = "internals", visibility::make(pub))]
 pub(crate) fn quantize_i8(v: &[f32]) -> (f32, Vec<i8>) {
     let m = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     if m == 0.0 {
@@ -312,5 +301,47 @@ impl TopK {
             self.heap.into_iter().map(|MinScore(score, entry)| Hit { entry, score }).collect();
         v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
         v
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// A random unit vector (uniform in the cube, normalised).
+    pub(crate) fn random_unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        l2_normalize(&mut v);
+        v
+    }
+
+    #[test]
+    fn a_vector_set_keeps_what_retain_accepts_in_order_for_every_precision() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for p in [Precision::F32, Precision::F16, Precision::I8] {
+            let dim = 13;
+            let mut set = VectorSet::new(dim, p);
+            let data: Vec<Vec<f32>> = (0..40).map(|_| random_unit(&mut rng, dim)).collect();
+            for v in &data {
+                set.push_encoded(&set.encode(v).unwrap()).unwrap();
+            }
+            let before: Vec<Vec<f32>> = (0..40).map(|i| set.vector(i)).collect();
+            assert_eq!(set.stored(5), set.encode(&data[5]).unwrap(), "{p:?}: stored form");
+            set.retain(|i| i % 3 != 0);
+            let kept: Vec<usize> = (0..40).filter(|i| i % 3 != 0).collect();
+            assert_eq!(set.len(), kept.len(), "{p:?}");
+            assert_eq!(set.memory_bytes(), kept.len() * p.vector_bytes(dim));
+            for (row, &was) in kept.iter().enumerate() {
+                assert_eq!(set.vector(row), before[was], "{p:?}: row {row} was {was}");
+            }
+            // The best match of a kept vector is its new row.
+            let hits = set.search(&data[kept[7]], 1, |_| true).unwrap();
+            assert_eq!(hits[0].entry, 7, "{p:?}");
+            // A stored form of the wrong size is refused, naming both sizes.
+            let e = set.push_encoded(&[0u8; 3]).unwrap_err().to_string();
+            assert!(e.contains("3 bytes"), "{e}");
+        }
     }
 }

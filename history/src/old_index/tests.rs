@@ -1,4 +1,3 @@
-use super::kmeans::{adjusted_rand_index, kmeans};
 use super::*;
 use rand::{Rng, SeedableRng};
 
@@ -10,11 +9,7 @@ fn info(p: Precision, dim: usize) -> IndexInfo {
     IndexInfo { model: "test-clip".into(), dim, precision: p }
 }
 
-fn random_unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-    crate::similarity::l2_normalize(&mut v);
-    v
-}
+use crate::vectors::tests::random_unit;
 
 /// Brute force in f64: the reference ranking.
 fn reference(data: &[Vec<f32>], q: &[f32], k: usize) -> Vec<usize> {
@@ -69,7 +64,7 @@ fn int8_top10_recall_is_at_least_099_and_f16_higher_on_clip_like_vectors() {
             let spread = 0.02 + 0.18 * rng.random::<f32>();
             let mut v: Vec<f32> =
                 c.iter().map(|x| x + (rng.random::<f32>() - 0.5) * spread).collect();
-            crate::similarity::l2_normalize(&mut v);
+            owlet_runtime::similarity::l2_normalize(&mut v);
             v
         })
         .collect();
@@ -101,19 +96,6 @@ fn int8_top10_recall_is_at_least_099_and_f16_higher_on_clip_like_vectors() {
     assert_eq!(recall["F32"], 1.0, "{recall:?}");
     assert!(recall["F16"] >= 0.99, "{recall:?}");
     assert!(recall["I8"] >= 0.99, "{recall:?}");
-}
-
-#[test]
-fn every_f32_by_i8_dot_kernel_matches_a_float64_loop_at_ragged_lengths() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    for n in 0..70 {
-        let a: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
-        let b: Vec<i8> = (0..n).map(|_| rng.random::<i8>()).collect();
-        let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-        for kernel in crate::kernels::dot_i8::FAMILY.candidates() {
-            assert!(((kernel.run)(&a, &b) as f64 - want).abs() < 1e-3, "{kernel:?} n={n}");
-        }
-    }
 }
 
 #[test]
@@ -292,56 +274,4 @@ fn another_model_or_dimension_is_refused() {
     assert!(e.to_string().contains("8-d"), "{e}");
     std::fs::write(d.path().join("index.json"), b"{ not json").unwrap();
     assert!(Index::open(d.path()).err().unwrap().to_string().contains("index.json"));
-}
-
-#[test]
-fn kmeans_recovers_planted_clusters() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
-    let dim = 64;
-    let k = 6;
-    let centres: Vec<Vec<f32>> = (0..k).map(|_| random_unit(&mut rng, dim)).collect();
-    let mut points = Vec::new();
-    let mut truth = Vec::new();
-    for i in 0..600 {
-        let c = i % k;
-        let mut v: Vec<f32> =
-            centres[c].iter().map(|x| x + (rng.random::<f32>() - 0.5) * 0.15).collect();
-        crate::similarity::l2_normalize(&mut v);
-        points.extend(v);
-        truth.push(c);
-    }
-    let r = kmeans(&points, dim, k, 50, 42);
-    let ari = adjusted_rand_index(&truth, &r.assignment);
-    assert!(ari > 0.99, "adjusted Rand index {ari}");
-    let again = kmeans(&points, dim, k, 50, 42);
-    assert_eq!(again.assignment, r.assignment, "same seed, same clusters");
-    assert!((adjusted_rand_index(&truth, &truth) - 1.0).abs() < 1e-12);
-}
-
-#[test]
-fn a_vector_set_keeps_what_retain_accepts_in_order_for_every_precision() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    for p in [Precision::F32, Precision::F16, Precision::I8] {
-        let dim = 13;
-        let mut set = VectorSet::new(dim, p);
-        let data: Vec<Vec<f32>> = (0..40).map(|_| random_unit(&mut rng, dim)).collect();
-        for v in &data {
-            set.push_encoded(&set.encode(v).unwrap()).unwrap();
-        }
-        let before: Vec<Vec<f32>> = (0..40).map(|i| set.vector(i)).collect();
-        assert_eq!(set.stored(5), set.encode(&data[5]).unwrap(), "{p:?}: stored form");
-        set.retain(|i| i % 3 != 0);
-        let kept: Vec<usize> = (0..40).filter(|i| i % 3 != 0).collect();
-        assert_eq!(set.len(), kept.len(), "{p:?}");
-        assert_eq!(set.memory_bytes(), kept.len() * p.vector_bytes(dim));
-        for (row, &was) in kept.iter().enumerate() {
-            assert_eq!(set.vector(row), before[was], "{p:?}: row {row} was {was}");
-        }
-        // The best match of a kept vector is its new row.
-        let hits = set.search(&data[kept[7]], 1, |_| true).unwrap();
-        assert_eq!(hits[0].entry, 7, "{p:?}");
-        // A stored form of the wrong size is refused, naming both sizes.
-        let e = set.push_encoded(&[0u8; 3]).unwrap_err().to_string();
-        assert!(e.contains("3 bytes"), "{e}");
-    }
 }
