@@ -2,7 +2,7 @@
 //! each linear layer on a calibration set, measured in the fp32 graph itself
 //! (tract, with those wires made extra outputs). int8.rs writes max / 127 as the
 //! layer's `x_scale`, and the runtime then quantizes with it instead of finding
-//! each row's maximum as the graph runs (runtime/src/kernels/int8: `XScale`).
+//! each row's maximum as the graph runs (kernels/src/int8: `XScale`).
 //!
 //! CLIP's two graphs run once per image and once per prompt. BLIP-2's vision graph
 //! runs once per image; its decoder, which the captioner runs token by token

@@ -34,10 +34,11 @@ pub mod tokenize;
 pub mod engine;
 #[cfg(not(feature = "internals"))]
 mod engine;
+// owlet's SIMD kernels are their own crate (owlet-kernels): `crate::kernels` here.
 #[cfg(feature = "internals")]
-pub mod kernels;
+pub use owlet_kernels as kernels;
 #[cfg(not(feature = "internals"))]
-mod kernels;
+use owlet_kernels as kernels;
 #[cfg(feature = "internals")]
 pub mod ops;
 #[cfg(not(feature = "internals"))]

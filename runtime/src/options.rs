@@ -90,11 +90,24 @@ impl RuntimeOptions {
                 log::warn!("kernel choice for {family:?}: no such kernel family ({ids:?})");
             }
         }
+        // The kernels (their own crate) keep their part of the options; if a kernel
+        // has already run, the defaults were in force for it, and stay.
+        if owlet_kernels::install(self.kernel_part()).is_err() {
+            return Err(INSTALLED.get_or_init(RuntimeOptions::default));
+        }
         let installed = INSTALLED.get_or_init(|| self.clone());
         if *installed == self {
             Ok(())
         } else {
             Err(installed)
+        }
+    }
+
+    /// What the kernels read: the references forced, or one kernel named per family.
+    fn kernel_part(&self) -> owlet_kernels::Choice {
+        owlet_kernels::Choice {
+            scalar: self.kernels == Kernels::Scalar,
+            named: self.kernel_choice.clone(),
         }
     }
 }

@@ -318,7 +318,6 @@ pub struct QuantizedRows {
     pub zeros: Vec<i32>,
     pub m: usize,
     /// Rows padded to the kernel's tile (checked by the harness).
-    #[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
     pub mp: usize,
     pub kp: usize,
 }

@@ -148,7 +148,7 @@ mod tests {
         cases
     }
 
-    crate::kernels::reference_test! {
+    crate::reference_test! {
         fn every_kernel_matches_the_reference_on_random_ragged_rows(FAMILY) {
             cases: ragged_rows(),
             run: |kernel: Kernel<LayerNormRows>, r: &Rows| {

@@ -301,7 +301,7 @@ mod tests {
         out
     }
 
-    crate::kernels::reference_test! {
+    crate::reference_test! {
         fn every_kernel_matches_the_reference_on_random_ragged_rows(FAMILY) {
             cases: ragged_rows(),
             run: run,

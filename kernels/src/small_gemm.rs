@@ -257,7 +257,7 @@ mod tests {
             .collect()
     }
 
-    crate::kernels::reference_test! {
+    crate::reference_test! {
         fn every_kernel_matches_the_reference_on_random_shapes(FAMILY) {
             cases: shapes(),
             run: |kernel: Kernel<SmallGemm>, p: &Product| {

@@ -121,7 +121,7 @@ mod tests {
         out
     }
 
-    crate::kernels::reference_test! {
+    crate::reference_test! {
         fn every_kernel_matches_the_reference_on_random_ragged_slices(FAMILY) {
             cases: ragged_slices(),
             run: run,
@@ -144,7 +144,7 @@ mod tests {
         [("zeros, NaN, infinities, extremes", (data, 1.702))]
     }
 
-    crate::kernels::reference_test! {
+    crate::reference_test! {
         fn edges_come_out_as_the_reference_says(FAMILY) {
             cases: edges(),
             run: run,

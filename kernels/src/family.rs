@@ -38,8 +38,9 @@ impl<F> std::fmt::Debug for Kernel<F> {
 
 /// Every implementation of one operation, and the one in use.
 pub struct Family<K> {
-    /// The family's name: the key `RuntimeOptions::kernel_choice` uses, and what the
-    /// logs and `owlet bench` call it ("softmax", "int8", ...).
+    /// The family's name: the key `Choice::named` uses (owlet-runtime's
+    /// `RuntimeOptions::kernel_choice`), and what the logs and `owlet bench` call it
+    /// ("softmax", "int8", ...).
     pub id: &'static str,
     candidates: fn() -> Vec<K>,
     chosen: OnceLock<K>,
@@ -58,20 +59,17 @@ impl<K: Candidate> Family<K> {
     }
 
     /// The reference (scalar, obviously right) implementation.
-    #[cfg(any(test, feature = "internals"))]
     pub fn reference(&self) -> K {
         *self.candidates().first().expect("a family always has its reference")
     }
 
     /// The implementation this process runs, chosen on first use and logged: the one
-    /// `RuntimeOptions::kernel_choice` names for this family (a name this CPU does
-    /// not run is logged and ignored), else the reference under `Kernels::Scalar`,
-    /// else the best.
+    /// the installed `Choice` names for this family (a name this CPU does not run is
+    /// logged and ignored), else the reference under `Choice::scalar`, else the best.
     pub fn chosen(&self) -> K {
         *self.chosen.get_or_init(|| {
-            let options = crate::options::current();
             let k =
-                choose(self.id, &self.candidates(), &options.kernel_choice, super::scalar_forced());
+                choose(self.id, &self.candidates(), &super::choice().named, super::scalar_forced());
             log::info!("owlet {} kernel: {}", self.id, k.name());
             k
         })
@@ -155,7 +153,7 @@ macro_rules! reference_test {
                 let want = run(reference, &input);
                 for kernel in &candidates {
                     let got = run(*kernel, &input);
-                    let name = $crate::kernels::Candidate::name(kernel);
+                    let name = $crate::Candidate::name(kernel);
                     assert_eq!(got.len(), want.len(), "{name}, {label}: output length");
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         assert!(

@@ -1,4 +1,4 @@
-//! owlet's own SIMD kernels, for what tract does not do (or does slowly):
+//! owlet-kernels: owlet's own SIMD kernels, for what tract does not do (or does slowly):
 //! embedding arithmetic (similarity, search; `dot_i8` and `dot_f16` for int8 and
 //! f16 vectors), int8 matrix products for quantized
 //! graphs (`int8`), softmax over short rows (`softmax`), layer norms
@@ -8,11 +8,14 @@
 //! Each operation is a kernel family (`family.rs`): a `static FAMILY` in its module
 //! listing what this CPU runs, the scalar reference first (`reference` in each
 //! module, `int8::scalar`) and the fastest last, picked behind run-time CPU feature
-//! detection, once, at first use, and logged. `Kernels::Scalar` (options.rs) forces
-//! the references (to A/B or to rule a kernel out), `RuntimeOptions::kernel_choice`
-//! names one kernel of a family. Every kernel is compared with its reference on
+//! detection, once, at first use, and logged. A [`Choice`] installed before that
+//! (owlet-runtime installs the one its `RuntimeOptions` say) forces the references
+//! (to A/B or to rule a kernel out) or names one kernel of a family. Every kernel is compared with its reference on
 //! random inputs of ragged lengths by a test that `reference_test!` declares in
 //! each module (`harness.rs` for the dot products, `int8/harness.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 pub mod dot_f16;
 pub mod dot_f32;
@@ -31,7 +34,36 @@ pub(crate) use family::reference_test;
 use family::AnyFamily;
 pub use family::{Candidate, Family, Kernel};
 
-/// Every family, by its id (`RuntimeOptions::kernel_choice`'s keys, the module's name).
+/// What the process wants of the kernels besides the best each CPU runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Choice {
+    /// Every family runs its reference (owlet-runtime's `Kernels::Scalar`).
+    pub scalar: bool,
+    /// One kernel by name for a family, keyed by the family's id (owlet-runtime's
+    /// `RuntimeOptions::kernel_choice`).
+    pub named: BTreeMap<String, String>,
+}
+
+static CHOICE: OnceLock<Choice> = OnceLock::new();
+
+/// Makes `choice` the process's. Call it before the first kernel runs: once a
+/// family has chosen (or another call installed another choice), the choice in
+/// force stays and comes back as the error.
+pub fn install(choice: Choice) -> Result<(), &'static Choice> {
+    let installed = CHOICE.get_or_init(|| choice.clone());
+    if *installed == choice {
+        Ok(())
+    } else {
+        Err(installed)
+    }
+}
+
+/// The choice in force (the default, the best kernels, if none was installed).
+fn choice() -> &'static Choice {
+    CHOICE.get_or_init(Choice::default)
+}
+
+/// Every family, by its id (`Choice::named`'s keys, the module's name).
 static FAMILIES: [&(dyn AnyFamily + Sync); 8] = [
     &int8::FAMILY,
     &layer_norm::FAMILY,
@@ -50,8 +82,8 @@ pub fn chosen() -> Vec<(&'static str, &'static str)> {
     FAMILIES.iter().map(|f| (f.id(), f.chosen_name())).collect()
 }
 
-/// The families' ids, for checking `RuntimeOptions::kernel_choice`.
-pub(crate) fn family_ids() -> impl Iterator<Item = &'static str> {
+/// The families' ids, for checking a [`Choice`] before installing it.
+pub fn family_ids() -> impl Iterator<Item = &'static str> {
     FAMILIES.iter().map(|f| f.id())
 }
 
@@ -87,8 +119,8 @@ pub(crate) fn runnable<F: Copy>(all: &[(&'static str, F, Needs)]) -> Vec<Kernel<
         .collect()
 }
 
-/// `Kernels::Scalar`: every kernel family runs its reference (to A/B a kernel or
+/// `Choice::scalar`: every kernel family runs its reference (to A/B a kernel or
 /// rule one out).
 pub(crate) fn scalar_forced() -> bool {
-    crate::options::current().kernels == crate::options::Kernels::Scalar
+    choice().scalar
 }
