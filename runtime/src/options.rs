@@ -90,12 +90,14 @@ impl RuntimeOptions {
                 log::warn!("kernel choice for {family:?}: no such kernel family ({ids:?})");
             }
         }
-        // The kernels (their own crate) keep their part of the options; if a kernel
-        // has already run, the defaults were in force for it, and stay.
-        if owlet_kernels::install(self.kernel_part()).is_err() {
-            return Err(INSTALLED.get_or_init(RuntimeOptions::default));
-        }
-        let installed = INSTALLED.get_or_init(|| self.clone());
+        // The kernels (their own crate) keep their part of the options. Both are set
+        // inside the one initializer (as in current()), so they never disagree; if a
+        // kernel has already run, the defaults were in force for it, and stay.
+        let installed =
+            INSTALLED.get_or_init(|| match owlet_kernels::install(self.kernel_part()) {
+                Ok(()) => self.clone(),
+                Err(_) => RuntimeOptions::default(),
+            });
         if *installed == self {
             Ok(())
         } else {
@@ -130,9 +132,16 @@ fn kernel_choice(pairs: Option<String>, int8: Option<String>) -> BTreeMap<String
     choice
 }
 
-/// The options in force (the defaults if none were installed before this call).
+/// The options in force (the defaults if none were installed before this call:
+/// then the kernels' part is pinned to the defaults too, so that the two never
+/// disagree).
 pub(crate) fn current() -> &'static RuntimeOptions {
-    INSTALLED.get_or_init(RuntimeOptions::default)
+    INSTALLED.get_or_init(|| {
+        let defaults = RuntimeOptions::default();
+        // Err only if a kernel ran first, with the kernels' defaults: the same ones.
+        let _ = owlet_kernels::install(defaults.kernel_part());
+        defaults
+    })
 }
 
 #[cfg(test)]
