@@ -422,6 +422,13 @@ impl Daemon {
         }
     }
 
+    /// Wait until camera `name` watches its folder: a file copied in before that
+    /// counts as already there and is never analysed.
+    pub fn wait_watching(&self, camera: &str) {
+        let needle = format!("camera {camera}: watching ");
+        self.wait_log(&format!("{camera}'s folder watch"), Duration::from_secs(60), &needle);
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }

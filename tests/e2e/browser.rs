@@ -57,6 +57,7 @@ fn start_bridge(dir: &Path, port: u16) -> (Daemon, PathBuf) {
     .unwrap();
     let d = Daemon::start(&cfg);
     wait_for_port(port, Duration::from_secs(60));
+    d.wait_watching("door"); // the test copies frames in from here on
     (d, frames)
 }
 

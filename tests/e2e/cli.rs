@@ -777,7 +777,7 @@ fn owlet_kernel_variables_name_the_kernels_graphs_run_on() {
                 &car,
             ])
             .env(variable, value)
-            .env("RUST_LOG", "owlet_runtime::kernels=info")
+            .env("RUST_LOG", "owlet_kernels=info")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

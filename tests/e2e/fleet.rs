@@ -73,6 +73,7 @@ fn start_device_with(root: &Path, device: &str, scenes: &[&str], port: u16, mqtt
     let daemon = Daemon::start(&config);
     if device == "a1" {
         daemon.wait_log("a1 connected", Duration::from_secs(60), "MQTT: connected");
+        daemon.wait_watching("door");
         copy_scenes(&dir.join("frames"), scenes);
     }
     daemon

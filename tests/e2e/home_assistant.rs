@@ -234,7 +234,7 @@ fn home_assistant_shows_the_right_states_after_restarts_with_qos_1_and_no_stale_
     let config = bridge_config(dir.path(), broker.port, &["door", "shed"]);
     let mut bridge = Daemon::start(&config);
     bridge.wait_log("the bridge connected", Duration::from_secs(60), "MQTT: connected");
-    std::thread::sleep(Duration::from_secs(2)); // the watch has started
+    bridge.wait_watching("door");
     let car = demo_scenes_dir().join("demo-00117.jpg");
     std::fs::copy(&car, dir.path().join("frames-door/car.jpg")).unwrap();
     seen.wait_until("the door's caption", Duration::from_secs(60), |m| !m.is_empty());

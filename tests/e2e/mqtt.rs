@@ -436,6 +436,7 @@ fn capture_on_a_folder_camera_looks_at_its_newest_file_or_says_why_not() {
     let e = e.iter().find(|m| m.topic == "owlet/owlet/error").unwrap().json();
     assert_eq!(e["id"], "early", "{e}");
     assert!(e["error"].as_str().unwrap().contains("none has arrived yet"), "{e}");
+    d.wait_watching("shelf");
 
     let frame = std::fs::read_dir(repo().join("models/demo-frames")).unwrap().next().unwrap();
     let frame = frame.unwrap().path();
@@ -632,6 +633,7 @@ fn a_prompt_sensor_follows_the_scene_survives_a_restart_and_does_not_flicker() {
     let sensor = &disc["components"]["owlet_owlet_drive_prompt_car_in_the_drive"];
     assert_eq!(sensor["platform"], "binary_sensor", "{disc}");
     assert_eq!(sensor["state_topic"], topic);
+    d.wait_watching("drive");
     std::fs::copy(scene("demo-00117.jpg"), frames.join("a-car.jpg")).unwrap();
     sub.wait_until("ON", Duration::from_secs(30), |m| states(m) == [b"ON".to_vec()]);
     std::fs::copy(scene("demo-00001.jpg"), frames.join("b-bird.jpg")).unwrap();
@@ -654,6 +656,7 @@ fn a_prompt_sensor_follows_the_scene_survives_a_restart_and_does_not_flicker() {
     let mut d = Daemon::start(&config(2.0));
     sub.wait_until("the state again", Duration::from_secs(60), |m| states(m).len() == before + 1);
     assert_eq!(states(&sub.all()).last().unwrap(), b"OFF");
+    d.wait_watching("drive");
     let scored_before = sub.on(&format!("{topic}/attributes")).len();
     for i in 0..24 {
         let (f, name) =

@@ -75,7 +75,8 @@ fn start_bridge(dir: &Path, port: u16) -> Daemon {
     .unwrap();
     let d = Daemon::start(&cfg);
     wait_for_port(port, Duration::from_secs(60));
-    // A watched folder analyses the files that arrive after the start.
+    // A watched folder analyses the files that arrive after its watch starts.
+    d.wait_watching("shelf");
     for f in std::fs::read_dir(repo().join("models/demo-frames")).unwrap() {
         let f = f.unwrap().path();
         std::fs::copy(&f, frames.join(f.file_name().unwrap())).unwrap();

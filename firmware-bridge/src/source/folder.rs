@@ -76,6 +76,13 @@ pub fn run_watch(
 ) {
     let mut seen: HashSet<PathBuf> =
         list_images(camera, dir).unwrap_or_default().into_iter().collect();
+    // Said once the folder is listed: a file there before this line is never
+    // analysed, one copied in after it is (and tests wait for this line).
+    log::info!(
+        "camera {camera}: watching {} for new images ({} already there, left alone)",
+        dir.display(),
+        seen.len()
+    );
     let mut growing: std::collections::HashMap<PathBuf, u64> = Default::default();
     let mut reported = false;
     while stop.sleep(poll) {
