@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use owlet_runtime::generate::{GenerationConfig, Strategy};
 use owlet_runtime::image_io::{self, DecodeLimits};
-use owlet_runtime::models::blip2::{Blip2, Chat, TextStream};
+use owlet_runtime::models::{Blip2, Chat, GenerationConfig, Strategy, TextStream};
 use serde_json::json;
 
 use crate::args::{Common, GenArgs};

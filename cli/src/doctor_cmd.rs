@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use owlet_runtime::bundle::{Bundle, ModelKind};
 use owlet_runtime::device::{self, GpuPrecision, Placement};
-use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Blip2;
+use owlet_runtime::models::Clip;
+use owlet_runtime::{Bundle, ModelKind};
 use serde_json::json;
 
 /// What `owlet doctor` found, for either printer.

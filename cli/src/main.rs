@@ -15,12 +15,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use image::RgbImage;
-use owlet_runtime::bundle::Bundle;
 use owlet_runtime::device::Placement;
 use owlet_runtime::image_io::{self, DecodeLimits};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 use owlet_runtime::preprocess;
 use owlet_runtime::tokenize::TextTokenizer;
+use owlet_runtime::Bundle;
 use serde_json::json;
 
 use args::{Cli, Command, Common};

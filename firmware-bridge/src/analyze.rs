@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use owlet_protocol::payloads::{Caption, EventType, FrameInfo, LabelScore, Labels};
 use owlet_runtime::image_io::{decode_rgb, DecodeLimits};
-use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::{Clip, LabelSet};
+use owlet_runtime::models::Blip2;
+use owlet_runtime::models::{Clip, LabelSet};
 use owlet_runtime::{Device, Placement};
 
 use crate::config::{Blip2Config, ClipConfig};
@@ -174,7 +174,7 @@ impl Analyzer {
         let q = model.encode_image(&d.image).map_err(|e| e.to_string())?;
         let mut g = model.default_config();
         g.max_new_tokens = cfg.max_new_tokens;
-        let mut stream = owlet_runtime::models::blip2::TextStream::new(model);
+        let mut stream = owlet_runtime::models::TextStream::new(model);
         let out = model
             .ask(&q, question, &g, &mut |id| {
                 let piece = stream.push(id);

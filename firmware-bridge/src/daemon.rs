@@ -130,7 +130,7 @@ fn stop_cameras(stop: &Stop, inboxes: &[Arc<Inbox>], cameras: Vec<RunningCamera>
 }
 
 /// The history, and the model that embeds its searches.
-type Index = Option<(Recorder, Arc<owlet_runtime::models::clip::Clip>)>;
+type Index = Option<(Recorder, Arc<owlet_runtime::models::Clip>)>;
 
 /// What every camera's threads are given.
 struct Shared {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use owlet_formats::bridge_config::{Config, IndexConfig};
 use owlet_history::{FrameHistory, NewFrame, Retention};
 use owlet_history::{IndexInfo, Precision};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 
 /// The history, shared by the cameras (adds) and the search thread.
 pub type SharedHistory = Arc<Mutex<FrameHistory>>;

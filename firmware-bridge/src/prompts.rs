@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use owlet_runtime::models::clip::{Clip, LabelSet};
+use owlet_runtime::models::{Clip, LabelSet};
 use owlet_runtime::similarity::Embeddings;
 
 use crate::config::PromptConfig;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use owlet_history::{Filter, Found};
 use owlet_protocol::fleet;
 use owlet_protocol::payloads::{LabelScore, SearchHit, SearchResult};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 
 use crate::commands::SearchRequest;
 use crate::history::SharedHistory;

@@ -1,5 +1,6 @@
 //! owlet-formats: what owlet reads from its users, parsed and checked before
-//! anything acts on it: model bundle manifests ([`manifest`]), images
+//! anything acts on it: model bundle manifests ([`manifest`]) and the int8 op in
+//! their graphs ([`int8_op`]), images
 //! ([`image`]), the bridge's config file ([`bridge_config`]) and the choices they
 //! name ([`choices`]).
 //!
@@ -11,5 +12,6 @@
 pub mod bridge_config;
 pub mod choices;
 pub mod image;
+pub mod int8_op;
 pub mod manifest;
 mod toml_error;

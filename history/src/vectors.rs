@@ -10,7 +10,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use owlet_runtime::similarity::{self, l2_normalize};
+use owlet_kernels::{dot_f16, dot_f32, dot_i8};
+use owlet_runtime::similarity::l2_normalize;
 
 use crate::{Error, Precision, Result};
 
@@ -218,14 +219,14 @@ impl VectorSet {
             Rows::F32(v) => {
                 for (i, row) in v.chunks_exact(d).enumerate() {
                     if want(i) {
-                        top.push(i, similarity::dot(&q, row));
+                        top.push(i, dot_f32::dot(&q, row));
                     }
                 }
             }
             Rows::F16(v) => {
                 for (i, row) in v.chunks_exact(d).enumerate() {
                     if want(i) {
-                        top.push(i, similarity::dot_f16(&q, row));
+                        top.push(i, dot_f16::dot(&q, row));
                     }
                 }
             }
@@ -234,7 +235,7 @@ impl VectorSet {
                 // on clustered 512-d data, against 0.99+ this way).
                 for (i, row) in codes.chunks_exact(d).enumerate() {
                     if want(i) {
-                        top.push(i, similarity::dot_i8(&q, row) * scales[i]);
+                        top.push(i, dot_i8::dot(&q, row) * scales[i]);
                     }
                 }
             }

@@ -116,3 +116,11 @@ fn candidates() -> Vec<Kernel<DotF32F16>> {
 
 /// The f32-by-f16 dot products.
 pub static FAMILY: Family<Kernel<DotF32F16>> = Family::new("dot_f16", candidates);
+
+/// `a · b` for an f32 query and an f16 row (stored embeddings), with the kernel this process chose.
+/// Panics if the lengths differ (a caller bug).
+#[inline]
+pub fn dot(a: &[f32], b: &[f16]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_f16 on slices of different lengths");
+    (FAMILY.chosen().run)(a, b)
+}

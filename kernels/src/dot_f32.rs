@@ -133,3 +133,11 @@ fn candidates() -> Vec<Kernel<DotF32>> {
 
 /// The f32 dot products.
 pub static FAMILY: Family<Kernel<DotF32>> = Family::new("dot_f32", candidates);
+
+/// `a · b` for an f32 query and an f32 row, with the kernel this process chose.
+/// Panics if the lengths differ (a caller bug).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_f32 on slices of different lengths");
+    (FAMILY.chosen().run)(a, b)
+}

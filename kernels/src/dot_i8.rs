@@ -129,3 +129,11 @@ fn candidates() -> Vec<Kernel<DotF32I8>> {
 
 /// The f32-by-int8 dot products.
 pub static FAMILY: Family<Kernel<DotF32I8>> = Family::new("dot_i8", candidates);
+
+/// `a · b` for an f32 query and an int8 row (stored embeddings' codes, before their scale), with the kernel this process chose.
+/// Panics if the lengths differ (a caller bug).
+#[inline]
+pub fn dot(a: &[f32], b: &[i8]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_i8 on slices of different lengths");
+    (FAMILY.chosen().run)(a, b)
+}

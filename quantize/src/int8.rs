@@ -16,7 +16,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use owlet_runtime::int8::{quantize_weights, DOMAIN, OP_TYPE, X_SCALE_ATTR};
+use owlet_formats::int8_op::{DOMAIN, OP_TYPE, X_SCALE_ATTR};
+use owlet_kernels::int8::quantize_weights;
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, OperatorSetIdProto, TensorProto};
 

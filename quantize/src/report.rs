@@ -8,8 +8,8 @@ use std::time::Instant;
 use image::RgbImage;
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
 use owlet_runtime::memory;
-use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::{Classification, Clip};
+use owlet_runtime::models::Blip2;
+use owlet_runtime::models::{Classification, Clip};
 use owlet_runtime::{Bundle, ModelKind};
 use serde::Serialize;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use owlet_quantize::onnx_file::{read_model, read_model_and_files, write_model_with_limit};
 use owlet_quantize::{quantize_bundle, Options, Target};
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use owlet_quantize::{calibration_images, quantize_bundle, report, Error, Options, Target};
-use owlet_runtime::bundle::{Bundle, Precision};
+use owlet_runtime::{Bundle, Precision};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

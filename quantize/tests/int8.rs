@@ -9,7 +9,7 @@ use owlet_quantize::{
     calibration_images, layer_errors, quantize_bundle, report, sensitive_layers, Options, Target,
     DEFAULT_MAX_LAYER_ERROR,
 };
-use owlet_runtime::bundle::{Bundle, Precision};
+use owlet_runtime::{Bundle, Precision};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -68,7 +68,7 @@ fn clip_int8_shrinks_the_graphs_and_keeps_embeddings_and_decided_labels() {
         );
     }
     // When loaded, each layer's Q, K and V (one input) run as one int8 product.
-    let clip = owlet_runtime::models::clip::Clip::load(&out).unwrap();
+    let clip = owlet_runtime::models::Clip::load(&out).unwrap();
     for (role, counts) in
         [("vision", clip.vision().graph().op_counts()), ("text", clip.text().graph().op_counts())]
     {
@@ -137,7 +137,7 @@ fn blip2_int8_captions_as_fp32_does() {
     let ops = graph_ops(&out.join("decoder.onnx"));
     assert_eq!(ops.iter().filter(|o| *o == "OwletMatMulInt8").count(), 19, "{ops:?}");
     // Loaded, q, k and v (one input) are one product: 3 x 4 + the head.
-    let blip2 = owlet_runtime::models::blip2::Blip2::load(&out).unwrap();
+    let blip2 = owlet_runtime::models::Blip2::load(&out).unwrap();
     let decoder = blip2
         .graphs()
         .into_iter()
@@ -295,7 +295,7 @@ fn owlet_refuses_a_graph_with_an_unknown_op_or_a_broken_int8_node_by_name() {
             .unwrap();
         f(node);
         std::fs::write(&path, m.encode_to_vec()).unwrap();
-        match owlet_runtime::models::clip::Clip::load(&out) {
+        match owlet_runtime::models::Clip::load(&out) {
             Ok(_) => panic!("a broken int8 graph loaded"),
             Err(e) => e.to_string(),
         }

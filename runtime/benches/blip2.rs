@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use owlet_runtime::engine;
-use owlet_runtime::models::blip2::Blip2;
+use owlet_runtime::models::Blip2;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

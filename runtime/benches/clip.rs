@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use owlet_runtime::engine;
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 use owlet_runtime::tokenize::EncodedBatch;
 
 struct Opts {
@@ -204,7 +204,7 @@ fn main() {
     }
     // The input sizes for onnxruntime's side, from the manifest (the graphs load
     // in the timing processes).
-    let bundle = owlet_runtime::bundle::Bundle::open(&o.model).expect("bundle opens");
+    let bundle = owlet_runtime::Bundle::open(&o.model).expect("bundle opens");
     let side = bundle.manifest.vision.preprocess.crop_size as usize;
     let ctx = bundle.text().context_length;
     // Each comparison's two sides back to back (the machine's speed drifts over

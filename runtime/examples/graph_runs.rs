@@ -17,12 +17,12 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use owlet_runtime::bundle::{Bundle, ModelKind};
 use owlet_runtime::engine;
 use owlet_runtime::generate::StepDecoder;
-use owlet_runtime::models::blip2::{Blip2, ImageQueries};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
+use owlet_runtime::models::{Blip2, ImageQueries};
 use owlet_runtime::RuntimeOptions;
+use owlet_runtime::{Bundle, ModelKind};
 
 /// Deterministic pixels in [-1, 1): timing and instruction counts do not depend on
 /// them, and the same input every time keeps counts comparable across builds.

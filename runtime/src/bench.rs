@@ -10,8 +10,8 @@ use crate::device::Device;
 use crate::engine::profile;
 use crate::error::Result;
 use crate::generate::StepDecoder;
-use crate::models::blip2::Blip2;
-use crate::models::clip::Clip;
+use crate::models::Blip2;
+use crate::models::Clip;
 
 /// What the runs measured, and what a figure needs with it.
 pub struct Measured {

@@ -1,8 +1,9 @@
-//! What owlet-quantize needs to write int8 graphs that this runtime runs, and to
-//! measure them: the op that carries an int8 linear layer (its ONNX domain, type and
-//! attribute), the weight quantization both sides agree on, one layer computed as
-//! the runtime computes it, and each graph's inputs for a calibration set (built
-//! here, where the models' inputs are defined, not rebuilt by the quantizer).
+//! What owlet-quantize needs from the runtime to write int8 graphs and measure
+//! them: one layer computed as the runtime computes it, and each graph's inputs for
+//! a calibration set (built here, where the models' inputs are defined, not rebuilt
+//! by the quantizer). The op itself (its ONNX domain, type and attribute) is the
+//! bundle format's (`owlet_formats::int8_op`), and the weight quantization both
+//! sides agree on is the kernels' (`owlet_kernels::int8::quantize_weights`).
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,6 @@ use crate::kernels::int8::{self as kernels, PackedWeights, QGemmKernel, XScale};
 use crate::models::blip2::Blip2;
 use crate::tokenize::TextTokenizer;
 
-pub use crate::kernels::int8::quantize_weights;
-pub use crate::ops::qmatmul::{OP_TYPE, X_SCALE_ATTR};
-pub use crate::ops::DOMAIN;
-
 /// A linear layer Y = X·Wᵀ with W quantized to int8 per output channel and X per
 /// row, computed by the int8 kernel this CPU runs: what a graph's `MatMulInt8` node
 /// computes without a static `x_scale`.
@@ -32,7 +29,7 @@ impl Int8Linear {
     /// Quantizes and packs `w_nk` (n output channels of k values each, row-major).
     pub fn new(w_nk: &[f32], n: usize, k: usize) -> Int8Linear {
         let kernel = kernels::FAMILY.chosen();
-        let (q, scales) = quantize_weights(w_nk, n, k);
+        let (q, scales) = kernels::quantize_weights(w_nk, n, k);
         let weights = PackedWeights::pack(&kernel, &q, n, k, scales, None);
         Int8Linear { kernel, weights }
     }

@@ -1,8 +1,8 @@
 //! owlet-runtime: CLIP and BLIP-2 model bundles on tract, for edge devices.
 //!
 //! The runtime knows nothing of cameras or MQTT: it turns images and texts into
-//! embeddings, labels and captions. Start with [`models::clip::Clip::load`] or
-//! [`models::blip2::Blip2::load`].
+//! embeddings, labels and captions. Start with [`models::Clip::load`] or
+//! [`models::Blip2::load`].
 //!
 //! The front door is the public modules below and the re-exports at the root;
 //! `scripts/public-api` counts it. The kernels, owlet's tract ops and the graph
@@ -14,16 +14,21 @@
 #![cfg_attr(not(feature = "internals"), warn(missing_docs))]
 
 pub mod bench;
-pub mod bundle;
+mod bundle;
 pub mod device;
-pub mod error;
+mod error;
+// The generation loop (greedy, sampling, beam search): its configuration is
+// re-exported with the model that uses it (`models::GenerationConfig`).
+#[cfg(feature = "internals")]
 pub mod generate;
+#[cfg(not(feature = "internals"))]
+mod generate;
 mod graph_file;
 pub mod image_io;
 pub mod int8;
 pub mod memory;
 pub mod models;
-pub mod options;
+mod options;
 pub mod preprocess;
 pub mod similarity;
 pub mod tokenize;
@@ -49,3 +54,5 @@ pub use device::{Device, DeviceChoice, GpuPrecision, Placement};
 pub use engine::{default_threads, set_threads};
 pub use error::{Error, Result};
 pub use options::{Kernels, RuntimeOptions};
+/// The bundle manifest's types (owlet-formats), which [`Bundle`]'s accessors return.
+pub use owlet_formats::manifest;

@@ -50,29 +50,11 @@ impl Embeddings {
     }
 }
 
-/// Dot product with owlet's SIMD kernel (`kernels::dot_f32`). Panics if the
+/// Dot product with owlet's SIMD kernel (`owlet_kernels::dot_f32`). Panics if the
 /// lengths differ (a caller bug).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot on slices of different lengths");
-    (crate::kernels::dot_f32::FAMILY.chosen().run)(a, b)
-}
-
-/// `a · b` for an f32 query and an f16 row (stored embeddings), with owlet's SIMD
-/// kernel (`kernels::dot_f16`). Panics if the lengths differ (a caller bug).
-#[inline]
-pub fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot_f16 on slices of different lengths");
-    (crate::kernels::dot_f16::FAMILY.chosen().run)(a, b)
-}
-
-/// `a · b` for an f32 query and an int8 row (stored embeddings' codes, before
-/// their scale), with owlet's SIMD kernel (`kernels::dot_i8`). Panics if the
-/// lengths differ (a caller bug).
-#[inline]
-pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot_i8 on slices of different lengths");
-    (crate::kernels::dot_i8::FAMILY.chosen().run)(a, b)
+    crate::kernels::dot_f32::dot(a, b)
 }
 
 /// Scales `v` to unit length (a zero vector stays zero).

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
-use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Blip2;
+use owlet_runtime::models::Clip;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -32,7 +32,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 use serde_json::{json, Value};
 
 use crate::history::SharedHistory;

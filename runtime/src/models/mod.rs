@@ -1,7 +1,19 @@
 //! Model pipelines built on bundles: what each model family does with its graphs.
 
+// The two families' modules are the crate's insides (their encoders, the decoder
+// session); what callers need is re-exported here.
+#[cfg(feature = "internals")]
 pub mod blip2;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod blip2;
+#[cfg(feature = "internals")]
 pub mod clip;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod clip;
+
+pub use crate::generate::{GenerationConfig, Strategy};
+pub use blip2::{Blip2, Chat, DecoderStats, Generated, ImageQueries, TextStream};
+pub use clip::{Classification, Clip, LabelSet};
 
 use tract_onnx::prelude::*;
 

@@ -17,9 +17,6 @@ pub mod softmax;
 
 use tract_onnx::tract_hir::internal::*;
 
-/// The ONNX domain owlet's ops are written under.
-pub const DOMAIN: &str = "owlet";
-
 /// tract's ONNX loader with owlet's ops registered: what every bundle graph is
 /// loaded with. Plans computed in f32 on the CPU also get owlet's layer norm; GPU
 /// and f16 plans keep tract's, which their translators know.

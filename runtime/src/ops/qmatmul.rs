@@ -33,11 +33,7 @@ use tract_onnx::tract_hir::tract_core::ops::konst::Const;
 
 use crate::kernels::int8::{self, PackedWeights, QGemmKernel, XScale};
 
-/// The ONNX op type of owlet's int8 linear layer (in [`super::DOMAIN`]).
-pub const OP_TYPE: &str = "OwletMatMulInt8";
-
-/// The ONNX attribute that holds a static activation scale.
-pub const X_SCALE_ATTR: &str = "x_scale";
+pub use owlet_formats::int8_op::{OP_TYPE, X_SCALE_ATTR};
 
 /// The ONNX loader's builder for `OwletMatMulInt8`.
 pub fn onnx_builder(

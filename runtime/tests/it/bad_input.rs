@@ -3,7 +3,7 @@
 use std::fs;
 
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 use owlet_runtime::Error;
 
 use crate::common::*;

@@ -2,9 +2,9 @@
 //! token ids (greedy, beam search, eos, repetition penalty) on the test bundle.
 
 use ndarray_npy::read_npy;
-use owlet_runtime::generate::{GenerationConfig, Strategy};
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
-use owlet_runtime::models::blip2::{Blip2, Chat};
+use owlet_runtime::models::{Blip2, Chat};
+use owlet_runtime::models::{GenerationConfig, Strategy};
 use serde_json::Value;
 
 use crate::common::*;
@@ -270,7 +270,7 @@ fn broken_blip2_bundles_are_refused_naming_what_is_wrong() {
 
     let tmp = copy("clip");
     let d = tmp.path().to_path_buf();
-    let e = match owlet_runtime::models::clip::Clip::load(&d) {
+    let e = match owlet_runtime::models::Clip::load(&d) {
         Ok(_) => panic!("a blip2 bundle loaded as clip"),
         Err(e) => e.to_string(),
     };

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 use serde_json::Value;
 
 pub fn repo() -> PathBuf {

@@ -46,7 +46,7 @@ fn tract_runs_clip_matmuls_on_simd_kernels_not_generic_code() {
 /// or on a layer norm's [batch, tokens, 1] means).
 #[test]
 fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
-    let clip = owlet_runtime::models::clip::Clip::load(clip_bundle()).unwrap();
+    let clip = owlet_runtime::models::Clip::load(clip_bundle()).unwrap();
     let vision = clip.vision().graph().op_counts();
     let text = clip.text().graph().op_counts();
     eprintln!("vision ops: {vision:?}\ntext ops: {text:?}");
@@ -102,8 +102,7 @@ fn clip_element_wise_ops_take_simd_paths_not_tracts_generic_broadcast() {
 /// run (the cache plus the new tokens) is symbolic.
 #[test]
 fn blip2_decoder_mask_add_takes_owlets_broadcast() {
-    let blip2 =
-        owlet_runtime::models::blip2::Blip2::load(repo().join("models/blip2-test")).unwrap();
+    let blip2 = owlet_runtime::models::Blip2::load(repo().join("models/blip2-test")).unwrap();
     let graphs = blip2.graphs();
     let decoder =
         graphs.iter().find(|(role, _)| *role == "decoder").expect("a decoder graph").1.op_counts();

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use owlet_runtime::device::{Device, GpuPrecision, Placement};
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
-use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Blip2;
+use owlet_runtime::models::Clip;
 
 use crate::common::*;
 

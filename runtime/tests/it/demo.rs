@@ -10,8 +10,8 @@
 //! under qemu, where the whole split (1000 generations) would take many minutes.
 
 use owlet_runtime::image_io::{load_rgb, DecodeLimits};
-use owlet_runtime::models::blip2::Blip2;
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Blip2;
+use owlet_runtime::models::Clip;
 use serde_json::Value;
 
 use crate::common::*;
@@ -166,7 +166,7 @@ fn demo_blip2_chat_remembers_the_first_answer() {
     let (mut asked, mut right, mut same) = (0, 0, 0);
     for s in scenes().iter().filter(|s| s.kinds.len() == 2) {
         let img = load_rgb(&heldout().join(&s.file), DecodeLimits::default()).unwrap();
-        let mut chat = owlet_runtime::models::blip2::Chat::new(&m, m.encode_image(&img).unwrap());
+        let mut chat = owlet_runtime::models::Chat::new(&m, m.encode_image(&img).unwrap());
         for (i, (q, a)) in s.questions[..2].iter().enumerate() {
             let got = chat.ask(q, &cfg, &mut |_| {}).unwrap().text;
             asked += 1;

@@ -3,7 +3,7 @@
 //! (The GPU itself: tests/it/cuda.rs, run by scripts/gpu-test.)
 
 use owlet_runtime::device::{self, Device, DeviceChoice, GpuPrecision, Placement};
-use owlet_runtime::models::clip::Clip;
+use owlet_runtime::models::Clip;
 
 use crate::common::*;
 
@@ -34,7 +34,7 @@ fn f16_compute_is_refused_on_the_cpu() {
 
 #[test]
 fn int8_graphs_are_refused_on_cuda_and_moved_to_the_cpu_by_auto() {
-    use owlet_runtime::bundle::Precision;
+    use owlet_runtime::Precision;
     let cuda = Placement::cuda(GpuPrecision::F16);
     let e = cuda.for_graph("vision", Precision::Int8).unwrap_err().to_string();
     assert!(e.contains("vision graph is int8") && e.contains("--device cpu"), "{e}");

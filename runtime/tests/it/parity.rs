@@ -167,7 +167,7 @@ fn zero_shot_probabilities_with_template_averaging_are_within_1e_4() {
 
 #[test]
 fn tokenization_ids_are_identical_to_clip_tokenizer() {
-    let bundle = owlet_runtime::bundle::Bundle::open(clip_bundle()).unwrap();
+    let bundle = owlet_runtime::Bundle::open(clip_bundle()).unwrap();
     let t = bundle.text();
     let tok = TextTokenizer::load(&bundle.path_of(&t.tokenizer), t).unwrap();
     let cases = reference()["tokenization"].as_array().unwrap().clone();

@@ -2,8 +2,8 @@
 //! case, BPE) and transformers' CLIPTokenizer, on the few hundred strings
 //! models/reference_text.py generated and ran through both (never through owlet).
 
-use owlet_runtime::bundle::Bundle;
 use owlet_runtime::tokenize::{TextCleanup, TextTokenizer};
+use owlet_runtime::Bundle;
 use serde_json::Value;
 
 use crate::common::*;
