@@ -421,11 +421,13 @@ pub fn set_threads(n: usize) {
 /// tasks while it waits. Measured, int8 ViT-B/32 at batch 1, 2 threads, whole
 /// plans run here: text 13.2 -> 10.6 ms, vision 16.0 -> 13.0 ms.
 ///
-/// While `f` runs, the pool's other threads are kept awake (`keep_awake`) unless
-/// `RuntimeOptions::pool_spin` is off: between two products a plan runs small single-threaded
-/// ops, long enough for an idle rayon worker to fall asleep, and waking it again
-/// took 12-23 µs per product (an int8 text-encoder product of 39 µs measured 51-62
-/// µs with a 50-1000 µs pause before each). onnxruntime's pool spins the same way.
+/// While `f` runs, the pool's other threads are kept awake (`keep_awake`) when
+/// `RuntimeOptions::pool_spin` says so (by default: while the pool has the cores to
+/// itself; `crate::pool_spin`): between two products a plan runs small
+/// single-threaded ops, long enough for an idle rayon worker to fall asleep, and
+/// waking it again took 12-23 µs per product (an int8 text-encoder product of 39 µs
+/// measured 51-62 µs with a 50-1000 µs pause before each). onnxruntime's pool spins
+/// the same way.
 ///
 /// One caller's plan runs on the pool at a time ([`POOL_TURN`]).
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
@@ -435,17 +437,23 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         Executor::MultiThread(pool) if pool.current_thread_index().is_none() => {
             let _turn = POOL_TURN.lock().unwrap_or_else(|p| p.into_inner());
             let helpers = pool.current_num_threads() - 1;
-            if helpers == 0 || !pool_spin() {
+            if helpers == 0 || !crate::pool_spin::spin_now() {
                 return pool.install(|| multithread_tract_scope(exec.clone(), f));
             }
             let done = std::sync::atomic::AtomicBool::new(false);
             let started = std::sync::atomic::AtomicUsize::new(0);
-            pool.scope(|s| {
+            // CPU time the helpers got, in ns: with the plan's own thread's, what the
+            // pool ran of the time it was there for (crate::pool_spin).
+            let helpers_cpu = std::sync::atomic::AtomicU64::new(0);
+            let t0 = std::time::Instant::now();
+            let mut own_cpu = None;
+            let r = pool.scope(|s| {
                 let owner = rayon::current_thread_index();
-                let (started, done) = (&started, &done);
+                let (started, done, helpers_cpu) = (&started, &done, &helpers_cpu);
                 for _ in 0..helpers {
-                    s.spawn(move |_| keep_awake(owner, started, done));
+                    s.spawn(move |_| keep_awake(owner, started, done, helpers_cpu));
                 }
+                let own_start = crate::pool_spin::thread_cpu();
                 // Wait (without taking jobs, so the helpers land on the other
                 // threads) until they run: one wake-up per plan instead of one per
                 // product. Bounded, since this runs once per plan call (per token
@@ -459,8 +467,19 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 }
                 let r = multithread_tract_scope(exec.clone(), f);
                 done.store(true, std::sync::atomic::Ordering::Release);
+                own_cpu = own_start.zip(crate::pool_spin::thread_cpu()).map(|(a, b)| b - a);
                 r
-            })
+            });
+            // The scope has waited for every helper: their CPU time is all counted.
+            if let Some(own) = own_cpu {
+                let helpers_cpu = helpers_cpu.load(std::sync::atomic::Ordering::Acquire);
+                crate::pool_spin::observe(crate::pool_spin::PlanShare {
+                    cpu: own + std::time::Duration::from_nanos(helpers_cpu),
+                    wall: t0.elapsed(),
+                    threads: helpers as u32 + 1,
+                });
+            }
+            r
         }
         _ => f(),
     }
@@ -482,27 +501,29 @@ const HELPER_WAIT_US: u128 = 250;
 /// until `done`. On the thread that runs the plan itself (`owner`: a helper that
 /// was not picked up in time and is popped there) it returns at once, since that
 /// thread sets `done` only after the plan, which would wait behind it.
+///
+/// It adds the CPU time it got to `cpu_ns` (a helper that starts late, or never
+/// before the plan ends, got less of the plan's time: the cores were busy).
 fn keep_awake(
     owner: Option<usize>,
     started: &std::sync::atomic::AtomicUsize,
     done: &std::sync::atomic::AtomicBool,
+    cpu_ns: &std::sync::atomic::AtomicU64,
 ) {
     use std::sync::atomic::Ordering;
     if rayon::current_thread_index() == owner {
         return;
     }
+    let cpu_start = crate::pool_spin::thread_cpu();
     started.fetch_add(1, Ordering::AcqRel);
     while !done.load(Ordering::Acquire) {
         if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
             std::hint::spin_loop();
         }
     }
-}
-
-/// Whether on_pool keeps the pool's threads spinning while a plan runs
-/// (`RuntimeOptions::pool_spin`).
-fn pool_spin() -> bool {
-    crate::options::current().pool_spin
+    if let Some((a, b)) = cpu_start.zip(crate::pool_spin::thread_cpu()) {
+        cpu_ns.fetch_add((b - a).as_nanos() as u64, Ordering::AcqRel);
+    }
 }
 
 /// The default thread count: every core the process may use.

@@ -29,6 +29,7 @@ pub mod int8;
 pub mod memory;
 pub mod models;
 mod options;
+mod pool_spin;
 pub mod preprocess;
 pub mod similarity;
 pub mod tokenize;
@@ -53,6 +54,6 @@ pub use bundle::{Bundle, ModelKind, Precision};
 pub use device::{Device, DeviceChoice, GpuPrecision, Placement};
 pub use engine::{default_threads, set_threads};
 pub use error::{Error, Result};
-pub use options::{Kernels, RuntimeOptions};
+pub use options::{Kernels, PoolSpin, RuntimeOptions};
 /// The bundle manifest's types (owlet-formats), which [`Bundle`]'s accessors return.
 pub use owlet_formats::manifest;

@@ -21,6 +21,22 @@ pub enum Kernels {
     Scalar,
 }
 
+/// Whether the pool's other threads spin between the products of a running plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolSpin {
+    /// Spin while the pool has the cores to itself, sleep while another process
+    /// shares them: each spinning plan measures how much of its time the pool's
+    /// threads actually ran, and below 90% the threads sleep until a retry (every
+    /// two seconds) finds the cores free again. Spinning on a shared core takes
+    /// time from the other process and waits on a thread the OS has paused.
+    #[default]
+    WhileCoresFree,
+    /// Always spin: the fastest on a machine of its own. `OWLET_POOL_SPIN=always`.
+    Always,
+    /// Never spin: the threads sleep between products. `OWLET_POOL_SPIN=off`.
+    Off,
+}
+
 /// The runtime's switches; [`Default`] is what owlet ships with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
@@ -31,9 +47,9 @@ pub struct RuntimeOptions {
     /// Join int8 products that share an input (a layer's Q, K and V) into one.
     /// `OWLET_INT8_FUSE=off`.
     pub int8_fuse: bool,
-    /// Keep the pool's threads spinning between the products of a running plan
-    /// instead of letting them sleep. `OWLET_POOL_SPIN=off`.
-    pub pool_spin: bool,
+    /// When the pool's threads spin between the products of a running plan instead
+    /// of sleeping. `OWLET_POOL_SPIN=always|off`.
+    pub pool_spin: PoolSpin,
     /// `OWLET_KERNELS=scalar` for [`Kernels::Scalar`].
     pub kernels: Kernels,
     /// One kernel by name for a family instead of the best, keyed by the family's
@@ -52,7 +68,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             rewrites: true,
             int8_fuse: true,
-            pool_spin: true,
+            pool_spin: PoolSpin::WhileCoresFree,
             kernels: Kernels::Best,
             kernel_choice: BTreeMap::new(),
             cpu_f16: true,
@@ -73,7 +89,11 @@ impl RuntimeOptions {
         RuntimeOptions {
             rewrites: !is("OWLET_REWRITES", "off"),
             int8_fuse: !is("OWLET_INT8_FUSE", "off"),
-            pool_spin: !is("OWLET_POOL_SPIN", "off"),
+            pool_spin: match var("OWLET_POOL_SPIN").as_deref() {
+                Some("off") => PoolSpin::Off,
+                Some("always") => PoolSpin::Always,
+                _ => PoolSpin::WhileCoresFree,
+            },
             kernels: if is("OWLET_KERNELS", "scalar") { Kernels::Scalar } else { Kernels::Best },
             kernel_choice: kernel_choice(var("OWLET_KERNEL"), var("OWLET_INT8_KERNEL")),
             cpu_f16: !is("OWLET_CPU_F16", "0"),
@@ -166,7 +186,7 @@ mod tests {
             RuntimeOptions {
                 rewrites: false,
                 int8_fuse: false,
-                pool_spin: false,
+                pool_spin: PoolSpin::Off,
                 kernels: Kernels::Scalar,
                 kernel_choice: BTreeMap::from([
                     ("int8".into(), "scalar_qgemm_i8".into()),
@@ -180,5 +200,7 @@ mod tests {
         assert_eq!(RuntimeOptions::from_vars(|_| None), RuntimeOptions::default());
         let odd = RuntimeOptions::from_vars(|_| Some(String::new()));
         assert_eq!(odd, RuntimeOptions::default());
+        let always = |name: &str| (name == "OWLET_POOL_SPIN").then(|| "always".to_string());
+        assert_eq!(RuntimeOptions::from_vars(always).pool_spin, PoolSpin::Always);
     }
 }

@@ -877,3 +877,43 @@ fn zero_beams_and_a_token_id_outside_the_vocabulary_are_refused_by_name() {
     assert!(stderr.contains("generation.eos_token_id") && stderr.contains("4000000"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A process busy on one of the pool's two cores: owlet's pool sees that its
+/// threads ran only part of the time they were there for, stops spinning (and says
+/// so), and the run completes. owlet and the busy loop are pinned with `taskset`
+/// so that they share a core whatever the machine's size. (The test model's plans
+/// take about a millisecond: 200 runs fill the windows the pool judges.)
+#[test]
+fn the_pool_stops_spinning_when_another_process_shares_its_cores() {
+    let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    assert!(available >= 2, "this test needs two cores (taskset -c 0,1); found {available}");
+    let mut busy = std::process::Command::new(owlet_e2e::broker::program("taskset"))
+        .args(["-c", "1", "sh", "-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let out = std::process::Command::new(owlet_e2e::broker::program("taskset"))
+        .args(["-c", "0,1"])
+        .arg(bin("owlet"))
+        .args(["bench", "-m", &clip_bundle(), "--batch", "1", "--runs", "200", "--threads", "2"])
+        .args(["--device", "cpu"])
+        .env("RUST_LOG", "owlet_runtime::pool_spin=info")
+        .output()
+        .unwrap();
+    busy.kill().unwrap();
+    busy.wait().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("the cores are shared with another process"), "{log}");
+    // Told to spin whatever happens, it does not judge.
+    let out = std::process::Command::new(owlet_e2e::broker::program("taskset"))
+        .args(["-c", "0,1"])
+        .arg(bin("owlet"))
+        .args(["bench", "-m", &clip_bundle(), "--batch", "1", "--runs", "5", "--threads", "2"])
+        .args(["--device", "cpu"])
+        .env("RUST_LOG", "owlet_runtime::pool_spin=info")
+        .env("OWLET_POOL_SPIN", "always")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !log.contains("pool:"), "{log}");
+}
