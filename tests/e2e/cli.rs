@@ -885,28 +885,49 @@ fn zero_beams_and_a_token_id_outside_the_vocabulary_are_refused_by_name() {
 /// take about a millisecond: 200 runs fill the windows the pool judges.)
 #[test]
 fn the_pool_stops_spinning_when_another_process_shares_its_cores() {
-    let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    assert!(available >= 2, "this test needs two cores (taskset -c 0,1); found {available}");
-    let mut busy = std::process::Command::new(owlet_e2e::broker::program("taskset"))
-        .args(["-c", "1", "sh", "-c", "while :; do :; done"])
-        .spawn()
-        .unwrap();
+    // Two of the CPUs this process may use (a container's may not start at 0).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap();
+    let cpus: Vec<u32> = allowed
+        .trim()
+        .split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<u32>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect();
+    assert!(cpus.len() >= 2, "this test needs two CPUs to pin to; allowed: {allowed}");
+    let (pool, shared) = (format!("{},{}", cpus[0], cpus[1]), cpus[1].to_string());
+    // Killed when dropped, a failed assertion included: a busy loop left behind
+    // would slow every later test.
+    struct Busy(std::process::Child);
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let busy = Busy(
+        std::process::Command::new(owlet_e2e::broker::program("taskset"))
+            .args(["-c", &shared, "sh", "-c", "while :; do :; done"])
+            .spawn()
+            .unwrap(),
+    );
     let out = std::process::Command::new(owlet_e2e::broker::program("taskset"))
-        .args(["-c", "0,1"])
+        .args(["-c", &pool])
         .arg(bin("owlet"))
         .args(["bench", "-m", &clip_bundle(), "--batch", "1", "--runs", "200", "--threads", "2"])
         .args(["--device", "cpu"])
         .env("RUST_LOG", "owlet_runtime::pool_spin=info")
         .output()
         .unwrap();
-    busy.kill().unwrap();
-    busy.wait().unwrap();
+    drop(busy);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("the cores are shared with another process"), "{log}");
     // Told to spin whatever happens, it does not judge.
     let out = std::process::Command::new(owlet_e2e::broker::program("taskset"))
-        .args(["-c", "0,1"])
+        .args(["-c", &pool])
         .arg(bin("owlet"))
         .args(["bench", "-m", &clip_bundle(), "--batch", "1", "--runs", "5", "--threads", "2"])
         .args(["--device", "cpu"])
