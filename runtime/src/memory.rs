@@ -40,7 +40,12 @@ pub fn reset_peak() -> Option<Usage> {
 /// stay resident, and a ViT-L/14 process held 1.5x its weights after planning
 /// instead of 1.0x (BENCHMARKS.md, "Real-size models in a board's memory"). When the last one is dropped the
 /// threshold goes to glibc's own maximum (what its dynamic rule reaches anyway after
-/// a large free), so the activations of each run keep coming from the heap.
+/// a large free), so the activations of each run keep coming from the heap, and the
+/// trim threshold to twice that, as glibc's dynamic rule would also have set it
+/// (setting one by hand turns the rule off): left at its 128 KiB default, every run
+/// gave its freed activations back to the OS and faulted them in again, which made
+/// CLIP at batch 8 1.4x slower (int8 ViT-B/32, 163 against 118 ms; BENCHMARKS.md,
+/// "Batch 8 lost 1.4x to the heap's trimming"). While loading, the default holds.
 pub(crate) struct LoadingAllocations(());
 
 static LOADING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -49,6 +54,7 @@ impl LoadingAllocations {
     pub(crate) fn begin() -> LoadingAllocations {
         if LOADING.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
             set_mmap_threshold(64 << 10);
+            set_trim_threshold(128 << 10); // glibc's default
         }
         LoadingAllocations(())
     }
@@ -58,7 +64,9 @@ impl Drop for LoadingAllocations {
     fn drop(&mut self) {
         if LOADING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             // glibc's DEFAULT_MMAP_THRESHOLD_MAX: 32 MiB on 64-bit, 16 MiB on 32-bit.
-            set_mmap_threshold((4 << 20) * std::mem::size_of::<usize>());
+            let mmap_threshold = (4 << 20) * std::mem::size_of::<usize>();
+            set_mmap_threshold(mmap_threshold);
+            set_trim_threshold(2 * mmap_threshold);
         }
     }
 }
@@ -75,6 +83,18 @@ fn set_mmap_threshold(bytes: usize) {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_mmap_threshold(_bytes: usize) {}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_trim_threshold(bytes: usize) {
+    // SAFETY: as set_mmap_threshold's.
+    let ok = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, bytes as libc::c_int) };
+    if ok == 0 {
+        log::debug!("mallopt(M_TRIM_THRESHOLD, {bytes}) refused");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_trim_threshold(_bytes: usize) {}
 
 /// Logs the usage after one loading stage of a graph.
 pub(crate) fn log_stage(role: &str, stage: &str) {
